@@ -1,0 +1,136 @@
+//! The one place that talks to the host: WIT imports on wasm32, the in-memory test host elsewhere.
+//!
+//! Everything above this module uses SDK types only, so plugin code is identical in both worlds.
+
+#[cfg(target_arch = "wasm32")]
+#[allow(missing_docs)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "plugin",
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "wasmsock_sdk::__private::bindings",
+        runtime_path: "wasmsock_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+#[cfg(target_arch = "wasm32")]
+pub use bindings::export;
+
+#[cfg(target_arch = "wasm32")]
+mod imp {
+    use super::bindings::wasmsock::plugin::{host, types};
+    use crate::{Error, Identity, Message};
+
+    pub(crate) fn send(conn: u64, msg: Message) -> Result<(), Error> {
+        host::send(conn, &msg.into()).map_err(Error::from)
+    }
+    pub(crate) fn close(conn: u64, code: u16, reason: &str) -> Result<(), Error> {
+        host::close(conn, code, reason).map_err(Error::from)
+    }
+    pub(crate) fn identity(conn: u64) -> Option<Identity> {
+        host::identity_of(conn).map(Identity::from)
+    }
+    pub(crate) fn attachment(conn: u64) -> Option<Vec<u8>> {
+        host::attachment(conn)
+    }
+    pub(crate) fn set_attachment(conn: u64, data: &[u8]) -> Result<(), Error> {
+        host::set_attachment(conn, data).map_err(Error::from)
+    }
+    pub(crate) fn join(conn: u64, room: &str) -> Result<(), Error> {
+        host::join(conn, room).map_err(Error::from)
+    }
+    pub(crate) fn leave(conn: u64, room: &str) -> bool {
+        host::leave(conn, room)
+    }
+    pub(crate) fn rooms(conn: u64) -> Vec<String> {
+        host::rooms(conn)
+    }
+    pub(crate) fn publish(room: &str, msg: Message, except: Option<u64>) -> Result<u32, Error> {
+        host::publish(room, &msg.into(), except).map_err(Error::from)
+    }
+    pub(crate) fn members(room: &str, limit: u32) -> Vec<u64> {
+        host::members(room, limit)
+    }
+    pub(crate) fn member_count(room: &str) -> u32 {
+        host::member_count(room)
+    }
+    pub(crate) fn kv_get(key: &str) -> Option<Vec<u8>> {
+        host::kv_get(key)
+    }
+    pub(crate) fn kv_set(key: &str, value: &[u8]) -> Result<(), Error> {
+        host::kv_set(key, value).map_err(Error::from)
+    }
+    pub(crate) fn kv_delete(key: &str) -> bool {
+        host::kv_delete(key)
+    }
+    pub(crate) fn config(key: &str) -> Option<String> {
+        host::config(key)
+    }
+    pub(crate) fn log(level: crate::log::Level, message: &str) {
+        use crate::log::Level;
+        let level = match level {
+            Level::Trace => types::LogLevel::Trace,
+            Level::Debug => types::LogLevel::Debug,
+            Level::Info => types::LogLevel::Info,
+            Level::Warn => types::LogLevel::Warn,
+            Level::Error => types::LogLevel::Error,
+        };
+        host::log(level, message)
+    }
+
+    impl From<types::ErrorCode> for Error {
+        fn from(code: types::ErrorCode) -> Self {
+            match code {
+                types::ErrorCode::UnknownConnection => Error::UnknownConnection,
+                types::ErrorCode::NotPermitted => Error::NotPermitted,
+                types::ErrorCode::QueueFull => Error::QueueFull,
+                types::ErrorCode::TooLarge => Error::TooLarge,
+                types::ErrorCode::LimitReached => Error::LimitReached,
+                types::ErrorCode::InvalidArgument => Error::InvalidArgument,
+            }
+        }
+    }
+
+    impl From<Message> for types::Message {
+        fn from(msg: Message) -> Self {
+            match msg {
+                Message::Text(t) => types::Message::Text(t),
+                Message::Binary(b) => types::Message::Binary(b),
+            }
+        }
+    }
+
+    impl From<types::Message> for Message {
+        fn from(msg: types::Message) -> Self {
+            match msg {
+                types::Message::Text(t) => Message::Text(t),
+                types::Message::Binary(b) => Message::Binary(b),
+            }
+        }
+    }
+
+    impl From<types::Identity> for Identity {
+        fn from(id: types::Identity) -> Self {
+            Identity {
+                id: id.id,
+                claims: id.claims,
+            }
+        }
+    }
+
+    impl From<Identity> for types::Identity {
+        fn from(id: Identity) -> Self {
+            types::Identity {
+                id: id.id,
+                claims: id.claims,
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use crate::testing::host::*;
+#[cfg(target_arch = "wasm32")]
+pub(crate) use imp::*;

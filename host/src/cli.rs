@@ -1,0 +1,197 @@
+//! The `wasmsock` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{LogFormat, Overrides, Settings};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "wasmsock",
+    version,
+    about = "WebSocket-over-TLS server with WebAssembly plugins"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve WebSocket routes with the plugins in a directory (reloaded when they change).
+    Serve(ServeArgs),
+    /// Validate a plugin file against this host's contract and describe it.
+    Check {
+        /// The `.wasm` file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// TOML configuration file (without it: the built-in example configuration).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 0.0.0.0:8443 (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Plugin directory to load and watch.
+    #[arg(long = "plugins")]
+    plugins: Option<PathBuf>,
+    /// A route, PATH=PLUGIN[,PLUGIN...]; repeatable; replaces a configured route of that path.
+    #[arg(long = "route", value_name = "PATH=PLUGINS")]
+    routes: Vec<String>,
+    /// PEM certificate chain (with --key); without both a development certificate is used.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Serve ws:// without TLS (behind a TLS-terminating proxy, or for conformance tools).
+    #[arg(long, conflicts_with_all = ["cert", "key"])]
+    plain: bool,
+    /// Log format: text or json.
+    #[arg(long, value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
+    /// Admin listener for /metrics, /healthz, /readyz and /plugins ("off" to disable).
+    #[arg(long)]
+    admin: Option<String>,
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("unknown log format {s:?} (text or json)")),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Check { file } => check(&file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wasmsock: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let overrides = Overrides {
+        listen: args.listen,
+        plugin_dir: args.plugins,
+        routes: args.routes,
+        cert: args.cert,
+        key: args.key,
+        plain: args.plain,
+        log_format: args.log_format,
+        admin: args.admin,
+    };
+    let settings = Settings::load(args.config.as_deref(), &overrides)?;
+    init_tracing(settings.log_format);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("wasmsock-worker")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let server = crate::Server::bind(settings).await?;
+        server.announce();
+        server.run(shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on the first SIGINT or SIGTERM; a second one exits at once.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = name,
+        "graceful shutdown started (send the signal again to exit at once)"
+    );
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("wasmsock: second signal, exiting now");
+        std::process::exit(130);
+    });
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn check(file: &std::path::Path) -> Result<ExitCode> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let settings = Settings::from_toml("", &Overrides::default())?;
+    let runtime = crate::plugin::Runtime::new(&settings.engine)?;
+    match crate::plugin::check_bytes(&runtime, &bytes) {
+        Ok(summary) => {
+            let name = crate::plugin::plugin_name(file)
+                .unwrap_or_else(|| "(not a valid plugin file name)".into());
+            println!("plugin:    {name}");
+            println!("file:      {} ({} bytes)", file.display(), bytes.len());
+            println!(
+                "contract:  {}@{} (this host: {})",
+                crate::plugin::CONTRACT_PACKAGE,
+                summary.contract.as_deref().unwrap_or("?"),
+                crate::plugin::CONTRACT_VERSION
+            );
+            println!("exports:");
+            for e in &summary.exports {
+                println!("  {e}");
+            }
+            println!("imports:");
+            for i in &summary.imports {
+                let note = if crate::plugin::is_trapped_import(i) {
+                    "  (not provided: calls trap)"
+                } else {
+                    ""
+                };
+                println!("  {i}{note}");
+            }
+            println!("ok: compatible with this host");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("wasmsock check: {}: {e:#}", file.display());
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The TOML configuration file, exactly as written by the user. Unknown keys are errors.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::units::{ByteSize, Dur};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address to listen on, e.g. "0.0.0.0:8443"; a host name binds every address it resolves to.
+    pub listen: Option<String>,
+    /// Directory watched for `*.wasm` plugins.
+    pub plugin_dir: Option<PathBuf>,
+    /// Where the development certificate is kept.
+    pub state_dir: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+    #[serde(default)]
+    pub tls: TlsFile,
+    #[serde(default)]
+    pub server: ServerFile,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    #[serde(default)]
+    pub origins: OriginsFile,
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
+    #[serde(default)]
+    pub plugin_defaults: PluginFile,
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginFile>,
+    #[serde(default)]
+    pub host: HostFile,
+    #[serde(default)]
+    pub engine: EngineFile,
+    #[serde(default)]
+    pub admin: AdminFile,
+    #[serde(rename = "static")]
+    pub static_files: Option<StaticFile>,
+    pub broker: Option<BrokerFile>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    #[default]
+    Off,
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// PEM certificate chain. Without cert and key a development certificate is generated.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+    /// PEM bundle of CAs that sign client certificates (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+    pub client_auth: Option<ClientAuth>,
+    /// Serve ws:// without TLS (behind a TLS-terminating proxy, or for conformance tools).
+    pub plain: Option<bool>,
+}
+
+/// Limits of the listener itself (not per route).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    /// TCP connections still in the TLS or HTTP handshake; beyond it, new ones are dropped.
+    pub max_pending_handshakes: Option<usize>,
+    pub tls_handshake_timeout: Option<Dur>,
+    pub ws_handshake_timeout: Option<Dur>,
+    pub max_header_bytes: Option<ByteSize>,
+    /// How long shutdown waits for clients to finish the close handshake.
+    pub shutdown_grace: Option<Dur>,
+    /// How long a close handshake may take before the socket is dropped.
+    pub close_timeout: Option<Dur>,
+    /// Raise the open-files limit to this (or the hard limit, if lower) at start.
+    pub nofile_limit: Option<u64>,
+}
+
+/// Per-connection limits; `[limits]` sets defaults, a route's `limits` table overrides them.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub max_message_size: Option<ByteSize>,
+    pub max_frame_size: Option<ByteSize>,
+    pub write_timeout: Option<Dur>,
+    pub idle_timeout: Option<Dur>,
+    pub outbox_messages: Option<usize>,
+    pub outbox_bytes: Option<ByteSize>,
+    pub slow_consumer: Option<SlowConsumer>,
+    pub ping_interval: Option<Dur>,
+    pub pong_timeout: Option<Dur>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowConsumer {
+    /// Close the connection (1008) when its outgoing queue is full.
+    #[default]
+    Close,
+    /// Drop the message that does not fit, keep the connection.
+    Drop,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginsFile {
+    /// Exact origins ("https://app.example.com") or patterns ("https://*.example.com",
+    /// "*.example.com" for any scheme); empty allows every origin.
+    pub allow: Option<Vec<String>>,
+    /// Whether a request without an Origin header (non-browser clients) is allowed.
+    pub allow_missing: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub path: String,
+    pub plugins: Vec<String>,
+    pub origins: Option<OriginsFile>,
+    pub limits: Option<LimitsFile>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginFile {
+    /// CPU deadline of one call.
+    pub deadline: Option<Dur>,
+    /// Linear memory cap of one instance.
+    pub max_memory: Option<ByteSize>,
+    pub max_table_elements: Option<u32>,
+    /// What a failing call does: close the connection / refuse the handshake, or bypass the
+    /// plugin (the message passes on, the handshake goes on).
+    pub on_error: Option<OnError>,
+    /// Failures within `failure_window` that quarantine the plugin.
+    pub max_failures: Option<u32>,
+    pub failure_window: Option<Dur>,
+    /// How long a quarantined plugin is not called (the failure policy applies instead).
+    pub quarantine: Option<Dur>,
+    pub max_sends_per_call: Option<u32>,
+    pub max_send_bytes_per_call: Option<ByteSize>,
+    /// Bytes of stdout/stderr logged per call; the rest is counted and dropped.
+    pub max_log_bytes: Option<ByteSize>,
+    /// Idle instances kept warm.
+    pub max_idle_instances: Option<usize>,
+    /// Settings the plugin reads with `config(key)`: a string, a number or boolean, or
+    /// `{ env = "VAR" }` / `{ env = "VAR", default = "..." }` to take it from the environment.
+    pub config: Option<BTreeMap<String, ConfigValue>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    #[default]
+    Close,
+    Bypass,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ConfigValue {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+    Env {
+        env: String,
+        default: Option<String>,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostFile {
+    pub max_attachment: Option<ByteSize>,
+    pub max_rooms_per_connection: Option<usize>,
+    pub max_room_name: Option<usize>,
+    pub kv_max_keys: Option<usize>,
+    pub kv_max_key: Option<usize>,
+    pub kv_max_value: Option<ByteSize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineFile {
+    /// Component instances the pooling allocator can hold at once, across plugins.
+    pub max_instances: Option<u32>,
+    /// Upper bound of any plugin's `max_memory`.
+    pub max_memory: Option<ByteSize>,
+    /// Granularity of CPU deadlines.
+    pub epoch_tick: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// Address of the metrics/health listener; "off" disables it.
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticFile {
+    /// Directory served for plain GET requests that match no WebSocket route.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerFile {
+    /// `redis://[:password@]host:port[/db]` or `rediss://` for TLS.
+    pub url: String,
+    /// Password (or `{ env = "VAR" }`), if not in the URL.
+    pub password: Option<ConfigValue>,
+    /// Prefix of the Redis channels and keys this cluster uses.
+    pub prefix: Option<String>,
+    /// Keep plugins' key/value stores in Redis, shared by every node.
+    pub shared_kv: Option<bool>,
+    /// Publishes buffered while Redis is slow or down; beyond it they are dropped (and counted).
+    pub max_pending: Option<usize>,
+}

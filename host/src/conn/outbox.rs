@@ -1,0 +1,182 @@
+//! The bounded queue of frames waiting to be written to one connection.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+/// A frame to send. Payloads are `Bytes` so one publish to N members shares one buffer.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    Text(Bytes),
+    Binary(Bytes),
+    Ping(Bytes),
+    Pong(Bytes),
+    Close(u16, String),
+}
+
+impl Outgoing {
+    fn weight(&self) -> usize {
+        match self {
+            Outgoing::Text(b) | Outgoing::Binary(b) | Outgoing::Ping(b) | Outgoing::Pong(b) => {
+                b.len()
+            }
+            Outgoing::Close(_, r) => r.len(),
+        }
+    }
+
+    pub fn is_data(&self) -> bool {
+        matches!(self, Outgoing::Text(_) | Outgoing::Binary(_))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The connection is closing or closed.
+    Closed,
+    /// The queue is at its message or byte limit.
+    Full,
+}
+
+/// What the queue holds. `closing` is set once a close frame is queued: nothing may follow it.
+#[derive(Debug)]
+pub struct Outbox {
+    queue: VecDeque<Outgoing>,
+    bytes: usize,
+    max_messages: usize,
+    max_bytes: usize,
+    closing: bool,
+}
+
+impl Outbox {
+    pub fn new(max_messages: usize, max_bytes: usize) -> Self {
+        Outbox {
+            queue: VecDeque::new(),
+            bytes: 0,
+            max_messages,
+            max_bytes,
+            closing: false,
+        }
+    }
+
+    /// Queues a data frame, within the limits. A single message larger than the byte limit is
+    /// still accepted into an empty queue, so a limit below the message size cannot wedge a
+    /// connection (the message size limit bounds it).
+    pub fn push(&mut self, item: Outgoing) -> Result<(), PushError> {
+        if self.closing {
+            return Err(PushError::Closed);
+        }
+        let w = item.weight();
+        if !self.queue.is_empty()
+            && (self.queue.len() >= self.max_messages || self.bytes + w > self.max_bytes)
+        {
+            return Err(PushError::Full);
+        }
+        self.bytes += w;
+        self.queue.push_back(item);
+        Ok(())
+    }
+
+    /// Queues a control frame; pings and pongs bypass the data limits (they are tiny and the
+    /// peer's own pings are bounded by what it sends).
+    pub fn push_control(&mut self, item: Outgoing) -> Result<(), PushError> {
+        if self.closing {
+            return Err(PushError::Closed);
+        }
+        if self.queue.len() >= self.max_messages.saturating_mul(2).max(16) {
+            return Err(PushError::Full);
+        }
+        self.bytes += item.weight();
+        self.queue.push_back(item);
+        Ok(())
+    }
+
+    /// Queues the close frame after everything already queued; false if one was queued already.
+    pub fn push_close(&mut self, code: u16, reason: String) -> bool {
+        if self.closing {
+            return false;
+        }
+        self.closing = true;
+        self.bytes += reason.len();
+        self.queue.push_back(Outgoing::Close(code, reason));
+        true
+    }
+
+    /// Drops queued data frames and queues a close frame at once (for kills and errors, where
+    /// delivering a backlog would only delay the close).
+    pub fn close_now(&mut self, code: u16, reason: String) {
+        self.queue.clear();
+        self.closing = true;
+        self.bytes = reason.len();
+        self.queue.push_back(Outgoing::Close(code, reason));
+    }
+
+    /// Marks the queue closed without a frame (the socket is gone).
+    pub fn seal(&mut self) -> usize {
+        self.closing = true;
+        let dropped = self.queue.len();
+        self.queue = VecDeque::new();
+        self.bytes = 0;
+        dropped
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Moves up to `max` frames into `into`, releasing the queue's memory when it empties.
+    pub fn drain_into(&mut self, into: &mut Vec<Outgoing>, max: usize) {
+        let n = self.queue.len().min(max);
+        for item in self.queue.drain(..n) {
+            self.bytes -= item.weight();
+            into.push(item);
+        }
+        if self.queue.is_empty() && self.queue.capacity() > 32 {
+            self.queue = VecDeque::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(n: usize) -> Outgoing {
+        Outgoing::Text(Bytes::from(vec![b'x'; n]))
+    }
+
+    #[test]
+    fn limits_by_count_and_bytes() {
+        let mut o = Outbox::new(2, 100);
+        o.push(text(10)).unwrap();
+        o.push(text(10)).unwrap();
+        assert_eq!(o.push(text(1)), Err(PushError::Full));
+        let mut v = Vec::new();
+        o.drain_into(&mut v, 10);
+        assert_eq!(v.len(), 2);
+        o.push(text(90)).unwrap();
+        assert_eq!(o.push(text(20)), Err(PushError::Full));
+    }
+
+    #[test]
+    fn oversized_message_fits_an_empty_queue() {
+        let mut o = Outbox::new(8, 10);
+        o.push(text(50)).unwrap();
+        assert_eq!(o.push(text(1)), Err(PushError::Full));
+    }
+
+    #[test]
+    fn nothing_follows_a_close() {
+        let mut o = Outbox::new(8, 1000);
+        o.push(text(1)).unwrap();
+        assert!(o.push_close(1000, "bye".into()));
+        assert!(!o.push_close(1001, "again".into()));
+        assert_eq!(o.push(text(1)), Err(PushError::Closed));
+        let mut v = Vec::new();
+        o.drain_into(&mut v, 10);
+        assert!(matches!(v.last(), Some(Outgoing::Close(1000, _))));
+    }
+}

@@ -1,0 +1,255 @@
+//! What the host knows about one connection, shared by its task, plugin calls, rooms and the
+//! heartbeat sweeper.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::outbox::{Outbox, Outgoing, PushError};
+use crate::clock::now_ms;
+use crate::config::SlowConsumer;
+use crate::hub::RoomKey;
+use crate::router::Route;
+
+/// Who a connection belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub id: String,
+    /// JSON object text.
+    pub claims: String,
+}
+
+/// Why the host ends a connection without waiting for a close handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kill {
+    None = 0,
+    /// No traffic (not even a pong) within the heartbeat bound.
+    DeadPeer = 1,
+    /// The peer stopped reading: a write stayed blocked past the write timeout.
+    WriteTimeout = 2,
+    /// The shutdown grace period ran out.
+    Shutdown = 3,
+    /// The close handshake did not finish in time.
+    CloseTimeout = 4,
+}
+
+impl Kill {
+    fn from_u8(v: u8) -> Kill {
+        match v {
+            1 => Kill::DeadPeer,
+            2 => Kill::WriteTimeout,
+            3 => Kill::Shutdown,
+            4 => Kill::CloseTimeout,
+            _ => Kill::None,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Kill::None => "",
+            Kill::DeadPeer => "heartbeat timeout",
+            Kill::WriteTimeout => "write timeout",
+            Kill::Shutdown => "shutdown grace period elapsed",
+            Kill::CloseTimeout => "close handshake timeout",
+        }
+    }
+}
+
+/// Per-plugin data the host keeps on a connection: attachments and room memberships.
+#[derive(Debug, Default)]
+pub struct PluginData {
+    pub attachments: Vec<(Arc<str>, Vec<u8>)>,
+    pub rooms: Vec<RoomKey>,
+    /// Set when the connection is unregistered: no room may be joined after that.
+    pub gone: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct ConnStats {
+    pub msgs_in: AtomicU64,
+    pub msgs_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Messages dropped by the slow-consumer policy.
+    pub dropped: AtomicU64,
+}
+
+/// Activity stamps (milliseconds of [`now_ms`]) read by the heartbeat sweeper.
+#[derive(Debug, Default)]
+pub struct Activity {
+    /// Any bytes from the peer.
+    pub last_rx: AtomicU64,
+    /// A data message from the peer or to it.
+    pub last_message: AtomicU64,
+    /// Our last ping.
+    pub last_ping: AtomicU64,
+    /// When the current blocked write started, 0 when writes flow.
+    pub write_blocked_since: AtomicU64,
+}
+
+pub struct ConnShared {
+    pub id: u64,
+    pub route: Arc<Route>,
+    pub remote: SocketAddr,
+    pub opened_at: SystemTime,
+    identity: Mutex<Option<Arc<Identity>>>,
+    out: Mutex<Outbox>,
+    wake: Notify,
+    kill: AtomicU8,
+    established: AtomicBool,
+    pub activity: Activity,
+    pub data: Mutex<PluginData>,
+    pub stats: ConnStats,
+}
+
+impl std::fmt::Debug for ConnShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnShared")
+            .field("id", &self.id)
+            .field("remote", &self.remote)
+            .finish()
+    }
+}
+
+impl ConnShared {
+    pub fn new(id: u64, route: Arc<Route>, remote: SocketAddr) -> Self {
+        let limits = &route.limits;
+        let now = now_ms();
+        let conn = ConnShared {
+            id,
+            out: Mutex::new(Outbox::new(limits.outbox_messages, limits.outbox_bytes)),
+            route,
+            remote,
+            opened_at: SystemTime::now(),
+            identity: Mutex::new(None),
+            wake: Notify::new(),
+            kill: AtomicU8::new(0),
+            established: AtomicBool::new(false),
+            activity: Activity::default(),
+            data: Mutex::new(PluginData::default()),
+            stats: ConnStats::default(),
+        };
+        conn.activity.last_rx.store(now, Relaxed);
+        conn.activity.last_message.store(now, Relaxed);
+        conn
+    }
+
+    pub fn identity(&self) -> Option<Arc<Identity>> {
+        self.identity.lock().clone()
+    }
+
+    pub fn set_identity(&self, identity: Identity) {
+        *self.identity.lock() = Some(Arc::new(identity));
+    }
+
+    pub fn mark_established(&self) {
+        self.established.store(true, Relaxed);
+    }
+
+    pub fn is_established(&self) -> bool {
+        self.established.load(Relaxed)
+    }
+
+    /// Queues a data message, applying the route's slow-consumer policy when the queue is full.
+    pub fn send(&self, item: Outgoing) -> Result<(), PushError> {
+        let result = self.out.lock().push(item);
+        match result {
+            Ok(()) => self.wake.notify_one(),
+            Err(PushError::Full) => {
+                self.stats.dropped.fetch_add(1, Relaxed);
+                crate::metrics::get().outbox_drops.inc();
+                if self.route.limits.slow_consumer == SlowConsumer::Close {
+                    self.out.lock().close_now(1008, "slow consumer".into());
+                    self.wake.notify_one();
+                }
+            }
+            Err(PushError::Closed) => {}
+        }
+        result
+    }
+
+    /// Queues a ping or pong.
+    pub fn send_control(&self, item: Outgoing) -> Result<(), PushError> {
+        let result = self.out.lock().push_control(item);
+        if result.is_ok() {
+            self.wake.notify_one();
+        }
+        result
+    }
+
+    /// Asks for a close handshake after the frames already queued; false if one is under way.
+    pub fn close(&self, code: u16, reason: &str) -> bool {
+        let queued = self.out.lock().push_close(code, reason.to_owned());
+        if queued {
+            self.wake.notify_one();
+        }
+        queued
+    }
+
+    /// Closes at once, discarding the backlog (for protocol errors and policy closes).
+    pub fn close_now(&self, code: u16, reason: &str) {
+        self.out.lock().close_now(code, reason.to_owned());
+        self.wake.notify_one();
+    }
+
+    /// Ends the connection without a close handshake.
+    pub fn kill(&self, why: Kill) {
+        let _ = self.kill.compare_exchange(0, why as u8, Relaxed, Relaxed);
+        self.wake.notify_one();
+    }
+
+    pub fn killed(&self) -> Kill {
+        Kill::from_u8(self.kill.load(Relaxed))
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.out.lock().is_closing()
+    }
+
+    /// Moves up to `max` queued frames into `into`.
+    pub fn take_outgoing(&self, into: &mut Vec<Outgoing>, max: usize) {
+        self.out.lock().drain_into(into, max);
+    }
+
+    pub fn has_outgoing(&self) -> bool {
+        !self.out.lock().is_empty()
+    }
+
+    /// Marks the queue closed for good; returns how many frames were never sent.
+    pub fn seal(&self) -> usize {
+        self.out.lock().seal()
+    }
+
+    /// Resolves when something was queued, a close was requested or the connection was killed.
+    pub async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// This plugin's attachment.
+    pub fn attachment(&self, plugin: &str) -> Option<Vec<u8>> {
+        let data = self.data.lock();
+        data.attachments
+            .iter()
+            .find(|(p, _)| &**p == plugin)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Replaces this plugin's attachment; empty removes it.
+    pub fn set_attachment(&self, plugin: &Arc<str>, value: Vec<u8>) {
+        let mut data = self.data.lock();
+        let pos = data.attachments.iter().position(|(p, _)| p == plugin);
+        match (pos, value.is_empty()) {
+            (Some(i), true) => {
+                data.attachments.swap_remove(i);
+            }
+            (Some(i), false) => data.attachments[i].1 = value,
+            (None, false) => data.attachments.push((plugin.clone(), value)),
+            (None, true) => {}
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Everything the host holds across connections: the connection table, rooms, the plugin
+//! key/value store and connection admission.
+
+mod admission;
+mod kv;
+mod rooms;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use parking_lot::RwLock;
+use tokio::sync::Notify;
+
+pub use admission::{Admission, AdmitError, AdmitGuard};
+pub use kv::{Kv, KvError, KvLimits};
+pub use rooms::{RoomKey, Rooms};
+
+use crate::conn::ConnShared;
+
+const SHARDS: usize = 16;
+
+pub struct Hub {
+    shards: Vec<RwLock<HashMap<u64, Arc<ConnShared>>>>,
+    next_id: AtomicU64,
+    pub rooms: Rooms,
+    pub kv: Kv,
+    pub admission: Arc<Admission>,
+    /// Notified whenever a connection is unregistered (shutdown waits on it).
+    pub departed: Notify,
+}
+
+impl Hub {
+    pub fn new(kv_limits: KvLimits) -> Self {
+        Hub {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            next_id: AtomicU64::new(1),
+            rooms: Rooms::new(),
+            kv: Kv::new(kv_limits),
+            admission: Arc::default(),
+            departed: Notify::new(),
+        }
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Relaxed)
+    }
+
+    fn shard(&self, id: u64) -> &RwLock<HashMap<u64, Arc<ConnShared>>> {
+        &self.shards[(id as usize) % SHARDS]
+    }
+
+    pub fn register(&self, conn: Arc<ConnShared>) {
+        self.shard(conn.id).write().insert(conn.id, conn);
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<ConnShared>> {
+        self.shard(id).read().get(&id).cloned()
+    }
+
+    /// Removes a connection and its room memberships.
+    pub fn unregister(&self, conn: &ConnShared) {
+        self.shard(conn.id).write().remove(&conn.id);
+        let rooms = {
+            let mut data = conn.data.lock();
+            data.gone = true;
+            data.attachments = Vec::new();
+            std::mem::take(&mut data.rooms)
+        };
+        for key in rooms {
+            self.rooms.remove(&key, conn.id);
+        }
+        self.departed.notify_waiters();
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every registered connection (a snapshot, so no lock is held while the caller works).
+    pub fn snapshot(&self) -> Vec<Arc<ConnShared>> {
+        let mut all = Vec::with_capacity(self.len());
+        for shard in &self.shards {
+            all.extend(shard.read().values().cloned());
+        }
+        all
+    }
+
+    /// Calls `f` for each connection, one shard at a time.
+    pub fn for_each(&self, mut f: impl FnMut(&Arc<ConnShared>)) {
+        for shard in &self.shards {
+            let conns: Vec<_> = shard.read().values().cloned().collect();
+            conns.iter().for_each(&mut f);
+        }
+    }
+
+    /// Adds `conn` to a room, refusing once the connection is gone or at its room limit.
+    pub fn join(
+        &self,
+        conn: &Arc<ConnShared>,
+        key: RoomKey,
+        max_rooms: usize,
+    ) -> Result<(), JoinError> {
+        let mut data = conn.data.lock();
+        if data.gone {
+            return Err(JoinError::Gone);
+        }
+        if data.rooms.contains(&key) {
+            return Ok(());
+        }
+        if data.rooms.len() >= max_rooms {
+            return Err(JoinError::Limit);
+        }
+        // Inserted while holding the connection's data lock, so `unregister` (which marks the
+        // connection gone under the same lock) always sees this membership and removes it.
+        self.rooms.insert(&key, conn);
+        data.rooms.push(key);
+        Ok(())
+    }
+
+    pub fn leave(&self, conn: &ConnShared, key: &RoomKey) -> bool {
+        let mut data = conn.data.lock();
+        let Some(i) = data.rooms.iter().position(|k| k == key) else {
+            return false;
+        };
+        data.rooms.swap_remove(i);
+        self.rooms.remove(key, conn.id);
+        true
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum JoinError {
+    Gone,
+    Limit,
+}

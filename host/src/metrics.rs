@@ -1,0 +1,241 @@
+//! Prometheus metrics. Hot-path handles are resolved once (a counter increment is one atomic
+//! add); label families are used only where the label set is open-ended and the event rare.
+
+use std::sync::OnceLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabel {
+    pub plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginExportLabel {
+    pub plugin: String,
+    pub export: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginKindLabel {
+    pub plugin: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabel {
+    pub plugin: String,
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub connections: Gauge,
+    pub connections_total: Counter,
+    pub handshake_rejects: Family<ReasonLabel, Counter>,
+    pub messages_in: Counter,
+    pub messages_out: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub closes: Family<CodeLabel, Counter>,
+    pub plugin_calls: Family<PluginExportLabel, Histogram>,
+    pub plugin_failures: Family<PluginKindLabel, Counter>,
+    pub plugin_deadline_hits: Family<PluginLabel, Counter>,
+    pub plugin_reloads: Family<ReloadLabel, Counter>,
+    pub plugin_quarantines: Family<PluginLabel, Counter>,
+    pub plugin_log_dropped: Family<PluginLabel, Counter>,
+    pub rooms: Gauge,
+    pub room_members: Gauge,
+    pub outbox_drops: Counter,
+    pub publishes: Counter,
+    pub broker_published: Counter,
+    pub broker_received: Counter,
+    pub broker_errors: Counter,
+    pub broker_reconnects: Counter,
+    pub broker_connected: Gauge,
+    pub broker_dropped: Counter,
+}
+
+fn call_histogram() -> Histogram {
+    // 1 µs .. ~1 s: plugin calls are usually microseconds, deadlines are milliseconds.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        1e-6, 4.0, 11,
+    ))
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut r = Registry::with_prefix("wasmsock");
+        let traffic = Family::<DirectionLabel, Counter>::default();
+        let bytes = Family::<DirectionLabel, Counter>::default();
+        // One statement each: `get_or_create` holds the family's lock until the statement ends.
+        let messages_in = traffic
+            .get_or_create(&DirectionLabel { direction: "in" })
+            .clone();
+        let messages_out = traffic
+            .get_or_create(&DirectionLabel { direction: "out" })
+            .clone();
+        let bytes_in = bytes
+            .get_or_create(&DirectionLabel { direction: "in" })
+            .clone();
+        let bytes_out = bytes
+            .get_or_create(&DirectionLabel { direction: "out" })
+            .clone();
+        let m = Metrics {
+            connections: Gauge::default(),
+            connections_total: Counter::default(),
+            handshake_rejects: Family::default(),
+            messages_in,
+            messages_out,
+            bytes_in,
+            bytes_out,
+            closes: Family::default(),
+            plugin_calls: Family::new_with_constructor(call_histogram),
+            plugin_failures: Family::default(),
+            plugin_deadline_hits: Family::default(),
+            plugin_reloads: Family::default(),
+            plugin_quarantines: Family::default(),
+            plugin_log_dropped: Family::default(),
+            rooms: Gauge::default(),
+            room_members: Gauge::default(),
+            outbox_drops: Counter::default(),
+            publishes: Counter::default(),
+            broker_published: Counter::default(),
+            broker_received: Counter::default(),
+            broker_errors: Counter::default(),
+            broker_reconnects: Counter::default(),
+            broker_connected: Gauge::default(),
+            broker_dropped: Counter::default(),
+            registry: Registry::default(),
+        };
+        r.register(
+            "connections",
+            "Open WebSocket connections",
+            m.connections.clone(),
+        );
+        r.register(
+            "connections_accepted",
+            "WebSocket connections accepted",
+            m.connections_total.clone(),
+        );
+        r.register(
+            "handshake_rejects",
+            "Handshakes refused, by reason",
+            m.handshake_rejects.clone(),
+        );
+        r.register("messages", "Data messages, by direction", traffic);
+        r.register("bytes", "Data message payload bytes, by direction", bytes);
+        r.register(
+            "closes",
+            "Connections closed, by close code",
+            m.closes.clone(),
+        );
+        r.register(
+            "plugin_call_seconds",
+            "Plugin export call latency",
+            m.plugin_calls.clone(),
+        );
+        r.register(
+            "plugin_failures",
+            "Plugin calls that failed, by kind",
+            m.plugin_failures.clone(),
+        );
+        r.register(
+            "plugin_deadline_hits",
+            "Plugin calls cut off at the CPU deadline",
+            m.plugin_deadline_hits.clone(),
+        );
+        r.register(
+            "plugin_reloads",
+            "Plugin loads and reloads, by result",
+            m.plugin_reloads.clone(),
+        );
+        r.register(
+            "plugin_quarantines",
+            "Times a plugin was quarantined for failing",
+            m.plugin_quarantines.clone(),
+        );
+        r.register(
+            "plugin_log_dropped_bytes",
+            "Plugin stdout/stderr bytes over the log limit",
+            m.plugin_log_dropped.clone(),
+        );
+        r.register("rooms", "Rooms with at least one member", m.rooms.clone());
+        r.register("room_members", "Room memberships", m.room_members.clone());
+        r.register(
+            "outbox_drops",
+            "Messages refused by full outgoing queues",
+            m.outbox_drops.clone(),
+        );
+        r.register("publishes", "Room publishes", m.publishes.clone());
+        r.register(
+            "broker_published",
+            "Publishes sent to the broker",
+            m.broker_published.clone(),
+        );
+        r.register(
+            "broker_received",
+            "Publishes received from the broker",
+            m.broker_received.clone(),
+        );
+        r.register("broker_errors", "Broker errors", m.broker_errors.clone());
+        r.register(
+            "broker_reconnects",
+            "Broker reconnections",
+            m.broker_reconnects.clone(),
+        );
+        r.register(
+            "broker_connected",
+            "1 while the broker connection is up",
+            m.broker_connected.clone(),
+        );
+        r.register(
+            "broker_dropped",
+            "Publishes not sent to the broker (queue full or down)",
+            m.broker_dropped.clone(),
+        );
+        Metrics { registry: r, ..m }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn reject(&self, reason: &str) {
+        self.handshake_rejects
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// The process-wide metrics.
+pub fn get() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}

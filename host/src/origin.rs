@@ -1,0 +1,216 @@
+//! Origin allowlists: what gorilla's `CheckOrigin` does, as configuration.
+
+use anyhow::{Result, bail};
+
+use crate::config::OriginsFile;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pattern {
+    /// `https://app.example.com` (scheme, host and optional port, compared case-insensitively).
+    Exact(String),
+    /// `https://*.example.com` or `*.example.com`: any subdomain (not the bare domain), with the
+    /// given scheme or any scheme.
+    Suffix {
+        scheme: Option<String>,
+        suffix: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginPolicy {
+    /// Empty: every origin is allowed.
+    allow: Vec<Pattern>,
+    allow_missing: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginVerdict {
+    Allowed,
+    Missing,
+    Forbidden,
+}
+
+impl OriginPolicy {
+    /// `over` on top of `base`. Without any allowlist every origin passes; requests without an
+    /// Origin header (non-browser clients) pass unless `allow_missing = false`.
+    pub fn new(base: &OriginsFile, over: &OriginsFile) -> Result<OriginPolicy> {
+        let list = over.allow.as_ref().or(base.allow.as_ref());
+        let mut allow = Vec::new();
+        for p in list.into_iter().flatten() {
+            allow.push(parse(p)?);
+        }
+        Ok(OriginPolicy {
+            allow,
+            allow_missing: over.allow_missing.or(base.allow_missing).unwrap_or(true),
+        })
+    }
+
+    pub fn allow_all() -> OriginPolicy {
+        OriginPolicy {
+            allow: Vec::new(),
+            allow_missing: true,
+        }
+    }
+
+    pub fn check(&self, origin: Option<&str>) -> OriginVerdict {
+        let Some(origin) = origin else {
+            return if self.allow_missing {
+                OriginVerdict::Allowed
+            } else {
+                OriginVerdict::Missing
+            };
+        };
+        if self.allow.is_empty() {
+            return OriginVerdict::Allowed;
+        }
+        let origin = origin.trim().to_ascii_lowercase();
+        let (scheme, host) = match origin.split_once("://") {
+            Some((s, h)) => (s, h),
+            None => return OriginVerdict::Forbidden, // "null" and other opaque origins
+        };
+        let ok = self.allow.iter().any(|p| match p {
+            Pattern::Exact(e) => *e == origin,
+            Pattern::Suffix {
+                scheme: want,
+                suffix,
+            } => {
+                want.as_deref().is_none_or(|w| w == scheme)
+                    && host_without_port(host).ends_with(suffix.as_str())
+                    && host_without_port(host).len() > suffix.len()
+            }
+        });
+        if ok {
+            OriginVerdict::Allowed
+        } else {
+            OriginVerdict::Forbidden
+        }
+    }
+}
+
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+fn parse(p: &str) -> Result<Pattern> {
+    let lower = p.trim().trim_end_matches('/').to_ascii_lowercase();
+    let (scheme, rest) = match lower.split_once("://") {
+        Some((s, r)) => (Some(s.to_owned()), r.to_owned()),
+        None => (None, lower.clone()),
+    };
+    if rest.is_empty() || rest.contains('/') {
+        bail!("invalid origin {p:?}: expected \"https://host[:port]\" or \"*.example.com\"");
+    }
+    if let Some(domain) = rest.strip_prefix("*.") {
+        if domain.is_empty() || domain.contains('*') {
+            bail!("invalid origin pattern {p:?}");
+        }
+        return Ok(Pattern::Suffix {
+            scheme,
+            suffix: format!(".{domain}"),
+        });
+    }
+    if rest.contains('*') {
+        bail!(
+            "invalid origin pattern {p:?}: '*' is allowed only as the first label (\"*.example.com\")"
+        );
+    }
+    match scheme {
+        Some(_) => Ok(Pattern::Exact(lower)),
+        None => {
+            bail!("invalid origin {p:?}: an exact origin needs its scheme, e.g. \"https://{rest}\"")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(allow: &[&str], missing: Option<bool>) -> OriginPolicy {
+        let f = OriginsFile {
+            allow: Some(allow.iter().map(|s| s.to_string()).collect()),
+            allow_missing: missing,
+        };
+        OriginPolicy::new(&OriginsFile::default(), &f).unwrap()
+    }
+
+    #[test]
+    fn exact_and_wildcard_origins() {
+        let p = policy(
+            &[
+                "https://app.example.com",
+                "*.trusted.org",
+                "http://localhost:8080",
+            ],
+            None,
+        );
+        assert_eq!(
+            p.check(Some("https://app.example.com")),
+            OriginVerdict::Allowed
+        );
+        assert_eq!(
+            p.check(Some("HTTPS://APP.EXAMPLE.COM")),
+            OriginVerdict::Allowed
+        );
+        assert_eq!(
+            p.check(Some("http://app.example.com")),
+            OriginVerdict::Forbidden
+        );
+        assert_eq!(p.check(Some("https://evil.com")), OriginVerdict::Forbidden);
+        assert_eq!(
+            p.check(Some("https://a.b.trusted.org")),
+            OriginVerdict::Allowed
+        );
+        assert_eq!(
+            p.check(Some("https://a.trusted.org:8443")),
+            OriginVerdict::Allowed
+        );
+        assert_eq!(
+            p.check(Some("https://trusted.org")),
+            OriginVerdict::Forbidden
+        );
+        assert_eq!(
+            p.check(Some("https://eviltrusted.org")),
+            OriginVerdict::Forbidden
+        );
+        assert_eq!(
+            p.check(Some("http://localhost:8080")),
+            OriginVerdict::Allowed
+        );
+        assert_eq!(p.check(Some("null")), OriginVerdict::Forbidden);
+        assert_eq!(p.check(None), OriginVerdict::Allowed);
+        assert_eq!(
+            policy(&["https://a.com"], Some(false)).check(None),
+            OriginVerdict::Missing
+        );
+    }
+
+    #[test]
+    fn scheme_bound_wildcard_and_bad_patterns() {
+        let p = policy(&["https://*.example.com"], None);
+        assert_eq!(
+            p.check(Some("https://x.example.com")),
+            OriginVerdict::Allowed
+        );
+        assert_eq!(
+            p.check(Some("http://x.example.com")),
+            OriginVerdict::Forbidden
+        );
+        for bad in ["example.com", "https://a.*.com", "https://a.com/path", "*."] {
+            let f = OriginsFile {
+                allow: Some(vec![bad.into()]),
+                allow_missing: None,
+            };
+            assert!(
+                OriginPolicy::new(&OriginsFile::default(), &f).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}

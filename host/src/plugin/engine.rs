@@ -1,0 +1,117 @@
+//! The wasmtime engine: pooling allocator, epoch-based CPU deadlines and the base linker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+use super::bindings::Plugin;
+use super::state::StoreState;
+use super::wasi;
+use crate::config::EngineSettings;
+
+/// The engine, the linker every plugin is checked against, and the thread that advances the
+/// epoch (joined on drop).
+pub struct Runtime {
+    pub engine: Engine,
+    linker: Linker<StoreState>,
+    pub tick: Duration,
+    stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl Runtime {
+    pub fn new(settings: &EngineSettings) -> Result<Runtime> {
+        let mut cfg = Config::new();
+        cfg.wasm_component_model(true)
+            .epoch_interruption(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .max_wasm_stack(512 << 10)
+            .memory_init_cow(true);
+
+        // Pooled slots make (re)instantiation after a trap or reload a few microseconds, and
+        // cap the total memory plugins can ever map.
+        let n = settings.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            // A wasip2 component is its module plus the WASI adapter and a few shims.
+            .total_core_instances(n * 8)
+            .total_memories(n * 2)
+            .total_tables(n * 8)
+            .max_memories_per_component(4)
+            .max_tables_per_component(16)
+            .max_core_instances_per_component(16)
+            .max_memory_size(settings.max_memory)
+            .table_elements(100_000)
+            .total_stacks(0)
+            .max_unused_warm_slots(n.min(64));
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&cfg)
+            .map_err(anyhow::Error::from)
+            .context("creating the wasm engine")?;
+
+        let mut linker = Linker::new(&engine);
+        wasi::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        Plugin::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)
+            .context("linking the wasmsock host interface")?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            let tick = settings.epoch_tick;
+            std::thread::Builder::new()
+                .name("wasmsock-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })
+                .context("starting the epoch thread")?
+        };
+        Ok(Runtime {
+            engine,
+            linker,
+            tick: settings.epoch_tick,
+            stop,
+            ticker: Some(ticker),
+        })
+    }
+
+    /// Compiles a component (CPU-heavy: call it off the async runtime).
+    pub fn compile(&self, bytes: &[u8]) -> Result<Component> {
+        Ok(Component::from_binary(&self.engine, bytes)?)
+    }
+
+    /// A linker for `component`: the host and WASI interfaces, plus traps for anything else
+    /// it imports (sockets, HTTP, ...), so such a plugin loads but cannot reach out.
+    pub fn linker_for(&self, component: &Component) -> Result<Linker<StoreState>> {
+        let mut linker = self.linker.clone();
+        linker
+            .define_unknown_imports_as_traps(component)
+            .map_err(anyhow::Error::from)?;
+        Ok(linker)
+    }
+
+    /// Epoch ticks for a deadline (at least one).
+    pub fn ticks(&self, deadline: Duration) -> u64 {
+        (deadline.as_nanos() / self.tick.as_nanos().max(1)).max(1) as u64
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}

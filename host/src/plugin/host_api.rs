@@ -1,0 +1,232 @@
+//! The `host` interface plugins import. Every call is checked: a plugin addresses only
+//! connections of routes it serves, and sizes and counts are bounded.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::bindings::wasmsock::plugin::{host, types};
+use super::bindings::{ErrorCode, Identity, LogLevel, Message};
+use super::state::StoreState;
+use crate::conn::{ConnShared, Outgoing, PushError};
+use crate::hub::{JoinError, KvError, RoomKey};
+
+/// Most members returned by one `members` call.
+const MAX_MEMBERS_LISTED: u32 = 10_000;
+/// Most log lines one call may write, and the longest line kept.
+const MAX_LOG_LINES: u32 = 100;
+const MAX_LOG_LINE: usize = 2048;
+
+impl types::Host for StoreState {}
+
+impl StoreState {
+    /// The connection `id`, if this plugin may address it.
+    fn target(&self, id: u64) -> Result<Arc<ConnShared>, ErrorCode> {
+        if let Some(c) = &self.call.conn {
+            if c.id == id {
+                return Ok(c.clone());
+            }
+        }
+        let conn = self.env.hub.get(id).ok_or(ErrorCode::UnknownConnection)?;
+        if !conn.route.serves(&self.env.name) {
+            return Err(ErrorCode::NotPermitted);
+        }
+        Ok(conn)
+    }
+
+    /// Charges one send of `len` bytes to this call's budget.
+    fn charge(&mut self, len: usize) -> Result<(), ErrorCode> {
+        let s = &self.env.settings;
+        if self.call.sends >= s.max_sends_per_call
+            || self.call.send_bytes + len > s.max_send_bytes_per_call
+        {
+            return Err(ErrorCode::LimitReached);
+        }
+        self.call.sends += 1;
+        self.call.send_bytes += len;
+        Ok(())
+    }
+
+    fn room(&self, name: &str) -> Result<RoomKey, ErrorCode> {
+        if name.is_empty() || name.len() > self.env.host_limits.max_room_name {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        Ok(RoomKey::new(&self.env.name, name))
+    }
+}
+
+/// A WIT message as an outgoing frame (no copy: the strings and vectors are moved).
+pub fn outgoing(msg: Message) -> Outgoing {
+    match msg {
+        Message::Text(t) => Outgoing::Text(Bytes::from(t.into_bytes())),
+        Message::Binary(b) => Outgoing::Binary(Bytes::from(b)),
+    }
+}
+
+fn message_len(msg: &Message) -> usize {
+    match msg {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) => b.len(),
+    }
+}
+
+fn push_error(e: PushError) -> ErrorCode {
+    match e {
+        PushError::Full => ErrorCode::QueueFull,
+        PushError::Closed => ErrorCode::UnknownConnection,
+    }
+}
+
+impl host::Host for StoreState {
+    fn send(&mut self, conn: u64, msg: Message) -> Result<(), ErrorCode> {
+        let target = self.target(conn)?;
+        let len = message_len(&msg);
+        if len > target.route.limits.max_message_size {
+            return Err(ErrorCode::TooLarge);
+        }
+        self.charge(len)?;
+        target.send(outgoing(msg)).map_err(push_error)
+    }
+
+    fn close(&mut self, conn: u64, code: u16, reason: String) -> Result<(), ErrorCode> {
+        if !crate::ws::valid_peer_close_code(code) || reason.len() > 123 {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        let target = self.target(conn)?;
+        target.close(code, &reason);
+        Ok(())
+    }
+
+    fn identity_of(&mut self, conn: u64) -> Option<Identity> {
+        let target = self.target(conn).ok()?;
+        target.identity().map(|i| Identity {
+            id: i.id.clone(),
+            claims: i.claims.clone(),
+        })
+    }
+
+    fn attachment(&mut self, conn: u64) -> Option<Vec<u8>> {
+        self.target(conn).ok()?.attachment(&self.env.name)
+    }
+
+    fn set_attachment(&mut self, conn: u64, data: Vec<u8>) -> Result<(), ErrorCode> {
+        if data.len() > self.env.host_limits.max_attachment {
+            return Err(ErrorCode::TooLarge);
+        }
+        let target = self.target(conn)?;
+        if target.data.lock().gone {
+            return Err(ErrorCode::UnknownConnection);
+        }
+        target.set_attachment(&self.env.name, data);
+        Ok(())
+    }
+
+    fn join(&mut self, conn: u64, room: String) -> Result<(), ErrorCode> {
+        let key = self.room(&room)?;
+        let target = self.target(conn)?;
+        self.env
+            .hub
+            .join(&target, key, self.env.host_limits.max_rooms_per_connection)
+            .map_err(|e| match e {
+                JoinError::Gone => ErrorCode::UnknownConnection,
+                JoinError::Limit => ErrorCode::LimitReached,
+            })
+    }
+
+    fn leave(&mut self, conn: u64, room: String) -> bool {
+        let (Ok(key), Ok(target)) = (self.room(&room), self.target(conn)) else {
+            return false;
+        };
+        self.env.hub.leave(&target, &key)
+    }
+
+    fn rooms(&mut self, conn: u64) -> Vec<String> {
+        let Ok(target) = self.target(conn) else {
+            return Vec::new();
+        };
+        let data = target.data.lock();
+        data.rooms
+            .iter()
+            .filter(|k| k.plugin == self.env.name)
+            .map(|k| k.name.to_string())
+            .collect()
+    }
+
+    fn publish(
+        &mut self,
+        room: String,
+        msg: Message,
+        except: Option<u64>,
+    ) -> Result<u32, ErrorCode> {
+        let key = self.room(&room)?;
+        let len = message_len(&msg);
+        self.charge(len)?;
+        crate::metrics::get().publishes.inc();
+        let delivery = self.env.hub.rooms.publish(&key, &outgoing(msg), except);
+        Ok(delivery.queued)
+    }
+
+    fn members(&mut self, room: String, limit: u32) -> Vec<u64> {
+        let Ok(key) = self.room(&room) else {
+            return Vec::new();
+        };
+        self.env
+            .hub
+            .rooms
+            .members(&key, limit.min(MAX_MEMBERS_LISTED) as usize)
+    }
+
+    fn member_count(&mut self, room: String) -> u32 {
+        let Ok(key) = self.room(&room) else { return 0 };
+        self.env.hub.rooms.count(&key) as u32
+    }
+
+    fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.env
+            .hub
+            .kv
+            .get(&self.env.name, &key)
+            .map(|b| b.to_vec())
+    }
+
+    fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), ErrorCode> {
+        self.env
+            .hub
+            .kv
+            .set(&self.env.name, &key, Bytes::from(value))
+            .map_err(|e| match e {
+                KvError::InvalidKey => ErrorCode::InvalidArgument,
+                KvError::TooLarge => ErrorCode::TooLarge,
+                KvError::TooManyKeys => ErrorCode::LimitReached,
+            })
+    }
+
+    fn kv_delete(&mut self, key: String) -> bool {
+        self.env.hub.kv.delete(&self.env.name, &key)
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self.env.config.get(&key).cloned()
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) {
+        self.call.logs += 1;
+        if self.call.logs > MAX_LOG_LINES {
+            return;
+        }
+        let mut end = message.len().min(MAX_LOG_LINE);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let msg = &message[..end];
+        let plugin = &*self.env.name;
+        let conn = self.call.conn.as_ref().map(|c| c.id);
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, conn, "{msg}"),
+            LogLevel::Debug => tracing::debug!(plugin, conn, "{msg}"),
+            LogLevel::Info => tracing::info!(plugin, conn, "{msg}"),
+            LogLevel::Warn => tracing::warn!(plugin, conn, "{msg}"),
+            LogLevel::Error => tracing::error!(plugin, conn, "{msg}"),
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The plugin registry: one slot per plugin name, holding the version currently serving.
+//!
+//! Routes hold slots, not versions, so swapping a version is one atomic pointer store: calls
+//! already running finish on the old code, the next call runs the new code, and no connection
+//! notices. Failures are accounted here, where the plugin's failure policy is applied.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use arc_swap::ArcSwapOption;
+use parking_lot::RwLock;
+use sha2::{Digest, Sha256};
+
+use super::bindings::{Connect, Flow, Message, PluginPre, Request};
+use super::breaker::Breaker;
+use super::contract;
+use super::engine::Runtime;
+use super::instance::{CallError, Export, Loaded, VersionInfo};
+use super::state::PluginEnv;
+use crate::config::{OnError, Settings};
+use crate::conn::ConnShared;
+use crate::hub::Hub;
+use crate::metrics::{self, PluginExportLabel, PluginKindLabel, PluginLabel, ReloadLabel};
+
+/// A failed call, and whether the plugin's policy says to carry on without it.
+#[derive(Debug, Clone)]
+pub struct CallFailure {
+    pub plugin: Arc<str>,
+    pub error: CallError,
+    pub bypass: bool,
+}
+
+pub struct PluginSlot {
+    env: Arc<PluginEnv>,
+    current: ArcSwapOption<Loaded>,
+    breaker: Breaker,
+    calls: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl std::fmt::Debug for PluginSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginSlot")
+            .field("name", &self.env.name)
+            .finish()
+    }
+}
+
+impl PluginSlot {
+    pub fn name(&self) -> &str {
+        &self.env.name
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    pub fn current(&self) -> Option<Arc<Loaded>> {
+        self.current.load_full()
+    }
+
+    pub fn on_connect(
+        &self,
+        conn: &Arc<ConnShared>,
+        req: &Request,
+    ) -> Result<Connect, CallFailure> {
+        self.guarded(Export::OnConnect, conn, |p| p.on_connect(conn, req))
+    }
+
+    pub fn on_message(&self, conn: &Arc<ConnShared>, msg: &Message) -> Result<Flow, CallFailure> {
+        self.guarded(Export::OnMessage, conn, |p| p.on_message(conn, msg))
+    }
+
+    pub fn on_close(
+        &self,
+        conn: &Arc<ConnShared>,
+        code: u16,
+        reason: &str,
+    ) -> Result<(), CallFailure> {
+        self.guarded(Export::OnClose, conn, |p| p.on_close(conn, code, reason))
+    }
+
+    fn guarded<R>(
+        &self,
+        export: Export,
+        conn: &ConnShared,
+        f: impl FnOnce(&Loaded) -> Result<R, CallError>,
+    ) -> Result<R, CallFailure> {
+        let fail = |error: CallError| CallFailure {
+            plugin: self.env.name.clone(),
+            bypass: self.env.settings.on_error == OnError::Bypass,
+            error,
+        };
+        let Some(loaded) = self.current.load_full() else {
+            return Err(fail(CallError::NotLoaded));
+        };
+        if self.breaker.is_open() {
+            return Err(fail(CallError::Quarantined(
+                self.breaker.quarantined_for_ms(),
+            )));
+        }
+        self.calls.fetch_add(1, Relaxed);
+        match f(&loaded) {
+            Ok(v) => Ok(v),
+            Err(error) => {
+                self.record_failure(export, conn, &error);
+                Err(fail(error))
+            }
+        }
+    }
+
+    fn record_failure(&self, export: Export, conn: &ConnShared, error: &CallError) {
+        self.errors.fetch_add(1, Relaxed);
+        let m = metrics::get();
+        let plugin = self.env.name.to_string();
+        m.plugin_failures
+            .get_or_create(&PluginKindLabel {
+                plugin: plugin.clone(),
+                kind: error.kind(),
+            })
+            .inc();
+        if matches!(error, CallError::Deadline(_)) {
+            m.plugin_deadline_hits
+                .get_or_create(&PluginLabel {
+                    plugin: plugin.clone(),
+                })
+                .inc();
+        }
+        tracing::warn!(
+            plugin = %self.env.name, export = export.as_str(), conn = conn.id, remote = %conn.remote,
+            route = %conn.route.path, error = %error, "plugin call failed"
+        );
+        if self.breaker.failure(&self.env.settings) {
+            m.plugin_quarantines
+                .get_or_create(&PluginLabel { plugin })
+                .inc();
+            tracing::error!(
+                plugin = %self.env.name,
+                failures = self.env.settings.max_failures,
+                window_ms = self.env.settings.failure_window.as_millis() as u64,
+                quarantine_ms = self.env.settings.quarantine.as_millis() as u64,
+                policy = ?self.env.settings.on_error,
+                "plugin quarantined: it keeps failing"
+            );
+        }
+    }
+}
+
+/// What happened to a file in the plugin directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadOutcome {
+    Loaded {
+        name: String,
+        hash: String,
+        replaced: bool,
+    },
+    Unchanged {
+        name: String,
+    },
+    Failed {
+        name: String,
+        error: String,
+    },
+    Unloaded {
+        name: String,
+    },
+    Ignored {
+        path: PathBuf,
+    },
+}
+
+/// A row of the plugin listing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginListing {
+    pub name: String,
+    pub loaded: bool,
+    pub hash: Option<String>,
+    pub size: Option<usize>,
+    pub contract: Option<String>,
+    pub loaded_at_unix_ms: Option<u64>,
+    pub routes: Vec<String>,
+    pub calls: u64,
+    pub errors: u64,
+    pub quarantined_ms: u64,
+    pub idle_instances: usize,
+}
+
+pub struct Registry {
+    runtime: Arc<Runtime>,
+    hub: Arc<Hub>,
+    settings: Arc<Settings>,
+    slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
+    dir: PathBuf,
+}
+
+impl Registry {
+    pub fn new(runtime: Arc<Runtime>, hub: Arc<Hub>, settings: Arc<Settings>) -> Registry {
+        let dir = settings.plugin_dir.clone();
+        Registry {
+            runtime,
+            hub,
+            settings,
+            slots: RwLock::new(BTreeMap::new()),
+            dir,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// The slot for `name`, created empty if new.
+    pub fn slot(&self, name: &str) -> Arc<PluginSlot> {
+        if let Some(s) = self.slots.read().get(name) {
+            return s.clone();
+        }
+        let mut slots = self.slots.write();
+        slots
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                let settings = self.settings.plugin(name).clone();
+                let m = metrics::get();
+                let histogram = |export: Export| {
+                    m.plugin_calls
+                        .get_or_create(&PluginExportLabel {
+                            plugin: name.to_owned(),
+                            export: export.as_str(),
+                        })
+                        .clone()
+                };
+                Arc::new(PluginSlot {
+                    env: Arc::new(PluginEnv {
+                        name: Arc::from(name),
+                        config: settings.config.clone(),
+                        settings,
+                        host_limits: self.settings.host,
+                        hub: self.hub.clone(),
+                        call_seconds: [
+                            histogram(Export::OnConnect),
+                            histogram(Export::OnMessage),
+                            histogram(Export::OnClose),
+                        ],
+                    }),
+                    current: ArcSwapOption::empty(),
+                    breaker: Breaker::default(),
+                    calls: AtomicU64::new(0),
+                    errors: AtomicU64::new(0),
+                })
+            })
+            .clone()
+    }
+
+    /// Loads every `*.wasm` in the plugin directory (blocking; compiles).
+    pub fn load_all(&self) -> Result<Vec<LoadOutcome>> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create plugin directory {}", self.dir.display()))?;
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .with_context(|| format!("cannot read plugin directory {}", self.dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| plugin_name(p).is_some())
+            .collect();
+        paths.sort();
+        Ok(paths.iter().map(|p| self.sync_path(p)).collect())
+    }
+
+    /// Brings the registry in line with `path`: loads it if it exists, unloads it if not.
+    /// Blocking (compiles): call it off the async runtime.
+    pub fn sync_path(&self, path: &Path) -> LoadOutcome {
+        let Some(name) = plugin_name(path) else {
+            return LoadOutcome::Ignored {
+                path: path.to_owned(),
+            };
+        };
+        if !path.is_file() {
+            return self.unload(&name);
+        }
+        let started = Instant::now();
+        let outcome = match self.load(&name, path) {
+            Ok(outcome) => outcome,
+            Err(e) => LoadOutcome::Failed {
+                name: name.clone(),
+                error: format!("{e:#}"),
+            },
+        };
+        let m = metrics::get();
+        match &outcome {
+            LoadOutcome::Loaded {
+                name,
+                hash,
+                replaced,
+            } => {
+                m.plugin_reloads
+                    .get_or_create(&ReloadLabel {
+                        plugin: name.clone(),
+                        result: "ok",
+                    })
+                    .inc();
+                tracing::info!(
+                    plugin = %name, hash = %hash, replaced, ms = started.elapsed().as_millis() as u64,
+                    "plugin {}", if *replaced { "reloaded" } else { "loaded" }
+                );
+            }
+            LoadOutcome::Failed { name, error } => {
+                m.plugin_reloads
+                    .get_or_create(&ReloadLabel {
+                        plugin: name.clone(),
+                        result: "failed",
+                    })
+                    .inc();
+                let serving = self.slots.read().get(name).is_some_and(|s| s.is_loaded());
+                tracing::error!(
+                    plugin = %name, path = %path.display(), error = %error,
+                    "plugin failed to load; {}", if serving { "the previous version keeps serving" } else { "it is not available" }
+                );
+            }
+            _ => {}
+        }
+        outcome
+    }
+
+    fn load(&self, name: &str, path: &Path) -> Result<LoadOutcome> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let hash = hex16(&Sha256::digest(&bytes));
+        let slot = self.slot(name);
+        let previous = slot.current();
+        if previous.as_ref().is_some_and(|p| p.info.hash == hash) {
+            return Ok(LoadOutcome::Unchanged {
+                name: name.to_owned(),
+            });
+        }
+        let (pre, summary) = prepare(&self.runtime, &bytes)?;
+        let contract = summary.contract.unwrap_or_default();
+        let info = VersionInfo {
+            hash: hash.clone(),
+            size: bytes.len(),
+            loaded_at: SystemTime::now(),
+            contract,
+        };
+        let ticks = self.runtime.ticks(slot.env.settings.deadline);
+        let loaded = Loaded::new(slot.env.clone(), pre, ticks, info)?;
+        slot.current.store(Some(Arc::new(loaded)));
+        slot.breaker.reset();
+        Ok(LoadOutcome::Loaded {
+            name: name.to_owned(),
+            hash,
+            replaced: previous.is_some(),
+        })
+    }
+
+    fn unload(&self, name: &str) -> LoadOutcome {
+        let slot = self.slots.read().get(name).cloned();
+        if let Some(slot) = slot {
+            if slot.current.swap(None).is_some() {
+                metrics::get()
+                    .plugin_reloads
+                    .get_or_create(&ReloadLabel {
+                        plugin: name.to_owned(),
+                        result: "unloaded",
+                    })
+                    .inc();
+                tracing::warn!(plugin = %name, "plugin file removed: plugin unloaded; its routes answer 503");
+                return LoadOutcome::Unloaded {
+                    name: name.to_owned(),
+                };
+            }
+        }
+        LoadOutcome::Ignored {
+            path: self.dir.join(format!("{name}.wasm")),
+        }
+    }
+
+    pub fn list(&self, routes: &[(String, Vec<String>)]) -> Vec<PluginListing> {
+        self.slots
+            .read()
+            .values()
+            .map(|s| {
+                let cur = s.current();
+                PluginListing {
+                    name: s.name().to_owned(),
+                    loaded: cur.is_some(),
+                    hash: cur.as_ref().map(|c| c.info.hash.clone()),
+                    size: cur.as_ref().map(|c| c.info.size),
+                    contract: cur.as_ref().map(|c| c.info.contract.clone()),
+                    loaded_at_unix_ms: cur.as_ref().and_then(|c| {
+                        c.info
+                            .loaded_at
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .ok()
+                            .map(|d| d.as_millis() as u64)
+                    }),
+                    routes: routes
+                        .iter()
+                        .filter(|(_, chain)| chain.iter().any(|p| p == s.name()))
+                        .map(|(path, _)| path.clone())
+                        .collect(),
+                    calls: s.calls.load(Relaxed),
+                    errors: s.errors.load(Relaxed),
+                    quarantined_ms: if s.breaker.is_open() {
+                        s.breaker.quarantined_for_ms()
+                    } else {
+                        0
+                    },
+                    idle_instances: cur.as_ref().map_or(0, |c| c.idle_instances()),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Validates a plugin file exactly as loading does, without loading it (`wasmsock check`).
+pub fn check_bytes(runtime: &Runtime, bytes: &[u8]) -> Result<contract::ComponentSummary> {
+    prepare(runtime, bytes).map(|(_, summary)| summary)
+}
+
+/// Compiles `bytes`, checks the contract version and links it (imports satisfiable, handler
+/// export with the right types).
+fn prepare(
+    runtime: &Runtime,
+    bytes: &[u8],
+) -> Result<(
+    PluginPre<super::state::StoreState>,
+    contract::ComponentSummary,
+)> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        bail!("not a WebAssembly file (bad magic number)");
+    }
+    let component = runtime
+        .compile(bytes)
+        .map_err(|e| anyhow::anyhow!("not a valid wasm component: {e:#}"))?;
+    let summary = contract::inspect(&runtime.engine, &component);
+    summary.check()?;
+    let linker = runtime.linker_for(&component)?;
+    let instance_pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| anyhow::anyhow!("cannot link: {e:#}"))?;
+    let pre = PluginPre::new(instance_pre)
+        .map_err(|e| anyhow::anyhow!("exports do not match the contract: {e:#}"))?;
+    Ok((pre, summary))
+}
+
+/// The plugin name of a `NAME.wasm` path (hidden and temporary files are not plugins).
+pub fn plugin_name(path: &Path) -> Option<String> {
+    if path.extension()? != "wasm" {
+        return None;
+    }
+    let stem = path.file_stem()?.to_str()?;
+    if stem.starts_with('.') || crate::config::validate_plugin_name(stem).is_err() {
+        return None;
+    }
+    Some(stem.to_owned())
+}
+
+fn hex16(digest: &[u8]) -> String {
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,94 @@
+//! What a plugin's store carries: its WASI context, limits, the plugin's host environment and
+//! the context of the call in progress.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use prometheus_client::metrics::histogram::Histogram;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::wasi::Capture;
+use crate::config::{HostLimits, PluginSettings};
+use crate::conn::ConnShared;
+use crate::hub::Hub;
+
+/// Everything about a plugin that outlives its versions: name, settings, config and the hub.
+pub struct PluginEnv {
+    pub name: Arc<str>,
+    pub settings: PluginSettings,
+    pub config: HashMap<String, String>,
+    pub host_limits: HostLimits,
+    pub hub: Arc<Hub>,
+    /// Call latency histograms by export (on-connect, on-message, on-close), resolved once.
+    pub call_seconds: [Histogram; 3],
+}
+
+/// Per-call budget and the connection the call is about.
+#[derive(Default)]
+pub struct CallCtx {
+    pub conn: Option<Arc<ConnShared>>,
+    pub sends: u32,
+    pub send_bytes: usize,
+    pub logs: u32,
+}
+
+pub struct StoreState {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limiter: Limiter,
+    pub capture: Capture,
+    pub env: Arc<PluginEnv>,
+    pub call: CallCtx,
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps an instance's total linear memory (all its memories together) and table sizes, and
+/// remembers whether a cap was hit so the trap can be reported as what it is.
+pub struct Limiter {
+    pub max_memory: usize,
+    pub max_table_elements: usize,
+    pub memory: usize,
+    pub hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.memory + (desired - current);
+        if total > self.max_memory {
+            self.hit = true;
+            wasmtime::bail!("plugin memory limit of {} bytes reached", self.max_memory);
+        }
+        self.memory = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_table_elements {
+            self.hit = true;
+            wasmtime::bail!(
+                "plugin table limit of {} elements reached",
+                self.max_table_elements
+            );
+        }
+        Ok(true)
+    }
+}

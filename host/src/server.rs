@@ -1,0 +1,410 @@
+//! The server: listeners, the accept loop, the heartbeat sweeper and graceful shutdown.
+//!
+//! Like mini-redis, the library exposes `Server::bind` + `run(shutdown)`; the binary is a thin
+//! CLI and tests drive the real server in-process on port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+use crate::clock::now_ms;
+use crate::config::Settings;
+use crate::conn::{self, Kill};
+use crate::hub::{Hub, KvLimits};
+use crate::plugin::{LoadOutcome, Registry, Runtime};
+use crate::router::Router;
+use crate::static_files::StaticFiles;
+
+/// What every connection task shares.
+pub struct ServerCtx {
+    pub settings: Arc<Settings>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub router: Router,
+    pub registry: Arc<Registry>,
+    pub hub: Arc<Hub>,
+    pub static_files: Option<StaticFiles>,
+    pub tasks: TaskCount,
+    shutting_down: AtomicBool,
+}
+
+impl ServerCtx {
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Relaxed)
+    }
+}
+
+/// Counts running connection tasks so shutdown can wait for every `on-close`.
+#[derive(Default)]
+pub struct TaskCount {
+    n: Arc<AtomicUsize>,
+    idle: Arc<Notify>,
+}
+
+pub struct TaskGuard {
+    n: Arc<AtomicUsize>,
+    idle: Arc<Notify>,
+}
+
+impl TaskCount {
+    pub fn enter(&self) -> TaskGuard {
+        self.n.fetch_add(1, Relaxed);
+        TaskGuard {
+            n: self.n.clone(),
+            idle: self.idle.clone(),
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.n.load(Relaxed)
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if self.n.fetch_sub(1, Relaxed) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    ctx: Arc<ServerCtx>,
+    listeners: Vec<TcpListener>,
+    admin: Option<crate::admin::Admin>,
+    _watch: crate::plugin::WatchGuard,
+    pub dev_cert: Option<PathBuf>,
+}
+
+impl Server {
+    /// Loads plugins, sets up TLS and binds the listeners (and the admin listener). Fails, with
+    /// the reason, before anything is served.
+    pub async fn bind(settings: Settings) -> Result<Server> {
+        Self::bind_with(settings, None).await
+    }
+
+    /// As [`Server::bind`], reporting every plugin (re)load outcome on `reloads`.
+    pub async fn bind_with(
+        settings: Settings,
+        reloads: Option<mpsc::UnboundedSender<LoadOutcome>>,
+    ) -> Result<Server> {
+        let settings = Arc::new(settings);
+        raise_nofile(settings.server.nofile_limit);
+        let tls = crate::tls::setup(&settings.tls, &settings.state_dir)?;
+        let dev_cert = tls.as_ref().and_then(|t| t.dev_cert.clone());
+
+        let hub = Arc::new(Hub::new(KvLimits {
+            max_key: settings.host.kv_max_key,
+            max_value: settings.host.kv_max_value,
+            max_keys: settings.host.kv_max_keys,
+        }));
+        let runtime = Arc::new(Runtime::new(&settings.engine)?);
+        let registry = Arc::new(Registry::new(runtime, hub.clone(), settings.clone()));
+        let router = Router::new(&settings.routes, &registry);
+        let outcomes = {
+            let reg = registry.clone();
+            tokio::task::spawn_blocking(move || reg.load_all())
+                .await
+                .context("plugin loading task")??
+        };
+        for o in outcomes {
+            if let Some(tx) = &reloads {
+                let _ = tx.send(o);
+            }
+        }
+        let watch = crate::plugin::watch(registry.clone(), reloads)?;
+
+        let listeners = bind_listeners(&settings.listen).await?;
+        let static_files = settings.static_dir.clone().map(StaticFiles::new);
+        let ctx = Arc::new(ServerCtx {
+            settings: settings.clone(),
+            tls: tls.map(|t| t.config),
+            router,
+            registry,
+            hub,
+            static_files,
+            tasks: TaskCount::default(),
+            shutting_down: AtomicBool::new(false),
+        });
+        let admin = match &settings.admin {
+            Some(addr) => Some(crate::admin::Admin::bind(addr, ctx.clone()).await?),
+            None => None,
+        };
+        Ok(Server {
+            ctx,
+            listeners,
+            admin,
+            _watch: watch,
+            dev_cert,
+        })
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.local_addr())
+    }
+
+    pub fn ctx(&self) -> &Arc<ServerCtx> {
+        &self.ctx
+    }
+
+    /// Logs what is being served.
+    pub fn announce(&self) {
+        let scheme = if self.ctx.tls.is_some() { "wss" } else { "ws" };
+        for addr in self.local_addrs() {
+            tracing::info!(%addr, "listening on {scheme}://{addr}");
+        }
+        if let Some(a) = self.admin_addr() {
+            tracing::info!(addr = %a, "admin (metrics, health, plugins) on http://{a}");
+        }
+        for route in self.ctx.router.routes() {
+            tracing::info!(route = %route.path, chain = ?route.chain_names(), loaded = route.missing_plugin().is_none(), "route");
+        }
+        for p in self.ctx.registry.list(&[]) {
+            tracing::info!(plugin = %p.name, loaded = p.loaded, hash = p.hash.as_deref(), size = p.size, "plugin");
+        }
+        if let Some(cert) = &self.dev_cert {
+            tracing::warn!(
+                cert = %cert.display(),
+                "serving a self-signed development certificate; trust it with e.g. `wscat -c wss://localhost:<port>/echo --ca {}`",
+                cert.display()
+            );
+        }
+    }
+
+    /// Serves until `shutdown` resolves, then closes every connection with 1001, runs every
+    /// `on-close`, and returns once they are done or the grace period is over.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let pending = Arc::new(Semaphore::new(ctx.settings.server.max_pending_handshakes));
+        let mut accept_loops = tokio::task::JoinSet::new();
+        for listener in self.listeners {
+            accept_loops.spawn(accept_loop(listener, ctx.clone(), pending.clone()));
+        }
+        let sweeper = tokio::spawn(sweep(ctx.clone()));
+        shutdown.await;
+
+        ctx.shutting_down.store(true, Relaxed);
+        accept_loops.shutdown().await;
+        let grace = ctx.settings.server.shutdown_grace;
+        let open = ctx.hub.len();
+        tracing::info!(
+            connections = open,
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: closing connections with 1001"
+        );
+        ctx.hub.for_each(|c| {
+            c.close(crate::ws::CloseCode::GOING_AWAY, "server shutting down");
+        });
+        if tokio::time::timeout(grace, ctx.tasks.wait_idle())
+            .await
+            .is_err()
+        {
+            let left = ctx.hub.len();
+            tracing::warn!(
+                connections = left,
+                "shutdown grace period over: dropping the remaining connections"
+            );
+            ctx.hub.for_each(|c| c.kill(Kill::Shutdown));
+            // Their tasks end promptly now (on-close still runs); bound the wait anyway.
+            let _ = tokio::time::timeout(Duration::from_secs(5), ctx.tasks.wait_idle()).await;
+        }
+        sweeper.abort();
+        drop(self.admin);
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+async fn bind_listeners(listen: &str) -> Result<Vec<TcpListener>> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(listen)
+        .await
+        .with_context(|| format!("cannot resolve listen address {listen:?}"))?
+        .collect();
+    if addrs.is_empty() {
+        anyhow::bail!("listen address {listen:?} resolves to nothing");
+    }
+    let mut listeners = Vec::new();
+    for addr in dedup(addrs) {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .with_context(|| format!("cannot create a socket for {addr}"))?;
+        socket.set_reuseaddr(true)?;
+        if addr.is_ipv6() {
+            // Bind v6 only: "localhost" binds ::1 and 127.0.0.1 as separate listeners.
+            let _ = socket2::SockRef::from(&socket).set_only_v6(true);
+        }
+        socket
+            .bind(addr)
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        listeners.push(
+            socket
+                .listen(4096)
+                .with_context(|| format!("cannot listen on {addr}"))?,
+        );
+        if addr.port() == 0 {
+            break; // one ephemeral listener; separate ones would get different ports
+        }
+    }
+    Ok(listeners)
+}
+
+fn dedup(mut addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let mut seen = Vec::new();
+    addrs.retain(|a| {
+        let new = !seen.contains(a);
+        seen.push(*a);
+        new
+    });
+    addrs
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>, pending: Arc<Semaphore>) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Handshakes in flight are bounded: beyond the limit a new socket is dropped at once,
+        // so a flood of slow handshakes cannot exhaust memory.
+        let Ok(permit) = pending.clone().try_acquire_owned() else {
+            crate::metrics::get().reject("too_many_pending_handshakes");
+            drop(tcp);
+            continue;
+        };
+        tokio::spawn(conn::serve(ctx.clone(), tcp, peer, permit));
+    }
+}
+
+/// Heartbeats, idle and write timeouts for every connection, from one task: connections carry
+/// no timers of their own.
+async fn sweep(ctx: Arc<ServerCtx>) {
+    let period = sweep_period(&ctx);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = now_ms();
+        ctx.hub.for_each(|c| {
+            if !c.is_established() {
+                return;
+            }
+            let l = &c.route.limits;
+            let a = &c.activity;
+            let last_rx = a.last_rx.load(Relaxed);
+            if let Some(interval) = l.ping_interval {
+                let interval = interval.as_millis() as u64;
+                if now.saturating_sub(last_rx) > interval + l.pong_timeout.as_millis() as u64 {
+                    c.kill(Kill::DeadPeer);
+                    return;
+                }
+                if now.saturating_sub(last_rx) >= interval
+                    && now.saturating_sub(a.last_ping.load(Relaxed)) >= interval
+                {
+                    a.last_ping.store(now, Relaxed);
+                    let _ = c.send_control(conn::Outgoing::Ping(bytes::Bytes::new()));
+                }
+            }
+            let blocked = a.write_blocked_since.load(Relaxed);
+            if blocked != 0 && now.saturating_sub(blocked) > l.write_timeout.as_millis() as u64 {
+                c.kill(Kill::WriteTimeout);
+                return;
+            }
+            if let Some(idle) = l.idle_timeout {
+                if now.saturating_sub(a.last_message.load(Relaxed)) > idle.as_millis() as u64 {
+                    c.close(crate::ws::CloseCode::GOING_AWAY, "idle timeout");
+                }
+            }
+        });
+        let (rooms, members) = ctx.hub.rooms.totals();
+        let m = crate::metrics::get();
+        m.rooms.set(rooms as i64);
+        m.room_members.set(members as i64);
+    }
+}
+
+/// A quarter of the shortest heartbeat-related interval, between 10 ms and 1 s.
+fn sweep_period(ctx: &ServerCtx) -> Duration {
+    let mut shortest = Duration::from_secs(4);
+    for r in ctx.router.routes() {
+        let l = &r.limits;
+        for d in [
+            l.ping_interval,
+            Some(l.pong_timeout),
+            Some(l.write_timeout),
+            l.idle_timeout,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            shortest = shortest.min(d);
+        }
+    }
+    (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// Raises the soft open-files limit towards `want` (capped at the hard limit).
+fn raise_nofile(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    if !get_nofile(&mut lim) {
+        return;
+    }
+    let target = want.min(lim.rlim_max as u64);
+    if (lim.rlim_cur as u64) < target {
+        let before = lim.rlim_cur;
+        lim.rlim_cur = target as libc::rlim_t;
+        if set_nofile(&lim) {
+            tracing::debug!(
+                from = before as u64,
+                to = target,
+                "raised the open-files limit"
+            );
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn get_nofile(lim: &mut libc::rlimit) -> bool {
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, lim) == 0 }
+}
+
+#[allow(unsafe_code)]
+fn set_nofile(lim: &libc::rlimit) -> bool {
+    // SAFETY: `lim` is a valid rlimit for the duration of the call.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, lim) == 0 }
+}

@@ -1,0 +1,85 @@
+//! Static files for plain GET requests that match no WebSocket route (the chat example's page).
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::http::{self, HttpRequest};
+
+/// Largest file served (static assets of a demo page, not a CDN).
+const MAX_FILE: u64 = 8 << 20;
+
+pub struct StaticFiles {
+    root: PathBuf,
+}
+
+impl StaticFiles {
+    pub fn new(root: PathBuf) -> StaticFiles {
+        StaticFiles { root }
+    }
+
+    /// A response for `req`, or `None` to let the caller answer 404.
+    pub fn respond(&self, req: &HttpRequest) -> Option<Vec<u8>> {
+        if req.method != "GET" && req.method != "HEAD" {
+            return None;
+        }
+        let path = self.resolve(&req.path)?;
+        let meta = std::fs::metadata(&path).ok()?;
+        if !meta.is_file() || meta.len() > MAX_FILE {
+            return None;
+        }
+        let body = std::fs::read(&path).ok()?;
+        let body = if req.method == "HEAD" {
+            Vec::new()
+        } else {
+            body
+        };
+        Some(http::response_bytes(
+            200,
+            &[("X-Content-Type-Options", "nosniff")],
+            content_type(&path),
+            &body,
+        ))
+    }
+
+    /// Maps a URL path into the root, refusing anything that would leave it.
+    fn resolve(&self, url_path: &str) -> Option<PathBuf> {
+        let rel = url_path.trim_start_matches('/');
+        let rel = if rel.is_empty() || rel.ends_with('/') {
+            format!("{rel}index.html")
+        } else {
+            rel.to_owned()
+        };
+        let rel = Path::new(&rel);
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return None;
+        }
+        Some(self.root.join(rel))
+    }
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") | Some("mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json") => "application/json",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        Some("txt") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_traversal() {
+        let s = StaticFiles::new("/srv".into());
+        assert_eq!(s.resolve("/"), Some(PathBuf::from("/srv/index.html")));
+        assert_eq!(s.resolve("/a/b.js"), Some(PathBuf::from("/srv/a/b.js")));
+        assert_eq!(s.resolve("/../etc/passwd"), None);
+        assert_eq!(s.resolve("/a/../../x"), None);
+    }
+}
