@@ -1,0 +1,364 @@
+//! The first working wasmsock: echo over wss, routing errors, rejection before the upgrade,
+//! hot reload without losing or duplicating a message, broken and removed plugin files, and
+//! `on-close` exactly once whatever ended the connection.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
+use wasmsock::plugin::LoadOutcome;
+
+use crate::harness::*;
+
+const ECHO: &str = r#"
+[[routes]]
+path = "/echo"
+plugins = ["echo"]
+[[routes]]
+path = "/probe"
+plugins = ["probe"]
+[[routes]]
+path = "/missing"
+plugins = ["nowhere"]
+"#;
+
+async fn echo_server() -> TestServer {
+    Setup::new(ECHO)
+        .plugin("echo", "echo")
+        .plugin("probe", "probe")
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn echoes_text_and_binary_over_wss() {
+    let s = echo_server().await;
+    let mut ws = s.connect("/echo").await;
+    send(&mut ws, "hello wasmsock").await;
+    assert_eq!(recv_text(&mut ws).await, "hello wasmsock");
+    let binary: Vec<u8> = (0..=255).collect();
+    ws.send(Message::binary(binary.clone())).await.unwrap();
+    assert_eq!(next_data(&mut ws).await, Some(Message::binary(binary)));
+    // Large messages cross many TLS records both ways.
+    let big = "x".repeat(200_000);
+    send(&mut ws, &big).await;
+    assert_eq!(recv_text(&mut ws).await.len(), big.len());
+    // Empty messages are messages too.
+    send(&mut ws, "").await;
+    assert_eq!(recv_text(&mut ws).await, "");
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_path_is_404_and_absent_plugin_is_503() {
+    let s = echo_server().await;
+    let (status, body) = s.refused("/nope").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("no route"), "{body}");
+    let (status, body) = s.refused("/missing").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("nowhere"), "{body}");
+}
+
+#[tokio::test]
+async fn rejecting_plugin_answers_its_status_and_reason_and_never_upgrades() {
+    let s = echo_server().await;
+    let mut monitor = s.connect("/probe?monitor=1").await;
+    let (status, body) = s.refused("/probe?reject=401&reason=token%20required").await;
+    assert_eq!(status, 401);
+    assert_eq!(body, "token required");
+    // No connection was accepted, so no plugin sees an on-close for it.
+    send(&mut monitor, "id").await;
+    let reply = recv_text(&mut monitor).await;
+    assert!(
+        reply.parse::<u64>().is_ok(),
+        "monitor got {reply:?} instead of its id: an on-close leaked"
+    );
+}
+
+#[tokio::test]
+async fn non_upgrade_requests_on_a_route_are_refused_clearly() {
+    let s = echo_server().await;
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        s.url("/echo"),
+    )
+    .unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Version", "8".parse().unwrap());
+    match s.connect_request(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 426);
+            assert_eq!(resp.headers().get("sec-websocket-version").unwrap(), "13");
+        }
+        other => panic!("expected 426, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn hot_reload_under_traffic_loses_and_duplicates_nothing() {
+    let mut s = echo_server().await;
+    let ws = s.connect("/echo").await;
+    let (mut tx, mut rx) = ws.split();
+    const N: usize = 600;
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            tx.send(Message::text(i.to_string())).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tx
+    });
+    let reader = tokio::spawn(async move {
+        let mut replies = Vec::with_capacity(N);
+        while replies.len() < N {
+            match tokio::time::timeout(Duration::from_secs(20), rx.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => replies.push(t.to_string()),
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+                other => panic!(
+                    "connection broke during reload after {} replies: {other:?}",
+                    replies.len()
+                ),
+            }
+        }
+        (replies, rx)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let outcome = s.install("echo", "echo-v2").await;
+    assert!(
+        matches!(outcome, LoadOutcome::Loaded { replaced: true, .. }),
+        "{outcome:?}"
+    );
+    let mut tx = sender.await.unwrap();
+    let (replies, rx) = reader.await.unwrap();
+
+    // Every message answered exactly once, in order; v1 answers, then v2 answers, no going back.
+    let mut switched_at = None;
+    for (i, r) in replies.iter().enumerate() {
+        match r.strip_prefix("v2:") {
+            Some(n) => {
+                assert_eq!(n, i.to_string());
+                switched_at.get_or_insert(i);
+            }
+            None => {
+                assert_eq!(r, &i.to_string());
+                assert!(
+                    switched_at.is_none(),
+                    "reply {i} came from v1 after v2 had answered"
+                );
+            }
+        }
+    }
+    let at = switched_at.expect("the new version answered");
+    assert!(at > 0 && at < N, "the switch happened mid-stream (at {at})");
+    // The same connection is still open and served by v2.
+    let mut ws = tx.reunite(rx).unwrap();
+    send(&mut ws, "after").await;
+    assert_eq!(recv_text(&mut ws).await, "v2:after");
+    tx = ws.split().0;
+    let _ = tx.close().await;
+}
+
+#[tokio::test]
+async fn corrupt_or_foreign_wasm_leaves_the_old_version_serving() {
+    let mut s = echo_server().await;
+    let mut ws = s.connect("/echo").await;
+    for bad in [
+        &b"definitely not wasm"[..],
+        &b"\0asm\x0d\0\x01\0garbage"[..],
+    ] {
+        match s.install_bytes("echo", bad).await {
+            LoadOutcome::Failed { error, .. } => assert!(!error.is_empty()),
+            other => panic!("expected a failed load, got {other:?}"),
+        }
+    }
+    match s.install("echo", "wrong-contract").await {
+        LoadOutcome::Failed { error, .. } => {
+            assert!(
+                error.contains("0.2.0") && error.contains("0.1.0"),
+                "{error}"
+            );
+        }
+        other => panic!("expected a failed load, got {other:?}"),
+    }
+    // The existing connection and new connections still get the old echo.
+    send(&mut ws, "still here").await;
+    assert_eq!(recv_text(&mut ws).await, "still here");
+    let mut fresh = s.connect("/echo").await;
+    send(&mut fresh, "new").await;
+    assert_eq!(recv_text(&mut fresh).await, "new");
+}
+
+#[tokio::test]
+async fn deleting_the_file_unloads_the_plugin() {
+    let mut s = echo_server().await;
+    let mut ws = s.connect("/echo").await;
+    assert!(matches!(
+        s.remove("echo").await,
+        LoadOutcome::Unloaded { .. }
+    ));
+    assert_eq!(s.refused("/echo").await.0, 503);
+    // An open connection of the route learns it on its next message.
+    send(&mut ws, "anyone?").await;
+    let (code, reason) = expect_close(&mut ws).await;
+    assert_eq!(code, 1011);
+    assert!(reason.contains("echo"), "{reason}");
+    // Putting it back brings the route back.
+    assert!(matches!(
+        s.install("echo", "echo").await,
+        LoadOutcome::Loaded { .. }
+    ));
+    let mut ws = s.connect("/echo").await;
+    send(&mut ws, "back").await;
+    assert_eq!(recv_text(&mut ws).await, "back");
+}
+
+async fn conn_id(ws: &mut Ws) -> u64 {
+    send(ws, "id").await;
+    recv_text(ws).await.parse().expect("probe replies its id")
+}
+
+#[tokio::test]
+async fn on_close_runs_exactly_once_whatever_ends_the_connection() {
+    let s = echo_server().await;
+    let mut monitor = s.connect("/probe?monitor=1").await;
+    let mut expected: HashMap<u64, u16> = HashMap::new();
+
+    // 1. The peer closes with a code.
+    let mut a = s.connect("/probe").await;
+    let a_id = conn_id(&mut a).await;
+    a.close(Some(CloseFrame {
+        code: CloseCode::Library(4321),
+        reason: "done".into(),
+    }))
+    .await
+    .unwrap();
+    let (code, _) = expect_close(&mut a).await;
+    assert_eq!(code, 4321, "the server answers the client's close code");
+    expected.insert(a_id, 4321);
+
+    // 2. The peer drops TCP without a close frame.
+    let mut b = s.connect("/probe").await;
+    let b_id = conn_id(&mut b).await;
+    drop(b);
+    expected.insert(b_id, 1006);
+
+    // 3. The server closes (a plugin asks for it).
+    let mut c = s.connect("/probe").await;
+    let c_id = conn_id(&mut c).await;
+    send(&mut c, "close 4000 bye now").await;
+    assert_eq!(expect_close(&mut c).await, (4000, "bye now".into()));
+    expected.insert(c_id, 4000);
+
+    // 4. A protocol error (invalid UTF-8 in a text frame) closes with 1007.
+    let mut d = s.connect("/probe").await;
+    let d_id = conn_id(&mut d).await;
+    let frame = Frame::message(vec![0xce, 0xba, 0xff], OpCode::Data(Data::Text), true);
+    d.send(Message::Frame(frame)).await.unwrap();
+    assert_eq!(expect_close(&mut d).await.0, 1007);
+    expected.insert(d_id, 1007);
+
+    // Collect on-close reports until quiet; each connection exactly once, with its code.
+    let mut seen: HashMap<u64, Vec<u16>> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < expected.len() && tokio::time::Instant::now() < deadline {
+        let line = recv_text(&mut monitor).await;
+        let mut parts = line.split(' ');
+        assert_eq!(parts.next(), Some("closed"), "{line}");
+        let id: u64 = parts.next().unwrap().parse().unwrap();
+        let code: u16 = parts.next().unwrap().parse().unwrap();
+        seen.entry(id).or_default().push(code);
+    }
+    // Anything late would be a duplicate.
+    if let Ok(Some(Ok(Message::Text(t)))) =
+        tokio::time::timeout(Duration::from_millis(500), monitor.next()).await
+    {
+        panic!("unexpected extra on-close report: {t}");
+    }
+    for (id, code) in &expected {
+        assert_eq!(
+            seen.get(id),
+            Some(&vec![*code]),
+            "connection {id}: on-close calls {:?}",
+            seen.get(id)
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_frames_get_the_right_close_codes() {
+    let s = echo_server().await;
+    // An unknown opcode is a protocol error (1002); the connection is closed, nothing else hurt.
+    let mut ws = s.connect("/echo").await;
+    let mut header = FrameHeader::default();
+    header.opcode = OpCode::Data(Data::Reserved(3));
+    ws.send(Message::Frame(Frame::from_payload(
+        header,
+        vec![1u8].into(),
+    )))
+    .await
+    .unwrap();
+    assert_eq!(expect_close(&mut ws).await.0, 1002);
+    // A fragmented message whose continuation never comes, then a new message: 1002.
+    let mut ws = s.connect("/echo").await;
+    ws.send(Message::Frame(Frame::message(
+        b"part".to_vec(),
+        OpCode::Data(Data::Text),
+        false,
+    )))
+    .await
+    .unwrap();
+    ws.send(Message::Frame(Frame::message(
+        b"new".to_vec(),
+        OpCode::Data(Data::Text),
+        true,
+    )))
+    .await
+    .unwrap();
+    assert_eq!(expect_close(&mut ws).await.0, 1002);
+    // Meanwhile a healthy client is unaffected.
+    let mut ok = s.connect("/echo").await;
+    send(&mut ok, "fine").await;
+    assert_eq!(recv_text(&mut ok).await, "fine");
+}
+
+#[tokio::test]
+async fn chains_pass_forward_and_stop() {
+    let s = Setup::new(
+        r#"
+[[routes]]
+path = "/chain"
+plugins = ["probe", "echo"]
+"#,
+    )
+    .plugin("probe", "probe")
+    .plugin("echo", "echo")
+    .start()
+    .await;
+    let mut ws = s.connect("/chain?as=ada").await;
+    // probe handles `whoami` itself (Done): echo never sees it.
+    send(&mut ws, "whoami").await;
+    assert_eq!(recv_text(&mut ws).await, "ada");
+    // `pass` goes on to echo unchanged; `forward X` goes on rewritten.
+    send(&mut ws, "pass").await;
+    assert_eq!(recv_text(&mut ws).await, "pass");
+    send(&mut ws, "forward rewritten").await;
+    assert_eq!(recv_text(&mut ws).await, "rewritten");
+}
+
+#[tokio::test]
+async fn plain_ws_serves_the_same_routes() {
+    let s = Setup::new(ECHO)
+        .plugin("echo", "echo")
+        .plain()
+        .start()
+        .await;
+    let mut ws = s.connect("/echo").await;
+    send(&mut ws, "no tls here").await;
+    assert_eq!(recv_text(&mut ws).await, "no tls here");
+    let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+    ws.send(Message::binary(big.clone())).await.unwrap();
+    assert_eq!(next_data(&mut ws).await, Some(Message::binary(big)));
+}

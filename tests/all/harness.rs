@@ -1,0 +1,383 @@
+//! Test harness: a real wasmsock server in-process on port 0 with a temporary plugin directory,
+//! real TLS (the dev certificate or a given one) and real WebSocket clients.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use wasmsock::plugin::LoadOutcome;
+use wasmsock::{Overrides, Server, Settings};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Where the build script put the wasm plugins.
+pub fn wasm(name: &str) -> PathBuf {
+    let file = name.replace('-', "_");
+    Path::new(env!("WASM_PLUGIN_DIR")).join(format!("{file}.wasm"))
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub dir: tempfile::TempDir,
+    pub plugin_dir: PathBuf,
+    pub ca: Option<PathBuf>,
+    pub plain: bool,
+    reloads: mpsc::UnboundedReceiver<LoadOutcome>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<()>>>,
+}
+
+/// Builder for a test server.
+pub struct Setup {
+    toml: String,
+    plugins: Vec<(String, String)>,
+    plain: bool,
+}
+
+impl Setup {
+    /// `toml` is the config without `listen`, `plugin_dir`, `state_dir` or `admin`.
+    pub fn new(toml: &str) -> Setup {
+        Setup {
+            toml: toml.to_owned(),
+            plugins: Vec::new(),
+            plain: false,
+        }
+    }
+
+    /// Installs plugin file `file` (a built plugin's name) as `name`.
+    pub fn plugin(mut self, name: &str, file: &str) -> Setup {
+        self.plugins.push((name.to_owned(), file.to_owned()));
+        self
+    }
+
+    pub fn plain(mut self) -> Setup {
+        self.plain = true;
+        self
+    }
+
+    pub async fn start(self) -> TestServer {
+        self.try_start().await.expect("test server starts")
+    }
+
+    pub async fn try_start(self) -> Result<TestServer> {
+        let dir = tempfile::tempdir()?;
+        let plugin_dir = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugin_dir)?;
+        for (name, file) in &self.plugins {
+            std::fs::copy(wasm(file), plugin_dir.join(format!("{name}.wasm")))
+                .with_context(|| format!("copying plugin {file}"))?;
+        }
+        let toml = format!(
+            "listen = \"127.0.0.1:0\"\nplugin_dir = {:?}\nstate_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+            plugin_dir,
+            dir.path().join("state"),
+            self.toml
+        );
+        let overrides = Overrides {
+            plain: self.plain,
+            ..Overrides::default()
+        };
+        let settings = Settings::from_toml(&toml, &overrides)?;
+        let (tx, reloads) = mpsc::unbounded_channel();
+        let server = Server::bind_with(settings, Some(tx)).await?;
+        let addr = server.local_addrs()[0];
+        let admin = server.admin_addr();
+        let ca = server.dev_cert.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        let mut s = TestServer {
+            addr,
+            admin,
+            dir,
+            plugin_dir,
+            ca,
+            plain: self.plain,
+            reloads,
+            stop: Some(stop),
+            task: Some(task),
+        };
+        // Drain the initial load outcomes.
+        while s.reloads.try_recv().is_ok() {}
+        Ok(s)
+    }
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        let scheme = if self.plain { "ws" } else { "wss" };
+        format!("{scheme}://localhost:{}{path}", self.addr.port())
+    }
+
+    pub fn tls_client_config(&self) -> Arc<rustls::ClientConfig> {
+        client_config(self.ca.as_deref().expect("TLS server"), None)
+    }
+
+    /// Connects a WebSocket client to `path` (which may carry a query).
+    pub async fn connect(&self, path: &str) -> Ws {
+        self.try_connect(path)
+            .await
+            .unwrap_or_else(|e| panic!("connect {path}: {e}"))
+    }
+
+    pub async fn try_connect(&self, path: &str) -> Result<Ws, tungstenite::Error> {
+        let req = self.url(path).into_client_request()?;
+        self.connect_request(req).await
+    }
+
+    pub async fn connect_request(
+        &self,
+        req: tungstenite::handshake::client::Request,
+    ) -> Result<Ws, tungstenite::Error> {
+        let connector = if self.plain {
+            Connector::Plain
+        } else {
+            Connector::Rustls(self.tls_client_config())
+        };
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .map_err(tungstenite::Error::Io)?;
+        let (ws, _) =
+            tokio_tungstenite::client_async_tls_with_config(req, tcp, None, Some(connector))
+                .await?;
+        Ok(ws)
+    }
+
+    /// Expects the handshake to be refused; returns (status, body).
+    pub async fn refused(&self, path: &str) -> (u16, String) {
+        match self.try_connect(path).await {
+            Ok(_) => panic!("{path}: expected the handshake to be refused, but it was accepted"),
+            Err(tungstenite::Error::Http(resp)) => {
+                let body = resp
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                (resp.status().as_u16(), body)
+            }
+            Err(e) => panic!("{path}: expected an HTTP refusal, got {e}"),
+        }
+    }
+
+    /// Copies a plugin file into the plugin directory atomically (write + rename) and waits for
+    /// the reload outcome of `name`.
+    pub async fn install(&mut self, name: &str, file: &str) -> LoadOutcome {
+        let tmp = self.plugin_dir.join(format!(".{name}.wasm.tmp"));
+        std::fs::copy(wasm(file), &tmp).expect("copy plugin");
+        std::fs::rename(&tmp, self.plugin_dir.join(format!("{name}.wasm"))).expect("rename plugin");
+        self.next_outcome(name).await
+    }
+
+    /// Writes raw bytes as plugin `name` and waits for the outcome.
+    pub async fn install_bytes(&mut self, name: &str, bytes: &[u8]) -> LoadOutcome {
+        let tmp = self.plugin_dir.join(format!(".{name}.wasm.tmp"));
+        std::fs::write(&tmp, bytes).expect("write plugin");
+        std::fs::rename(&tmp, self.plugin_dir.join(format!("{name}.wasm"))).expect("rename plugin");
+        self.next_outcome(name).await
+    }
+
+    pub async fn remove(&mut self, name: &str) -> LoadOutcome {
+        std::fs::remove_file(self.plugin_dir.join(format!("{name}.wasm"))).expect("remove plugin");
+        self.next_outcome(name).await
+    }
+
+    /// The next load outcome concerning `name` (within 20 s).
+    pub async fn next_outcome(&mut self, name: &str) -> LoadOutcome {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let o = tokio::time::timeout_at(deadline, self.reloads.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no reload outcome for {name} within 20s"))
+                .expect("reload channel open");
+            let concerns = match &o {
+                LoadOutcome::Loaded { name: n, .. }
+                | LoadOutcome::Unchanged { name: n }
+                | LoadOutcome::Failed { name: n, .. }
+                | LoadOutcome::Unloaded { name: n } => n == name,
+                LoadOutcome::Ignored { .. } => false,
+            };
+            if concerns {
+                return o;
+            }
+        }
+    }
+
+    /// GET on the admin listener; returns (status, body).
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        http_get(self.admin.expect("admin listener"), path)
+            .await
+            .expect("admin request")
+    }
+
+    /// The value of a metric line (exact name with labels) on /metrics, 0 if absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, body) = self.admin_get("/metrics").await;
+        metric_value(&body, series)
+    }
+
+    /// Triggers graceful shutdown and waits for the server to finish.
+    pub async fn shutdown(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(t) => t.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn metric_value(body: &str, series: &str) -> f64 {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// A rustls client config trusting `ca`, optionally presenting a client certificate.
+pub fn client_config(ca: &Path, client: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("read CA") {
+        roots.add(cert.expect("CA PEM")).expect("add CA");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .expect("client cert")
+                .map(|c| c.expect("PEM"))
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(key).expect("client key");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client auth")
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Arc::new(config)
+}
+
+/// Plain HTTP/1.1 GET (the admin listener).
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("status line")?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Sends a text message.
+pub async fn send(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).await.expect("send");
+}
+
+/// The next data message as text (pings and pongs skipped), within 10 s.
+pub async fn recv_text(ws: &mut Ws) -> String {
+    match next_data(ws).await {
+        Some(Message::Text(t)) => t.to_string(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// The next data or close message, within 10 s (`None` when the stream ended).
+pub async fn next_data(ws: &mut Ws) -> Option<Message> {
+    next_data_within(ws, Duration::from_secs(10)).await
+}
+
+pub async fn next_data_within(ws: &mut Ws, limit: Duration) -> Option<Message> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("timed out waiting for a message");
+        match msg {
+            None => return None,
+            Some(Err(_)) => return None,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(m)) => return Some(m),
+        }
+    }
+}
+
+/// Reads until the server's close frame; returns its code and reason (or 1006 if the stream
+/// ended without one).
+pub async fn expect_close(ws: &mut Ws) -> (u16, String) {
+    loop {
+        match next_data(ws).await {
+            Some(Message::Close(Some(CloseFrame { code, reason }))) => {
+                return (code.into(), reason.to_string());
+            }
+            Some(Message::Close(None)) => return (1005, String::new()),
+            Some(_) => continue,
+            None => return (1006, String::new()),
+        }
+    }
+}
+
+/// Polls `f` every 20 ms until it returns true, for at most `limit`.
+pub async fn eventually(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Fails unless `cond`, with a message (for use in Result-returning helpers).
+pub fn ensure(cond: bool, msg: &str) -> Result<()> {
+    if !cond {
+        bail!("{msg}");
+    }
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! Integration tests, one binary (one link): the real server in-process on port 0, real TLS,
+//! real wasm plugins built by `build.rs`, and real clients.
+
+mod harness;
+
+mod core;

@@ -1,0 +1,80 @@
+//! Test plugin: makes the host's behaviour observable to tests.
+//!
+//! - `on_connect`: `?reject=STATUS&reason=...` refuses the handshake; `?as=NAME` accepts with that
+//!   identity; `?monitor=1` joins the `monitor` room, which receives a line for every `on-close`;
+//!   `?protocol=P` answers with subprotocol P.
+//! - `on_message`: `close CODE REASON` asks the host to close; `whoami` replies the identity;
+//!   `id` replies the connection id;
+//!   `pass` passes the message on; `forward TEXT` forwards TEXT; anything else is echoed back.
+//! - `on_close`: publishes `closed ID CODE REASON` to `monitor` (except for monitors themselves).
+
+use wasmsock_sdk::{Conn, Connect, Flow, Identity, Message, Plugin, Request, export_plugin, rooms};
+
+#[derive(Default)]
+pub struct Probe;
+
+impl Plugin for Probe {
+    fn on_connect(&self, conn: Conn, req: &Request) -> Connect {
+        if let Some(status) = req.query_param("reject") {
+            let status = status.parse().unwrap_or(403);
+            return Connect::reject(
+                status,
+                req.query_param("reason")
+                    .unwrap_or_else(|| "rejected by probe".into()),
+            );
+        }
+        if req.query_param("monitor").is_some() {
+            let _ = conn.join("monitor");
+            let _ = conn.set_attachment(b"monitor");
+        }
+        let answer = match req.query_param("as") {
+            Some(name) => Connect::accept_as(Identity::new(name)),
+            None => Connect::accept(),
+        };
+        match req.query_param("protocol") {
+            Some(p) => answer.with_protocol(p),
+            None => answer,
+        }
+    }
+
+    fn on_message(&self, conn: Conn, msg: Message) -> Flow {
+        let text = msg.as_text().unwrap_or_default().to_owned();
+        let mut words = text.splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("close"), Some(code), reason) => {
+                let code = code.parse().unwrap_or(1000);
+                if let Err(e) = conn.close(code, reason.unwrap_or("")) {
+                    let _ = conn.send_text(&format!("close refused: {e}"));
+                }
+                Flow::Done
+            }
+            (Some("whoami"), _, _) => {
+                let who = conn
+                    .identity()
+                    .map_or_else(|| "nobody".to_owned(), |i| i.id);
+                let _ = conn.send_text(&who);
+                Flow::Done
+            }
+            (Some("id"), _, _) => {
+                let _ = conn.send_text(&conn.id().to_string());
+                Flow::Done
+            }
+            (Some("pass"), _, _) => Flow::Pass,
+            (Some("forward"), Some(rest), _) => Flow::Forward(Message::Text(rest.to_owned())),
+            _ => {
+                let _ = conn.send(msg);
+                Flow::Done
+            }
+        }
+    }
+
+    fn on_close(&self, conn: Conn, code: u16, reason: &str) {
+        if conn.attachment().as_deref() == Some(b"monitor".as_slice()) {
+            return;
+        }
+        let line = format!("closed {} {} {}", conn.id(), code, reason);
+        let _ = rooms::publish("monitor", Message::Text(line), None);
+    }
+}
+
+export_plugin!(Probe);
