@@ -6,30 +6,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PLUGINS: &[&str] = &[
-    "echo",
-    "auth",
-    "rooms",
-    "test-probe",
-    "test-echo-v2",
-    "test-hostile",
-    "test-wrong-contract",
-];
+const PLUGINS: &[&str] =
+    &["echo", "auth", "rooms", "test-probe", "test-echo-v2", "test-hostile", "test-wrong-contract"];
 
 fn main() {
-    let manifest_dir =
-        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir
-        .parent()
-        .expect("tests/ lives in the workspace root")
-        .to_path_buf();
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir.parent().expect("tests/ lives in the workspace root").to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR is <target>/<profile>/build/<package>/out.
-    let target_dir = out_dir
-        .ancestors()
-        .nth(4)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| root.join("target"));
+    let target_dir = out_dir.ancestors().nth(4).map(Path::to_path_buf).unwrap_or_else(|| root.join("target"));
     let wasm_target_dir = target_dir.join("wasm-tests");
 
     for dir in ["wit", "guest-sdk", "plugins", "tests/plugins"] {
@@ -56,9 +41,7 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let output = cmd
-        .output()
-        .expect("running cargo to build the wasm plugins");
+    let output = cmd.output().expect("running cargo to build the wasm plugins");
     if !output.status.success() {
         panic!(
             "building the wasm plugins failed (is the target installed? `rustup target add wasm32-wasip2`):\n{}",

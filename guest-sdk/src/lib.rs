@@ -95,23 +95,17 @@ macro_rules! export_plugin {
                 PLUGIN.get_or_init(<$plugin as ::core::default::Default>::default)
             }
             impl $crate::__private::Guest for __WasmsockExport {
-                fn on_connect(
-                    conn: u64,
-                    req: $crate::__private::WitRequest,
-                ) -> $crate::__private::WitConnect {
+                fn on_connect(conn: u64, req: $crate::__private::WitRequest) -> $crate::__private::WitConnect {
                     $crate::__private::on_connect(__wasmsock_plugin(), conn, req)
                 }
-                fn on_message(
-                    conn: u64,
-                    msg: $crate::__private::WitMessage,
-                ) -> $crate::__private::WitFlow {
+                fn on_message(conn: u64, msg: $crate::__private::WitMessage) -> $crate::__private::WitFlow {
                     $crate::__private::on_message(__wasmsock_plugin(), conn, msg)
                 }
                 fn on_close(conn: u64, code: u16, reason: ::std::string::String) {
                     $crate::__private::on_close(__wasmsock_plugin(), conn, code, reason)
                 }
             }
-    $crate::__private::export!(__WasmsockExport with_types_in $crate::__private::bindings);
+            $crate::__private::export!(__WasmsockExport with_types_in $crate::__private::bindings);
         };
     };
 }

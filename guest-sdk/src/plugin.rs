@@ -50,18 +50,12 @@ pub enum Connect {
 impl Connect {
     /// Accept without an identity.
     pub fn accept() -> Self {
-        Connect::Accept {
-            identity: None,
-            protocol: None,
-        }
+        Connect::Accept { identity: None, protocol: None }
     }
 
     /// Accept as `identity`.
     pub fn accept_as(identity: Identity) -> Self {
-        Connect::Accept {
-            identity: Some(identity),
-            protocol: None,
-        }
+        Connect::Accept { identity: Some(identity), protocol: None }
     }
 
     /// Refuse with an HTTP status and a reason.
@@ -71,19 +65,13 @@ impl Connect {
     /// assert!(matches!(no, wasmsock_sdk::Connect::Reject { status: 401, .. }));
     /// ```
     pub fn reject(status: u16, reason: impl Into<String>) -> Self {
-        Connect::Reject {
-            status,
-            reason: reason.into(),
-        }
+        Connect::Reject { status, reason: reason.into() }
     }
 
     /// Answer the handshake with subprotocol `protocol` (ignored on a rejection).
     pub fn with_protocol(self, protocol: impl Into<String>) -> Self {
         match self {
-            Connect::Accept { identity, .. } => Connect::Accept {
-                identity,
-                protocol: Some(protocol.into()),
-            },
+            Connect::Accept { identity, .. } => Connect::Accept { identity, protocol: Some(protocol.into()) },
             reject => reject,
         }
     }
@@ -119,13 +107,10 @@ pub mod glue {
             identity: req.identity.map(Into::into),
         };
         match plugin.on_connect(Conn::from_raw(conn), &req) {
-            Connect::Accept { identity, protocol } => wit::Connect::Accept(wit::Accept {
-                identity: identity.map(Into::into),
-                protocol,
-            }),
-            Connect::Reject { status, reason } => {
-                wit::Connect::Reject(wit::Reject { status, reason })
+            Connect::Accept { identity, protocol } => {
+                wit::Connect::Accept(wit::Accept { identity: identity.map(Into::into), protocol })
             }
+            Connect::Reject { status, reason } => wit::Connect::Reject(wit::Reject { status, reason }),
         }
     }
 

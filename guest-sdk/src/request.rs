@@ -14,10 +14,7 @@ pub struct Identity {
 impl Identity {
     /// An identity without claims.
     pub fn new(id: impl Into<String>) -> Self {
-        Identity {
-            id: id.into(),
-            claims: "{}".into(),
-        }
+        Identity { id: id.into(), claims: "{}".into() }
     }
 
     /// An identity carrying `claims` (serialised as JSON) for later plugins of the chain.
@@ -26,23 +23,13 @@ impl Identity {
     /// let who = wasmsock_sdk::Identity::with_claims("ada", &serde_json::json!({"role": "admin"})).unwrap();
     /// assert_eq!(who.claims_as::<serde_json::Value>().unwrap()["role"], "admin");
     /// ```
-    pub fn with_claims<T: Serialize + ?Sized>(
-        id: impl Into<String>,
-        claims: &T,
-    ) -> Result<Self, Error> {
-        Ok(Identity {
-            id: id.into(),
-            claims: serde_json::to_string(claims)?,
-        })
+    pub fn with_claims<T: Serialize + ?Sized>(id: impl Into<String>, claims: &T) -> Result<Self, Error> {
+        Ok(Identity { id: id.into(), claims: serde_json::to_string(claims)? })
     }
 
     /// The claims parsed as `T`.
     pub fn claims_as<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        Ok(serde_json::from_str(if self.claims.is_empty() {
-            "{}"
-        } else {
-            &self.claims
-        })?)
+        Ok(serde_json::from_str(if self.claims.is_empty() { "{}" } else { &self.claims })?)
     }
 }
 
@@ -77,10 +64,7 @@ impl Request {
     /// assert_eq!(req.header("Authorization"), Some("Bearer abc"));
     /// ```
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The first value of query parameter `name`, percent-decoded (`+` reads as a space).

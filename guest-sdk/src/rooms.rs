@@ -24,10 +24,7 @@ pub fn publish(room: &str, msg: Message, except: Option<Conn>) -> Result<u32, Er
 
 /// Up to `limit` members of `room` on this node.
 pub fn members(room: &str, limit: u32) -> Vec<Conn> {
-    sys::members(room, limit)
-        .into_iter()
-        .map(Conn::from_raw)
-        .collect()
+    sys::members(room, limit).into_iter().map(Conn::from_raw).collect()
 }
 
 /// The number of members of `room` on this node.

@@ -113,19 +113,13 @@ mod imp {
 
     impl From<types::Identity> for Identity {
         fn from(id: types::Identity) -> Self {
-            Identity {
-                id: id.id,
-                claims: id.claims,
-            }
+            Identity { id: id.id, claims: id.claims }
         }
     }
 
     impl From<Identity> for types::Identity {
         fn from(id: Identity) -> Self {
-            types::Identity {
-                id: id.id,
-                claims: id.claims,
-            }
+            types::Identity { id: id.id, claims: id.claims }
         }
     }
 }

@@ -90,9 +90,7 @@ thread_local! {
 fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
     STATE.with(|s| {
         let mut s = s.borrow_mut();
-        let state = s
-            .as_mut()
-            .expect("wasmsock_sdk host call outside a TestHost: create one with TestHost::new()");
+        let state = s.as_mut().expect("wasmsock_sdk host call outside a TestHost: create one with TestHost::new()");
         f(state)
     })
 }
@@ -106,15 +104,8 @@ impl Default for TestHost {
 impl TestHost {
     /// Installs a fresh test host for this thread.
     pub fn new() -> Self {
-        STATE.with(|s| {
-            *s.borrow_mut() = Some(State {
-                next_id: 1,
-                ..State::default()
-            })
-        });
-        TestHost {
-            _not_send: PhantomData,
-        }
+        STATE.with(|s| *s.borrow_mut() = Some(State { next_id: 1, ..State::default() }));
+        TestHost { _not_send: PhantomData }
     }
 
     /// Sets a plugin setting, as `[plugins.<name>.config]` would on the server.
@@ -151,16 +142,7 @@ impl TestHost {
         let answer = plugin.on_connect(conn, &req);
         if let Connect::Accept { identity, .. } = &answer {
             let identity = identity.clone().or(req.identity);
-            with(|s| {
-                s.conns.insert(
-                    id,
-                    ConnState {
-                        route: req.route,
-                        identity,
-                        ..ConnState::default()
-                    },
-                )
-            });
+            with(|s| s.conns.insert(id, ConnState { route: req.route, identity, ..ConnState::default() }));
         }
         (conn, answer)
     }
@@ -187,12 +169,7 @@ impl TestHost {
 
     /// Takes the messages queued to `conn` so far.
     pub fn sent(&self, conn: Conn) -> Vec<Message> {
-        with(|s| {
-            s.conns
-                .get_mut(&conn.id())
-                .map(|c| std::mem::take(&mut c.sent))
-                .unwrap_or_default()
-        })
+        with(|s| s.conns.get_mut(&conn.id()).map(|c| std::mem::take(&mut c.sent)).unwrap_or_default())
     }
 
     /// The close code and reason the plugin asked for, if it closed `conn`.
@@ -210,12 +187,7 @@ impl TestHost {
 
     /// Members of `room`, in id order.
     pub fn members(&self, room: &str) -> Vec<Conn> {
-        with(|s| {
-            s.rooms
-                .get(room)
-                .map(|m| m.iter().copied().map(Conn::from_raw).collect())
-                .unwrap_or_default()
-        })
+        with(|s| s.rooms.get(room).map(|m| m.iter().copied().map(Conn::from_raw).collect()).unwrap_or_default())
     }
 
     /// The stored value of `key`.
@@ -232,14 +204,7 @@ impl TestHost {
         with(|s| {
             let id = s.next_id;
             s.next_id += 1;
-            s.conns.insert(
-                id,
-                ConnState {
-                    route: route.into(),
-                    identity,
-                    ..ConnState::default()
-                },
-            );
+            s.conns.insert(id, ConnState { route: route.into(), identity, ..ConnState::default() });
             Conn::from_raw(id)
         })
     }
@@ -338,21 +303,12 @@ pub(crate) mod host {
     }
 
     pub(crate) fn rooms(conn: u64) -> Vec<String> {
-        with(|s| {
-            s.conns
-                .get(&conn)
-                .map(|c| c.rooms.iter().cloned().collect())
-                .unwrap_or_default()
-        })
+        with(|s| s.conns.get(&conn).map(|c| c.rooms.iter().cloned().collect()).unwrap_or_default())
     }
 
     pub(crate) fn publish(room: &str, msg: Message, except: Option<u64>) -> Result<u32, Error> {
         with(|s| {
-            let members: Vec<u64> = s
-                .rooms
-                .get(room)
-                .map(|m| m.iter().copied().collect())
-                .unwrap_or_default();
+            let members: Vec<u64> = s.rooms.get(room).map(|m| m.iter().copied().collect()).unwrap_or_default();
             let mut queued = 0;
             for id in members.into_iter().filter(|id| Some(*id) != except) {
                 if let Ok(c) = open_conn(s, id) {
@@ -365,12 +321,7 @@ pub(crate) mod host {
     }
 
     pub(crate) fn members(room: &str, limit: u32) -> Vec<u64> {
-        with(|s| {
-            s.rooms
-                .get(room)
-                .map(|m| m.iter().copied().take(limit as usize).collect())
-                .unwrap_or_default()
-        })
+        with(|s| s.rooms.get(room).map(|m| m.iter().copied().take(limit as usize).collect()).unwrap_or_default())
     }
 
     pub(crate) fn member_count(room: &str) -> u32 {

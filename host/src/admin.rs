@@ -19,9 +19,8 @@ pub struct Admin {
 
 impl Admin {
     pub async fn bind(addr: &str, ctx: Arc<ServerCtx>) -> Result<Admin> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot bind the admin listener on {addr}"))?;
+        let listener =
+            TcpListener::bind(addr).await.with_context(|| format!("cannot bind the admin listener on {addr}"))?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             loop {
@@ -30,8 +29,7 @@ impl Admin {
                 };
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(10), handle(stream, &ctx)).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(10), handle(stream, &ctx)).await;
                 });
             }
         });
@@ -62,9 +60,7 @@ async fn handle(mut stream: TcpStream, ctx: &ServerCtx) -> std::io::Result<()> {
             Ok(Some((req, _))) => break req,
             Ok(None) => continue,
             Err(_) => {
-                stream
-                    .write_all(&http::response(400, &[], "bad request"))
-                    .await?;
+                stream.write_all(&http::response(400, &[], "bad request")).await?;
                 return Ok(());
             }
         }
@@ -101,22 +97,13 @@ async fn handle(mut stream: TcpStream, ctx: &ServerCtx) -> std::io::Result<()> {
             let routes: Vec<(String, Vec<String>)> = ctx
                 .router
                 .routes()
-                .map(|r| {
-                    (
-                        r.path.clone(),
-                        r.chain_names().into_iter().map(str::to_owned).collect(),
-                    )
-                })
+                .map(|r| (r.path.clone(), r.chain_names().into_iter().map(str::to_owned).collect()))
                 .collect();
             let list = ctx.registry.list(&routes);
             let body = serde_json::to_vec_pretty(&list).unwrap_or_default();
             http::response_bytes(200, &[], "application/json", &body)
         }
-        _ => http::response(
-            404,
-            &[],
-            "not found: try /metrics, /healthz, /readyz or /plugins\n",
-        ),
+        _ => http::response(404, &[], "not found: try /metrics, /healthz, /readyz or /plugins\n"),
     };
     stream.write_all(&resp).await?;
     stream.shutdown().await

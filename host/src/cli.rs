@@ -9,11 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{LogFormat, Overrides, Settings};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "wasmsock",
-    version,
-    about = "WebSocket-over-TLS server with WebAssembly plugins"
-)]
+#[command(name = "wasmsock", version, about = "WebSocket-over-TLS server with WebAssembly plugins")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,6 +23,15 @@ enum Command {
     Check {
         /// The `.wasm` file.
         file: PathBuf,
+    },
+    /// Build plugin crates for wasm32-wasip2 (and install them into a plugin directory).
+    Build {
+        /// Plugin crate directories (default: the current directory).
+        paths: Vec<PathBuf>,
+        /// Copy the built, validated `.wasm` files into this plugin directory (atomically, so
+        /// a running server reloads them at once).
+        #[arg(long)]
+        install: Option<PathBuf>,
     },
 }
 
@@ -74,6 +79,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Check { file } => check(&file),
+        Command::Build { paths, install } => {
+            crate::build::build(&paths, install.as_deref()).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -115,10 +123,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
 /// Resolves on the first SIGINT or SIGTERM; a second one exits at once.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
         return std::future::pending().await;
     };
@@ -126,10 +131,7 @@ async fn shutdown_signal() {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
-    tracing::info!(
-        signal = name,
-        "graceful shutdown started (send the signal again to exit at once)"
-    );
+    tracing::info!(signal = name, "graceful shutdown started (send the signal again to exit at once)");
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {}
@@ -143,16 +145,9 @@ async fn shutdown_signal() {
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }
@@ -163,8 +158,7 @@ fn check(file: &std::path::Path) -> Result<ExitCode> {
     let runtime = crate::plugin::Runtime::new(&settings.engine)?;
     match crate::plugin::check_bytes(&runtime, &bytes) {
         Ok(summary) => {
-            let name = crate::plugin::plugin_name(file)
-                .unwrap_or_else(|| "(not a valid plugin file name)".into());
+            let name = crate::plugin::plugin_name(file).unwrap_or_else(|| "(not a valid plugin file name)".into());
             println!("plugin:    {name}");
             println!("file:      {} ({} bytes)", file.display(), bytes.len());
             println!(
@@ -179,11 +173,7 @@ fn check(file: &std::path::Path) -> Result<ExitCode> {
             }
             println!("imports:");
             for i in &summary.imports {
-                let note = if crate::plugin::is_trapped_import(i) {
-                    "  (not provided: calls trap)"
-                } else {
-                    ""
-                };
+                let note = if crate::plugin::is_trapped_import(i) { "  (not provided: calls trap)" } else { "" };
                 println!("  {i}{note}");
             }
             println!("ok: compatible with this host");

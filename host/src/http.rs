@@ -24,10 +24,7 @@ pub enum HttpError {
 
 impl HttpRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// True if a comma-separated header contains `token` (case-insensitive).
@@ -66,12 +63,7 @@ pub fn parse(buf: &[u8], max_bytes: usize) -> Result<Option<(HttpRequest, usize)
                 headers: req
                     .headers
                     .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_ascii_lowercase(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
+                    .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
                     .collect(),
             };
             Ok(Some((request, n)))
@@ -109,12 +101,7 @@ pub fn response(status: u16, extra: &[(&str, &str)], body: &str) -> Vec<u8> {
     response_bytes(status, extra, "text/plain; charset=utf-8", body.as_bytes())
 }
 
-pub fn response_bytes(
-    status: u16,
-    extra: &[(&str, &str)],
-    content_type: &str,
-    body: &[u8],
-) -> Vec<u8> {
+pub fn response_bytes(status: u16, extra: &[(&str, &str)], content_type: &str, body: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n",
         reason_phrase(status),
@@ -163,10 +150,7 @@ mod tests {
     #[test]
     fn partial_oversized_and_garbage() {
         assert!(parse(b"GET / HTTP/1.1\r\nHost:", 8192).unwrap().is_none());
-        assert!(matches!(
-            parse(b"\x01\x02 / HTTP/1.1\r\n\r\n", 50),
-            Err(HttpError::Malformed(_))
-        ));
+        assert!(matches!(parse(b"\x01\x02 / HTTP/1.1\r\n\r\n", 50), Err(HttpError::Malformed(_))));
         let big = format!("GET / HTTP/1.1\r\nX: {}", "y".repeat(100));
         assert_eq!(parse(big.as_bytes(), 50).unwrap_err(), HttpError::TooLarge);
     }

@@ -78,9 +78,7 @@ pub struct Metrics {
 
 fn call_histogram() -> Histogram {
     // 1 µs .. ~1 s: plugin calls are usually microseconds, deadlines are milliseconds.
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-        1e-6, 4.0, 11,
-    ))
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1e-6, 4.0, 11))
 }
 
 impl Metrics {
@@ -89,18 +87,10 @@ impl Metrics {
         let traffic = Family::<DirectionLabel, Counter>::default();
         let bytes = Family::<DirectionLabel, Counter>::default();
         // One statement each: `get_or_create` holds the family's lock until the statement ends.
-        let messages_in = traffic
-            .get_or_create(&DirectionLabel { direction: "in" })
-            .clone();
-        let messages_out = traffic
-            .get_or_create(&DirectionLabel { direction: "out" })
-            .clone();
-        let bytes_in = bytes
-            .get_or_create(&DirectionLabel { direction: "in" })
-            .clone();
-        let bytes_out = bytes
-            .get_or_create(&DirectionLabel { direction: "out" })
-            .clone();
+        let messages_in = traffic.get_or_create(&DirectionLabel { direction: "in" }).clone();
+        let messages_out = traffic.get_or_create(&DirectionLabel { direction: "out" }).clone();
+        let bytes_in = bytes.get_or_create(&DirectionLabel { direction: "in" }).clone();
+        let bytes_out = bytes.get_or_create(&DirectionLabel { direction: "out" }).clone();
         let m = Metrics {
             connections: Gauge::default(),
             connections_total: Counter::default(),
@@ -128,53 +118,17 @@ impl Metrics {
             broker_dropped: Counter::default(),
             registry: Registry::default(),
         };
-        r.register(
-            "connections",
-            "Open WebSocket connections",
-            m.connections.clone(),
-        );
-        r.register(
-            "connections_accepted",
-            "WebSocket connections accepted",
-            m.connections_total.clone(),
-        );
-        r.register(
-            "handshake_rejects",
-            "Handshakes refused, by reason",
-            m.handshake_rejects.clone(),
-        );
+        r.register("connections", "Open WebSocket connections", m.connections.clone());
+        r.register("connections_accepted", "WebSocket connections accepted", m.connections_total.clone());
+        r.register("handshake_rejects", "Handshakes refused, by reason", m.handshake_rejects.clone());
         r.register("messages", "Data messages, by direction", traffic);
         r.register("bytes", "Data message payload bytes, by direction", bytes);
-        r.register(
-            "closes",
-            "Connections closed, by close code",
-            m.closes.clone(),
-        );
-        r.register(
-            "plugin_call_seconds",
-            "Plugin export call latency",
-            m.plugin_calls.clone(),
-        );
-        r.register(
-            "plugin_failures",
-            "Plugin calls that failed, by kind",
-            m.plugin_failures.clone(),
-        );
-        r.register(
-            "plugin_deadline_hits",
-            "Plugin calls cut off at the CPU deadline",
-            m.plugin_deadline_hits.clone(),
-        );
-        r.register(
-            "plugin_reloads",
-            "Plugin loads and reloads, by result",
-            m.plugin_reloads.clone(),
-        );
-        r.register(
-            "plugin_quarantines",
-            "Times a plugin was quarantined for failing",
-            m.plugin_quarantines.clone(),
-        );
+        r.register("closes", "Connections closed, by close code", m.closes.clone());
+        r.register("plugin_call_seconds", "Plugin export call latency", m.plugin_calls.clone());
+        r.register("plugin_failures", "Plugin calls that failed, by kind", m.plugin_failures.clone());
+        r.register("plugin_deadline_hits", "Plugin calls cut off at the CPU deadline", m.plugin_deadline_hits.clone());
+        r.register("plugin_reloads", "Plugin loads and reloads, by result", m.plugin_reloads.clone());
+        r.register("plugin_quarantines", "Times a plugin was quarantined for failing", m.plugin_quarantines.clone());
         r.register(
             "plugin_log_dropped_bytes",
             "Plugin stdout/stderr bytes over the log limit",
@@ -182,38 +136,14 @@ impl Metrics {
         );
         r.register("rooms", "Rooms with at least one member", m.rooms.clone());
         r.register("room_members", "Room memberships", m.room_members.clone());
-        r.register(
-            "outbox_drops",
-            "Messages refused by full outgoing queues",
-            m.outbox_drops.clone(),
-        );
+        r.register("outbox_drops", "Messages refused by full outgoing queues", m.outbox_drops.clone());
         r.register("publishes", "Room publishes", m.publishes.clone());
-        r.register(
-            "broker_published",
-            "Publishes sent to the broker",
-            m.broker_published.clone(),
-        );
-        r.register(
-            "broker_received",
-            "Publishes received from the broker",
-            m.broker_received.clone(),
-        );
+        r.register("broker_published", "Publishes sent to the broker", m.broker_published.clone());
+        r.register("broker_received", "Publishes received from the broker", m.broker_received.clone());
         r.register("broker_errors", "Broker errors", m.broker_errors.clone());
-        r.register(
-            "broker_reconnects",
-            "Broker reconnections",
-            m.broker_reconnects.clone(),
-        );
-        r.register(
-            "broker_connected",
-            "1 while the broker connection is up",
-            m.broker_connected.clone(),
-        );
-        r.register(
-            "broker_dropped",
-            "Publishes not sent to the broker (queue full or down)",
-            m.broker_dropped.clone(),
-        );
+        r.register("broker_reconnects", "Broker reconnections", m.broker_reconnects.clone());
+        r.register("broker_connected", "1 while the broker connection is up", m.broker_connected.clone());
+        r.register("broker_dropped", "Publishes not sent to the broker (queue full or down)", m.broker_dropped.clone());
         Metrics { registry: r, ..m }
     }
 
@@ -226,11 +156,7 @@ impl Metrics {
     }
 
     pub fn reject(&self, reason: &str) {
-        self.handshake_rejects
-            .get_or_create(&ReasonLabel {
-                reason: reason.to_owned(),
-            })
-            .inc();
+        self.handshake_rejects.get_or_create(&ReasonLabel { reason: reason.to_owned() }).inc();
     }
 }
 

@@ -10,10 +10,7 @@ enum Pattern {
     Exact(String),
     /// `https://*.example.com` or `*.example.com`: any subdomain (not the bare domain), with the
     /// given scheme or any scheme.
-    Suffix {
-        scheme: Option<String>,
-        suffix: String,
-    },
+    Suffix { scheme: Option<String>, suffix: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,26 +36,16 @@ impl OriginPolicy {
         for p in list.into_iter().flatten() {
             allow.push(parse(p)?);
         }
-        Ok(OriginPolicy {
-            allow,
-            allow_missing: over.allow_missing.or(base.allow_missing).unwrap_or(true),
-        })
+        Ok(OriginPolicy { allow, allow_missing: over.allow_missing.or(base.allow_missing).unwrap_or(true) })
     }
 
     pub fn allow_all() -> OriginPolicy {
-        OriginPolicy {
-            allow: Vec::new(),
-            allow_missing: true,
-        }
+        OriginPolicy { allow: Vec::new(), allow_missing: true }
     }
 
     pub fn check(&self, origin: Option<&str>) -> OriginVerdict {
         let Some(origin) = origin else {
-            return if self.allow_missing {
-                OriginVerdict::Allowed
-            } else {
-                OriginVerdict::Missing
-            };
+            return if self.allow_missing { OriginVerdict::Allowed } else { OriginVerdict::Missing };
         };
         if self.allow.is_empty() {
             return OriginVerdict::Allowed;
@@ -70,20 +57,13 @@ impl OriginPolicy {
         };
         let ok = self.allow.iter().any(|p| match p {
             Pattern::Exact(e) => *e == origin,
-            Pattern::Suffix {
-                scheme: want,
-                suffix,
-            } => {
+            Pattern::Suffix { scheme: want, suffix } => {
                 want.as_deref().is_none_or(|w| w == scheme)
                     && host_without_port(host).ends_with(suffix.as_str())
                     && host_without_port(host).len() > suffix.len()
             }
         });
-        if ok {
-            OriginVerdict::Allowed
-        } else {
-            OriginVerdict::Forbidden
-        }
+        if ok { OriginVerdict::Allowed } else { OriginVerdict::Forbidden }
     }
 }
 
@@ -110,15 +90,10 @@ fn parse(p: &str) -> Result<Pattern> {
         if domain.is_empty() || domain.contains('*') {
             bail!("invalid origin pattern {p:?}");
         }
-        return Ok(Pattern::Suffix {
-            scheme,
-            suffix: format!(".{domain}"),
-        });
+        return Ok(Pattern::Suffix { scheme, suffix: format!(".{domain}") });
     }
     if rest.contains('*') {
-        bail!(
-            "invalid origin pattern {p:?}: '*' is allowed only as the first label (\"*.example.com\")"
-        );
+        bail!("invalid origin pattern {p:?}: '*' is allowed only as the first label (\"*.example.com\")");
     }
     match scheme {
         Some(_) => Ok(Pattern::Exact(lower)),
@@ -133,84 +108,35 @@ mod tests {
     use super::*;
 
     fn policy(allow: &[&str], missing: Option<bool>) -> OriginPolicy {
-        let f = OriginsFile {
-            allow: Some(allow.iter().map(|s| s.to_string()).collect()),
-            allow_missing: missing,
-        };
+        let f = OriginsFile { allow: Some(allow.iter().map(|s| s.to_string()).collect()), allow_missing: missing };
         OriginPolicy::new(&OriginsFile::default(), &f).unwrap()
     }
 
     #[test]
     fn exact_and_wildcard_origins() {
-        let p = policy(
-            &[
-                "https://app.example.com",
-                "*.trusted.org",
-                "http://localhost:8080",
-            ],
-            None,
-        );
-        assert_eq!(
-            p.check(Some("https://app.example.com")),
-            OriginVerdict::Allowed
-        );
-        assert_eq!(
-            p.check(Some("HTTPS://APP.EXAMPLE.COM")),
-            OriginVerdict::Allowed
-        );
-        assert_eq!(
-            p.check(Some("http://app.example.com")),
-            OriginVerdict::Forbidden
-        );
+        let p = policy(&["https://app.example.com", "*.trusted.org", "http://localhost:8080"], None);
+        assert_eq!(p.check(Some("https://app.example.com")), OriginVerdict::Allowed);
+        assert_eq!(p.check(Some("HTTPS://APP.EXAMPLE.COM")), OriginVerdict::Allowed);
+        assert_eq!(p.check(Some("http://app.example.com")), OriginVerdict::Forbidden);
         assert_eq!(p.check(Some("https://evil.com")), OriginVerdict::Forbidden);
-        assert_eq!(
-            p.check(Some("https://a.b.trusted.org")),
-            OriginVerdict::Allowed
-        );
-        assert_eq!(
-            p.check(Some("https://a.trusted.org:8443")),
-            OriginVerdict::Allowed
-        );
-        assert_eq!(
-            p.check(Some("https://trusted.org")),
-            OriginVerdict::Forbidden
-        );
-        assert_eq!(
-            p.check(Some("https://eviltrusted.org")),
-            OriginVerdict::Forbidden
-        );
-        assert_eq!(
-            p.check(Some("http://localhost:8080")),
-            OriginVerdict::Allowed
-        );
+        assert_eq!(p.check(Some("https://a.b.trusted.org")), OriginVerdict::Allowed);
+        assert_eq!(p.check(Some("https://a.trusted.org:8443")), OriginVerdict::Allowed);
+        assert_eq!(p.check(Some("https://trusted.org")), OriginVerdict::Forbidden);
+        assert_eq!(p.check(Some("https://eviltrusted.org")), OriginVerdict::Forbidden);
+        assert_eq!(p.check(Some("http://localhost:8080")), OriginVerdict::Allowed);
         assert_eq!(p.check(Some("null")), OriginVerdict::Forbidden);
         assert_eq!(p.check(None), OriginVerdict::Allowed);
-        assert_eq!(
-            policy(&["https://a.com"], Some(false)).check(None),
-            OriginVerdict::Missing
-        );
+        assert_eq!(policy(&["https://a.com"], Some(false)).check(None), OriginVerdict::Missing);
     }
 
     #[test]
     fn scheme_bound_wildcard_and_bad_patterns() {
         let p = policy(&["https://*.example.com"], None);
-        assert_eq!(
-            p.check(Some("https://x.example.com")),
-            OriginVerdict::Allowed
-        );
-        assert_eq!(
-            p.check(Some("http://x.example.com")),
-            OriginVerdict::Forbidden
-        );
+        assert_eq!(p.check(Some("https://x.example.com")), OriginVerdict::Allowed);
+        assert_eq!(p.check(Some("http://x.example.com")), OriginVerdict::Forbidden);
         for bad in ["example.com", "https://a.*.com", "https://a.com/path", "*."] {
-            let f = OriginsFile {
-                allow: Some(vec![bad.into()]),
-                allow_missing: None,
-            };
-            assert!(
-                OriginPolicy::new(&OriginsFile::default(), &f).is_err(),
-                "{bad}"
-            );
+            let f = OriginsFile { allow: Some(vec![bad.into()]), allow_missing: None };
+            assert!(OriginPolicy::new(&OriginsFile::default(), &f).is_err(), "{bad}");
         }
     }
 }

@@ -55,10 +55,7 @@ pub struct TaskGuard {
 impl TaskCount {
     pub fn enter(&self) -> TaskGuard {
         self.n.fetch_add(1, Relaxed);
-        TaskGuard {
-            n: self.n.clone(),
-            idle: self.idle.clone(),
-        }
+        TaskGuard { n: self.n.clone(), idle: self.idle.clone() }
     }
 
     pub fn count(&self) -> usize {
@@ -101,12 +98,11 @@ impl Server {
     }
 
     /// As [`Server::bind`], reporting every plugin (re)load outcome on `reloads`.
-    pub async fn bind_with(
-        settings: Settings,
-        reloads: Option<mpsc::UnboundedSender<LoadOutcome>>,
-    ) -> Result<Server> {
+    pub async fn bind_with(settings: Settings, reloads: Option<mpsc::UnboundedSender<LoadOutcome>>) -> Result<Server> {
         let settings = Arc::new(settings);
         raise_nofile(settings.server.nofile_limit);
+        // Listeners and TLS first: a bad address or certificate fails before any side effect.
+        let listeners = bind_listeners(&settings.listen).await?;
         let tls = crate::tls::setup(&settings.tls, &settings.state_dir)?;
         let dev_cert = tls.as_ref().and_then(|t| t.dev_cert.clone());
 
@@ -120,9 +116,7 @@ impl Server {
         let router = Router::new(&settings.routes, &registry);
         let outcomes = {
             let reg = registry.clone();
-            tokio::task::spawn_blocking(move || reg.load_all())
-                .await
-                .context("plugin loading task")??
+            tokio::task::spawn_blocking(move || reg.load_all()).await.context("plugin loading task")??
         };
         for o in outcomes {
             if let Some(tx) = &reloads {
@@ -131,7 +125,6 @@ impl Server {
         }
         let watch = crate::plugin::watch(registry.clone(), reloads)?;
 
-        let listeners = bind_listeners(&settings.listen).await?;
         let static_files = settings.static_dir.clone().map(StaticFiles::new);
         let ctx = Arc::new(ServerCtx {
             settings: settings.clone(),
@@ -147,20 +140,11 @@ impl Server {
             Some(addr) => Some(crate::admin::Admin::bind(addr, ctx.clone()).await?),
             None => None,
         };
-        Ok(Server {
-            ctx,
-            listeners,
-            admin,
-            _watch: watch,
-            dev_cert,
-        })
+        Ok(Server { ctx, listeners, admin, _watch: watch, dev_cert })
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
@@ -219,15 +203,9 @@ impl Server {
         ctx.hub.for_each(|c| {
             c.close(crate::ws::CloseCode::GOING_AWAY, "server shutting down");
         });
-        if tokio::time::timeout(grace, ctx.tasks.wait_idle())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(grace, ctx.tasks.wait_idle()).await.is_err() {
             let left = ctx.hub.len();
-            tracing::warn!(
-                connections = left,
-                "shutdown grace period over: dropping the remaining connections"
-            );
+            tracing::warn!(connections = left, "shutdown grace period over: dropping the remaining connections");
             ctx.hub.for_each(|c| c.kill(Kill::Shutdown));
             // Their tasks end promptly now (on-close still runs); bound the wait anyway.
             let _ = tokio::time::timeout(Duration::from_secs(5), ctx.tasks.wait_idle()).await;
@@ -249,25 +227,15 @@ async fn bind_listeners(listen: &str) -> Result<Vec<TcpListener>> {
     }
     let mut listeners = Vec::new();
     for addr in dedup(addrs) {
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }
-        .with_context(|| format!("cannot create a socket for {addr}"))?;
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
+            .with_context(|| format!("cannot create a socket for {addr}"))?;
         socket.set_reuseaddr(true)?;
         if addr.is_ipv6() {
             // Bind v6 only: "localhost" binds ::1 and 127.0.0.1 as separate listeners.
             let _ = socket2::SockRef::from(&socket).set_only_v6(true);
         }
-        socket
-            .bind(addr)
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        listeners.push(
-            socket
-                .listen(4096)
-                .with_context(|| format!("cannot listen on {addr}"))?,
-        );
+        socket.bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+        listeners.push(socket.listen(4096).with_context(|| format!("cannot listen on {addr}"))?);
         if addr.port() == 0 {
             break; // one ephemeral listener; separate ones would get different ports
         }
@@ -329,8 +297,7 @@ async fn sweep(ctx: Arc<ServerCtx>) {
                     c.kill(Kill::DeadPeer);
                     return;
                 }
-                if now.saturating_sub(last_rx) >= interval
-                    && now.saturating_sub(a.last_ping.load(Relaxed)) >= interval
+                if now.saturating_sub(last_rx) >= interval && now.saturating_sub(a.last_ping.load(Relaxed)) >= interval
                 {
                     a.last_ping.store(now, Relaxed);
                     let _ = c.send_control(conn::Outgoing::Ping(bytes::Bytes::new()));
@@ -359,15 +326,7 @@ fn sweep_period(ctx: &ServerCtx) -> Duration {
     let mut shortest = Duration::from_secs(4);
     for r in ctx.router.routes() {
         let l = &r.limits;
-        for d in [
-            l.ping_interval,
-            Some(l.pong_timeout),
-            Some(l.write_timeout),
-            l.idle_timeout,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for d in [l.ping_interval, Some(l.pong_timeout), Some(l.write_timeout), l.idle_timeout].into_iter().flatten() {
             shortest = shortest.min(d);
         }
     }
@@ -376,10 +335,7 @@ fn sweep_period(ctx: &ServerCtx) -> Duration {
 
 /// Raises the soft open-files limit towards `want` (capped at the hard limit).
 fn raise_nofile(want: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     if !get_nofile(&mut lim) {
         return;
     }
@@ -388,11 +344,7 @@ fn raise_nofile(want: u64) {
         let before = lim.rlim_cur;
         lim.rlim_cur = target as libc::rlim_t;
         if set_nofile(&lim) {
-            tracing::debug!(
-                from = before as u64,
-                to = target,
-                "raised the open-files limit"
-            );
+            tracing::debug!(from = before as u64, to = target, "raised the open-files limit");
         }
     }
 }

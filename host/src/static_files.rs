@@ -27,27 +27,14 @@ impl StaticFiles {
             return None;
         }
         let body = std::fs::read(&path).ok()?;
-        let body = if req.method == "HEAD" {
-            Vec::new()
-        } else {
-            body
-        };
-        Some(http::response_bytes(
-            200,
-            &[("X-Content-Type-Options", "nosniff")],
-            content_type(&path),
-            &body,
-        ))
+        let body = if req.method == "HEAD" { Vec::new() } else { body };
+        Some(http::response_bytes(200, &[("X-Content-Type-Options", "nosniff")], content_type(&path), &body))
     }
 
     /// Maps a URL path into the root, refusing anything that would leave it.
     fn resolve(&self, url_path: &str) -> Option<PathBuf> {
         let rel = url_path.trim_start_matches('/');
-        let rel = if rel.is_empty() || rel.ends_with('/') {
-            format!("{rel}index.html")
-        } else {
-            rel.to_owned()
-        };
+        let rel = if rel.is_empty() || rel.ends_with('/') { format!("{rel}index.html") } else { rel.to_owned() };
         let rel = Path::new(&rel);
         if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
             return None;

@@ -34,10 +34,7 @@ pub fn setup(settings: &TlsSettings, state_dir: &Path) -> Result<Option<TlsSetup
         .collect::<Result<_, _>>()
         .with_context(|| format!("bad PEM in certificate {}", cert_path.display()))?;
     if chain.is_empty() {
-        bail!(
-            "certificate file {} holds no certificate",
-            cert_path.display()
-        );
+        bail!("certificate file {} holds no certificate", cert_path.display());
     }
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .with_context(|| format!("cannot read a private key from {}", key_path.display()))?;
@@ -51,19 +48,12 @@ pub fn setup(settings: &TlsSettings, state_dir: &Path) -> Result<Option<TlsSetup
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_single_cert(chain, key).with_context(|| {
-        format!(
-            "certificate {} and key {} do not form a usable pair",
-            cert_path.display(),
-            key_path.display()
-        )
+        format!("certificate {} and key {} do not form a usable pair", cert_path.display(), key_path.display())
     })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     // The server's preference picks AES-128-GCM (hardware-accelerated) when the client offers it.
     config.ignore_client_order = true;
-    Ok(Some(TlsSetup {
-        config: Arc::new(config),
-        dev_cert,
-    }))
+    Ok(Some(TlsSetup { config: Arc::new(config), dev_cert }))
 }
 
 /// The ring provider with suites ordered cheapest-first; all remain modern AEAD suites.
@@ -91,35 +81,24 @@ fn client_verifier(
     if settings.client_auth == ClientAuth::Off {
         return Ok(None);
     }
-    let Some(ca_path) = &settings.client_ca else {
-        bail!("client_auth needs client_ca")
-    };
+    let Some(ca_path) = &settings.client_ca else { bail!("client_auth needs client_ca") };
     let mut roots = RootCertStore::empty();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca_path)
         .with_context(|| format!("cannot read client CA bundle {}", ca_path.display()))?
         .collect::<Result<_, _>>()
         .with_context(|| format!("bad PEM in client CA bundle {}", ca_path.display()))?;
     for cert in certs {
-        roots
-            .add(cert)
-            .with_context(|| format!("unusable CA certificate in {}", ca_path.display()))?;
+        roots.add(cert).with_context(|| format!("unusable CA certificate in {}", ca_path.display()))?;
     }
     if roots.is_empty() {
-        bail!(
-            "client CA bundle {} holds no certificate",
-            ca_path.display()
-        );
+        bail!("client CA bundle {} holds no certificate", ca_path.display());
     }
     let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
     let builder = match settings.client_auth {
         ClientAuth::Optional => builder.allow_unauthenticated(),
         _ => builder,
     };
-    Ok(Some(
-        builder
-            .build()
-            .context("building the client certificate verifier")?,
-    ))
+    Ok(Some(builder.build().context("building the client certificate verifier")?))
 }
 
 /// The development certificate for localhost, 127.0.0.1 and ::1, generated once and kept in
@@ -130,17 +109,12 @@ fn dev_certificate(state_dir: &Path) -> Result<(PathBuf, PathBuf)> {
     if cert.is_file() && key.is_file() {
         return Ok((cert, key));
     }
-    std::fs::create_dir_all(state_dir)
-        .with_context(|| format!("cannot create {}", state_dir.display()))?;
-    let generated = rcgen::generate_simple_self_signed(vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ])
-    .context("generating the development certificate")?;
+    std::fs::create_dir_all(state_dir).with_context(|| format!("cannot create {}", state_dir.display()))?;
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()])
+            .context("generating the development certificate")?;
     write_private(&key, generated.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(&cert, generated.cert.pem())
-        .with_context(|| format!("cannot write {}", cert.display()))?;
+    std::fs::write(&cert, generated.cert.pem()).with_context(|| format!("cannot write {}", cert.display()))?;
     Ok((cert, key))
 }
 
@@ -154,8 +128,7 @@ fn write_private(path: &Path, data: &[u8]) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(data)
-        .with_context(|| format!("cannot write {}", path.display()))
+    f.write_all(data).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The subject of a DER certificate, as "CN=alice, O=Example".

@@ -69,20 +69,12 @@ impl Write for TcpIo<'_> {
 
 impl Transport {
     pub fn plain(tcp: TcpStream) -> Transport {
-        Transport {
-            tcp,
-            tls: None,
-            pending: Vec::new(),
-        }
+        Transport { tcp, tls: None, pending: Vec::new() }
     }
 
     pub fn tls(tcp: TcpStream, mut conn: ServerConnection) -> Transport {
         conn.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
-        Transport {
-            tcp,
-            tls: Some(Box::new(conn)),
-            pending: Vec::new(),
-        }
+        Transport { tcp, tls: Some(Box::new(conn)), pending: Vec::new() }
     }
 
     pub fn tcp(&self) -> &TcpStream {
@@ -112,10 +104,7 @@ impl Transport {
             }
             match tls.read_tls(&mut TcpIo(&self.tcp)) {
                 Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "peer closed during TLS handshake",
-                    ));
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed during TLS handshake"));
                 }
                 Ok(_) => {
                     if let Err(e) = tls.process_new_packets() {
@@ -188,10 +177,7 @@ impl Transport {
                     Ok(_) => {
                         if let Err(e) = tls.process_new_packets() {
                             let _ = tls.write_tls(&mut TcpIo(&self.tcp));
-                            return Err(ReadError::Io(io::Error::new(
-                                io::ErrorKind::InvalidData,
-                                e,
-                            )));
+                            return Err(ReadError::Io(io::Error::new(io::ErrorKind::InvalidData, e)));
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -27,11 +27,7 @@ plugins = ["nowhere"]
 "#;
 
 async fn echo_server() -> TestServer {
-    Setup::new(ECHO)
-        .plugin("echo", "echo")
-        .plugin("probe", "probe")
-        .start()
-        .await
+    Setup::new(ECHO).plugin("echo", "echo").plugin("probe", "probe").start().await
 }
 
 #[tokio::test]
@@ -74,21 +70,15 @@ async fn rejecting_plugin_answers_its_status_and_reason_and_never_upgrades() {
     // No connection was accepted, so no plugin sees an on-close for it.
     send(&mut monitor, "id").await;
     let reply = recv_text(&mut monitor).await;
-    assert!(
-        reply.parse::<u64>().is_ok(),
-        "monitor got {reply:?} instead of its id: an on-close leaked"
-    );
+    assert!(reply.parse::<u64>().is_ok(), "monitor got {reply:?} instead of its id: an on-close leaked");
 }
 
 #[tokio::test]
 async fn non_upgrade_requests_on_a_route_are_refused_clearly() {
     let s = echo_server().await;
-    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-        s.url("/echo"),
-    )
-    .unwrap();
-    req.headers_mut()
-        .insert("Sec-WebSocket-Version", "8".parse().unwrap());
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(s.url("/echo")).unwrap();
+    req.headers_mut().insert("Sec-WebSocket-Version", "8".parse().unwrap());
     match s.connect_request(req).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             assert_eq!(resp.status().as_u16(), 426);
@@ -117,20 +107,14 @@ async fn hot_reload_under_traffic_loses_and_duplicates_nothing() {
             match tokio::time::timeout(Duration::from_secs(20), rx.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) => replies.push(t.to_string()),
                 Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
-                other => panic!(
-                    "connection broke during reload after {} replies: {other:?}",
-                    replies.len()
-                ),
+                other => panic!("connection broke during reload after {} replies: {other:?}", replies.len()),
             }
         }
         (replies, rx)
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let outcome = s.install("echo", "echo-v2").await;
-    assert!(
-        matches!(outcome, LoadOutcome::Loaded { replaced: true, .. }),
-        "{outcome:?}"
-    );
+    assert!(matches!(outcome, LoadOutcome::Loaded { replaced: true, .. }), "{outcome:?}");
     let mut tx = sender.await.unwrap();
     let (replies, rx) = reader.await.unwrap();
 
@@ -144,10 +128,7 @@ async fn hot_reload_under_traffic_loses_and_duplicates_nothing() {
             }
             None => {
                 assert_eq!(r, &i.to_string());
-                assert!(
-                    switched_at.is_none(),
-                    "reply {i} came from v1 after v2 had answered"
-                );
+                assert!(switched_at.is_none(), "reply {i} came from v1 after v2 had answered");
             }
         }
     }
@@ -165,10 +146,7 @@ async fn hot_reload_under_traffic_loses_and_duplicates_nothing() {
 async fn corrupt_or_foreign_wasm_leaves_the_old_version_serving() {
     let mut s = echo_server().await;
     let mut ws = s.connect("/echo").await;
-    for bad in [
-        &b"definitely not wasm"[..],
-        &b"\0asm\x0d\0\x01\0garbage"[..],
-    ] {
+    for bad in [&b"definitely not wasm"[..], &b"\0asm\x0d\0\x01\0garbage"[..]] {
         match s.install_bytes("echo", bad).await {
             LoadOutcome::Failed { error, .. } => assert!(!error.is_empty()),
             other => panic!("expected a failed load, got {other:?}"),
@@ -176,10 +154,7 @@ async fn corrupt_or_foreign_wasm_leaves_the_old_version_serving() {
     }
     match s.install("echo", "wrong-contract").await {
         LoadOutcome::Failed { error, .. } => {
-            assert!(
-                error.contains("0.2.0") && error.contains("0.1.0"),
-                "{error}"
-            );
+            assert!(error.contains("0.2.0") && error.contains("0.1.0"), "{error}");
         }
         other => panic!("expected a failed load, got {other:?}"),
     }
@@ -195,10 +170,7 @@ async fn corrupt_or_foreign_wasm_leaves_the_old_version_serving() {
 async fn deleting_the_file_unloads_the_plugin() {
     let mut s = echo_server().await;
     let mut ws = s.connect("/echo").await;
-    assert!(matches!(
-        s.remove("echo").await,
-        LoadOutcome::Unloaded { .. }
-    ));
+    assert!(matches!(s.remove("echo").await, LoadOutcome::Unloaded { .. }));
     assert_eq!(s.refused("/echo").await.0, 503);
     // An open connection of the route learns it on its next message.
     send(&mut ws, "anyone?").await;
@@ -206,10 +178,7 @@ async fn deleting_the_file_unloads_the_plugin() {
     assert_eq!(code, 1011);
     assert!(reason.contains("echo"), "{reason}");
     // Putting it back brings the route back.
-    assert!(matches!(
-        s.install("echo", "echo").await,
-        LoadOutcome::Loaded { .. }
-    ));
+    assert!(matches!(s.install("echo", "echo").await, LoadOutcome::Loaded { .. }));
     let mut ws = s.connect("/echo").await;
     send(&mut ws, "back").await;
     assert_eq!(recv_text(&mut ws).await, "back");
@@ -229,12 +198,7 @@ async fn on_close_runs_exactly_once_whatever_ends_the_connection() {
     // 1. The peer closes with a code.
     let mut a = s.connect("/probe").await;
     let a_id = conn_id(&mut a).await;
-    a.close(Some(CloseFrame {
-        code: CloseCode::Library(4321),
-        reason: "done".into(),
-    }))
-    .await
-    .unwrap();
+    a.close(Some(CloseFrame { code: CloseCode::Library(4321), reason: "done".into() })).await.unwrap();
     let (code, _) = expect_close(&mut a).await;
     assert_eq!(code, 4321, "the server answers the client's close code");
     expected.insert(a_id, 4321);
@@ -272,18 +236,11 @@ async fn on_close_runs_exactly_once_whatever_ends_the_connection() {
         seen.entry(id).or_default().push(code);
     }
     // Anything late would be a duplicate.
-    if let Ok(Some(Ok(Message::Text(t)))) =
-        tokio::time::timeout(Duration::from_millis(500), monitor.next()).await
-    {
+    if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(500), monitor.next()).await {
         panic!("unexpected extra on-close report: {t}");
     }
     for (id, code) in &expected {
-        assert_eq!(
-            seen.get(id),
-            Some(&vec![*code]),
-            "connection {id}: on-close calls {:?}",
-            seen.get(id)
-        );
+        assert_eq!(seen.get(id), Some(&vec![*code]), "connection {id}: on-close calls {:?}", seen.get(id));
     }
 }
 
@@ -294,29 +251,12 @@ async fn malformed_frames_get_the_right_close_codes() {
     let mut ws = s.connect("/echo").await;
     let mut header = FrameHeader::default();
     header.opcode = OpCode::Data(Data::Reserved(3));
-    ws.send(Message::Frame(Frame::from_payload(
-        header,
-        vec![1u8].into(),
-    )))
-    .await
-    .unwrap();
+    ws.send(Message::Frame(Frame::from_payload(header, vec![1u8].into()))).await.unwrap();
     assert_eq!(expect_close(&mut ws).await.0, 1002);
     // A fragmented message whose continuation never comes, then a new message: 1002.
     let mut ws = s.connect("/echo").await;
-    ws.send(Message::Frame(Frame::message(
-        b"part".to_vec(),
-        OpCode::Data(Data::Text),
-        false,
-    )))
-    .await
-    .unwrap();
-    ws.send(Message::Frame(Frame::message(
-        b"new".to_vec(),
-        OpCode::Data(Data::Text),
-        true,
-    )))
-    .await
-    .unwrap();
+    ws.send(Message::Frame(Frame::message(b"part".to_vec(), OpCode::Data(Data::Text), false))).await.unwrap();
+    ws.send(Message::Frame(Frame::message(b"new".to_vec(), OpCode::Data(Data::Text), true))).await.unwrap();
     assert_eq!(expect_close(&mut ws).await.0, 1002);
     // Meanwhile a healthy client is unaffected.
     let mut ok = s.connect("/echo").await;
@@ -350,11 +290,7 @@ plugins = ["probe", "echo"]
 
 #[tokio::test]
 async fn plain_ws_serves_the_same_routes() {
-    let s = Setup::new(ECHO)
-        .plugin("echo", "echo")
-        .plain()
-        .start()
-        .await;
+    let s = Setup::new(ECHO).plugin("echo", "echo").plain().start().await;
     let mut ws = s.connect("/echo").await;
     send(&mut ws, "no tls here").await;
     assert_eq!(recv_text(&mut ws).await, "no tls here");

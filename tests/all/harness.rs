@@ -49,11 +49,7 @@ pub struct Setup {
 impl Setup {
     /// `toml` is the config without `listen`, `plugin_dir`, `state_dir` or `admin`.
     pub fn new(toml: &str) -> Setup {
-        Setup {
-            toml: toml.to_owned(),
-            plugins: Vec::new(),
-            plain: false,
-        }
+        Setup { toml: toml.to_owned(), plugins: Vec::new(), plain: false }
     }
 
     /// Installs plugin file `file` (a built plugin's name) as `name`.
@@ -85,10 +81,7 @@ impl Setup {
             dir.path().join("state"),
             self.toml
         );
-        let overrides = Overrides {
-            plain: self.plain,
-            ..Overrides::default()
-        };
+        let overrides = Overrides { plain: self.plain, ..Overrides::default() };
         let settings = Settings::from_toml(&toml, &overrides)?;
         let (tx, reloads) = mpsc::unbounded_channel();
         let server = Server::bind_with(settings, Some(tx)).await?;
@@ -128,9 +121,7 @@ impl TestServer {
 
     /// Connects a WebSocket client to `path` (which may carry a query).
     pub async fn connect(&self, path: &str) -> Ws {
-        self.try_connect(path)
-            .await
-            .unwrap_or_else(|e| panic!("connect {path}: {e}"))
+        self.try_connect(path).await.unwrap_or_else(|e| panic!("connect {path}: {e}"))
     }
 
     pub async fn try_connect(&self, path: &str) -> Result<Ws, tungstenite::Error> {
@@ -142,17 +133,9 @@ impl TestServer {
         &self,
         req: tungstenite::handshake::client::Request,
     ) -> Result<Ws, tungstenite::Error> {
-        let connector = if self.plain {
-            Connector::Plain
-        } else {
-            Connector::Rustls(self.tls_client_config())
-        };
-        let tcp = TcpStream::connect(self.addr)
-            .await
-            .map_err(tungstenite::Error::Io)?;
-        let (ws, _) =
-            tokio_tungstenite::client_async_tls_with_config(req, tcp, None, Some(connector))
-                .await?;
+        let connector = if self.plain { Connector::Plain } else { Connector::Rustls(self.tls_client_config()) };
+        let tcp = TcpStream::connect(self.addr).await.map_err(tungstenite::Error::Io)?;
+        let (ws, _) = tokio_tungstenite::client_async_tls_with_config(req, tcp, None, Some(connector)).await?;
         Ok(ws)
     }
 
@@ -161,11 +144,7 @@ impl TestServer {
         match self.try_connect(path).await {
             Ok(_) => panic!("{path}: expected the handshake to be refused, but it was accepted"),
             Err(tungstenite::Error::Http(resp)) => {
-                let body = resp
-                    .body()
-                    .as_ref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default();
+                let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
                 (resp.status().as_u16(), body)
             }
             Err(e) => panic!("{path}: expected an HTTP refusal, got {e}"),
@@ -217,9 +196,7 @@ impl TestServer {
 
     /// GET on the admin listener; returns (status, body).
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
-        http_get(self.admin.expect("admin listener"), path)
-            .await
-            .expect("admin request")
+        http_get(self.admin.expect("admin listener"), path).await.expect("admin request")
     }
 
     /// The value of a metric line (exact name with labels) on /metrics, 0 if absent.
@@ -252,9 +229,7 @@ pub fn metric_value(body: &str, series: &str) -> f64 {
     body.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .and_then(|v| v.trim().parse().ok())
+            l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok())
         })
         .unwrap_or(0.0)
 }
@@ -267,22 +242,15 @@ pub fn client_config(ca: &Path, client: Option<(&Path, &Path)>) -> Arc<rustls::C
     for cert in CertificateDer::pem_file_iter(ca).expect("read CA") {
         roots.add(cert.expect("CA PEM")).expect("add CA");
     }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("TLS versions")
-    .with_root_certificates(roots);
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots);
     let config = match client {
         Some((cert, key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .expect("client cert")
-                .map(|c| c.expect("PEM"))
-                .collect();
+            let chain = CertificateDer::pem_file_iter(cert).expect("client cert").map(|c| c.expect("PEM")).collect();
             let key = PrivateKeyDer::from_pem_file(key).expect("client key");
-            builder
-                .with_client_auth_cert(chain, key)
-                .expect("client auth")
+            builder.with_client_auth_cert(chain, key).expect("client auth")
         }
         None => builder.with_no_client_auth(),
     };
@@ -293,22 +261,12 @@ pub fn client_config(ca: &Path, client: Option<(&Path, &Path)>) -> Arc<rustls::C
 pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("status line")?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).context("status line")?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     Ok((status, body))
 }
 
@@ -333,9 +291,7 @@ pub async fn next_data(ws: &mut Ws) -> Option<Message> {
 pub async fn next_data_within(ws: &mut Ws, limit: Duration) -> Option<Message> {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let msg = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .expect("timed out waiting for a message");
+        let msg = tokio::time::timeout_at(deadline, ws.next()).await.expect("timed out waiting for a message");
         match msg {
             None => return None,
             Some(Err(_)) => return None,

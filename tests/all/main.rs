@@ -4,3 +4,5 @@
 mod harness;
 
 mod core;
+mod edge;
+mod process;

@@ -178,10 +178,7 @@ pub enum ConfigValue {
     Integer(i64),
     Float(f64),
     Bool(bool),
-    Env {
-        env: String,
-        default: Option<String>,
-    },
+    Env { env: String, default: Option<String> },
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 pub use file::{
-    BrokerFile, ClientAuth, ConfigValue, FileConfig, LimitsFile, LogFormat, OnError, OriginsFile,
-    PluginFile, SlowConsumer,
+    BrokerFile, ClientAuth, ConfigValue, FileConfig, LimitsFile, LogFormat, OnError, OriginsFile, PluginFile,
+    SlowConsumer,
 };
 pub use units::{parse_duration, parse_size};
 
@@ -160,20 +160,14 @@ impl Settings {
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Settings> {
         let (text, origin) = match path {
             Some(p) => (
-                std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read config file {}", p.display()))?,
+                std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?,
                 p.display().to_string(),
             ),
-            None => (
-                DEFAULT_CONFIG.to_owned(),
-                "built-in default config".to_owned(),
-            ),
+            None => (DEFAULT_CONFIG.to_owned(), "built-in default config".to_owned()),
         };
-        let file: FileConfig =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        let file: FileConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         let base = path.and_then(Path::parent).unwrap_or(Path::new(""));
-        Self::resolve(file, base, overrides)
-            .with_context(|| format!("invalid configuration ({origin})"))
+        Self::resolve(file, base, overrides).with_context(|| format!("invalid configuration ({origin})"))
     }
 
     /// Parses TOML text (for tests and embedding).
@@ -184,58 +178,33 @@ impl Settings {
 
     fn resolve(f: FileConfig, base: &Path, o: &Overrides) -> Result<Settings> {
         let rel = |p: PathBuf| {
-            if p.is_relative() && !base.as_os_str().is_empty() {
-                base.join(p)
-            } else {
-                p
-            }
+            if p.is_relative() && !base.as_os_str().is_empty() { base.join(p) } else { p }
         };
 
-        let listen = o
-            .listen
-            .clone()
-            .or(f.listen)
-            .unwrap_or_else(|| "127.0.0.1:8443".into());
-        let plugin_dir = o
-            .plugin_dir
-            .clone()
-            .or(f.plugin_dir.map(rel))
-            .unwrap_or_else(|| "plugins/dist".into());
+        let listen = o.listen.clone().or(f.listen).unwrap_or_else(|| "127.0.0.1:8443".into());
+        let plugin_dir = o.plugin_dir.clone().or(f.plugin_dir.map(rel)).unwrap_or_else(|| "plugins/dist".into());
         let state_dir = f.state_dir.map(rel).unwrap_or_else(|| ".wasmsock".into());
 
         let tls = resolve_tls(&f.tls, o, &rel)?;
         let server = resolve_server(&f.server)?;
         let limits = merge_limits(&LimitsFile::default(), &f.limits)?;
-        let origins =
-            OriginPolicy::new(&OriginsFile::default(), &f.origins).context("[origins]")?;
+        let origins = OriginPolicy::new(&OriginsFile::default(), &f.origins).context("[origins]")?;
 
         let mut routes: Vec<RouteSettings> = Vec::new();
         for r in &f.routes {
             let origins = match &r.origins {
-                Some(ro) => OriginPolicy::new(&f.origins, ro)
-                    .with_context(|| format!("route {}: origins", r.path))?,
+                Some(ro) => OriginPolicy::new(&f.origins, ro).with_context(|| format!("route {}: origins", r.path))?,
                 None => origins.clone(),
             };
             let limits = match &r.limits {
-                Some(rl) => merge_limits(&f.limits, rl)
-                    .with_context(|| format!("route {}: limits", r.path))?,
+                Some(rl) => merge_limits(&f.limits, rl).with_context(|| format!("route {}: limits", r.path))?,
                 None => limits.clone(),
             };
-            routes.push(RouteSettings {
-                path: r.path.clone(),
-                plugins: r.plugins.clone(),
-                origins,
-                limits,
-            });
+            routes.push(RouteSettings { path: r.path.clone(), plugins: r.plugins.clone(), origins, limits });
         }
         for spec in &o.routes {
             let (path, plugins) = parse_route_flag(spec)?;
-            let route = RouteSettings {
-                path,
-                plugins,
-                origins: origins.clone(),
-                limits: limits.clone(),
-            };
+            let route = RouteSettings { path, plugins, origins: origins.clone(), limits: limits.clone() };
             match routes.iter_mut().find(|r| r.path == route.path) {
                 Some(existing) => existing.plugins = route.plugins,
                 None => routes.push(route),
@@ -243,11 +212,7 @@ impl Settings {
         }
         validate_routes(&routes)?;
 
-        let plugin_defaults = resolve_plugin(
-            "plugin_defaults",
-            &PluginFile::default(),
-            &f.plugin_defaults,
-        )?;
+        let plugin_defaults = resolve_plugin("plugin_defaults", &PluginFile::default(), &f.plugin_defaults)?;
         let mut plugins = BTreeMap::new();
         for (name, p) in &f.plugins {
             validate_plugin_name(name).with_context(|| format!("[plugins.{name}]"))?;
@@ -265,25 +230,14 @@ impl Settings {
         let engine = EngineSettings {
             max_instances: f.engine.max_instances.unwrap_or(256),
             max_memory: size_or(f.engine.max_memory, 256 << 20),
-            epoch_tick: f
-                .engine
-                .epoch_tick
-                .map_or(Duration::from_millis(1), |d| d.0),
+            epoch_tick: f.engine.epoch_tick.map_or(Duration::from_millis(1), |d| d.0),
         };
         if engine.epoch_tick.is_zero() {
             bail!("[engine] epoch_tick must be positive");
         }
-        for (name, p) in plugins
-            .iter()
-            .map(|(n, p)| (n.as_str(), p))
-            .chain([("plugin_defaults", &plugin_defaults)])
-        {
+        for (name, p) in plugins.iter().map(|(n, p)| (n.as_str(), p)).chain([("plugin_defaults", &plugin_defaults)]) {
             if p.max_memory > engine.max_memory {
-                bail!(
-                    "plugin {name}: max_memory {} exceeds [engine] max_memory {}",
-                    p.max_memory,
-                    engine.max_memory
-                );
+                bail!("plugin {name}: max_memory {} exceeds [engine] max_memory {}", p.max_memory, engine.max_memory);
             }
         }
 
@@ -298,11 +252,7 @@ impl Settings {
                 bail!("[static] dir {} is not a directory", dir.display());
             }
         }
-        let broker = f
-            .broker
-            .map(|b| resolve_broker(&b))
-            .transpose()
-            .context("[broker]")?;
+        let broker = f.broker.map(|b| resolve_broker(&b)).transpose().context("[broker]")?;
 
         Ok(Settings {
             listen,
@@ -332,11 +282,7 @@ fn size_or(v: Option<units::ByteSize>, default: u64) -> usize {
     v.map_or(default, |s| s.0) as usize
 }
 
-fn resolve_tls(
-    t: &file::TlsFile,
-    o: &Overrides,
-    rel: &dyn Fn(PathBuf) -> PathBuf,
-) -> Result<TlsSettings> {
+fn resolve_tls(t: &file::TlsFile, o: &Overrides, rel: &dyn Fn(PathBuf) -> PathBuf) -> Result<TlsSettings> {
     let plain = o.plain || t.plain.unwrap_or(false);
     let cert = o.cert.clone().or(t.cert.clone().map(rel));
     let key = o.key.clone().or(t.key.clone().map(rel));
@@ -344,8 +290,7 @@ fn resolve_tls(
         (true, _, _) => TlsMode::Plain,
         (false, Some(cert), Some(key)) => {
             for (what, p) in [("certificate", &cert), ("private key", &key)] {
-                std::fs::metadata(p)
-                    .with_context(|| format!("TLS {what} file {} is not readable", p.display()))?;
+                std::fs::metadata(p).with_context(|| format!("TLS {what} file {} is not readable", p.display()))?;
             }
             TlsMode::Files { cert, key }
         }
@@ -357,32 +302,22 @@ fn resolve_tls(
             bail!("[tls] key is set but cert is not (give both, or neither for a dev certificate)")
         }
     };
-    let client_auth = t.client_auth.unwrap_or(if t.client_ca.is_some() {
-        ClientAuth::Required
-    } else {
-        ClientAuth::Off
-    });
+    let client_auth =
+        t.client_auth.unwrap_or(if t.client_ca.is_some() { ClientAuth::Required } else { ClientAuth::Off });
     let client_ca = t.client_ca.clone().map(rel);
     match (&client_ca, client_auth) {
         (None, ClientAuth::Optional | ClientAuth::Required) => {
-            bail!(
-                "[tls] client_auth = {client_auth:?} needs client_ca (a PEM bundle of client CAs)"
-            )
+            bail!("[tls] client_auth = {client_auth:?} needs client_ca (a PEM bundle of client CAs)")
         }
         (Some(ca), _) => {
-            std::fs::metadata(ca)
-                .with_context(|| format!("[tls] client_ca {} is not readable", ca.display()))?;
+            std::fs::metadata(ca).with_context(|| format!("[tls] client_ca {} is not readable", ca.display()))?;
         }
         _ => {}
     }
     if matches!(mode, TlsMode::Plain) && client_auth != ClientAuth::Off {
         bail!("[tls] client_auth needs TLS, but plain (ws://) serving is on");
     }
-    Ok(TlsSettings {
-        mode,
-        client_ca,
-        client_auth,
-    })
+    Ok(TlsSettings { mode, client_ca, client_auth })
 }
 
 fn resolve_server(s: &file::ServerFile) -> Result<ServerLimits> {
@@ -407,10 +342,7 @@ fn resolve_server(s: &file::ServerFile) -> Result<ServerLimits> {
             bail!("[server] {name} must be positive");
         }
     }
-    if limits.max_connections == 0
-        || limits.max_connections_per_ip == 0
-        || limits.max_pending_handshakes == 0
-    {
+    if limits.max_connections == 0 || limits.max_connections_per_ip == 0 || limits.max_pending_handshakes == 0 {
         bail!("[server] connection limits must be at least 1");
     }
     if limits.max_header_bytes < 1024 {
@@ -450,11 +382,7 @@ fn merge_limits(base: &LimitsFile, over: &LimitsFile) -> Result<Limits> {
         bail!("max_message_size and max_frame_size must be positive");
     }
     if limits.max_frame_size > limits.max_message_size {
-        bail!(
-            "max_frame_size ({}) exceeds max_message_size ({})",
-            limits.max_frame_size,
-            limits.max_message_size
-        );
+        bail!("max_frame_size ({}) exceeds max_message_size ({})", limits.max_frame_size, limits.max_message_size);
     }
     if limits.write_timeout.is_zero() {
         bail!("write_timeout must be positive");
@@ -489,9 +417,9 @@ fn resolve_plugin(name: &str, base: &PluginFile, p: &PluginFile) -> Result<Plugi
                 Ok(v) => v,
                 Err(_) => match default {
                     Some(d) => d.clone(),
-                    None => bail!(
-                        "plugin {name}: config key {key:?} reads environment variable {env}, which is not set"
-                    ),
+                    None => {
+                        bail!("plugin {name}: config key {key:?} reads environment variable {env}, which is not set")
+                    }
                 },
             },
         };
@@ -515,10 +443,7 @@ fn resolve_plugin(name: &str, base: &PluginFile, p: &PluginFile) -> Result<Plugi
 
 fn resolve_broker(b: &BrokerFile) -> Result<BrokerSettings> {
     if !(b.url.starts_with("redis://") || b.url.starts_with("rediss://")) {
-        bail!(
-            "url must start with redis:// or rediss:// (got {:?})",
-            b.url
-        );
+        bail!("url must start with redis:// or rediss:// (got {:?})", b.url);
     }
     let password = match &b.password {
         None => None,
@@ -527,9 +452,7 @@ fn resolve_broker(b: &BrokerFile) -> Result<BrokerSettings> {
             std::env::var(env)
                 .ok()
                 .or_else(|| default.clone())
-                .with_context(|| {
-                    format!("password reads environment variable {env}, which is not set")
-                })?,
+                .with_context(|| format!("password reads environment variable {env}, which is not set"))?,
         ),
         Some(_) => bail!("password must be a string or {{ env = \"VAR\" }}"),
     };
@@ -555,10 +478,7 @@ fn validate_routes(routes: &[RouteSettings]) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for r in routes {
         if !r.path.starts_with('/') || r.path.contains(['?', '#', ' ']) {
-            bail!(
-                "route path {:?} must start with '/' and contain no '?', '#' or spaces",
-                r.path
-            );
+            bail!("route path {:?} must start with '/' and contain no '?', '#' or spaces", r.path);
         }
         if !seen.insert(&r.path) {
             bail!("route {} is defined twice", r.path);
@@ -575,12 +495,7 @@ fn validate_routes(routes: &[RouteSettings]) -> Result<()> {
 
 /// Plugin names are file stems: letters, digits, `-` and `_`.
 pub fn validate_plugin_name(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         bail!("invalid plugin name {name:?}: use 1-64 letters, digits, '-' or '_'");
     }
     Ok(())
@@ -591,35 +506,25 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> String {
-        format!(
-            "{:#}",
-            Settings::from_toml(text, &Overrides::default()).unwrap_err()
-        )
+        format!("{:#}", Settings::from_toml(text, &Overrides::default()).unwrap_err())
     }
 
     #[test]
     fn default_config_is_valid() {
         let s = Settings::from_toml(DEFAULT_CONFIG, &Overrides::default()).unwrap();
-        assert!(
-            s.routes
-                .iter()
-                .any(|r| r.path == "/echo" && r.plugins == ["echo"])
-        );
+        assert!(s.routes.iter().any(|r| r.path == "/echo" && r.plugins == ["echo"]));
         assert!(matches!(s.tls.mode, TlsMode::Dev));
     }
 
     #[test]
     fn bad_configs_name_the_problem() {
         assert!(err("listen = \"x\"\nbogus = 1").contains("unknown field `bogus`"));
+        assert!(err("[[routes]]\npath = \"echo\"\nplugins = [\"echo\"]").contains("must start with '/'"));
         assert!(
-            err("[[routes]]\npath = \"echo\"\nplugins = [\"echo\"]")
-                .contains("must start with '/'")
+            err("[[routes]]\npath = \"/a\"\nplugins = [\"e\"]\n[[routes]]\npath = \"/a\"\nplugins = [\"e\"]")
+                .contains("defined twice")
         );
-        assert!(err("[[routes]]\npath = \"/a\"\nplugins = [\"e\"]\n[[routes]]\npath = \"/a\"\nplugins = [\"e\"]").contains("defined twice"));
-        assert!(
-            err("[tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"")
-                .contains("not readable")
-        );
+        assert!(err("[tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"").contains("not readable"));
         assert!(err("[tls]\ncert = \"/nonexistent/c.pem\"").contains("key is not"));
         assert!(err("[tls]\nclient_auth = \"required\"").contains("needs client_ca"));
         assert!(err("[tls]\nclient_ca = \"/nonexistent/ca.pem\"").contains("not readable"));
@@ -628,17 +533,12 @@ mod tests {
             err("[plugins.a]\nconfig = { s = { env = \"WASMSOCK_SURELY_UNSET_VAR\" } }")
                 .contains("WASMSOCK_SURELY_UNSET_VAR")
         );
-        assert!(
-            err("[[routes]]\npath = \"/a\"\nplugins = [\"../x\"]").contains("invalid plugin name")
-        );
+        assert!(err("[[routes]]\npath = \"/a\"\nplugins = [\"../x\"]").contains("invalid plugin name"));
     }
 
     #[test]
     fn route_flags_override_and_route_limits_merge() {
-        let o = Overrides {
-            routes: vec!["/echo=upper,echo".into(), "/new=x".into()],
-            ..Overrides::default()
-        };
+        let o = Overrides { routes: vec!["/echo=upper,echo".into(), "/new=x".into()], ..Overrides::default() };
         let s = Settings::from_toml(
             "[limits]\nmax_message_size = \"2MiB\"\n[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\nlimits = { write_timeout = \"5s\" }",
             &o,

@@ -20,15 +20,11 @@ use crate::ws::{CloseCode, accept_key};
 
 /// Serves one TCP connection to the end. `pending` is the handshake slot, released once the
 /// connection is upgraded (or refused).
-pub async fn serve(
-    ctx: Arc<ServerCtx>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    pending: tokio::sync::OwnedSemaphorePermit,
-) {
+pub async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending: tokio::sync::OwnedSemaphorePermit) {
     let _task = ctx.tasks.enter();
     let _ = tcp.set_nodelay(true);
-    let span = tracing::info_span!("conn", remote = %peer, id = field::Empty, route = field::Empty, user = field::Empty);
+    let span =
+        tracing::info_span!("conn", remote = %peer, id = field::Empty, route = field::Empty, user = field::Empty);
     accept(&ctx, tcp, peer, pending).instrument(span).await
 }
 
@@ -43,12 +39,7 @@ struct Refusal {
 
 impl Refusal {
     fn new(status: u16, kind: &'static str, reason: impl Into<String>) -> Refusal {
-        Refusal {
-            status,
-            reason: reason.into(),
-            headers: Vec::new(),
-            kind,
-        }
+        Refusal { status, reason: reason.into(), headers: Vec::new(), kind }
     }
 
     fn header(mut self, name: &'static str, value: &str) -> Refusal {
@@ -57,12 +48,7 @@ impl Refusal {
     }
 }
 
-async fn accept(
-    ctx: &Arc<ServerCtx>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    pending: tokio::sync::OwnedSemaphorePermit,
-) {
+async fn accept(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending: tokio::sync::OwnedSemaphorePermit) {
     let limits = &ctx.settings.server;
     let mut t = match &ctx.tls {
         Some(cfg) => {
@@ -91,42 +77,27 @@ async fn accept(
         None => Transport::plain(tcp),
     };
 
-    let (req, leftover) = match tokio::time::timeout(
-        limits.ws_handshake_timeout,
-        read_request(&mut t, limits.max_header_bytes),
-    )
-    .await
-    {
-        Ok(Ok(Some(r))) => r,
-        Ok(Ok(None)) => return, // closed before sending a request
-        Ok(Err(HttpError::TooLarge)) => {
-            return refuse(
-                &mut t,
-                peer,
-                None,
-                Refusal::new(431, "headers_too_large", "request headers too large"),
-            )
-            .await;
-        }
-        Ok(Err(e)) => {
-            return refuse(
-                &mut t,
-                peer,
-                None,
-                Refusal::new(400, "bad_request", e.to_string()),
-            )
-            .await;
-        }
-        Err(_) => {
-            return refuse(
-                &mut t,
-                peer,
-                None,
-                Refusal::new(408, "handshake_timeout", "WebSocket handshake timed out"),
-            )
-            .await;
-        }
-    };
+    let (req, leftover) =
+        match tokio::time::timeout(limits.ws_handshake_timeout, read_request(&mut t, limits.max_header_bytes)).await {
+            Ok(Ok(Some(r))) => r,
+            Ok(Ok(None)) => return, // closed before sending a request
+            Ok(Err(HttpError::TooLarge)) => {
+                return refuse(&mut t, peer, None, Refusal::new(431, "headers_too_large", "request headers too large"))
+                    .await;
+            }
+            Ok(Err(e)) => {
+                return refuse(&mut t, peer, None, Refusal::new(400, "bad_request", e.to_string())).await;
+            }
+            Err(_) => {
+                return refuse(
+                    &mut t,
+                    peer,
+                    None,
+                    Refusal::new(408, "handshake_timeout", "WebSocket handshake timed out"),
+                )
+                .await;
+            }
+        };
 
     let Some(route) = ctx.router.get(&req.path).cloned() else {
         if let Some(resp) = ctx.static_files.as_ref().and_then(|s| s.respond(&req)) {
@@ -134,13 +105,7 @@ async fn accept(
             finish(&mut t).await;
             return;
         }
-        return refuse(
-            &mut t,
-            peer,
-            None,
-            Refusal::new(404, "not_found", format!("no route for {}", req.path)),
-        )
-        .await;
+        return refuse(&mut t, peer, None, Refusal::new(404, "not_found", format!("no route for {}", req.path))).await;
     };
     tracing::Span::current().record("route", route.path.as_str());
 
@@ -148,28 +113,14 @@ async fn accept(
         Ok(k) => k,
         Err(r) => return refuse(&mut t, peer, Some(&route), r).await,
     };
-    let admit = match ctx.hub.admission.admit(
-        peer.ip(),
-        limits.max_connections,
-        limits.max_connections_per_ip,
-    ) {
+    let admit = match ctx.hub.admission.admit(peer.ip(), limits.max_connections, limits.max_connections_per_ip) {
         Ok(g) => g,
         Err(e) => {
-            return refuse(
-                &mut t,
-                peer,
-                Some(&route),
-                Refusal::new(503, "connection_limit", e.reason()),
-            )
-            .await;
+            return refuse(&mut t, peer, Some(&route), Refusal::new(503, "connection_limit", e.reason())).await;
         }
     };
     if let Some(missing) = route.missing_plugin() {
-        let r = Refusal::new(
-            503,
-            "plugin_unavailable",
-            format!("plugin {missing} is not loaded"),
-        );
+        let r = Refusal::new(503, "plugin_unavailable", format!("plugin {missing} is not loaded"));
         return refuse(&mut t, peer, Some(&route), r).await;
     }
 
@@ -182,12 +133,7 @@ async fn accept(
     let protocol = match outcome {
         Ok(p) => p,
         Err(r) => {
-            close_chain(
-                &conn,
-                &route.chain[..accepted],
-                CloseCode::ABNORMAL,
-                "handshake rejected",
-            );
+            close_chain(&conn, &route.chain[..accepted], CloseCode::ABNORMAL, "handshake rejected");
             ctx.hub.unregister(&conn);
             return refuse(&mut t, peer, Some(&route), r).await;
         }
@@ -196,20 +142,10 @@ async fn accept(
     let response = http::switching_protocols(&accept_key(key.as_bytes()), protocol.as_deref());
     if let Err(e) = tokio::time::timeout(limits.ws_handshake_timeout, write_all(&mut t, &response))
         .await
-        .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "timed out",
-            ))
-        })
+        .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")))
     {
         tracing::debug!(error = %e, "could not send the 101 response");
-        close_chain(
-            &conn,
-            &route.chain,
-            CloseCode::ABNORMAL,
-            "upgrade response failed",
-        );
+        close_chain(&conn, &route.chain, CloseCode::ABNORMAL, "upgrade response failed");
         ctx.hub.unregister(&conn);
         return;
     }
@@ -236,25 +172,11 @@ async fn accept(
     ctx.hub.unregister(&conn);
     drop(admit);
     m.connections.dec();
-    m.closes
-        .get_or_create(&crate::metrics::CodeLabel { code: ended.code })
-        .inc();
-    log_close(
-        &conn,
-        &ended,
-        started.elapsed().as_millis() as u64,
-        undelivered,
-        user,
-    );
+    m.closes.get_or_create(&crate::metrics::CodeLabel { code: ended.code }).inc();
+    log_close(&conn, &ended, started.elapsed().as_millis() as u64, undelivered, user);
 }
 
-fn log_close(
-    conn: &ConnShared,
-    ended: &Ended,
-    duration_ms: u64,
-    undelivered: usize,
-    user: Option<&str>,
-) {
+fn log_close(conn: &ConnShared, ended: &Ended, duration_ms: u64, undelivered: usize, user: Option<&str>) {
     use std::sync::atomic::Ordering::Relaxed;
     let s = &conn.stats;
     tracing::info!(
@@ -268,10 +190,7 @@ fn log_close(
 }
 
 /// Reads the HTTP request; `None` if the peer closed first.
-async fn read_request(
-    t: &mut Transport,
-    max: usize,
-) -> Result<Option<(HttpRequest, Vec<u8>)>, HttpError> {
+async fn read_request(t: &mut Transport, max: usize) -> Result<Option<(HttpRequest, Vec<u8>)>, HttpError> {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
         // Plaintext may already be buffered (sent with the TLS handshake): read before waiting.
@@ -305,71 +224,42 @@ async fn read_request(
 /// Checks the request is a WebSocket upgrade this route accepts; returns the client's key.
 fn check_upgrade(req: &HttpRequest, route: &Route, ctx: &ServerCtx) -> Result<String, Refusal> {
     if req.method != "GET" {
-        return Err(
-            Refusal::new(405, "bad_method", "a WebSocket upgrade must use GET")
-                .header("Allow", "GET"),
-        );
+        return Err(Refusal::new(405, "bad_method", "a WebSocket upgrade must use GET").header("Allow", "GET"));
     }
     if !req.has_token("upgrade", "websocket") {
-        return Err(Refusal::new(
-            426,
-            "not_websocket",
-            format!("{} speaks WebSocket only", route.path),
-        )
-        .header("Upgrade", "websocket")
-        .header("Connection", "Upgrade"));
+        return Err(Refusal::new(426, "not_websocket", format!("{} speaks WebSocket only", route.path))
+            .header("Upgrade", "websocket")
+            .header("Connection", "Upgrade"));
     }
     if !req.has_token("connection", "upgrade") {
-        return Err(Refusal::new(
-            400,
-            "bad_upgrade",
-            "missing Connection: Upgrade",
-        ));
+        return Err(Refusal::new(400, "bad_upgrade", "missing Connection: Upgrade"));
     }
     if req.header("sec-websocket-version").map(str::trim) != Some("13") {
-        return Err(Refusal::new(
-            426,
-            "bad_version",
-            "unsupported WebSocket version (13 is required)",
-        )
-        .header("Sec-WebSocket-Version", "13"));
+        return Err(Refusal::new(426, "bad_version", "unsupported WebSocket version (13 is required)")
+            .header("Sec-WebSocket-Version", "13"));
     }
     let key = req.header("sec-websocket-key").map(str::trim).unwrap_or("");
     if !valid_key(key) {
-        return Err(Refusal::new(
-            400,
-            "bad_key",
-            "missing or malformed Sec-WebSocket-Key",
-        ));
+        return Err(Refusal::new(400, "bad_key", "missing or malformed Sec-WebSocket-Key"));
     }
     match route.origins.check(req.header("origin")) {
         OriginVerdict::Allowed => {}
         OriginVerdict::Missing => {
-            return Err(Refusal::new(
-                403,
-                "origin_missing",
-                "an Origin header is required",
-            ));
+            return Err(Refusal::new(403, "origin_missing", "an Origin header is required"));
         }
         OriginVerdict::Forbidden => {
             return Err(Refusal::new(403, "origin_forbidden", "origin not allowed"));
         }
     }
     if ctx.is_shutting_down() {
-        return Err(Refusal::new(
-            503,
-            "shutting_down",
-            "server is shutting down",
-        ));
+        return Err(Refusal::new(503, "shutting_down", "server is shutting down"));
     }
     Ok(key.to_owned())
 }
 
 fn valid_key(key: &str) -> bool {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .decode(key)
-        .is_ok_and(|k| k.len() == 16)
+    base64::engine::general_purpose::STANDARD.decode(key).is_ok_and(|k| k.len() == 16)
 }
 
 /// Runs `on-connect` along the chain. Returns how many plugins accepted, and the subprotocol to
@@ -396,10 +286,7 @@ fn run_on_connect(
             Ok(Connect::Accept(a)) => {
                 accepted += 1;
                 if let Some(id) = a.identity {
-                    conn.set_identity(Identity {
-                        id: id.id.clone(),
-                        claims: id.claims.clone(),
-                    });
+                    conn.set_identity(Identity { id: id.id.clone(), claims: id.claims.clone() });
                     wit_req.identity = Some(id);
                 }
                 if a.protocol.is_some() {
@@ -407,17 +294,10 @@ fn run_on_connect(
                 }
             }
             Ok(Connect::Reject(r)) => {
-                let status = if (400..=599).contains(&r.status) {
-                    r.status
-                } else {
-                    403
-                };
+                let status = if (400..=599).contains(&r.status) { r.status } else { 403 };
                 let reason = sanitize_reason(&r.reason);
                 tracing::debug!(plugin = slot.name(), status, reason = %reason, "plugin rejected the connection");
-                return (
-                    accepted,
-                    Err(Refusal::new(status, "plugin_rejected", reason)),
-                );
+                return (accepted, Err(Refusal::new(status, "plugin_rejected", reason)));
             }
             Err(f) if f.bypass => {}
             Err(f) => {

@@ -17,9 +17,7 @@ pub enum Outgoing {
 impl Outgoing {
     fn weight(&self) -> usize {
         match self {
-            Outgoing::Text(b) | Outgoing::Binary(b) | Outgoing::Ping(b) | Outgoing::Pong(b) => {
-                b.len()
-            }
+            Outgoing::Text(b) | Outgoing::Binary(b) | Outgoing::Ping(b) | Outgoing::Pong(b) => b.len(),
             Outgoing::Close(_, r) => r.len(),
         }
     }
@@ -49,13 +47,7 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(max_messages: usize, max_bytes: usize) -> Self {
-        Outbox {
-            queue: VecDeque::new(),
-            bytes: 0,
-            max_messages,
-            max_bytes,
-            closing: false,
-        }
+        Outbox { queue: VecDeque::new(), bytes: 0, max_messages, max_bytes, closing: false }
     }
 
     /// Queues a data frame, within the limits. A single message larger than the byte limit is
@@ -66,9 +58,7 @@ impl Outbox {
             return Err(PushError::Closed);
         }
         let w = item.weight();
-        if !self.queue.is_empty()
-            && (self.queue.len() >= self.max_messages || self.bytes + w > self.max_bytes)
-        {
+        if !self.queue.is_empty() && (self.queue.len() >= self.max_messages || self.bytes + w > self.max_bytes) {
             return Err(PushError::Full);
         }
         self.bytes += w;

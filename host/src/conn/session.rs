@@ -95,26 +95,16 @@ pub async fn run(
     loop {
         let kill = conn.killed();
         if kill != Kill::None {
-            return Ended {
-                code: CloseCode::ABNORMAL,
-                reason: kill.reason().into(),
-                initiator: "server",
-            };
+            return Ended { code: CloseCode::ABNORMAL, reason: kill.reason().into(), initiator: "server" };
         }
         if let Err(e) = s.pump(t) {
-            return Ended {
-                code: CloseCode::ABNORMAL,
-                reason: format!("write failed: {e}"),
-                initiator: "none",
-            };
+            return Ended { code: CloseCode::ABNORMAL, reason: format!("write failed: {e}"), initiator: "none" };
         }
         if let Some(end) = s.finished(t) {
             return end;
         }
         if s.our_close_sent && close_timer.is_none() {
-            close_timer = Some(Box::pin(tokio::time::sleep_until(
-                Instant::now() + close_timeout,
-            )));
+            close_timer = Some(Box::pin(tokio::time::sleep_until(Instant::now() + close_timeout)));
         }
         let reading = !s.eof && s.peer_close.is_none();
         let wants_write = t.wants_write();
@@ -138,15 +128,10 @@ pub async fn run(
                 match status {
                     Ok(ReadStatus::WouldBlock) => break,
                     Ok(ReadStatus::Budget) => {
-                        // Flush replies, let other connections run, then read on.
-                        if let Err(e) = s.pump(t) {
-                            return Ended {
-                                code: CloseCode::ABNORMAL,
-                                reason: format!("write failed: {e}"),
-                                initiator: "none",
-                            };
-                        }
+                        // Let other connections run; the outer loop then flushes replies,
+                        // notices kills and reads on.
                         tokio::task::yield_now().await;
+                        break;
                     }
                     Ok(ReadStatus::Eof) => {
                         s.eof = true;
@@ -168,22 +153,11 @@ pub async fn run(
             Wake::Writable | Wake::Queue => {}
             Wake::CloseTimeout => {
                 conn.kill(Kill::CloseTimeout);
-                let (code, reason) = s
-                    .our_close
-                    .clone()
-                    .unwrap_or((CloseCode::ABNORMAL, String::new()));
-                return Ended {
-                    code,
-                    reason,
-                    initiator: "server",
-                };
+                let (code, reason) = s.our_close.clone().unwrap_or((CloseCode::ABNORMAL, String::new()));
+                return Ended { code, reason, initiator: "server" };
             }
             Wake::Failed(e) => {
-                return Ended {
-                    code: CloseCode::ABNORMAL,
-                    reason: format!("socket failed: {e}"),
-                    initiator: "none",
-                };
+                return Ended { code: CloseCode::ABNORMAL, reason: format!("socket failed: {e}"), initiator: "none" };
             }
         }
     }
@@ -253,18 +227,12 @@ impl Session<'_> {
                 Ok(Flow::Done) => return Ok(()),
                 Err(f) if f.bypass => {}
                 Err(f) => {
-                    conn.close_now(
-                        CloseCode::INTERNAL,
-                        &format!("plugin {} {}", f.plugin, f.error),
-                    );
+                    conn.close_now(CloseCode::INTERNAL, &format!("plugin {} {}", f.plugin, f.error));
                     return Err(Stop::PluginFailed);
                 }
             }
         }
-        tracing::debug!(
-            conn = conn.id,
-            "message fell off the end of the chain unhandled"
-        );
+        tracing::debug!(conn = conn.id, "message fell off the end of the chain unhandled");
         Ok(())
     }
 
@@ -328,15 +296,11 @@ impl Session<'_> {
             let mut slices: [IoSlice<'_>; WRITE_BATCH * 2] = [IoSlice::new(&[]); WRITE_BATCH * 2];
             let mut n_slices = 0;
             let mut offered = 0;
-            for (i, ((opcode, payload), hdr)) in pending.iter().zip(headers.iter_mut()).enumerate()
-            {
+            for (i, ((opcode, payload), hdr)) in pending.iter().zip(headers.iter_mut()).enumerate() {
                 let hlen = encode_header(*opcode, payload.len(), hdr);
                 let skip = if i == 0 { self.offset } else { 0 };
-                let (h, p): (&[u8], &[u8]) = if skip < hlen {
-                    (&hdr[skip..hlen], &payload[..])
-                } else {
-                    (&[], &payload[skip - hlen..])
-                };
+                let (h, p): (&[u8], &[u8]) =
+                    if skip < hlen { (&hdr[skip..hlen], &payload[..]) } else { (&[], &payload[skip - hlen..]) };
                 for part in [h, p] {
                     if !part.is_empty() {
                         slices[n_slices] = IoSlice::new(part);
@@ -409,33 +373,19 @@ impl Session<'_> {
                 } else {
                     self.our_close.clone().unwrap_or((*code, reason.clone()))
                 };
-                return Some(Ended {
-                    code,
-                    reason,
-                    initiator: if initiated_by_peer { "peer" } else { "server" },
-                });
+                return Some(Ended { code, reason, initiator: if initiated_by_peer { "peer" } else { "server" } });
             }
             (_, Some((code, reason))) if self.failed && self.our_close_sent && flushed => {
-                return Some(Ended {
-                    code: *code,
-                    reason: reason.clone(),
-                    initiator: "server",
-                });
+                return Some(Ended { code: *code, reason: reason.clone(), initiator: "server" });
             }
             _ => {}
         }
         if self.eof {
             return Some(match (&self.peer_close, &self.our_close) {
-                (Some((code, reason)), _) => Ended {
-                    code: *code,
-                    reason: reason.clone(),
-                    initiator: "peer",
-                },
-                (None, Some((code, reason))) if self.our_close_sent => Ended {
-                    code: *code,
-                    reason: reason.clone(),
-                    initiator: "server",
-                },
+                (Some((code, reason)), _) => Ended { code: *code, reason: reason.clone(), initiator: "peer" },
+                (None, Some((code, reason))) if self.our_close_sent => {
+                    Ended { code: *code, reason: reason.clone(), initiator: "server" }
+                }
                 _ => Ended {
                     code: CloseCode::ABNORMAL,
                     reason: "connection dropped without a close frame".into(),

@@ -109,10 +109,7 @@ pub struct ConnShared {
 
 impl std::fmt::Debug for ConnShared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnShared")
-            .field("id", &self.id)
-            .field("remote", &self.remote)
-            .finish()
+        f.debug_struct("ConnShared").field("id", &self.id).field("remote", &self.remote).finish()
     }
 }
 
@@ -233,10 +230,7 @@ impl ConnShared {
     /// This plugin's attachment.
     pub fn attachment(&self, plugin: &str) -> Option<Vec<u8>> {
         let data = self.data.lock();
-        data.attachments
-            .iter()
-            .find(|(p, _)| &**p == plugin)
-            .map(|(_, v)| v.clone())
+        data.attachments.iter().find(|(p, _)| &**p == plugin).map(|(_, v)| v.clone())
     }
 
     /// Replaces this plugin's attachment; empty removes it.

@@ -35,12 +35,7 @@ pub struct AdmitGuard {
 }
 
 impl Admission {
-    pub fn admit(
-        self: &Arc<Self>,
-        ip: IpAddr,
-        max_total: usize,
-        max_per_ip: usize,
-    ) -> Result<AdmitGuard, AdmitError> {
+    pub fn admit(self: &Arc<Self>, ip: IpAddr, max_total: usize, max_per_ip: usize) -> Result<AdmitGuard, AdmitError> {
         let mut per_ip = self.per_ip.lock();
         if self.total.load(Relaxed) >= max_total {
             return Err(AdmitError::TooManyConnections);
@@ -51,10 +46,7 @@ impl Admission {
         }
         *n += 1;
         self.total.fetch_add(1, Relaxed);
-        Ok(AdmitGuard {
-            admission: self.clone(),
-            ip,
-        })
+        Ok(AdmitGuard { admission: self.clone(), ip })
     }
 
     pub fn current(&self) -> usize {

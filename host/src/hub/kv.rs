@@ -27,10 +27,7 @@ pub struct Kv {
 
 impl Kv {
     pub fn new(limits: KvLimits) -> Self {
-        Kv {
-            limits,
-            spaces: Mutex::new(HashMap::new()),
-        }
+        Kv { limits, spaces: Mutex::new(HashMap::new()) }
     }
 
     pub fn get(&self, plugin: &str, key: &str) -> Option<Bytes> {

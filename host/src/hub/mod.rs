@@ -99,12 +99,7 @@ impl Hub {
     }
 
     /// Adds `conn` to a room, refusing once the connection is gone or at its room limit.
-    pub fn join(
-        &self,
-        conn: &Arc<ConnShared>,
-        key: RoomKey,
-        max_rooms: usize,
-    ) -> Result<(), JoinError> {
+    pub fn join(&self, conn: &Arc<ConnShared>, key: RoomKey, max_rooms: usize) -> Result<(), JoinError> {
         let mut data = conn.data.lock();
         if data.gone {
             return Err(JoinError::Gone);

@@ -19,10 +19,7 @@ pub struct RoomKey {
 
 impl RoomKey {
     pub fn new(plugin: &Arc<str>, name: &str) -> Self {
-        RoomKey {
-            plugin: plugin.clone(),
-            name: Arc::from(name),
-        }
+        RoomKey { plugin: plugin.clone(), name: Arc::from(name) }
     }
 }
 
@@ -44,10 +41,7 @@ pub struct Delivery {
 
 impl Rooms {
     pub fn new() -> Self {
-        Rooms {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            hasher: Default::default(),
-        }
+        Rooms { shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(), hasher: Default::default() }
     }
 
     fn shard(&self, key: &RoomKey) -> &RwLock<HashMap<RoomKey, Members>> {
@@ -57,11 +51,7 @@ impl Rooms {
     }
 
     pub(super) fn insert(&self, key: &RoomKey, conn: &Arc<ConnShared>) {
-        self.shard(key)
-            .write()
-            .entry(key.clone())
-            .or_default()
-            .insert(conn.id, conn.clone());
+        self.shard(key).write().entry(key.clone()).or_default().insert(conn.id, conn.clone());
     }
 
     /// Removes a member; an emptied room is freed.
@@ -96,10 +86,7 @@ impl Rooms {
 
     pub fn members(&self, key: &RoomKey, limit: usize) -> Vec<u64> {
         let shard = self.shard(key).read();
-        let mut ids: Vec<u64> = shard
-            .get(key)
-            .map(|m| m.keys().copied().collect())
-            .unwrap_or_default();
+        let mut ids: Vec<u64> = shard.get(key).map(|m| m.keys().copied().collect()).unwrap_or_default();
         ids.sort_unstable();
         ids.truncate(limit);
         ids

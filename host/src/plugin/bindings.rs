@@ -6,6 +6,4 @@ wasmtime::component::bindgen!({
     world: "plugin",
 });
 
-pub use self::wasmsock::plugin::types::{
-    Connect, ErrorCode, Flow, Identity, LogLevel, Message, Request,
-};
+pub use self::wasmsock::plugin::types::{Connect, ErrorCode, Flow, Identity, LogLevel, Message, Request};

@@ -32,16 +32,12 @@ impl Breaker {
         let window = s.failure_window.as_millis() as u64;
         let mut recent = self.recent.lock();
         recent.push_back(now);
-        while recent
-            .front()
-            .is_some_and(|t| now.saturating_sub(*t) > window)
-        {
+        while recent.front().is_some_and(|t| now.saturating_sub(*t) > window) {
             recent.pop_front();
         }
         if recent.len() >= s.max_failures as usize && !self.is_open() {
             recent.clear();
-            self.open_until
-                .store(now + s.quarantine.as_millis() as u64, Relaxed);
+            self.open_until.store(now + s.quarantine.as_millis() as u64, Relaxed);
             return true;
         }
         false

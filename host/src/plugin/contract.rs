@@ -10,14 +10,8 @@ pub const CONTRACT_PACKAGE: &str = "wasmsock:plugin";
 pub const CONTRACT_VERSION: &str = "0.1.0";
 
 /// Interfaces the host provides; a plugin importing anything else loads, but those calls trap.
-const PROVIDED: &[&str] = &[
-    "wasmsock:plugin/",
-    "wasi:cli/",
-    "wasi:io/",
-    "wasi:clocks/",
-    "wasi:random/",
-    "wasi:filesystem/",
-];
+const PROVIDED: &[&str] =
+    &["wasmsock:plugin/", "wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/"];
 
 /// True for an import the host does not provide (sockets, HTTP, ...).
 pub fn is_trapped_import(name: &str) -> bool {
@@ -36,15 +30,8 @@ pub fn inspect(engine: &Engine, component: &Component) -> ComponentSummary {
     let ty = component.component_type();
     let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_owned()).collect();
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
-    let contract = exports
-        .iter()
-        .find_map(|e| e.strip_prefix("wasmsock:plugin/handler@"))
-        .map(str::to_owned);
-    ComponentSummary {
-        imports,
-        exports,
-        contract,
-    }
+    let contract = exports.iter().find_map(|e| e.strip_prefix("wasmsock:plugin/handler@")).map(str::to_owned);
+    ComponentSummary { imports, exports, contract }
 }
 
 /// Semver compatibility as the component model links it: same major, and for 0.x the same minor.
@@ -65,23 +52,13 @@ impl ComponentSummary {
     pub fn check(&self) -> Result<()> {
         let ours = CONTRACT_VERSION;
         let Some(version) = &self.contract else {
-            if let Some(other) = self
-                .exports
-                .iter()
-                .find(|e| e.starts_with("wasmsock:plugin/"))
-            {
-                bail!(
-                    "exports {other} but not wasmsock:plugin/handler; rebuild it with wasmsock-sdk {ours}"
-                );
+            if let Some(other) = self.exports.iter().find(|e| e.starts_with("wasmsock:plugin/")) {
+                bail!("exports {other} but not wasmsock:plugin/handler; rebuild it with wasmsock-sdk {ours}");
             }
             bail!(
                 "not a wasmsock plugin: it does not export {CONTRACT_PACKAGE}/handler (exports: {}); \
                  build it with wasmsock-sdk's export_plugin!",
-                if self.exports.is_empty() {
-                    "none".into()
-                } else {
-                    self.exports.join(", ")
-                }
+                if self.exports.is_empty() { "none".into() } else { self.exports.join(", ") }
             );
         };
         if !compatible(version, ours) {
@@ -91,11 +68,7 @@ impl ComponentSummary {
             );
         }
         for import in &self.imports {
-            if let Some(v) = import
-                .strip_prefix("wasmsock:plugin/")
-                .and_then(|r| r.split_once('@'))
-                .map(|(_, v)| v)
-            {
+            if let Some(v) = import.strip_prefix("wasmsock:plugin/").and_then(|r| r.split_once('@')).map(|(_, v)| v) {
                 if !compatible(v, ours) {
                     bail!(
                         "imports {import}, but this host speaks {CONTRACT_PACKAGE}@{ours}; rebuild it with wasmsock-sdk {ours}"
@@ -124,16 +97,7 @@ mod tests {
         };
         let e = s.check().unwrap_err().to_string();
         assert!(e.contains("0.2.0") && e.contains("0.1.0"), "{e}");
-        let s = ComponentSummary {
-            imports: vec![],
-            exports: vec!["wasi:cli/run@0.2.0".into()],
-            contract: None,
-        };
-        assert!(
-            s.check()
-                .unwrap_err()
-                .to_string()
-                .contains("not a wasmsock plugin")
-        );
+        let s = ComponentSummary { imports: vec![], exports: vec!["wasi:cli/run@0.2.0".into()], contract: None };
+        assert!(s.check().unwrap_err().to_string().contains("not a wasmsock plugin"));
     }
 }

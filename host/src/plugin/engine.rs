@@ -50,14 +50,10 @@ impl Runtime {
             .total_stacks(0)
             .max_unused_warm_slots(n.min(64));
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&cfg)
-            .map_err(anyhow::Error::from)
-            .context("creating the wasm engine")?;
+        let engine = Engine::new(&cfg).map_err(anyhow::Error::from).context("creating the wasm engine")?;
 
         let mut linker = Linker::new(&engine);
-        wasi::add_to_linker(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("linking WASI")?;
+        wasi::add_to_linker(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
         Plugin::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)
             .context("linking the wasmsock host interface")?;
@@ -77,13 +73,7 @@ impl Runtime {
                 })
                 .context("starting the epoch thread")?
         };
-        Ok(Runtime {
-            engine,
-            linker,
-            tick: settings.epoch_tick,
-            stop,
-            ticker: Some(ticker),
-        })
+        Ok(Runtime { engine, linker, tick: settings.epoch_tick, stop, ticker: Some(ticker) })
     }
 
     /// Compiles a component (CPU-heavy: call it off the async runtime).
@@ -95,9 +85,7 @@ impl Runtime {
     /// it imports (sockets, HTTP, ...), so such a plugin loads but cannot reach out.
     pub fn linker_for(&self, component: &Component) -> Result<Linker<StoreState>> {
         let mut linker = self.linker.clone();
-        linker
-            .define_unknown_imports_as_traps(component)
-            .map_err(anyhow::Error::from)?;
+        linker.define_unknown_imports_as_traps(component).map_err(anyhow::Error::from)?;
         Ok(linker)
     }
 

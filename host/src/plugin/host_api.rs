@@ -37,9 +37,7 @@ impl StoreState {
     /// Charges one send of `len` bytes to this call's budget.
     fn charge(&mut self, len: usize) -> Result<(), ErrorCode> {
         let s = &self.env.settings;
-        if self.call.sends >= s.max_sends_per_call
-            || self.call.send_bytes + len > s.max_send_bytes_per_call
-        {
+        if self.call.sends >= s.max_sends_per_call || self.call.send_bytes + len > s.max_send_bytes_per_call {
             return Err(ErrorCode::LimitReached);
         }
         self.call.sends += 1;
@@ -99,10 +97,7 @@ impl host::Host for StoreState {
 
     fn identity_of(&mut self, conn: u64) -> Option<Identity> {
         let target = self.target(conn).ok()?;
-        target.identity().map(|i| Identity {
-            id: i.id.clone(),
-            claims: i.claims.clone(),
-        })
+        target.identity().map(|i| Identity { id: i.id.clone(), claims: i.claims.clone() })
     }
 
     fn attachment(&mut self, conn: u64) -> Option<Vec<u8>> {
@@ -124,13 +119,10 @@ impl host::Host for StoreState {
     fn join(&mut self, conn: u64, room: String) -> Result<(), ErrorCode> {
         let key = self.room(&room)?;
         let target = self.target(conn)?;
-        self.env
-            .hub
-            .join(&target, key, self.env.host_limits.max_rooms_per_connection)
-            .map_err(|e| match e {
-                JoinError::Gone => ErrorCode::UnknownConnection,
-                JoinError::Limit => ErrorCode::LimitReached,
-            })
+        self.env.hub.join(&target, key, self.env.host_limits.max_rooms_per_connection).map_err(|e| match e {
+            JoinError::Gone => ErrorCode::UnknownConnection,
+            JoinError::Limit => ErrorCode::LimitReached,
+        })
     }
 
     fn leave(&mut self, conn: u64, room: String) -> bool {
@@ -145,19 +137,10 @@ impl host::Host for StoreState {
             return Vec::new();
         };
         let data = target.data.lock();
-        data.rooms
-            .iter()
-            .filter(|k| k.plugin == self.env.name)
-            .map(|k| k.name.to_string())
-            .collect()
+        data.rooms.iter().filter(|k| k.plugin == self.env.name).map(|k| k.name.to_string()).collect()
     }
 
-    fn publish(
-        &mut self,
-        room: String,
-        msg: Message,
-        except: Option<u64>,
-    ) -> Result<u32, ErrorCode> {
+    fn publish(&mut self, room: String, msg: Message, except: Option<u64>) -> Result<u32, ErrorCode> {
         let key = self.room(&room)?;
         let len = message_len(&msg);
         self.charge(len)?;
@@ -170,10 +153,7 @@ impl host::Host for StoreState {
         let Ok(key) = self.room(&room) else {
             return Vec::new();
         };
-        self.env
-            .hub
-            .rooms
-            .members(&key, limit.min(MAX_MEMBERS_LISTED) as usize)
+        self.env.hub.rooms.members(&key, limit.min(MAX_MEMBERS_LISTED) as usize)
     }
 
     fn member_count(&mut self, room: String) -> u32 {
@@ -182,23 +162,15 @@ impl host::Host for StoreState {
     }
 
     fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.env
-            .hub
-            .kv
-            .get(&self.env.name, &key)
-            .map(|b| b.to_vec())
+        self.env.hub.kv.get(&self.env.name, &key).map(|b| b.to_vec())
     }
 
     fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), ErrorCode> {
-        self.env
-            .hub
-            .kv
-            .set(&self.env.name, &key, Bytes::from(value))
-            .map_err(|e| match e {
-                KvError::InvalidKey => ErrorCode::InvalidArgument,
-                KvError::TooLarge => ErrorCode::TooLarge,
-                KvError::TooManyKeys => ErrorCode::LimitReached,
-            })
+        self.env.hub.kv.set(&self.env.name, &key, Bytes::from(value)).map_err(|e| match e {
+            KvError::InvalidKey => ErrorCode::InvalidArgument,
+            KvError::TooLarge => ErrorCode::TooLarge,
+            KvError::TooManyKeys => ErrorCode::LimitReached,
+        })
     }
 
     fn kv_delete(&mut self, key: String) -> bool {

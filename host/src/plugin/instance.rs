@@ -97,43 +97,27 @@ impl Loaded {
         ticks: u64,
         info: VersionInfo,
     ) -> anyhow::Result<Loaded> {
-        let loaded = Loaded {
-            info,
-            env,
-            pre,
-            ticks,
-            idle: Mutex::new(Vec::new()),
-        };
-        let first = loaded
-            .instantiate()
-            .map_err(|e| anyhow::anyhow!("instantiation failed: {e}"))?;
+        let loaded = Loaded { info, env, pre, ticks, idle: Mutex::new(Vec::new()) };
+        let first = loaded.instantiate().map_err(|e| anyhow::anyhow!("instantiation failed: {e}"))?;
         loaded.idle.lock().push(first);
         Ok(loaded)
     }
 
     pub fn on_connect(&self, conn: &Arc<ConnShared>, req: &Request) -> Result<Connect, CallError> {
         self.call(conn, Export::OnConnect, |api, store| {
-            api.wasmsock_plugin_handler()
-                .call_on_connect(store, conn.id, req)
+            api.wasmsock_plugin_handler().call_on_connect(store, conn.id, req)
         })
     }
 
     pub fn on_message(&self, conn: &Arc<ConnShared>, msg: &Message) -> Result<Flow, CallError> {
         self.call(conn, Export::OnMessage, |api, store| {
-            api.wasmsock_plugin_handler()
-                .call_on_message(store, conn.id, msg)
+            api.wasmsock_plugin_handler().call_on_message(store, conn.id, msg)
         })
     }
 
-    pub fn on_close(
-        &self,
-        conn: &Arc<ConnShared>,
-        code: u16,
-        reason: &str,
-    ) -> Result<(), CallError> {
+    pub fn on_close(&self, conn: &Arc<ConnShared>, code: u16, reason: &str) -> Result<(), CallError> {
         self.call(conn, Export::OnClose, |api, store| {
-            api.wasmsock_plugin_handler()
-                .call_on_close(store, conn.id, code, reason)
+            api.wasmsock_plugin_handler().call_on_close(store, conn.id, code, reason)
         })
     }
 
@@ -184,12 +168,10 @@ impl Loaded {
             None => self.instantiate()?,
         };
         let Instance { store, api } = &mut *inst;
-        store.data_mut().call = CallCtx {
-            conn: Some(conn.clone()),
-            ..CallCtx::default()
-        };
+        store.data_mut().call = CallCtx { conn: Some(conn.clone()), ..CallCtx::default() };
         store.set_epoch_deadline(self.ticks);
-        let span = tracing::debug_span!("plugin_call", plugin = %self.env.name, export = export.as_str(), conn = conn.id);
+        let span =
+            tracing::debug_span!("plugin_call", plugin = %self.env.name, export = export.as_str(), conn = conn.id);
         let started = Instant::now();
         let result = span.in_scope(|| f(api, store));
         self.env.call_seconds[export as usize].observe(started.elapsed().as_secs_f64());
@@ -214,44 +196,27 @@ impl Loaded {
             return;
         };
         let plugin = &*self.env.name;
-        for line in String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-        {
+        for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()) {
             tracing::info!(plugin, conn, stream = "stdout/stderr", "{line}");
         }
         if dropped > 0 {
-            tracing::warn!(
-                plugin,
-                conn,
-                dropped,
-                "plugin output over the per-call log limit was dropped"
-            );
+            tracing::warn!(plugin, conn, dropped, "plugin output over the per-call log limit was dropped");
             crate::metrics::get()
                 .plugin_log_dropped
-                .get_or_create(&crate::metrics::PluginLabel {
-                    plugin: plugin.to_owned(),
-                })
+                .get_or_create(&crate::metrics::PluginLabel { plugin: plugin.to_owned() })
                 .inc_by(dropped as u64);
         }
     }
 }
 
-fn classify(
-    e: &wasmtime::Error,
-    store: &Store<StoreState>,
-    deadline_ms: u64,
-    instantiating: bool,
-) -> CallError {
+fn classify(e: &wasmtime::Error, store: &Store<StoreState>, deadline_ms: u64, instantiating: bool) -> CallError {
     if store.data().limiter.hit {
         return CallError::ResourceLimit(format!("{}", e.root_cause()));
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallError::Deadline(deadline_ms),
         Some(Trap::StackOverflow) => CallError::Trap("stack overflow".into()),
-        Some(Trap::UnreachableCodeReached) => {
-            CallError::Trap("panicked (unreachable reached)".into())
-        }
+        Some(Trap::UnreachableCodeReached) => CallError::Trap("panicked (unreachable reached)".into()),
         Some(t) => CallError::Trap(t.to_string()),
         None if instantiating => CallError::Instantiate(format!("{e:#}")),
         None => CallError::Trap(format!("{e:#}")),

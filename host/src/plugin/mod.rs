@@ -13,12 +13,8 @@ mod wasi;
 mod watcher;
 
 pub use bindings::{Connect, Flow, Message, Request};
-pub use contract::{
-    CONTRACT_PACKAGE, CONTRACT_VERSION, ComponentSummary, inspect, is_trapped_import,
-};
+pub use contract::{CONTRACT_PACKAGE, CONTRACT_VERSION, ComponentSummary, inspect, is_trapped_import};
 pub use engine::Runtime;
 pub use instance::{CallError, Export, Loaded};
-pub use registry::{
-    CallFailure, LoadOutcome, PluginListing, PluginSlot, Registry, check_bytes, plugin_name,
-};
+pub use registry::{CallFailure, LoadOutcome, PluginListing, PluginSlot, Registry, check_bytes, plugin_name};
 pub use watcher::{WatchGuard, watch};

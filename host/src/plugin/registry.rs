@@ -44,9 +44,7 @@ pub struct PluginSlot {
 
 impl std::fmt::Debug for PluginSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginSlot")
-            .field("name", &self.env.name)
-            .finish()
+        f.debug_struct("PluginSlot").field("name", &self.env.name).finish()
     }
 }
 
@@ -63,11 +61,7 @@ impl PluginSlot {
         self.current.load_full()
     }
 
-    pub fn on_connect(
-        &self,
-        conn: &Arc<ConnShared>,
-        req: &Request,
-    ) -> Result<Connect, CallFailure> {
+    pub fn on_connect(&self, conn: &Arc<ConnShared>, req: &Request) -> Result<Connect, CallFailure> {
         self.guarded(Export::OnConnect, conn, |p| p.on_connect(conn, req))
     }
 
@@ -75,12 +69,7 @@ impl PluginSlot {
         self.guarded(Export::OnMessage, conn, |p| p.on_message(conn, msg))
     }
 
-    pub fn on_close(
-        &self,
-        conn: &Arc<ConnShared>,
-        code: u16,
-        reason: &str,
-    ) -> Result<(), CallFailure> {
+    pub fn on_close(&self, conn: &Arc<ConnShared>, code: u16, reason: &str) -> Result<(), CallFailure> {
         self.guarded(Export::OnClose, conn, |p| p.on_close(conn, code, reason))
     }
 
@@ -99,9 +88,7 @@ impl PluginSlot {
             return Err(fail(CallError::NotLoaded));
         };
         if self.breaker.is_open() {
-            return Err(fail(CallError::Quarantined(
-                self.breaker.quarantined_for_ms(),
-            )));
+            return Err(fail(CallError::Quarantined(self.breaker.quarantined_for_ms())));
         }
         self.calls.fetch_add(1, Relaxed);
         match f(&loaded) {
@@ -117,27 +104,16 @@ impl PluginSlot {
         self.errors.fetch_add(1, Relaxed);
         let m = metrics::get();
         let plugin = self.env.name.to_string();
-        m.plugin_failures
-            .get_or_create(&PluginKindLabel {
-                plugin: plugin.clone(),
-                kind: error.kind(),
-            })
-            .inc();
+        m.plugin_failures.get_or_create(&PluginKindLabel { plugin: plugin.clone(), kind: error.kind() }).inc();
         if matches!(error, CallError::Deadline(_)) {
-            m.plugin_deadline_hits
-                .get_or_create(&PluginLabel {
-                    plugin: plugin.clone(),
-                })
-                .inc();
+            m.plugin_deadline_hits.get_or_create(&PluginLabel { plugin: plugin.clone() }).inc();
         }
         tracing::warn!(
             plugin = %self.env.name, export = export.as_str(), conn = conn.id, remote = %conn.remote,
             route = %conn.route.path, error = %error, "plugin call failed"
         );
         if self.breaker.failure(&self.env.settings) {
-            m.plugin_quarantines
-                .get_or_create(&PluginLabel { plugin })
-                .inc();
+            m.plugin_quarantines.get_or_create(&PluginLabel { plugin }).inc();
             tracing::error!(
                 plugin = %self.env.name,
                 failures = self.env.settings.max_failures,
@@ -153,24 +129,11 @@ impl PluginSlot {
 /// What happened to a file in the plugin directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadOutcome {
-    Loaded {
-        name: String,
-        hash: String,
-        replaced: bool,
-    },
-    Unchanged {
-        name: String,
-    },
-    Failed {
-        name: String,
-        error: String,
-    },
-    Unloaded {
-        name: String,
-    },
-    Ignored {
-        path: PathBuf,
-    },
+    Loaded { name: String, hash: String, replaced: bool },
+    Unchanged { name: String },
+    Failed { name: String, error: String },
+    Unloaded { name: String },
+    Ignored { path: PathBuf },
 }
 
 /// A row of the plugin listing.
@@ -200,13 +163,7 @@ pub struct Registry {
 impl Registry {
     pub fn new(runtime: Arc<Runtime>, hub: Arc<Hub>, settings: Arc<Settings>) -> Registry {
         let dir = settings.plugin_dir.clone();
-        Registry {
-            runtime,
-            hub,
-            settings,
-            slots: RwLock::new(BTreeMap::new()),
-            dir,
-        }
+        Registry { runtime, hub, settings, slots: RwLock::new(BTreeMap::new()), dir }
     }
 
     pub fn dir(&self) -> &Path {
@@ -230,10 +187,7 @@ impl Registry {
                 let m = metrics::get();
                 let histogram = |export: Export| {
                     m.plugin_calls
-                        .get_or_create(&PluginExportLabel {
-                            plugin: name.to_owned(),
-                            export: export.as_str(),
-                        })
+                        .get_or_create(&PluginExportLabel { plugin: name.to_owned(), export: export.as_str() })
                         .clone()
                 };
                 Arc::new(PluginSlot {
@@ -275,9 +229,7 @@ impl Registry {
     /// Blocking (compiles): call it off the async runtime.
     pub fn sync_path(&self, path: &Path) -> LoadOutcome {
         let Some(name) = plugin_name(path) else {
-            return LoadOutcome::Ignored {
-                path: path.to_owned(),
-            };
+            return LoadOutcome::Ignored { path: path.to_owned() };
         };
         if !path.is_file() {
             return self.unload(&name);
@@ -285,36 +237,19 @@ impl Registry {
         let started = Instant::now();
         let outcome = match self.load(&name, path) {
             Ok(outcome) => outcome,
-            Err(e) => LoadOutcome::Failed {
-                name: name.clone(),
-                error: format!("{e:#}"),
-            },
+            Err(e) => LoadOutcome::Failed { name: name.clone(), error: format!("{e:#}") },
         };
         let m = metrics::get();
         match &outcome {
-            LoadOutcome::Loaded {
-                name,
-                hash,
-                replaced,
-            } => {
-                m.plugin_reloads
-                    .get_or_create(&ReloadLabel {
-                        plugin: name.clone(),
-                        result: "ok",
-                    })
-                    .inc();
+            LoadOutcome::Loaded { name, hash, replaced } => {
+                m.plugin_reloads.get_or_create(&ReloadLabel { plugin: name.clone(), result: "ok" }).inc();
                 tracing::info!(
                     plugin = %name, hash = %hash, replaced, ms = started.elapsed().as_millis() as u64,
                     "plugin {}", if *replaced { "reloaded" } else { "loaded" }
                 );
             }
             LoadOutcome::Failed { name, error } => {
-                m.plugin_reloads
-                    .get_or_create(&ReloadLabel {
-                        plugin: name.clone(),
-                        result: "failed",
-                    })
-                    .inc();
+                m.plugin_reloads.get_or_create(&ReloadLabel { plugin: name.clone(), result: "failed" }).inc();
                 let serving = self.slots.read().get(name).is_some_and(|s| s.is_loaded());
                 tracing::error!(
                     plugin = %name, path = %path.display(), error = %error,
@@ -327,33 +262,21 @@ impl Registry {
     }
 
     fn load(&self, name: &str, path: &Path) -> Result<LoadOutcome> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let hash = hex16(&Sha256::digest(&bytes));
         let slot = self.slot(name);
         let previous = slot.current();
         if previous.as_ref().is_some_and(|p| p.info.hash == hash) {
-            return Ok(LoadOutcome::Unchanged {
-                name: name.to_owned(),
-            });
+            return Ok(LoadOutcome::Unchanged { name: name.to_owned() });
         }
         let (pre, summary) = prepare(&self.runtime, &bytes)?;
         let contract = summary.contract.unwrap_or_default();
-        let info = VersionInfo {
-            hash: hash.clone(),
-            size: bytes.len(),
-            loaded_at: SystemTime::now(),
-            contract,
-        };
+        let info = VersionInfo { hash: hash.clone(), size: bytes.len(), loaded_at: SystemTime::now(), contract };
         let ticks = self.runtime.ticks(slot.env.settings.deadline);
         let loaded = Loaded::new(slot.env.clone(), pre, ticks, info)?;
         slot.current.store(Some(Arc::new(loaded)));
         slot.breaker.reset();
-        Ok(LoadOutcome::Loaded {
-            name: name.to_owned(),
-            hash,
-            replaced: previous.is_some(),
-        })
+        Ok(LoadOutcome::Loaded { name: name.to_owned(), hash, replaced: previous.is_some() })
     }
 
     fn unload(&self, name: &str) -> LoadOutcome {
@@ -362,20 +285,13 @@ impl Registry {
             if slot.current.swap(None).is_some() {
                 metrics::get()
                     .plugin_reloads
-                    .get_or_create(&ReloadLabel {
-                        plugin: name.to_owned(),
-                        result: "unloaded",
-                    })
+                    .get_or_create(&ReloadLabel { plugin: name.to_owned(), result: "unloaded" })
                     .inc();
                 tracing::warn!(plugin = %name, "plugin file removed: plugin unloaded; its routes answer 503");
-                return LoadOutcome::Unloaded {
-                    name: name.to_owned(),
-                };
+                return LoadOutcome::Unloaded { name: name.to_owned() };
             }
         }
-        LoadOutcome::Ignored {
-            path: self.dir.join(format!("{name}.wasm")),
-        }
+        LoadOutcome::Ignored { path: self.dir.join(format!("{name}.wasm")) }
     }
 
     pub fn list(&self, routes: &[(String, Vec<String>)]) -> Vec<PluginListing> {
@@ -391,11 +307,7 @@ impl Registry {
                     size: cur.as_ref().map(|c| c.info.size),
                     contract: cur.as_ref().map(|c| c.info.contract.clone()),
                     loaded_at_unix_ms: cur.as_ref().and_then(|c| {
-                        c.info
-                            .loaded_at
-                            .duration_since(SystemTime::UNIX_EPOCH)
-                            .ok()
-                            .map(|d| d.as_millis() as u64)
+                        c.info.loaded_at.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_millis() as u64)
                     }),
                     routes: routes
                         .iter()
@@ -404,11 +316,7 @@ impl Registry {
                         .collect(),
                     calls: s.calls.load(Relaxed),
                     errors: s.errors.load(Relaxed),
-                    quarantined_ms: if s.breaker.is_open() {
-                        s.breaker.quarantined_for_ms()
-                    } else {
-                        0
-                    },
+                    quarantined_ms: if s.breaker.is_open() { s.breaker.quarantined_for_ms() } else { 0 },
                     idle_instances: cur.as_ref().map_or(0, |c| c.idle_instances()),
                 }
             })
@@ -426,24 +334,16 @@ pub fn check_bytes(runtime: &Runtime, bytes: &[u8]) -> Result<contract::Componen
 fn prepare(
     runtime: &Runtime,
     bytes: &[u8],
-) -> Result<(
-    PluginPre<super::state::StoreState>,
-    contract::ComponentSummary,
-)> {
+) -> Result<(PluginPre<super::state::StoreState>, contract::ComponentSummary)> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         bail!("not a WebAssembly file (bad magic number)");
     }
-    let component = runtime
-        .compile(bytes)
-        .map_err(|e| anyhow::anyhow!("not a valid wasm component: {e:#}"))?;
+    let component = runtime.compile(bytes).map_err(|e| anyhow::anyhow!("not a valid wasm component: {e:#}"))?;
     let summary = contract::inspect(&runtime.engine, &component);
     summary.check()?;
     let linker = runtime.linker_for(&component)?;
-    let instance_pre = linker
-        .instantiate_pre(&component)
-        .map_err(|e| anyhow::anyhow!("cannot link: {e:#}"))?;
-    let pre = PluginPre::new(instance_pre)
-        .map_err(|e| anyhow::anyhow!("exports do not match the contract: {e:#}"))?;
+    let instance_pre = linker.instantiate_pre(&component).map_err(|e| anyhow::anyhow!("cannot link: {e:#}"))?;
+    let pre = PluginPre::new(instance_pre).map_err(|e| anyhow::anyhow!("exports do not match the contract: {e:#}"))?;
     Ok((pre, summary))
 }
 

@@ -24,9 +24,7 @@ use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView as _};
 use wasmtime_wasi::{WasiCtx, WasiView};
-use wasmtime_wasi_io::bindings::wasi::io::poll::{
-    Host as AsyncPoll, HostPollable as AsyncPollable,
-};
+use wasmtime_wasi_io::bindings::wasi::io::poll::{Host as AsyncPoll, HostPollable as AsyncPollable};
 use wasmtime_wasi_io::bindings::wasi::io::streams::{
     Host as AsyncStreams, HostInputStream as AsyncInput, HostOutputStream as AsyncOutput,
 };
@@ -55,10 +53,7 @@ pub fn add_to_linker<T: WasiView>(linker: &mut Linker<T>) -> wasmtime::Result<()
     // No directory is ever preopened, so no descriptor can exist: the filesystem interfaces are
     // linked only so that plugins using `std::fs` load (and get "no such file").
     filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
-    wasmtime_wasi::p2::bindings::sync::filesystem::types::add_to_linker::<T, WasiFilesystem>(
-        l,
-        T::filesystem,
-    )?;
+    wasmtime_wasi::p2::bindings::sync::filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
     wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<T, Table>(l, |t| t.ctx().table)?;
     poll::add_to_linker::<T, NonBlocking>(l, |t| Once(t.ctx().table))?;
     streams::add_to_linker::<T, NonBlocking>(l, |t| Once(t.ctx().table))?;
@@ -67,11 +62,7 @@ pub fn add_to_linker<T: WasiView>(linker: &mut Linker<T>) -> wasmtime::Result<()
 
 /// A fresh WASI context: nothing inherited, stdout/stderr into `capture`.
 pub fn context(capture: &Capture) -> WasiCtx {
-    WasiCtx::builder()
-        .stdout(capture.clone())
-        .stderr(capture.clone())
-        .allow_blocking_current_thread(false)
-        .build()
+    WasiCtx::builder().stdout(capture.clone()).stderr(capture.clone()).allow_blocking_current_thread(false).build()
 }
 
 struct Table;
@@ -123,9 +114,7 @@ impl streams::Host for Once<'_> {
             wasmtime_wasi_io::bindings::wasi::io::streams::StreamError::LastOperationFailed(e) => {
                 streams::StreamError::LastOperationFailed(e)
             }
-            wasmtime_wasi_io::bindings::wasi::io::streams::StreamError::Closed => {
-                streams::StreamError::Closed
-            }
+            wasmtime_wasi_io::bindings::wasi::io::streams::StreamError::Closed => streams::StreamError::Closed,
         })
     }
 }
@@ -144,24 +133,13 @@ impl streams::HostOutputStream for Once<'_> {
     fn write(&mut self, s: Resource<DynOutputStream>, bytes: Vec<u8>) -> StreamResult<()> {
         AsyncOutput::write(self.0, s, bytes)
     }
-    fn blocking_write_and_flush(
-        &mut self,
-        s: Resource<DynOutputStream>,
-        bytes: Vec<u8>,
-    ) -> StreamResult<()> {
+    fn blocking_write_and_flush(&mut self, s: Resource<DynOutputStream>, bytes: Vec<u8>) -> StreamResult<()> {
         stream_once(AsyncOutput::blocking_write_and_flush(self.0, s, bytes))
     }
-    fn blocking_write_zeroes_and_flush(
-        &mut self,
-        s: Resource<DynOutputStream>,
-        len: u64,
-    ) -> StreamResult<()> {
+    fn blocking_write_zeroes_and_flush(&mut self, s: Resource<DynOutputStream>, len: u64) -> StreamResult<()> {
         stream_once(AsyncOutput::blocking_write_zeroes_and_flush(self.0, s, len))
     }
-    fn subscribe(
-        &mut self,
-        s: Resource<DynOutputStream>,
-    ) -> wasmtime::Result<Resource<DynPollable>> {
+    fn subscribe(&mut self, s: Resource<DynOutputStream>) -> wasmtime::Result<Resource<DynPollable>> {
         AsyncOutput::subscribe(self.0, s)
     }
     fn write_zeroes(&mut self, s: Resource<DynOutputStream>, len: u64) -> StreamResult<()> {
@@ -173,12 +151,7 @@ impl streams::HostOutputStream for Once<'_> {
     fn blocking_flush(&mut self, s: Resource<DynOutputStream>) -> StreamResult<()> {
         stream_once(AsyncOutput::blocking_flush(self.0, s))
     }
-    fn splice(
-        &mut self,
-        dst: Resource<DynOutputStream>,
-        src: Resource<DynInputStream>,
-        len: u64,
-    ) -> StreamResult<u64> {
+    fn splice(&mut self, dst: Resource<DynOutputStream>, src: Resource<DynInputStream>, len: u64) -> StreamResult<u64> {
         AsyncOutput::splice(self.0, dst, src, len)
     }
     fn blocking_splice(
@@ -207,10 +180,7 @@ impl streams::HostInputStream for Once<'_> {
     fn blocking_skip(&mut self, s: Resource<DynInputStream>, len: u64) -> StreamResult<u64> {
         stream_once(AsyncInput::blocking_skip(self.0, s, len))
     }
-    fn subscribe(
-        &mut self,
-        s: Resource<DynInputStream>,
-    ) -> wasmtime::Result<Resource<DynPollable>> {
+    fn subscribe(&mut self, s: Resource<DynInputStream>) -> wasmtime::Result<Resource<DynPollable>> {
         AsyncInput::subscribe(self.0, s)
     }
 }
@@ -230,10 +200,7 @@ pub struct CaptureBuf {
 
 impl Capture {
     pub fn new(limit: usize) -> Self {
-        Capture(Arc::new(Mutex::new(CaptureBuf {
-            limit,
-            ..CaptureBuf::default()
-        })))
+        Capture(Arc::new(Mutex::new(CaptureBuf { limit, ..CaptureBuf::default() })))
     }
 
     /// Takes what was captured: the text and how many bytes were dropped.
@@ -288,24 +255,14 @@ impl Pollable for Capture {
 }
 
 impl tokio::io::AsyncWrite for Capture {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
     }
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
     }
 }

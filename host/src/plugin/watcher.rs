@@ -24,19 +24,12 @@ pub struct WatchGuard {
 
 /// Starts watching the registry's directory. `on_change` is told about every outcome (tests
 /// and the admin API use it).
-pub fn watch(
-    registry: Arc<Registry>,
-    on_change: Option<mpsc::UnboundedSender<LoadOutcome>>,
-) -> Result<WatchGuard> {
+pub fn watch(registry: Arc<Registry>, on_change: Option<mpsc::UnboundedSender<LoadOutcome>>) -> Result<WatchGuard> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |res: DebounceEventResult| match res {
         Ok(events) => {
-            let paths: BTreeSet<PathBuf> = events
-                .iter()
-                .flat_map(|e| e.paths.iter())
-                .filter(|p| plugin_name(p).is_some())
-                .cloned()
-                .collect();
+            let paths: BTreeSet<PathBuf> =
+                events.iter().flat_map(|e| e.paths.iter()).filter(|p| plugin_name(p).is_some()).cloned().collect();
             if !paths.is_empty() {
                 let _ = tx.send(paths.into_iter().collect());
             }
@@ -56,8 +49,7 @@ pub fn watch(
         while let Some(paths) = rx.recv().await {
             for path in paths {
                 let reg = registry.clone();
-                let outcome = match tokio::task::spawn_blocking(move || reg.sync_path(&path)).await
-                {
+                let outcome = match tokio::task::spawn_blocking(move || reg.sync_path(&path)).await {
                     Ok(o) => o,
                     Err(e) => {
                         tracing::error!(error = %e, "plugin load task failed");
@@ -70,7 +62,5 @@ pub fn watch(
             }
         }
     });
-    Ok(WatchGuard {
-        _debouncer: Box::new(debouncer),
-    })
+    Ok(WatchGuard { _debouncer: Box::new(debouncer) })
 }

@@ -148,9 +148,7 @@ impl Decoder {
         let h = &self.hdr;
         let fin = h[0] & 0x80 != 0;
         if h[0] & 0x70 != 0 {
-            return Err(WsError::Protocol(
-                "reserved bits set without a negotiated extension",
-            ));
+            return Err(WsError::Protocol("reserved bits set without a negotiated extension"));
         }
         let opcode = Opcode::from_u8(h[0] & 0x0f).ok_or(WsError::Protocol("unknown opcode"))?;
         if h[1] & 0x80 == 0 {
@@ -190,9 +188,7 @@ impl Decoder {
                     }
                 }
                 (_, Some(_)) => {
-                    return Err(WsError::Protocol(
-                        "new message before the last one finished",
-                    ));
+                    return Err(WsError::Protocol("new message before the last one finished"));
                 }
                 (op, None) => {
                     if len > self.max_message as u64 {
@@ -206,13 +202,7 @@ impl Decoder {
                 }
             }
         }
-        self.frame = Some(Frame {
-            opcode,
-            fin,
-            remaining: len,
-            mask,
-            offset: 0,
-        });
+        self.frame = Some(Frame { opcode, fin, remaining: len, mask, offset: 0 });
         Ok(true)
     }
 
@@ -229,9 +219,7 @@ impl Decoder {
                     if !valid_peer_close_code(code) {
                         return Err(WsError::Protocol("invalid close code"));
                     }
-                    let reason = std::str::from_utf8(&payload[2..])
-                        .map_err(|_| WsError::InvalidUtf8)?
-                        .to_owned();
+                    let reason = std::str::from_utf8(&payload[2..]).map_err(|_| WsError::InvalidUtf8)?.to_owned();
                     Event::Close(Some((code, reason)))
                 }
             },
@@ -401,20 +389,14 @@ mod tests {
         let mut d = Decoder::new(600, 1000);
         let mut bytes = frame(false, 2, &[0; 600]);
         bytes.extend(frame(true, 0, &[0; 600]));
-        assert_eq!(
-            decode_all(&mut d, &bytes).unwrap_err(),
-            WsError::TooBig("message")
-        );
+        assert_eq!(decode_all(&mut d, &bytes).unwrap_err(), WsError::TooBig("message"));
     }
 
     #[test]
     fn invalid_utf8_fails_fast_before_the_message_ends() {
         let mut d = Decoder::new(1 << 20, 1 << 20);
         let first = frame(false, 1, &[b'a', 0xff]);
-        assert_eq!(
-            decode_all(&mut d, &first).unwrap_err(),
-            WsError::InvalidUtf8
-        );
+        assert_eq!(decode_all(&mut d, &first).unwrap_err(), WsError::InvalidUtf8);
     }
 
     #[test]
@@ -423,11 +405,7 @@ mod tests {
         let data: Vec<u8> = (0..37).collect();
         for split in 0..data.len() {
             let mut out = Vec::new();
-            let masked: Vec<u8> = data
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ mask[i % 4])
-                .collect();
+            let masked: Vec<u8> = data.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
             unmask_extend(&mut out, &masked[..split], mask, 0);
             unmask_extend(&mut out, &masked[split..], mask, split);
             assert_eq!(out, data);

@@ -24,9 +24,6 @@ pub fn accept_key(key: &[u8]) -> String {
 mod tests {
     #[test]
     fn accept_key_matches_rfc_example() {
-        assert_eq!(
-            super::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(super::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 }

@@ -28,14 +28,8 @@ mod tests {
         let host = TestHost::new();
         let (a, b) = (host.open("/echo"), host.open("/echo"));
         assert_eq!(host.message(&Echo, a, "hello".into()), Flow::Done);
-        assert_eq!(
-            host.message(&Echo, a, vec![0u8, 159, 255].into()),
-            Flow::Done
-        );
-        assert_eq!(
-            host.sent(a),
-            vec![Message::from("hello"), Message::Binary(vec![0, 159, 255])]
-        );
+        assert_eq!(host.message(&Echo, a, vec![0u8, 159, 255].into()), Flow::Done);
+        assert_eq!(host.sent(a), vec![Message::from("hello"), Message::Binary(vec![0, 159, 255])]);
         assert!(host.sent(b).is_empty());
     }
 

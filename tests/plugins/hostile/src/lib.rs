@@ -60,12 +60,10 @@ impl Plugin for Hostile {
                 Ok(s) => format!("file read {} bytes", s.len()),
                 Err(e) => format!("file error: {e}"),
             },
-            "socket" => {
-                match std::net::TcpStream::connect(("127.0.0.1", arg.parse::<u16>().unwrap_or(9))) {
-                    Ok(_) => "socket connected".to_owned(),
-                    Err(e) => format!("socket error: {e}"),
-                }
-            }
+            "socket" => match std::net::TcpStream::connect(("127.0.0.1", arg.parse::<u16>().unwrap_or(9))) {
+                Ok(_) => "socket connected".to_owned(),
+                Err(e) => format!("socket error: {e}"),
+            },
             "attach" => match conn.set_attachment(&vec![1u8; 4 << 20]) {
                 Ok(()) => "attach stored".to_owned(),
                 Err(e) => format!("attach error: {e}"),
@@ -76,11 +74,7 @@ impl Plugin for Hostile {
                 }
                 "printed".to_owned()
             }
-            "env" => format!(
-                "env vars: {}, args: {}",
-                std::env::vars().count(),
-                std::env::args().count()
-            ),
+            "env" => format!("env vars: {}, args: {}", std::env::vars().count(), std::env::args().count()),
             "loop-on-close" => {
                 let _ = conn.set_attachment(b"loop-on-close");
                 "armed".to_owned()

@@ -1,12 +1,13 @@
 //! Test plugin: makes the host's behaviour observable to tests.
 //!
 //! - `on_connect`: `?reject=STATUS&reason=...` refuses the handshake; `?as=NAME` accepts with that
-//!   identity; `?monitor=1` joins the `monitor` room, which receives a line for every `on-close`;
+//!   identity (`?as=cert`: the TLS client certificate's subject); `?monitor=1` joins the `monitor` room, which receives a line for every `on-close`;
 //!   `?protocol=P` answers with subprotocol P.
 //! - `on_message`: `close CODE REASON` asks the host to close; `whoami` replies the identity;
 //!   `id` replies the connection id;
 //!   `pass` passes the message on; `forward TEXT` forwards TEXT; anything else is echoed back.
-//! - `on_close`: publishes `closed ID CODE REASON` to `monitor` (except for monitors themselves).
+//! - `on_close`: logs `probe on_close ID CODE` and publishes `closed ID CODE REASON` to `monitor`
+//!   (except for monitors themselves).
 
 use wasmsock_sdk::{Conn, Connect, Flow, Identity, Message, Plugin, Request, export_plugin, rooms};
 
@@ -17,17 +18,17 @@ impl Plugin for Probe {
     fn on_connect(&self, conn: Conn, req: &Request) -> Connect {
         if let Some(status) = req.query_param("reject") {
             let status = status.parse().unwrap_or(403);
-            return Connect::reject(
-                status,
-                req.query_param("reason")
-                    .unwrap_or_else(|| "rejected by probe".into()),
-            );
+            return Connect::reject(status, req.query_param("reason").unwrap_or_else(|| "rejected by probe".into()));
         }
         if req.query_param("monitor").is_some() {
             let _ = conn.join("monitor");
             let _ = conn.set_attachment(b"monitor");
         }
-        let answer = match req.query_param("as") {
+        let answer = match req.query_param("as").as_deref() {
+            Some("cert") => {
+                let subject = req.client_cert_subject.clone().unwrap_or_else(|| "no certificate".into());
+                Connect::accept_as(Identity::new(subject))
+            }
             Some(name) => Connect::accept_as(Identity::new(name)),
             None => Connect::accept(),
         };
@@ -49,9 +50,7 @@ impl Plugin for Probe {
                 Flow::Done
             }
             (Some("whoami"), _, _) => {
-                let who = conn
-                    .identity()
-                    .map_or_else(|| "nobody".to_owned(), |i| i.id);
+                let who = conn.identity().map_or_else(|| "nobody".to_owned(), |i| i.id);
                 let _ = conn.send_text(&who);
                 Flow::Done
             }
@@ -69,6 +68,7 @@ impl Plugin for Probe {
     }
 
     fn on_close(&self, conn: Conn, code: u16, reason: &str) {
+        wasmsock_sdk::info!("probe on_close {} {}", conn.id(), code);
         if conn.attachment().as_deref() == Some(b"monitor".as_slice()) {
             return;
         }

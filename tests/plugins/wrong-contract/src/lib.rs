@@ -14,10 +14,7 @@ mod bindings {
 
     impl Guest for Future {
         fn on_connect(_conn: u64, _req: Request) -> Connect {
-            Connect::Accept(Accept {
-                identity: None,
-                protocol: None,
-            })
+            Connect::Accept(Accept { identity: None, protocol: None })
         }
         fn on_message(_conn: u64, _msg: Message) -> Flow {
             Flow::Done

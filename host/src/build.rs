@@ -1,0 +1,114 @@
+//! `wasmsock build`: compile plugin crates for wasm32-wasip2, validate them against this host's
+//! contract, and install them into a plugin directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+pub const TARGET: &str = "wasm32-wasip2";
+
+/// Builds each crate in `paths` (default: the current directory); with `install`, copies every
+/// built plugin there.
+pub fn build(paths: &[PathBuf], install: Option<&Path>) -> Result<()> {
+    let default = [PathBuf::from(".")];
+    let paths = if paths.is_empty() { &default[..] } else { paths };
+    ensure_target()?;
+    let settings = crate::Settings::from_toml("", &crate::Overrides::default())?;
+    let runtime = crate::plugin::Runtime::new(&settings.engine)?;
+    for path in paths {
+        for wasm in build_one(path)? {
+            let bytes = std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+            crate::plugin::check_bytes(&runtime, &bytes)
+                .with_context(|| format!("{} was built but is not a valid plugin", wasm.display()))?;
+            let name = crate::plugin::plugin_name(&wasm)
+                .with_context(|| format!("{} does not have a valid plugin file name", wasm.display()))?;
+            match install {
+                Some(dir) => {
+                    let dest = install_file(&wasm, dir, &name)?;
+                    eprintln!("installed {name} ({} bytes) -> {}", bytes.len(), dest.display());
+                }
+                None => eprintln!("built {name} ({} bytes): {}", bytes.len(), wasm.display()),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ensure_target() -> Result<()> {
+    let out = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    match out {
+        Ok(o) if String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == TARGET) => Ok(()),
+        Ok(_) => {
+            eprintln!("installing the {TARGET} target (rustup target add {TARGET})");
+            let status = Command::new("rustup").args(["target", "add", TARGET]).status()?;
+            if !status.success() {
+                bail!("`rustup target add {TARGET}` failed");
+            }
+            Ok(())
+        }
+        // No rustup: let cargo report a missing target itself.
+        Err(_) => Ok(()),
+    }
+}
+
+/// Runs cargo for one crate and returns the `.wasm` files it produced.
+fn build_one(path: &Path) -> Result<Vec<PathBuf>> {
+    let manifest = path.join("Cargo.toml");
+    if !manifest.is_file() {
+        bail!("{} is not a crate directory (no Cargo.toml)", path.display());
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let child = Command::new(cargo)
+        .args(["build", "--release", "--target", TARGET, "--message-format=json-render-diagnostics"])
+        // Plugins ship without debug info: smaller files, faster loads.
+        .args(["--config", "profile.release.debug=false", "--config", "profile.release.strip=true"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo")?;
+    if !child.status.success() {
+        bail!("cargo build failed for {}", path.display());
+    }
+    let mut wasm = Vec::new();
+    for line in String::from_utf8_lossy(&child.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let is_cdylib = msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "cdylib"));
+        let local = msg["manifest_path"].as_str().map(Path::new).is_some_and(|m| same_file(m, &manifest));
+        if !(is_cdylib && local) {
+            continue;
+        }
+        for f in msg["filenames"].as_array().into_iter().flatten() {
+            if let Some(f) = f.as_str().filter(|f| f.ends_with(".wasm")) {
+                wasm.push(PathBuf::from(f));
+            }
+        }
+    }
+    if wasm.is_empty() {
+        bail!("{} built no wasm library: is it a plugin crate (crate-type = [\"cdylib\"])?", path.display());
+    }
+    Ok(wasm)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Copies `wasm` to `dir/NAME.wasm` through a hidden temporary file and a rename, so the
+/// watcher never sees a half-written plugin.
+fn install_file(wasm: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = dir.join(format!(".{name}.wasm.tmp"));
+    let dest = dir.join(format!("{name}.wasm"));
+    std::fs::copy(wasm, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &dest).with_context(|| format!("cannot install {}", dest.display()))?;
+    Ok(dest)
+}

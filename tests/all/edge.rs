@@ -1,0 +1,398 @@
+//! What the classic Go WSS stack hand-writes, as wasmsock configuration: origins, mutual TLS,
+//! size limits, handshake/idle/write timeouts, connection limits and heartbeats.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::harness::*;
+
+fn with_origin(s: &TestServer, path: &str, origin: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut req = s.url(path).into_client_request().unwrap();
+    req.headers_mut().insert("Origin", origin.parse().unwrap());
+    req
+}
+
+#[tokio::test]
+async fn origin_allowlist_refuses_other_origins_with_403_before_the_upgrade() {
+    let s = Setup::new(
+        r#"
+[origins]
+allow = ["https://app.example.com", "https://*.trusted.org"]
+[[routes]]
+path = "/echo"
+plugins = ["echo"]
+[[routes]]
+path = "/strict"
+plugins = ["echo"]
+origins = { allow_missing = false }
+[[routes]]
+path = "/open"
+plugins = ["echo"]
+origins = { allow = [] }
+"#,
+    )
+    .plugin("echo", "echo")
+    .start()
+    .await;
+    // A browser-like handshake from an allowed origin (exact, and a subdomain pattern).
+    for origin in ["https://app.example.com", "https://eu.trusted.org"] {
+        let mut ws = s.connect_request(with_origin(&s, "/echo", origin)).await.expect(origin);
+        send(&mut ws, "hi").await;
+        assert_eq!(recv_text(&mut ws).await, "hi");
+    }
+    // Another origin: 403, never upgraded.
+    for origin in ["https://evil.example.net", "http://app.example.com", "https://trusted.org", "null"] {
+        match s.connect_request(with_origin(&s, "/echo", origin)).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status().as_u16(), 403, "{origin}")
+            }
+            other => panic!("{origin}: expected 403, got {other:?}"),
+        }
+    }
+    // Without an Origin header (non-browser clients): allowed by default, refused where configured.
+    s.connect("/echo").await;
+    assert_eq!(s.refused("/strict").await, (403, "an Origin header is required".into()));
+    // A route can open itself up.
+    s.connect_request(with_origin(&s, "/open", "https://anything.example")).await.expect("open route");
+}
+
+/// A CA, a client certificate it signed for `alice`, and one from an unrelated CA.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let make_ca = |cn: &str| {
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.distinguished_name.push(DnType::CommonName, cn);
+            CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+        };
+        let write_client = |issuer: &CertifiedIssuer<'_, KeyPair>, cn: &str, stem: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(vec![format!("{stem}.client")]).unwrap();
+            p.distinguished_name.push(DnType::CommonName, cn);
+            p.distinguished_name.push(DnType::OrganizationName, "wasmsock tests");
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            let cert = p.signed_by(&key, issuer).unwrap();
+            std::fs::write(dir.path().join(format!("{stem}.pem")), cert.pem()).unwrap();
+            std::fs::write(dir.path().join(format!("{stem}.key")), key.serialize_pem()).unwrap();
+        };
+        let ca = make_ca("wasmsock test CA");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        write_client(&ca, "alice", "alice");
+        let rogue = make_ca("rogue CA");
+        write_client(&rogue, "mallory", "mallory");
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+async fn tls_connect(s: &TestServer, path: &str, client: Option<(&Path, &Path)>) -> Result<Ws, String> {
+    let ca = s.ca.clone().unwrap();
+    let config = client_config(&ca, client);
+    let req = s.url(path).into_client_request().unwrap();
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    tokio_tungstenite::client_async_tls_with_config(req, tcp, None, Some(tokio_tungstenite::Connector::Rustls(config)))
+        .await
+        .map(|(ws, _)| ws)
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn mutual_tls_required_refuses_clients_without_a_valid_certificate() {
+    let pki = Pki::new();
+    let s = Setup::new(&format!(
+        "[tls]\nclient_ca = {:?}\nclient_auth = \"required\"\n[[routes]]\npath = \"/probe\"\nplugins = [\"probe\"]\n",
+        pki.path("ca.pem")
+    ))
+    .plugin("probe", "probe")
+    .start()
+    .await;
+    // No certificate: the TLS handshake fails.
+    assert!(tls_connect(&s, "/probe", None).await.is_err());
+    // A certificate from another CA: the TLS handshake fails.
+    let bad = (pki.path("mallory.pem"), pki.path("mallory.key"));
+    assert!(tls_connect(&s, "/probe", Some((&bad.0, &bad.1))).await.is_err());
+    // A good certificate: accepted, and the plugin sees the verified subject.
+    let good = (pki.path("alice.pem"), pki.path("alice.key"));
+    let mut ws = tls_connect(&s, "/probe?as=cert", Some((&good.0, &good.1))).await.expect("good client cert");
+    send(&mut ws, "whoami").await;
+    let who = recv_text(&mut ws).await;
+    assert!(who.contains("CN=alice") && who.contains("O=wasmsock tests"), "{who}");
+}
+
+#[tokio::test]
+async fn mutual_tls_optional_accepts_both_and_reports_the_subject() {
+    let pki = Pki::new();
+    let s = Setup::new(&format!(
+        "[tls]\nclient_ca = {:?}\nclient_auth = \"optional\"\n[[routes]]\npath = \"/probe\"\nplugins = [\"probe\"]\n",
+        pki.path("ca.pem")
+    ))
+    .plugin("probe", "probe")
+    .start()
+    .await;
+    let mut anon = tls_connect(&s, "/probe?as=cert", None).await.expect("no cert is fine");
+    send(&mut anon, "whoami").await;
+    assert_eq!(recv_text(&mut anon).await, "no certificate");
+    let good = (pki.path("alice.pem"), pki.path("alice.key"));
+    let mut ws = tls_connect(&s, "/probe?as=cert", Some((&good.0, &good.1))).await.expect("good cert");
+    send(&mut ws, "whoami").await;
+    assert!(recv_text(&mut ws).await.contains("CN=alice"));
+    let bad = (pki.path("mallory.pem"), pki.path("mallory.key"));
+    assert!(
+        tls_connect(&s, "/probe", Some((&bad.0, &bad.1))).await.is_err(),
+        "an invalid certificate is still refused"
+    );
+}
+
+#[tokio::test]
+async fn oversize_messages_and_frames_close_with_1009() {
+    let s = Setup::new(
+        r#"
+[limits]
+max_message_size = "64KiB"
+max_frame_size = "16KiB"
+[[routes]]
+path = "/echo"
+plugins = ["echo"]
+"#,
+    )
+    .plugin("echo", "echo")
+    .start()
+    .await;
+    let mut ws = s.connect("/echo").await;
+    send(&mut ws, &"a".repeat(16 * 1024)).await;
+    assert_eq!(recv_text(&mut ws).await.len(), 16 * 1024);
+    // One frame over the frame limit.
+    send(&mut ws, &"a".repeat(16 * 1024 + 1)).await;
+    assert_eq!(expect_close(&mut ws).await.0, 1009);
+    // A message over the message limit, in frames under the frame limit.
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let mut ws = s.connect("/echo").await;
+    ws.send(Message::Frame(Frame::message(vec![b'x'; 16_000], OpCode::Data(Data::Binary), false))).await.unwrap();
+    for _ in 0..3 {
+        ws.send(Message::Frame(Frame::message(vec![b'x'; 16_000], OpCode::Data(Data::Continue), false))).await.unwrap();
+    }
+    let _ = ws.send(Message::Frame(Frame::message(vec![b'x'; 16_000], OpCode::Data(Data::Continue), true))).await;
+    assert_eq!(expect_close(&mut ws).await.0, 1009);
+}
+
+#[tokio::test]
+async fn connection_limits_answer_503_before_the_upgrade() {
+    let s = Setup::new(
+        r#"
+[server]
+max_connections = 3
+max_connections_per_ip = 2
+[[routes]]
+path = "/echo"
+plugins = ["echo"]
+"#,
+    )
+    .plugin("echo", "echo")
+    .start()
+    .await;
+    let a = s.connect("/echo").await;
+    let _b = s.connect("/echo").await;
+    let (status, body) = s.refused("/echo").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("this address"), "{body}");
+    // A slot frees up when a connection ends.
+    drop(a);
+    assert!(eventually(Duration::from_secs(5), async || s.try_connect("/echo").await.is_ok()).await);
+}
+
+#[tokio::test]
+async fn global_connection_limit() {
+    let s = Setup::new("[server]\nmax_connections = 2\n[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\n")
+        .plugin("echo", "echo")
+        .start()
+        .await;
+    let _a = s.connect("/echo").await;
+    let _b = s.connect("/echo").await;
+    let (status, body) = s.refused("/echo").await;
+    assert_eq!((status, body.as_str()), (503, "server connection limit reached"));
+}
+
+const PROBE_WITH_MONITOR: &str = "[[routes]]\npath = \"/probe\"\nplugins = [\"probe\"]\n";
+
+/// Waits for the monitor's report of connection `id` and returns its close code and reason.
+async fn reported_close(monitor: &mut Ws, id: u64) -> (u16, String) {
+    loop {
+        let line = recv_text(monitor).await;
+        let mut parts = line.splitn(4, ' ');
+        let (_, got, code, reason) = (parts.next(), parts.next(), parts.next(), parts.next());
+        if got == Some(&id.to_string()) {
+            return (code.unwrap().parse().unwrap(), reason.unwrap_or("").to_owned());
+        }
+    }
+}
+
+async fn probe_id(ws: &mut Ws) -> u64 {
+    send(ws, "id").await;
+    recv_text(ws).await.parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_silent_peer_is_closed_within_the_heartbeat_bound() {
+    let s = Setup::new(&format!("[limits]\nping_interval = \"200ms\"\npong_timeout = \"300ms\"\n{PROBE_WITH_MONITOR}"))
+        .plugin("probe", "probe")
+        .start()
+        .await;
+    let mut monitor = s.connect("/probe?monitor=1").await;
+    let mut silent = s.connect("/probe").await;
+    let id = probe_id(&mut silent).await;
+    // From now on the client never reads, so it never answers the server's pings.
+    let started = tokio::time::Instant::now();
+    let (code, reason) = reported_close(&mut monitor, id).await;
+    let took = started.elapsed();
+    assert_eq!((code, reason.as_str()), (1006, "heartbeat timeout"));
+    assert!(took < Duration::from_millis(1500), "closed after {took:?}; bound is 500ms + a sweep");
+    // The monitor itself reads, answers pings, and stays connected the whole time.
+    send(&mut monitor, "id").await;
+    recv_text(&mut monitor).await;
+    drop(silent);
+}
+
+#[tokio::test]
+async fn the_host_answers_client_pings_without_calling_plugins() {
+    let s = Setup::new(PROBE_WITH_MONITOR).plugin("probe", "probe").start().await;
+    let mut ws = s.connect("/probe").await;
+    ws.send(Message::Ping(b"are you there".to_vec().into())).await.unwrap();
+    use futures_util::StreamExt;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap() {
+            Some(Ok(Message::Pong(p))) => {
+                assert_eq!(&p[..], b"are you there");
+                break;
+            }
+            // The probe echoes data messages; a ping must never reach it.
+            other => panic!("expected the pong, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let s = Setup::new(&format!("[limits]\nidle_timeout = \"300ms\"\n{PROBE_WITH_MONITOR}"))
+        .plugin("probe", "probe")
+        .start()
+        .await;
+    let mut ws = s.connect("/probe").await;
+    send(&mut ws, "x").await;
+    recv_text(&mut ws).await;
+    let started = tokio::time::Instant::now();
+    assert_eq!(expect_close(&mut ws).await, (1001, "idle timeout".into()));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_and_memory_stays_bounded() {
+    let s = Setup::new(
+        r#"
+[limits]
+write_timeout = "500ms"
+max_message_size = "1MiB"
+outbox_bytes = "2MiB"
+[[routes]]
+path = "/echo"
+plugins = ["echo"]
+[[routes]]
+path = "/probe"
+plugins = ["probe"]
+"#,
+    )
+    .plugin("echo", "echo")
+    .plugin("probe", "probe")
+    .start()
+    .await;
+    let rss_before = rss_bytes();
+    let ws = s.connect("/echo").await;
+    let (mut tx, rx) = futures_util::StreamExt::split(ws);
+    // Ask for echoes of 1 MB messages and never read one: the server must give up on this
+    // peer (slow-consumer policy, then the write timeout) instead of buffering without bound.
+    let blob = vec![7u8; 1 << 20];
+    let started = tokio::time::Instant::now();
+    let sender = tokio::spawn(async move {
+        let mut sent = 0u64;
+        while started.elapsed() < Duration::from_secs(15) {
+            match tokio::time::timeout(Duration::from_secs(3), tx.send(Message::binary(blob.clone()))).await {
+                Ok(Ok(())) => sent += 1,
+                _ => break,
+            }
+        }
+        sent
+    });
+    let sent = sender.await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "the server was still taking data after {took:?} ({sent} MB)");
+    let growth = rss_bytes().saturating_sub(rss_before);
+    assert!(growth < 96 << 20, "server memory grew by {} MB", growth >> 20);
+    // Other clients are unaffected.
+    let mut ok = s.connect("/probe").await;
+    send(&mut ok, "fine").await;
+    assert_eq!(recv_text(&mut ok).await, "fine");
+    assert!(s.metric("wasmsock_outbox_drops_total").await >= 1.0);
+    drop(rx);
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+#[tokio::test]
+async fn handshake_timeouts_close_stalled_clients() {
+    let s = Setup::new(
+        r#"
+[server]
+tls_handshake_timeout = "300ms"
+ws_handshake_timeout = "300ms"
+[[routes]]
+path = "/echo"
+plugins = ["echo"]
+"#,
+    )
+    .plugin("echo", "echo")
+    .start()
+    .await;
+    // TCP only, never a TLS ClientHello: dropped after the TLS handshake timeout.
+    let mut tcp = TcpStream::connect(s.addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(3), tokio::io::AsyncReadExt::read(&mut tcp, &mut buf)).await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "the stalled TCP client was not dropped: {n:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // TLS done, but the HTTP request never completes: 408 after the WebSocket handshake timeout.
+    // (A WebSocket client cannot stall mid-request, so rustls directly.)
+    let tls = rustls::ClientConnection::new(s.tls_client_config(), "localhost".try_into().unwrap()).unwrap();
+    let mut stream = rustls::StreamOwned::new(tls, std::net::TcpStream::connect(s.addr).unwrap());
+    let reply = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        stream.write_all(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n").unwrap();
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    let _ = tcp.shutdown().await;
+}

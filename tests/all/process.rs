@@ -1,0 +1,306 @@
+//! The `wasmsock` binary as a process: signals and graceful shutdown, the JSON connection log,
+//! bad configuration, and clients that are not Rust (Python's `websockets`, npm's `wscat`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::harness::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wasmsock-under-test");
+
+/// A running `wasmsock serve` with JSON logs collected line by line.
+struct Proc {
+    child: Child,
+    lines: Arc<Mutex<Vec<serde_json::Value>>>,
+    port: u16,
+    ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Proc {
+    fn start(routes: &str, plugins: &[&str], extra: &str) -> Proc {
+        let dir = tempfile::tempdir().unwrap();
+        let plugin_dir = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugin_dir).unwrap();
+        for p in plugins {
+            std::fs::copy(wasm(p), plugin_dir.join(format!("{p}.wasm"))).unwrap();
+        }
+        let config = dir.path().join("wasmsock.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\nplugin_dir = {plugin_dir:?}\nstate_dir = {:?}\nlog_format = \"json\"\n{extra}\n[admin]\nlisten = \"off\"\n{routes}",
+                dir.path().join("state")
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start wasmsock");
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // A line that is not JSON is kept as a string (the log test insists there are none).
+                let v = serde_json::from_str::<serde_json::Value>(&line).unwrap_or(serde_json::Value::String(line));
+                if v["message"].as_str().is_some_and(|m| m.starts_with("listening on")) {
+                    let addr: std::net::SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();
+                    let _ = port_tx.send(addr.port());
+                }
+                sink.lock().unwrap().push(v);
+            }
+        });
+        let port = port_rx.recv_timeout(Duration::from_secs(60)).expect("server listening");
+        let ca = dir.path().join("state").join("dev-cert.pem");
+        Proc { child, lines, port, ca, _dir: dir }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("wss://localhost:{}{path}", self.port)
+    }
+
+    async fn connect(&self, path: &str) -> Ws {
+        let config = client_config(&self.ca, None);
+        let req = self.url(path).into_client_request().unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        tokio_tungstenite::client_async_tls_with_config(req, tcp, None, Some(tokio_tungstenite::Connector::Rustls(config)))
+            .await
+            .unwrap()
+            .0
+    }
+
+    fn signal(&self, sig: i32) {
+        #[allow(unsafe_code)]
+        // SAFETY: sending a signal to our own child process by pid.
+        let r = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(r, 0);
+    }
+
+    fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn logs(&self) -> Vec<serde_json::Value> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    fn find(&self, message: &str) -> Vec<serde_json::Value> {
+        self.logs().into_iter().filter(|v| v["message"].as_str() == Some(message)).collect()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const PROBE: &str = "[[routes]]\npath = \"/probe\"\nplugins = [\"probe\"]\n";
+
+#[tokio::test]
+async fn sigterm_closes_every_client_with_1001_runs_every_on_close_and_exits_0() {
+    let mut p = Proc::start(PROBE, &["probe"], "");
+    let mut clients = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut ws = p.connect(&format!("/probe?as=user{i}")).await;
+        send(&mut ws, "id").await;
+        ids.push(recv_text(&mut ws).await);
+        clients.push(ws);
+    }
+    p.signal(libc::SIGTERM);
+    for ws in &mut clients {
+        assert_eq!(expect_close(ws).await, (1001, "server shutting down".into()));
+    }
+    drop(clients);
+    let status = p.wait(Duration::from_secs(15)).expect("exited after SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    let logs = p.logs();
+    for id in &ids {
+        let ran = logs
+            .iter()
+            .filter(|v| v["plugin"] == "probe" && v["message"].as_str() == Some(&format!("probe on_close {id} 1001")))
+            .count();
+        assert_eq!(ran, 1, "on-close for connection {id} ran {ran} times");
+    }
+    let closed = p.find("connection closed");
+    assert_eq!(closed.len(), 5);
+    assert!(closed.iter().all(|v| v["code"] == 1001 && v["initiator"] == "server"));
+}
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once() {
+    let mut p = Proc::start(PROBE, &["probe"], "[server]\nshutdown_grace = \"60s\"\n");
+    // This client never answers the close handshake, so graceful shutdown would wait.
+    let _stuck = p.connect("/probe").await;
+    p.signal(libc::SIGINT);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(p.child.try_wait().unwrap().is_none(), "still draining");
+    p.signal(libc::SIGINT);
+    let status = p.wait(Duration::from_secs(5)).expect("exited on the second signal");
+    assert_eq!(status.code(), Some(130));
+}
+
+#[tokio::test]
+async fn the_json_connection_log_records_connects_rejects_and_closes() {
+    let p = Proc::start(PROBE, &["probe"], "");
+    let mut ws = p.connect("/probe?as=ada").await;
+    send(&mut ws, "hello").await;
+    assert_eq!(recv_text(&mut ws).await, "hello");
+    ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() })).await.unwrap();
+    let _ = expect_close(&mut ws).await;
+    let config = client_config(&p.ca, None);
+    let req = p.url("/probe?reject=403&reason=nope").into_client_request().unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+    let refused =
+        tokio_tungstenite::client_async_tls_with_config(req, tcp, None, Some(tokio_tungstenite::Connector::Rustls(config)))
+            .await;
+    assert!(refused.is_err());
+    assert!(
+        eventually(Duration::from_secs(5), async || !p.find("connection closed").is_empty()
+            && !p.find("handshake rejected").is_empty())
+        .await
+    );
+    let opened = &p.find("connection opened")[0];
+    assert_eq!(opened["user"], "ada");
+    assert_eq!(opened["route"], "/probe");
+    assert_eq!(opened["tls"], "TLSv1.3");
+    assert!(opened["remote"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(opened["timestamp"].is_string());
+    let closed = &p.find("connection closed")[0];
+    assert_eq!(closed["user"], "ada");
+    assert_eq!(closed["code"], 1000);
+    assert_eq!(closed["reason"], "bye");
+    assert_eq!(closed["initiator"], "peer");
+    assert_eq!(closed["msgs_in"], 1);
+    assert_eq!(closed["msgs_out"], 1);
+    assert_eq!(closed["bytes_in"], 5);
+    assert!(closed["duration_ms"].is_u64());
+    let not_json: Vec<_> = p.logs().into_iter().filter(|v| v.is_string()).collect();
+    assert!(not_json.is_empty(), "log lines that are not JSON: {not_json:?}");
+    let rejected = &p.find("handshake rejected")[0];
+    assert_eq!(rejected["status"], 403);
+    assert_eq!(rejected["reason"], "nope");
+}
+
+fn run_bad(config: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(BIN).args(["serve", "--config"]).arg(&path).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn bad_configuration_exits_nonzero_naming_the_problem() {
+    let cases = [
+        ("listen = \"127.0.0.1:0\"\nlisen = 1\n", "unknown field `lisen`"),
+        ("[tls]\ncert = \"/no/such/cert.pem\"\nkey = \"/no/such/key.pem\"\n", "/no/such/cert.pem"),
+        ("[[routes]]\npath = \"chat\"\nplugins = [\"rooms\"]\n", "must start with '/'"),
+        ("[[routes]]\npath = \"/chat\"\nplugins = []\n", "has no plugins"),
+        ("[tls]\nclient_ca = \"/no/such/ca.pem\"\n", "/no/such/ca.pem"),
+        ("[limits]\nmax_message_size = \"lots\"\n", "invalid size"),
+        ("listen = \"not an address\"\n[admin]\nlisten = \"off\"\n", "not an address"),
+    ];
+    for (config, expected) in cases {
+        let (code, stderr) = run_bad(config);
+        assert_eq!(code, Some(2), "{config}: {stderr}");
+        assert!(stderr.contains(expected), "{config}: expected {expected:?} in {stderr}");
+    }
+    // A CA file that exists but holds no certificate.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    let (code, stderr) = run_bad(&format!("listen = \"127.0.0.1:0\"\n[admin]\nlisten = \"off\"\n[tls]\nclient_ca = {ca:?}\n"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("client CA bundle"), "{stderr}");
+}
+
+fn python_has_websockets() -> bool {
+    Command::new("python3").args(["-c", "import websockets"]).status().is_ok_and(|s| s.success())
+}
+
+#[tokio::test]
+async fn python_websockets_client_echoes_over_wss() {
+    if !python_has_websockets() {
+        eprintln!("SKIP: python3 `websockets` is not installed (./test.sh installs it)");
+        return;
+    }
+    let p = Proc::start("[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\n", &["echo"], "");
+    let script = r#"
+import asyncio, ssl, sys, websockets
+async def main(url, ca):
+    ctx = ssl.create_default_context(cafile=ca)
+    async with websockets.connect(url, ssl=ctx, max_size=None) as ws:
+        await ws.send("hello from python")
+        assert await ws.recv() == "hello from python"
+        await ws.send(bytes(range(256)) * 400)
+        assert await ws.recv() == bytes(range(256)) * 400
+        pong = await ws.ping(b"hb")
+        await asyncio.wait_for(pong, 5)
+    print("python ok")
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"#;
+    let out = run_python(script, &[&p.url("/echo"), p.ca.to_str().unwrap()]).await;
+    assert!(out.contains("python ok"), "{out}");
+}
+
+async fn run_python(script: &str, args: &[&str]) -> String {
+    let out = tokio::process::Command::new("python3").arg("-c").arg(script).args(args).output().await.unwrap();
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[tokio::test]
+async fn wscat_from_npm_talks_to_the_echo_route() {
+    let Some(wscat) = which("wscat") else {
+        eprintln!("SKIP: wscat is not installed (./test.sh installs it with npm)");
+        return;
+    };
+    let p = Proc::start("[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\n", &["echo"], "");
+    // wscat prints what it receives only to a terminal: give it one with util-linux `script`.
+    let Some(script) = which("script") else {
+        eprintln!("SKIP: util-linux `script` is not installed");
+        return;
+    };
+    let cmd = format!(
+        "{} --no-color -c {} --ca {} -x 'hello from wscat' -w 2",
+        wscat.display(),
+        p.url("/echo"),
+        p.ca.display()
+    );
+    let out = tokio::process::Command::new(script).args(["-qc", &cmd, "/dev/null"]).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The reply, as wscat prints received messages ("< hello from wscat" or with ANSI codes).
+    assert!(stdout.matches("hello from wscat").count() >= 1, "wscat said: {stdout:?}");
+    let closed = p.find("connection closed");
+    assert!(
+        eventually(Duration::from_secs(5), async || p.find("connection closed").iter().any(|v| v["msgs_out"] == 1)).await,
+        "the server did not echo to wscat: {closed:?}"
+    );
+}
+
+fn which(cmd: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(cmd)).find(|p| p.is_file())
+}
