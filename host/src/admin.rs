@@ -67,7 +67,7 @@ async fn handle(mut stream: TcpStream, ctx: &ServerCtx) -> std::io::Result<()> {
     };
     let resp = match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/metrics") => {
-            let m = crate::metrics::get();
+            let m = &ctx.hub.metrics;
             let (rooms, members) = ctx.hub.rooms.totals();
             m.rooms.set(rooms as i64);
             m.room_members.set(members as i64);

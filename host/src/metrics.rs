@@ -1,7 +1,5 @@
-//! Prometheus metrics. Hot-path handles are resolved once (a counter increment is one atomic
+//! Prometheus metrics, one registry per server. Hot-path handles are resolved once (a counter increment is one atomic
 //! add); label families are used only where the label set is open-ended and the event rare.
-
-use std::sync::OnceLock;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -82,7 +80,7 @@ fn call_histogram() -> Histogram {
 }
 
 impl Metrics {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let mut r = Registry::with_prefix("wasmsock");
         let traffic = Family::<DirectionLabel, Counter>::default();
         let bytes = Family::<DirectionLabel, Counter>::default();
@@ -160,8 +158,8 @@ impl Metrics {
     }
 }
 
-/// The process-wide metrics.
-pub fn get() -> &'static Metrics {
-    static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(Metrics::new)
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }

@@ -106,11 +106,14 @@ impl Server {
         let tls = crate::tls::setup(&settings.tls, &settings.state_dir)?;
         let dev_cert = tls.as_ref().and_then(|t| t.dev_cert.clone());
 
-        let hub = Arc::new(Hub::new(KvLimits {
-            max_key: settings.host.kv_max_key,
-            max_value: settings.host.kv_max_value,
-            max_keys: settings.host.kv_max_keys,
-        }));
+        let hub = Arc::new(Hub::new(
+            KvLimits {
+                max_key: settings.host.kv_max_key,
+                max_value: settings.host.kv_max_value,
+                max_keys: settings.host.kv_max_keys,
+            },
+            Arc::new(crate::metrics::Metrics::new()),
+        ));
         let runtime = Arc::new(Runtime::new(&settings.engine)?);
         let registry = Arc::new(Registry::new(runtime, hub.clone(), settings.clone()));
         let router = Router::new(&settings.routes, &registry);
@@ -267,7 +270,7 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>, pending: Arc<Se
         // Handshakes in flight are bounded: beyond the limit a new socket is dropped at once,
         // so a flood of slow handshakes cannot exhaust memory.
         let Ok(permit) = pending.clone().try_acquire_owned() else {
-            crate::metrics::get().reject("too_many_pending_handshakes");
+            ctx.hub.metrics.reject("too_many_pending_handshakes");
             drop(tcp);
             continue;
         };
@@ -315,7 +318,7 @@ async fn sweep(ctx: Arc<ServerCtx>) {
             }
         });
         let (rooms, members) = ctx.hub.rooms.totals();
-        let m = crate::metrics::get();
+        let m = &ctx.hub.metrics;
         m.rooms.set(rooms as i64);
         m.room_members.set(members as i64);
     }

@@ -5,4 +5,6 @@ mod harness;
 
 mod core;
 mod edge;
+mod observability;
 mod process;
+mod sandbox;

@@ -77,10 +77,15 @@ impl Proc {
         let config = client_config(&self.ca, None);
         let req = self.url(path).into_client_request().unwrap();
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
-        tokio_tungstenite::client_async_tls_with_config(req, tcp, None, Some(tokio_tungstenite::Connector::Rustls(config)))
-            .await
-            .unwrap()
-            .0
+        tokio_tungstenite::client_async_tls_with_config(
+            req,
+            tcp,
+            None,
+            Some(tokio_tungstenite::Connector::Rustls(config)),
+        )
+        .await
+        .unwrap()
+        .0
     }
 
     fn signal(&self, sig: i32) {
@@ -174,9 +179,13 @@ async fn the_json_connection_log_records_connects_rejects_and_closes() {
     let config = client_config(&p.ca, None);
     let req = p.url("/probe?reject=403&reason=nope").into_client_request().unwrap();
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
-    let refused =
-        tokio_tungstenite::client_async_tls_with_config(req, tcp, None, Some(tokio_tungstenite::Connector::Rustls(config)))
-            .await;
+    let refused = tokio_tungstenite::client_async_tls_with_config(
+        req,
+        tcp,
+        None,
+        Some(tokio_tungstenite::Connector::Rustls(config)),
+    )
+    .await;
     assert!(refused.is_err());
     assert!(
         eventually(Duration::from_secs(5), async || !p.find("connection closed").is_empty()
@@ -233,7 +242,8 @@ fn bad_configuration_exits_nonzero_naming_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, "not a certificate").unwrap();
-    let (code, stderr) = run_bad(&format!("listen = \"127.0.0.1:0\"\n[admin]\nlisten = \"off\"\n[tls]\nclient_ca = {ca:?}\n"));
+    let (code, stderr) =
+        run_bad(&format!("listen = \"127.0.0.1:0\"\n[admin]\nlisten = \"off\"\n[tls]\nclient_ca = {ca:?}\n"));
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("client CA bundle"), "{stderr}");
 }
@@ -296,7 +306,8 @@ async fn wscat_from_npm_talks_to_the_echo_route() {
     assert!(stdout.matches("hello from wscat").count() >= 1, "wscat said: {stdout:?}");
     let closed = p.find("connection closed");
     assert!(
-        eventually(Duration::from_secs(5), async || p.find("connection closed").iter().any(|v| v["msgs_out"] == 1)).await,
+        eventually(Duration::from_secs(5), async || p.find("connection closed").iter().any(|v| v["msgs_out"] == 1))
+            .await,
         "the server did not echo to wscat: {closed:?}"
     );
 }

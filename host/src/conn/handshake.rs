@@ -12,7 +12,7 @@ use super::session::{self, Ended};
 use super::shared::{ConnShared, Identity};
 use crate::http::{self, HttpError, HttpRequest};
 use crate::origin::OriginVerdict;
-use crate::plugin::{self, Connect};
+use crate::plugin::{self, CallError, Connect};
 use crate::router::Route;
 use crate::server::ServerCtx;
 use crate::transport::{ReadStatus, Transport};
@@ -64,12 +64,12 @@ async fn accept(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending:
                 Ok(Ok(())) => t,
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "TLS handshake failed");
-                    crate::metrics::get().reject("tls_handshake");
+                    ctx.hub.metrics.reject("tls_handshake");
                     return;
                 }
                 Err(_) => {
                     tracing::debug!("TLS handshake timed out");
-                    crate::metrics::get().reject("tls_timeout");
+                    ctx.hub.metrics.reject("tls_timeout");
                     return;
                 }
             }
@@ -82,14 +82,21 @@ async fn accept(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending:
             Ok(Ok(Some(r))) => r,
             Ok(Ok(None)) => return, // closed before sending a request
             Ok(Err(HttpError::TooLarge)) => {
-                return refuse(&mut t, peer, None, Refusal::new(431, "headers_too_large", "request headers too large"))
-                    .await;
+                return refuse(
+                    ctx,
+                    &mut t,
+                    peer,
+                    None,
+                    Refusal::new(431, "headers_too_large", "request headers too large"),
+                )
+                .await;
             }
             Ok(Err(e)) => {
-                return refuse(&mut t, peer, None, Refusal::new(400, "bad_request", e.to_string())).await;
+                return refuse(ctx, &mut t, peer, None, Refusal::new(400, "bad_request", e.to_string())).await;
             }
             Err(_) => {
                 return refuse(
+                    ctx,
                     &mut t,
                     peer,
                     None,
@@ -105,26 +112,27 @@ async fn accept(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending:
             finish(&mut t).await;
             return;
         }
-        return refuse(&mut t, peer, None, Refusal::new(404, "not_found", format!("no route for {}", req.path))).await;
+        return refuse(ctx, &mut t, peer, None, Refusal::new(404, "not_found", format!("no route for {}", req.path)))
+            .await;
     };
     tracing::Span::current().record("route", route.path.as_str());
 
     let key = match check_upgrade(&req, &route, ctx) {
         Ok(k) => k,
-        Err(r) => return refuse(&mut t, peer, Some(&route), r).await,
+        Err(r) => return refuse(ctx, &mut t, peer, Some(&route), r).await,
     };
     let admit = match ctx.hub.admission.admit(peer.ip(), limits.max_connections, limits.max_connections_per_ip) {
         Ok(g) => g,
         Err(e) => {
-            return refuse(&mut t, peer, Some(&route), Refusal::new(503, "connection_limit", e.reason())).await;
+            return refuse(ctx, &mut t, peer, Some(&route), Refusal::new(503, "connection_limit", e.reason())).await;
         }
     };
     if let Some(missing) = route.missing_plugin() {
         let r = Refusal::new(503, "plugin_unavailable", format!("plugin {missing} is not loaded"));
-        return refuse(&mut t, peer, Some(&route), r).await;
+        return refuse(ctx, &mut t, peer, Some(&route), r).await;
     }
 
-    let conn = Arc::new(ConnShared::new(ctx.hub.next_id(), route.clone(), peer));
+    let conn = Arc::new(ConnShared::new(ctx.hub.next_id(), route.clone(), peer, ctx.hub.metrics.outbox_drops.clone()));
     tracing::Span::current().record("id", conn.id);
     // Registered before on-connect so plugins can address it (queue a welcome, join a room).
     ctx.hub.register(conn.clone());
@@ -135,7 +143,7 @@ async fn accept(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending:
         Err(r) => {
             close_chain(&conn, &route.chain[..accepted], CloseCode::ABNORMAL, "handshake rejected");
             ctx.hub.unregister(&conn);
-            return refuse(&mut t, peer, Some(&route), r).await;
+            return refuse(ctx, &mut t, peer, Some(&route), r).await;
         }
     };
 
@@ -151,7 +159,7 @@ async fn accept(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending:
     }
     drop(pending);
     conn.mark_established();
-    let m = crate::metrics::get();
+    let m = &ctx.hub.metrics;
     m.connections.inc();
     m.connections_total.inc();
     let identity = conn.identity();
@@ -165,7 +173,7 @@ async fn accept(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending:
     );
 
     let started = Instant::now();
-    let ended = session::run(&mut t, &conn, &leftover, limits.close_timeout).await;
+    let ended = session::run(&mut t, &conn, &ctx.hub.metrics, &leftover, limits.close_timeout).await;
     finish(&mut t).await;
     let undelivered = conn.seal();
     close_chain(&conn, &route.chain, ended.code, &ended.reason);
@@ -301,7 +309,13 @@ fn run_on_connect(
             }
             Err(f) if f.bypass => {}
             Err(f) => {
-                let r = Refusal::new(500, "plugin_failed", format!("plugin {} failed", f.plugin));
+                let r = match f.error {
+                    // Not the request's fault, and temporary: say so, like an absent plugin.
+                    CallError::Quarantined(_) | CallError::NotLoaded => {
+                        Refusal::new(503, "plugin_unavailable", format!("plugin {} is unavailable", f.plugin))
+                    }
+                    _ => Refusal::new(500, "plugin_failed", format!("plugin {} failed", f.plugin)),
+                };
                 return (accepted, Err(r));
             }
         }
@@ -340,8 +354,8 @@ fn close_chain(conn: &Arc<ConnShared>, chain: &[Arc<plugin::PluginSlot>], code: 
     }
 }
 
-async fn refuse(t: &mut Transport, peer: SocketAddr, route: Option<&Arc<Route>>, r: Refusal) {
-    crate::metrics::get().reject(r.kind);
+async fn refuse(ctx: &ServerCtx, t: &mut Transport, peer: SocketAddr, route: Option<&Arc<Route>>, r: Refusal) {
+    ctx.hub.metrics.reject(r.kind);
     tracing::info!(
         remote = %peer, route = route.map(|r| r.path.as_str()), status = r.status, reason = %r.reason,
         "handshake rejected"

@@ -43,6 +43,7 @@ enum Stop {
 
 struct Session<'a> {
     conn: &'a Arc<ConnShared>,
+    metrics: &'a crate::metrics::Metrics,
     dec: Decoder,
     /// Close frame received from the peer.
     peer_close: Option<(u16, String)>,
@@ -66,12 +67,14 @@ struct Session<'a> {
 pub async fn run(
     t: &mut Transport,
     conn: &Arc<ConnShared>,
+    metrics: &crate::metrics::Metrics,
     leftover: &[u8],
     close_timeout: std::time::Duration,
 ) -> Ended {
     let limits = &conn.route.limits;
     let mut s = Session {
         conn,
+        metrics,
         dec: Decoder::new(limits.max_frame_size, limits.max_message_size),
         peer_close: None,
         our_close: None,
@@ -253,7 +256,7 @@ impl Session<'_> {
         let stats = &self.conn.stats;
         stats.msgs_in.fetch_add(self.in_msgs, Relaxed);
         stats.bytes_in.fetch_add(self.in_bytes, Relaxed);
-        let m = crate::metrics::get();
+        let m = &self.metrics;
         m.messages_in.inc_by(self.in_msgs);
         m.bytes_in.inc_by(self.in_bytes);
         self.in_msgs = 0;
@@ -353,7 +356,7 @@ impl Session<'_> {
             stats.msgs_out.fetch_add(out_msgs, Relaxed);
             stats.bytes_out.fetch_add(out_bytes, Relaxed);
             self.conn.activity.last_message.store(now_ms(), Relaxed);
-            let m = crate::metrics::get();
+            let m = &self.metrics;
             m.messages_out.inc_by(out_msgs);
             m.bytes_out.inc_by(out_bytes);
         }

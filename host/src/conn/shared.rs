@@ -105,6 +105,8 @@ pub struct ConnShared {
     pub activity: Activity,
     pub data: Mutex<PluginData>,
     pub stats: ConnStats,
+    /// The server's outbox-drop counter.
+    drops: prometheus_client::metrics::counter::Counter,
 }
 
 impl std::fmt::Debug for ConnShared {
@@ -114,7 +116,12 @@ impl std::fmt::Debug for ConnShared {
 }
 
 impl ConnShared {
-    pub fn new(id: u64, route: Arc<Route>, remote: SocketAddr) -> Self {
+    pub fn new(
+        id: u64,
+        route: Arc<Route>,
+        remote: SocketAddr,
+        drops: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
         let limits = &route.limits;
         let now = now_ms();
         let conn = ConnShared {
@@ -130,6 +137,7 @@ impl ConnShared {
             activity: Activity::default(),
             data: Mutex::new(PluginData::default()),
             stats: ConnStats::default(),
+            drops,
         };
         conn.activity.last_rx.store(now, Relaxed);
         conn.activity.last_message.store(now, Relaxed);
@@ -159,7 +167,7 @@ impl ConnShared {
             Ok(()) => self.wake.notify_one(),
             Err(PushError::Full) => {
                 self.stats.dropped.fetch_add(1, Relaxed);
-                crate::metrics::get().outbox_drops.inc();
+                self.drops.inc();
                 if self.route.limits.slow_consumer == SlowConsumer::Close {
                     self.out.lock().close_now(1008, "slow consumer".into());
                     self.wake.notify_one();

@@ -26,18 +26,20 @@ pub struct Hub {
     pub rooms: Rooms,
     pub kv: Kv,
     pub admission: Arc<Admission>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Notified whenever a connection is unregistered (shutdown waits on it).
     pub departed: Notify,
 }
 
 impl Hub {
-    pub fn new(kv_limits: KvLimits) -> Self {
+    pub fn new(kv_limits: KvLimits, metrics: Arc<crate::metrics::Metrics>) -> Self {
         Hub {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             next_id: AtomicU64::new(1),
             rooms: Rooms::new(),
             kv: Kv::new(kv_limits),
             admission: Arc::default(),
+            metrics,
             departed: Notify::new(),
         }
     }

@@ -6,7 +6,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceType};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use super::bindings::Plugin;
@@ -81,11 +82,55 @@ impl Runtime {
         Ok(Component::from_binary(&self.engine, bytes)?)
     }
 
-    /// A linker for `component`: the host and WASI interfaces, plus traps for anything else
-    /// it imports (sockets, HTTP, ...), so such a plugin loads but cannot reach out.
+    /// A linker for `component`: the host and WASI interfaces, plus traps for any other
+    /// interface it imports (sockets, HTTP, ...), so such a plugin loads but cannot reach out.
+    ///
+    /// (wasmtime's `define_unknown_imports_as_traps` matches versions exactly, so it would also
+    /// shadow the WASI interfaces we do provide when the plugin targets an older 0.2.x.)
     pub fn linker_for(&self, component: &Component) -> Result<Linker<StoreState>> {
         let mut linker = self.linker.clone();
-        linker.define_unknown_imports_as_traps(component).map_err(anyhow::Error::from)?;
+        let ty = component.component_type();
+        // Resources the plugin gets from interfaces we provide (streams, pollables): a stubbed
+        // interface that re-exports one must name the very same host type.
+        let mut provided = Vec::new();
+        for (name, item) in ty.imports(&self.engine) {
+            let ComponentItem::ComponentInstance(instance) = item.ty else { continue };
+            if super::contract::is_trapped_import(name) {
+                continue;
+            }
+            for (export, item) in instance.exports(&self.engine) {
+                if let ComponentItem::Resource(r) = item.ty {
+                    if let Some(host) = wasi::host_resource(name, export) {
+                        provided.push((r, host));
+                    }
+                }
+            }
+        }
+        for (name, item) in ty.imports(&self.engine) {
+            let ComponentItem::ComponentInstance(instance) = item.ty else { continue };
+            if !super::contract::is_trapped_import(name) {
+                continue;
+            }
+            let mut stubs = linker.instance(name).map_err(anyhow::Error::from)?;
+            for (export, item) in instance.exports(&self.engine) {
+                match item.ty {
+                    ComponentItem::ComponentFunc(_) => {
+                        let what = format!("{name}#{export}");
+                        stubs
+                            .func_new(export, move |_, _, _, _| {
+                                wasmtime::bail!("plugins have no access to {what} (no network, no host resources)")
+                            })
+                            .map_err(anyhow::Error::from)?;
+                    }
+                    ComponentItem::Resource(r) => {
+                        let host =
+                            provided.iter().find(|(p, _)| *p == r).map_or(ResourceType::host::<()>(), |(_, h)| *h);
+                        stubs.resource(export, host, |_, _| Ok(())).map_err(anyhow::Error::from)?;
+                    }
+                    _ => {}
+                }
+            }
+        }
         Ok(linker)
     }
 

@@ -144,7 +144,7 @@ impl host::Host for StoreState {
         let key = self.room(&room)?;
         let len = message_len(&msg);
         self.charge(len)?;
-        crate::metrics::get().publishes.inc();
+        self.env.hub.metrics.publishes.inc();
         let delivery = self.env.hub.rooms.publish(&key, &outgoing(msg), except);
         Ok(delivery.queued)
     }

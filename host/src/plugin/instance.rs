@@ -201,7 +201,9 @@ impl Loaded {
         }
         if dropped > 0 {
             tracing::warn!(plugin, conn, dropped, "plugin output over the per-call log limit was dropped");
-            crate::metrics::get()
+            self.env
+                .hub
+                .metrics
                 .plugin_log_dropped
                 .get_or_create(&crate::metrics::PluginLabel { plugin: plugin.to_owned() })
                 .inc_by(dropped as u64);
@@ -218,7 +220,12 @@ fn classify(e: &wasmtime::Error, store: &Store<StoreState>, deadline_ms: u64, in
         Some(Trap::StackOverflow) => CallError::Trap("stack overflow".into()),
         Some(Trap::UnreachableCodeReached) => CallError::Trap("panicked (unreachable reached)".into()),
         Some(t) => CallError::Trap(t.to_string()),
-        None if instantiating => CallError::Instantiate(format!("{e:#}")),
-        None => CallError::Trap(format!("{e:#}")),
+        // A host-side error (an import that traps, a bad resource handle): its root cause says
+        // what happened; the wasm backtrace wrapped around it goes to the debug log.
+        None => {
+            tracing::debug!(error = ?e, "plugin error with backtrace");
+            let cause = e.root_cause().to_string();
+            if instantiating { CallError::Instantiate(cause) } else { CallError::Trap(cause) }
+        }
     }
 }

@@ -24,7 +24,7 @@ use super::state::PluginEnv;
 use crate::config::{OnError, Settings};
 use crate::conn::ConnShared;
 use crate::hub::Hub;
-use crate::metrics::{self, PluginExportLabel, PluginKindLabel, PluginLabel, ReloadLabel};
+use crate::metrics::{PluginExportLabel, PluginKindLabel, PluginLabel, ReloadLabel};
 
 /// A failed call, and whether the plugin's policy says to carry on without it.
 #[derive(Debug, Clone)]
@@ -102,7 +102,7 @@ impl PluginSlot {
 
     fn record_failure(&self, export: Export, conn: &ConnShared, error: &CallError) {
         self.errors.fetch_add(1, Relaxed);
-        let m = metrics::get();
+        let m = &self.env.hub.metrics;
         let plugin = self.env.name.to_string();
         m.plugin_failures.get_or_create(&PluginKindLabel { plugin: plugin.clone(), kind: error.kind() }).inc();
         if matches!(error, CallError::Deadline(_)) {
@@ -184,7 +184,7 @@ impl Registry {
             .entry(name.to_owned())
             .or_insert_with(|| {
                 let settings = self.settings.plugin(name).clone();
-                let m = metrics::get();
+                let m = &self.hub.metrics;
                 let histogram = |export: Export| {
                     m.plugin_calls
                         .get_or_create(&PluginExportLabel { plugin: name.to_owned(), export: export.as_str() })
@@ -239,7 +239,7 @@ impl Registry {
             Ok(outcome) => outcome,
             Err(e) => LoadOutcome::Failed { name: name.clone(), error: format!("{e:#}") },
         };
-        let m = metrics::get();
+        let m = &self.hub.metrics;
         match &outcome {
             LoadOutcome::Loaded { name, hash, replaced } => {
                 m.plugin_reloads.get_or_create(&ReloadLabel { plugin: name.clone(), result: "ok" }).inc();
@@ -283,7 +283,8 @@ impl Registry {
         let slot = self.slots.read().get(name).cloned();
         if let Some(slot) = slot {
             if slot.current.swap(None).is_some() {
-                metrics::get()
+                self.hub
+                    .metrics
                     .plugin_reloads
                     .get_or_create(&ReloadLabel { plugin: name.to_owned(), result: "unloaded" })
                     .inc();

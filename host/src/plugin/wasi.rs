@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable, ResourceType};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream, WasiCli, WasiCliView as _};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
@@ -58,6 +58,18 @@ pub fn add_to_linker<T: WasiView>(linker: &mut Linker<T>) -> wasmtime::Result<()
     poll::add_to_linker::<T, NonBlocking>(l, |t| Once(t.ctx().table))?;
     streams::add_to_linker::<T, NonBlocking>(l, |t| Once(t.ctx().table))?;
     Ok(())
+}
+
+/// The host resource type behind a WASI resource this module provides, by interface and name.
+pub fn host_resource(interface: &str, name: &str) -> Option<ResourceType> {
+    let iface = interface.split('@').next()?;
+    Some(match (iface, name) {
+        ("wasi:io/poll", "pollable") => ResourceType::host::<DynPollable>(),
+        ("wasi:io/streams", "input-stream") => ResourceType::host::<DynInputStream>(),
+        ("wasi:io/streams", "output-stream") => ResourceType::host::<DynOutputStream>(),
+        ("wasi:io/error", "error") => ResourceType::host::<wasmtime_wasi_io::streams::Error>(),
+        _ => return None,
+    })
 }
 
 /// A fresh WASI context: nothing inherited, stdout/stderr into `capture`.

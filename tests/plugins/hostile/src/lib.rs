@@ -2,7 +2,7 @@
 //!
 //! `on_connect` with `?mode=loop` or `?mode=panic` misbehaves at connect time. Text messages
 //! select the misbehaviour: `loop`, `alloc`, `panic`, `stack`, `flood`, `file`, `socket PORT`,
-//! `attach`, `print`, `env`, `loop-on-close`; anything else is echoed.
+//! `attach`, `print`, `env`, `loop-on-close`, `last` (the flood's report); anything else is echoed.
 
 use std::hint::black_box;
 
@@ -54,8 +54,11 @@ impl Plugin for Hostile {
                         Err(e) => break e,
                     }
                 };
-                format!("flood stopped after {sent}: {err}")
+                // This call's send budget is spent: keep the report for the `last` command.
+                let _ = conn.set_attachment(format!("flood stopped after {sent}: {err}").as_bytes());
+                return Flow::Done;
             }
+            "last" => String::from_utf8_lossy(&conn.attachment().unwrap_or_default()).into_owned(),
             "file" => match std::fs::read_to_string("/etc/passwd") {
                 Ok(s) => format!("file read {} bytes", s.len()),
                 Err(e) => format!("file error: {e}"),
@@ -69,7 +72,7 @@ impl Plugin for Hostile {
                 Err(e) => format!("attach error: {e}"),
             },
             "print" => {
-                for i in 0..100_000 {
+                for i in 0..2_000 {
                     println!("hostile output line {i} {}", "x".repeat(100));
                 }
                 "printed".to_owned()

@@ -1,0 +1,225 @@
+//! Untrusted plugins cannot hurt the server: each misbehaviour of the `hostile` test plugin is
+//! contained, and an echo connection on another route keeps answering throughout.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use crate::harness::*;
+
+const CONFIG: &str = r#"
+[[routes]]
+path = "/hostile"
+plugins = ["hostile"]
+[[routes]]
+path = "/echo"
+plugins = ["echo"]
+[[routes]]
+path = "/lenient"
+plugins = ["lenient", "echo"]
+[plugins.hostile]
+deadline = "50ms"
+max_memory = "32MiB"
+max_sends_per_call = 100
+max_failures = 1000
+[plugins.lenient]
+on_error = "bypass"
+deadline = "50ms"
+"#;
+
+async fn server() -> TestServer {
+    Setup::new(CONFIG).plugin("hostile", "hostile").plugin("lenient", "hostile").plugin("echo", "echo").start().await
+}
+
+/// An echo client that keeps answering round trips in the background; reports the slowest.
+struct Witness {
+    stop: Arc<AtomicBool>,
+    slowest_ms: Arc<AtomicU64>,
+    rounds: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Witness {
+    async fn start(s: &TestServer) -> Witness {
+        let ws = Arc::new(Mutex::new(s.connect("/echo").await));
+        let stop = Arc::new(AtomicBool::new(false));
+        let slowest_ms = Arc::new(AtomicU64::new(0));
+        let rounds = Arc::new(AtomicU64::new(0));
+        let (st, sl, ro) = (stop.clone(), slowest_ms.clone(), rounds.clone());
+        let task = tokio::spawn(async move {
+            let mut ws = ws.lock().await;
+            let mut i = 0u64;
+            while !st.load(Ordering::Relaxed) {
+                let started = std::time::Instant::now();
+                send(&mut ws, &i.to_string()).await;
+                assert_eq!(recv_text(&mut ws).await, i.to_string(), "the echo witness lost a reply");
+                sl.fetch_max(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                ro.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Witness { stop, slowest_ms, rounds, task }
+    }
+
+    async fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("the echo witness kept working");
+        (self.rounds.load(Ordering::Relaxed), self.slowest_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Sends `cmd` on a fresh hostile connection; returns the close code it ends with.
+async fn misbehave(s: &TestServer, cmd: &str) -> (u16, String) {
+    let mut ws = s.connect("/hostile").await;
+    let started = std::time::Instant::now();
+    send(&mut ws, cmd).await;
+    let closed = expect_close(&mut ws).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "{cmd}: took {:?}", started.elapsed());
+    closed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_misbehaviour_is_contained_while_echo_keeps_answering() {
+    let s = server().await;
+    let witness = Witness::start(&s).await;
+    let rss_before = rss_bytes();
+
+    // Endless loop: cut off at the CPU deadline, the connection closed with 1011.
+    let (code, reason) = misbehave(&s, "loop").await;
+    assert_eq!(code, 1011);
+    assert!(reason.contains("deadline"), "{reason}");
+    // Memory bomb: the instance hits its cap and traps; the host does not grow.
+    let (code, reason) = misbehave(&s, "alloc").await;
+    assert_eq!(code, 1011);
+    assert!(reason.contains("memory limit"), "{reason}");
+    // Panic and unbounded recursion: traps, contained. (Rust's wasm32 stack lives in linear
+    // memory, so running off its end is an out-of-bounds access; both are traps.)
+    assert_eq!(misbehave(&s, "panic").await.0, 1011);
+    let (code, reason) = misbehave(&s, "stack").await;
+    assert_eq!(code, 1011);
+    assert!(reason.contains("trapped"), "{reason}");
+    let growth = rss_bytes().saturating_sub(rss_before);
+    assert!(growth < 128 << 20, "host memory grew by {} MB", growth >> 20);
+
+    // After all that, the plugin still serves (a fresh instance replaced each trapped one).
+    let mut ws = s.connect("/hostile").await;
+    send(&mut ws, "hello").await;
+    assert_eq!(recv_text(&mut ws).await, "hello");
+
+    // Send flood: capped per call (the plugin keeps its report for the next call).
+    send(&mut ws, "flood").await;
+    for _ in 0..100 {
+        assert_eq!(recv_text(&mut ws).await, "flood");
+    }
+    send(&mut ws, "last").await;
+    assert_eq!(recv_text(&mut ws).await, "flood stopped after 100: limit reached");
+
+    // No filesystem, no environment, no secrets.
+    send(&mut ws, "file").await;
+    let r = recv_text(&mut ws).await;
+    assert!(r.starts_with("file error"), "{r}");
+    send(&mut ws, "env").await;
+    assert_eq!(recv_text(&mut ws).await, "env vars: 0, args: 0");
+    // A huge attachment is refused, the connection stays.
+    send(&mut ws, "attach").await;
+    assert_eq!(recv_text(&mut ws).await, "attach error: too large");
+    // Output floods are size-limited in the log.
+    let dropped_before = s.metric("wasmsock_plugin_log_dropped_bytes_total{plugin=\"hostile\"}").await;
+    send(&mut ws, "print").await;
+    assert_eq!(recv_text(&mut ws).await, "printed");
+    assert!(s.metric("wasmsock_plugin_log_dropped_bytes_total{plugin=\"hostile\"}").await > dropped_before);
+
+    // No network: a socket attempt fails or traps, and nothing reaches our listener.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    send(&mut ws, &format!("socket {port}")).await;
+    match next_data(&mut ws).await {
+        Some(tokio_tungstenite::tungstenite::Message::Text(t)) => assert!(t.starts_with("socket error"), "{t}"),
+        Some(tokio_tungstenite::tungstenite::Message::Close(Some(f))) => assert_eq!(u16::from(f.code), 1011),
+        other => panic!("unexpected: {other:?}"),
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), listener.accept()).await.is_err(),
+        "the plugin connected out"
+    );
+
+    let (rounds, slowest) = witness.finish().await;
+    assert!(rounds > 10, "the echo witness made only {rounds} round trips");
+    assert!(slowest < 1000, "an echo round trip took {slowest} ms while the plugin misbehaved");
+    assert!(s.metric("wasmsock_plugin_deadline_hits_total{plugin=\"hostile\"}").await >= 1.0);
+    assert!(s.metric("wasmsock_plugin_failures_total{plugin=\"hostile\",kind=\"trap\"}").await >= 2.0);
+    assert!(s.metric("wasmsock_plugin_failures_total{plugin=\"hostile\",kind=\"resource_limit\"}").await >= 1.0);
+}
+
+#[tokio::test]
+async fn misbehaviour_at_connect_refuses_the_handshake_and_at_close_is_contained() {
+    let s = server().await;
+    let started = std::time::Instant::now();
+    assert_eq!(s.refused("/hostile?mode=loop").await, (500, "plugin hostile failed".into()));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(s.refused("/hostile?mode=panic").await.0, 500);
+    // A loop in on-close: cut off, counted, nothing else affected.
+    let before = s.metric("wasmsock_plugin_deadline_hits_total{plugin=\"hostile\"}").await;
+    let mut ws = s.connect("/hostile").await;
+    send(&mut ws, "loop-on-close").await;
+    assert_eq!(recv_text(&mut ws).await, "armed");
+    drop(ws);
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            s.metric("wasmsock_plugin_deadline_hits_total{plugin=\"hostile\"}").await > before
+        })
+        .await
+    );
+    let mut echo = s.connect("/echo").await;
+    send(&mut echo, "still fine").await;
+    assert_eq!(recv_text(&mut echo).await, "still fine");
+}
+
+#[tokio::test]
+async fn the_bypass_policy_lets_messages_through_a_failing_plugin() {
+    let s = server().await;
+    // `lenient` is the hostile plugin with on_error = "bypass", chained before echo.
+    let mut ws = s.connect("/lenient").await;
+    send(&mut ws, "panic").await;
+    assert_eq!(recv_text(&mut ws).await, "panic", "the panicking plugin was bypassed and echo answered");
+    send(&mut ws, "loop").await;
+    assert_eq!(recv_text(&mut ws).await, "loop");
+}
+
+#[tokio::test]
+async fn a_plugin_that_keeps_failing_is_quarantined() {
+    let s = Setup::new(
+        r#"
+[[routes]]
+path = "/hostile"
+plugins = ["hostile"]
+[plugins.hostile]
+max_failures = 3
+failure_window = "10s"
+quarantine = "60s"
+"#,
+    )
+    .plugin("hostile", "hostile")
+    .start()
+    .await;
+    for _ in 0..3 {
+        assert_eq!(misbehave(&s, "panic").await.0, 1011);
+    }
+    // Quarantined: refused without calling it.
+    let (status, body) = s.refused("/hostile").await;
+    assert_eq!((status, body.as_str()), (503, "plugin hostile is unavailable"));
+    assert_eq!(s.metric("wasmsock_plugin_quarantines_total{plugin=\"hostile\"}").await, 1.0);
+    let (_, listing) = s.admin_get("/plugins").await;
+    let list: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    let hostile = list.as_array().unwrap().iter().find(|p| p["name"] == "hostile").unwrap();
+    assert!(hostile["quarantined_ms"].as_u64().unwrap() > 0);
+    assert_eq!(hostile["errors"], 3);
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
+}
