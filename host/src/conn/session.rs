@@ -243,8 +243,8 @@ impl Session<'_> {
         if let Stop::Protocol(e) = stop {
             tracing::debug!(conn = self.conn.id, error = %e, "peer violated the protocol");
             self.failed = true;
-            let reason = e.to_string();
-            self.conn.close_now(e.close_code(), &reason);
+            // Replies to the messages before the violation still go out, then the close.
+            self.conn.close(e.close_code(), &e.to_string());
         }
     }
 
