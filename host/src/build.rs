@@ -21,8 +21,11 @@ pub fn build(paths: &[PathBuf], install: Option<&Path>) -> Result<()> {
             let bytes = std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
             crate::plugin::check_bytes(&runtime, &bytes)
                 .with_context(|| format!("{} was built but is not a valid plugin", wasm.display()))?;
-            let name = crate::plugin::plugin_name(&wasm)
-                .with_context(|| format!("{} does not have a valid plugin file name", wasm.display()))?;
+            // The plugin is named after the package (`my-plugin`), not the library file
+            // (`my_plugin.wasm`).
+            let name = package_name(path)
+                .unwrap_or_else(|| wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+            crate::config::validate_plugin_name(&name)?;
             match install {
                 Some(dir) => {
                     let dest = install_file(&wasm, dir, &name)?;
@@ -93,6 +96,12 @@ fn build_one(path: &Path) -> Result<Vec<PathBuf>> {
         bail!("{} built no wasm library: is it a plugin crate (crate-type = [\"cdylib\"])?", path.display());
     }
     Ok(wasm)
+}
+
+fn package_name(crate_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(crate_dir.join("Cargo.toml")).ok()?;
+    let manifest: toml::Table = toml::from_str(&text).ok()?;
+    manifest.get("package")?.get("name")?.as_str().map(str::to_owned)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -24,6 +24,19 @@ enum Command {
         /// The `.wasm` file.
         file: PathBuf,
     },
+    /// Create a plugin crate from a template.
+    New {
+        /// Plugin (and crate) name: letters, digits, '-' and '_'.
+        name: String,
+        #[arg(long, value_enum, default_value = "echo")]
+        template: crate::scaffold::Template,
+        /// Where to create it (default: the current directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Path of the wasmsock-sdk crate (default: the SDK this wasmsock was built with).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Build plugin crates for wasm32-wasip2 (and install them into a plugin directory).
     Build {
         /// Plugin crate directories (default: the current directory).
@@ -79,6 +92,13 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Check { file } => check(&file),
+        Command::New { name, template, dir, sdk } => {
+            crate::scaffold::new_plugin(&name, template, dir.as_deref(), sdk.as_deref()).map(|path| {
+                println!("created {} ({template:?} template)", path.display());
+                println!("next: cd {} && cargo test && wasmsock build --install <plugin dir>", path.display());
+                ExitCode::SUCCESS
+            })
+        }
         Command::Build { paths, install } => {
             crate::build::build(&paths, install.as_deref()).map(|()| ExitCode::SUCCESS)
         }

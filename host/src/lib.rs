@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod origin;
 pub mod plugin;
 pub mod router;
+pub mod scaffold;
 pub mod server;
 pub mod static_files;
 pub mod tls;

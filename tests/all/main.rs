@@ -4,6 +4,7 @@
 mod harness;
 
 mod core;
+mod devtools;
 mod edge;
 mod observability;
 mod process;

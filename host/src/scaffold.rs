@@ -1,0 +1,264 @@
+//! `wasmsock new NAME [--template echo|auth|rooms]`: a ready plugin crate.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// The starting points `wasmsock new` offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Template {
+    /// Replies to every message (the smallest useful plugin).
+    Echo,
+    /// Checks a shared token at connect time and names the connection.
+    Auth,
+    /// Channels: subscribe, unsubscribe and publish over JSON.
+    Rooms,
+}
+
+/// The SDK this binary was built with (the repository's `guest-sdk/`).
+fn default_sdk() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("guest-sdk")
+}
+
+/// Creates crate `name` in `parent` (default: the current directory).
+pub fn new_plugin(name: &str, template: Template, parent: Option<&Path>, sdk: Option<&Path>) -> Result<PathBuf> {
+    crate::config::validate_plugin_name(name)?;
+    let dir = parent.unwrap_or(Path::new(".")).join(name);
+    if dir.exists() {
+        bail!("{} already exists", dir.display());
+    }
+    let sdk = match sdk {
+        Some(p) => p.to_path_buf(),
+        None => default_sdk(),
+    };
+    let sdk =
+        sdk.canonicalize().with_context(|| format!("the guest SDK is not at {} (pass --sdk PATH)", sdk.display()))?;
+    let lib = name.replace('-', "_");
+    std::fs::create_dir_all(dir.join("src")).with_context(|| format!("cannot create {}", dir.display()))?;
+    let cargo = format!(
+        r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+rust-version = "1.95"
+publish = false
+
+# A wasmsock plugin: a wasm component for wasm32-wasip2 (cdylib) that is also a normal library,
+# so its tests run natively with `cargo test`.
+[lib]
+name = "{lib}"
+crate-type = ["cdylib", "rlib"]
+
+[dependencies]
+wasmsock-sdk = {{ path = {sdk:?} }}
+{extra_deps}
+# Standalone: not part of any surrounding workspace.
+[workspace]
+
+[profile.release]
+opt-level = "s"
+lto = true
+strip = true
+"#,
+        sdk = sdk.display().to_string(),
+        extra_deps = match template {
+            Template::Rooms => "serde = { version = \"1\", features = [\"derive\"] }\nserde_json = \"1\"\n",
+            _ => "",
+        },
+    );
+    write(&dir.join("Cargo.toml"), &cargo)?;
+    write(&dir.join("src/lib.rs"), &source(template, name))?;
+    write(&dir.join(".gitignore"), "/target\n")?;
+    write(&dir.join("README.md"), &readme(name, template))?;
+    Ok(dir)
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn readme(name: &str, template: Template) -> String {
+    format!(
+        r#"# {name}
+
+A [wasmsock](https://github.com/wasmsock/wasmsock) plugin (from the `{template:?}` template).
+
+```sh
+cargo test                                   # unit tests, natively, with the SDK's test host
+wasmsock build --install path/to/plugins     # build for wasm32-wasip2 and install: live at once
+wasmsock check target/wasm32-wasip2/release/{lib}.wasm
+```
+
+Serve it on a route: `wasmsock serve --plugins path/to/plugins --route /{name}={name}`.
+"#,
+        lib = name.replace('-', "_")
+    )
+}
+
+fn source(template: Template, name: &str) -> String {
+    let ty: String = name
+        .split(['-', '_'])
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect();
+    let ty = if ty.is_empty() || !ty.starts_with(|c: char| c.is_ascii_alphabetic()) { format!("P{ty}") } else { ty };
+    let body = match template {
+        Template::Echo => ECHO,
+        Template::Auth => AUTH,
+        Template::Rooms => ROOMS,
+    };
+    body.replace("PLUGIN", &ty)
+}
+
+const ECHO: &str = r##"//! Replies to every message with the same message.
+
+use wasmsock_sdk::{Conn, Flow, Message, Plugin, export_plugin};
+
+#[derive(Default)]
+pub struct PLUGIN;
+
+impl Plugin for PLUGIN {
+    fn on_message(&self, conn: Conn, msg: Message) -> Flow {
+        let _ = conn.send(msg);
+        Flow::Done
+    }
+}
+
+export_plugin!(PLUGIN);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmsock_sdk::testing::TestHost;
+
+    #[test]
+    fn echoes() {
+        let host = TestHost::new();
+        let conn = host.open("/echo");
+        assert_eq!(host.message(&PLUGIN, conn, "hi".into()), Flow::Done);
+        assert_eq!(host.sent(conn), vec![Message::from("hi")]);
+    }
+}
+"##;
+
+const AUTH: &str = r##"//! Admits connections that present the shared token from the host configuration
+//! (`[plugins.NAME.config] token = { env = "MY_TOKEN" }`) as `?token=` or
+//! `Authorization: Bearer`, naming them after `?user=`. Messages pass on to the next plugin.
+
+use wasmsock_sdk::{Conn, Connect, Identity, Plugin, Request, export_plugin};
+
+#[derive(Default)]
+pub struct PLUGIN;
+
+impl Plugin for PLUGIN {
+    fn on_connect(&self, _conn: Conn, req: &Request) -> Connect {
+        let Some(expected) = wasmsock_sdk::config("token") else {
+            return Connect::reject(500, "no token configured");
+        };
+        let given = req
+            .query_param("token")
+            .or_else(|| req.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).map(str::to_owned));
+        match given {
+            Some(t) if t == expected => {
+                let user = req.query_param("user").unwrap_or_else(|| "anonymous".into());
+                Connect::accept_as(Identity::new(user))
+            }
+            Some(_) => Connect::reject(401, "bad token"),
+            None => Connect::reject(401, "missing token"),
+        }
+    }
+}
+
+export_plugin!(PLUGIN);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmsock_sdk::testing::TestHost;
+
+    fn req(query: &str) -> Request {
+        Request { route: "/x".into(), path: "/x".into(), query: query.into(), ..Request::default() }
+    }
+
+    #[test]
+    fn checks_the_token() {
+        let host = TestHost::new().config("token", "s3cret");
+        let (_, ok) = host.connect(&PLUGIN, req("token=s3cret&user=ada"));
+        assert_eq!(ok, Connect::accept_as(Identity::new("ada")));
+        let (_, bad) = host.connect(&PLUGIN, req("token=nope"));
+        assert_eq!(bad, Connect::reject(401, "bad token"));
+        let (_, none) = host.connect(&PLUGIN, req(""));
+        assert_eq!(none, Connect::reject(401, "missing token"));
+    }
+}
+"##;
+
+const ROOMS: &str = r##"//! Channels over JSON: `{"event":"subscribe","channel":"c"}`, `{"event":"unsubscribe",...}`
+//! and `{"event":"publish","channel":"c","data":...}`, delivered to every member as
+//! `{"event":"message","channel":"c","data":...,"from":...}`.
+
+use serde::Deserialize;
+use serde_json::json;
+use wasmsock_sdk::{Conn, Flow, Message, Plugin, export_plugin, rooms};
+
+#[derive(Default)]
+pub struct PLUGIN;
+
+#[derive(Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+enum Request {
+    Subscribe { channel: String },
+    Unsubscribe { channel: String },
+    Publish { channel: String, data: serde_json::Value },
+}
+
+impl Plugin for PLUGIN {
+    fn on_message(&self, conn: Conn, msg: Message) -> Flow {
+        let reply = match msg.parse_json::<Request>() {
+            Ok(Request::Subscribe { channel }) => match conn.join(&channel) {
+                Ok(()) => json!({"event": "subscribed", "channel": channel}),
+                Err(e) => json!({"event": "error", "reason": e.to_string()}),
+            },
+            Ok(Request::Unsubscribe { channel }) => {
+                conn.leave(&channel);
+                json!({"event": "unsubscribed", "channel": channel})
+            }
+            Ok(Request::Publish { channel, data }) => {
+                let from = conn.identity().map_or_else(|| format!("conn-{}", conn.id()), |i| i.id);
+                let out = json!({"event": "message", "channel": channel, "data": data, "from": from});
+                match Message::json(&out).map(|m| rooms::publish(&channel, m, None)) {
+                    Ok(Ok(_)) => return Flow::Done,
+                    Ok(Err(e)) | Err(e) => json!({"event": "error", "reason": e.to_string()}),
+                }
+            }
+            Err(e) => json!({"event": "error", "reason": e.to_string()}),
+        };
+        let _ = conn.send_json(&reply);
+        Flow::Done
+    }
+}
+
+export_plugin!(PLUGIN);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmsock_sdk::testing::TestHost;
+
+    #[test]
+    fn members_receive_publishes() {
+        let host = TestHost::new();
+        let (a, b) = (host.open("/rooms"), host.open("/rooms"));
+        for c in [a, b] {
+            host.message(&PLUGIN, c, r#"{"event":"subscribe","channel":"news"}"#.into());
+            host.sent(c);
+        }
+        host.message(&PLUGIN, a, r#"{"event":"publish","channel":"news","data":"hi"}"#.into());
+        let got: serde_json::Value = host.sent(b)[0].parse_json().unwrap();
+        assert_eq!(got["data"], "hi");
+    }
+}
+"##;
