@@ -1,14 +1,18 @@
-//! A client's byte stream: plain TCP or TLS (rustls driven directly, without an async wrapper),
-//! with non-blocking reads that hand plaintext to a callback and vectored, batched writes.
+//! A client's byte stream: plain TCP, or TLS through rustls's unbuffered API with buffers we
+//! own. Reads hand plaintext to a callback; writes take many frames at once.
 //!
-//! Driving rustls ourselves lets a read go straight from rustls's decrypted record into the
-//! WebSocket decoder (no intermediate per-connection buffer), and lets many queued frames
-//! become one TLS write and one syscall.
+//! Why not an async TLS stream: owning the buffers is what keeps an idle connection small.
+//! Bytes are read into a per-thread scratch buffer (reads and their processing never cross an
+//! await), so a connection keeps receive bytes only while a TLS record is incomplete, and keeps
+//! send bytes only while the socket is full. Both buffers are released as soon as they empty.
+//! A buffered rustls connection would keep a 4 KiB read buffer per connection for its lifetime.
 
 use std::cell::RefCell;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Read};
 
-use rustls::ServerConnection;
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// What a read pass ended on.
@@ -29,95 +33,129 @@ pub enum ReadError<E> {
     Sink(E),
 }
 
+impl<E> From<io::Error> for ReadError<E> {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
 pub struct Transport {
     tcp: TcpStream,
-    tls: Option<Box<ServerConnection>>,
-    /// Plain mode only: accepted bytes the socket has not taken yet.
-    pending: Vec<u8>,
+    tls: Option<Box<UnbufferedServerConnection>>,
+    /// Received TLS bytes not yet processed (an incomplete record); empty otherwise.
+    inbuf: Vec<u8>,
+    /// Bytes to send that the socket has not taken yet (ciphertext for TLS), from `out_pos`.
+    outbuf: Vec<u8>,
+    out_pos: usize,
+    /// Plaintext that arrived with the end of the TLS handshake, before anyone read.
+    early: Vec<u8>,
+    /// The peer closed: TCP EOF, or TLS close_notify.
+    peer_closed: bool,
 }
 
-/// Bytes buffered in rustls before `queue` refuses more (and the caller flushes).
-const TLS_BUFFER_LIMIT: usize = 256 << 10;
-/// Size of one plain-mode socket read.
-const PLAIN_READ: usize = 64 << 10;
+/// One socket read's outcome.
+enum Step {
+    Read(usize),
+    WouldBlock,
+}
+
+/// Size of one socket read.
+const READ_SIZE: usize = 64 << 10;
+/// Plaintext encrypted per call (four full TLS records).
+const PLAIN_CHUNK: usize = 64 << 10;
+/// Pending output beyond which `queue` takes no more until the socket drains.
+const OUT_LIMIT: usize = 256 << 10;
 
 thread_local! {
-    /// Scratch for plain-mode reads: reads and their processing never cross an await, so one
-    /// buffer per thread serves every connection.
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; PLAIN_READ]);
+    static READ_SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_SIZE]);
+    static PLAIN_SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(PLAIN_CHUNK));
+    static CIPHER_SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; PLAIN_CHUNK + 4096]);
 }
 
-struct TcpIo<'a>(&'a TcpStream);
-
-impl Read for TcpIo<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.try_read(buf)
-    }
-}
-
-impl Write for TcpIo<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.try_write(buf)
-    }
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.0.try_write_vectored(bufs)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 impl Transport {
     pub fn plain(tcp: TcpStream) -> Transport {
-        Transport { tcp, tls: None, pending: Vec::new() }
+        Transport {
+            tcp,
+            tls: None,
+            inbuf: Vec::new(),
+            outbuf: Vec::new(),
+            out_pos: 0,
+            early: Vec::new(),
+            peer_closed: false,
+        }
     }
 
-    pub fn tls(tcp: TcpStream, mut conn: ServerConnection) -> Transport {
-        conn.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
-        Transport { tcp, tls: Some(Box::new(conn)), pending: Vec::new() }
+    pub fn tls(tcp: TcpStream, conn: UnbufferedServerConnection) -> Transport {
+        Transport { tls: Some(Box::new(conn)), ..Transport::plain(tcp) }
     }
 
     pub fn tcp(&self) -> &TcpStream {
         &self.tcp
     }
 
+    /// One socket read without waiting. A read that returns less than asked for means the
+    /// socket is drained: readiness is cleared then, which spares the extra read that would
+    /// only return EAGAIN (one syscall less per message).
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut got = None;
+        let r = self.tcp.try_io(Interest::READABLE, || {
+            let n = (&*socket2::SockRef::from(&self.tcp)).read(buf)?;
+            if n > 0 && n < buf.len() {
+                got = Some(n);
+                return Err(io::ErrorKind::WouldBlock.into()); // clears readiness
+            }
+            Ok(n)
+        });
+        match (r, got) {
+            (_, Some(n)) => Ok(n),
+            (r, None) => r,
+        }
+    }
+
     /// Runs the TLS handshake to completion (no-op for plain TCP).
     pub async fn handshake(&mut self) -> io::Result<()> {
-        loop {
-            let Some(tls) = self.tls.as_deref_mut() else {
-                return Ok(());
-            };
-            if !tls.is_handshaking() {
+        while self.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+            let mut buf = std::mem::take(&mut self.inbuf);
+            // Application data may follow the client's Finished in the same read: keep it.
+            let mut early = std::mem::take(&mut self.early);
+            let consumed = self.process_tls(&mut buf, &mut |plain: &[u8]| {
+                early.extend_from_slice(plain);
+                Ok::<(), io::Error>(())
+            });
+            self.early = early;
+            buf.drain(..consumed.as_ref().map_or(0, |c| *c));
+            self.inbuf = buf;
+            if let Err(ReadError::Io(e) | ReadError::Sink(e)) = consumed {
+                // Send the alert rustls queued, if the socket takes it.
+                let _ = self.flush();
+                return Err(e);
+            }
+            self.flush_all().await?;
+            if !self.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
                 break;
             }
-            while tls.wants_write() {
-                match tls.write_tls(&mut TcpIo(&self.tcp)) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.tcp.writable().await?;
-                    }
-                    Err(e) => return Err(e),
-                }
+            if self.peer_closed {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed during TLS handshake"));
             }
-            if !tls.is_handshaking() {
-                break;
-            }
-            match tls.read_tls(&mut TcpIo(&self.tcp)) {
-                Ok(0) => {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed during TLS handshake"));
-                }
-                Ok(_) => {
-                    if let Err(e) = tls.process_new_packets() {
-                        // Best effort: tell the peer why (the alert is queued by rustls).
-                        let _ = tls.write_tls(&mut TcpIo(&self.tcp));
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            // More handshake bytes are needed.
+            let mut chunk = [0u8; 4096];
+            match self.recv(&mut chunk) {
+                Ok(0) => self.peer_closed = true,
+                Ok(n) => {
+                    if self.inbuf.len() + n > 64 << 10 {
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, "handshake too large"));
                     }
+                    self.inbuf.extend_from_slice(&chunk[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.tcp.readable().await?,
                 Err(e) => return Err(e),
             }
         }
-        self.flush_all().await
+        Ok(())
     }
 
     /// Reads what is available without waiting and hands plaintext to `sink`, until the socket
@@ -128,85 +166,129 @@ impl Transport {
         mut sink: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<ReadStatus, ReadError<E>> {
         let mut done = 0usize;
-        match self.tls.as_deref_mut() {
-            None => SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                loop {
-                    if done >= budget {
-                        return Ok(ReadStatus::Budget);
-                    }
-                    match self.tcp.try_read(&mut scratch) {
-                        Ok(0) => return Ok(ReadStatus::Eof),
-                        Ok(n) => {
-                            done += n;
-                            sink(&scratch[..n]).map_err(ReadError::Sink)?;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            return Ok(ReadStatus::WouldBlock);
-                        }
-                        Err(e) => return Err(ReadError::Io(e)),
-                    }
-                }
-            }),
-            Some(tls) => loop {
-                // Hand over plaintext rustls already has, chunk by chunk, without copying.
-                let taken = {
-                    let mut reader = tls.reader();
-                    match io::BufRead::fill_buf(&mut reader) {
-                        Ok([]) => return Ok(ReadStatus::Eof), // close_notify received
-                        Ok(chunk) => {
-                            sink(chunk).map_err(ReadError::Sink)?;
-                            chunk.len()
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                            return Ok(ReadStatus::Eof);
-                        }
-                        Err(e) => return Err(ReadError::Io(e)),
+        if !self.early.is_empty() {
+            let early = std::mem::take(&mut self.early);
+            done += early.len();
+            sink(&early).map_err(ReadError::Sink)?;
+        }
+        loop {
+            if self.tls.is_some() && !self.inbuf.is_empty() {
+                // An incomplete record that the last read completed.
+                let mut buf = std::mem::take(&mut self.inbuf);
+                let consumed = match self.process_tls(&mut buf, &mut sink) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.inbuf = buf;
+                        return Err(e);
                     }
                 };
-                if taken > 0 {
-                    io::BufRead::consume(&mut tls.reader(), taken);
-                    done += taken;
-                    continue;
+                buf.drain(..consumed);
+                if !buf.is_empty() {
+                    self.inbuf = buf;
                 }
-                if done >= budget {
-                    return Ok(ReadStatus::Budget);
-                }
-                match tls.read_tls(&mut TcpIo(&self.tcp)) {
-                    Ok(_) => {
-                        if let Err(e) = tls.process_new_packets() {
-                            let _ = tls.write_tls(&mut TcpIo(&self.tcp));
-                            return Err(ReadError::Io(io::Error::new(io::ErrorKind::InvalidData, e)));
-                        }
+            }
+            if self.peer_closed {
+                return Ok(ReadStatus::Eof);
+            }
+            if done >= budget {
+                return Ok(ReadStatus::Budget);
+            }
+            let step = READ_SCRATCH.with(|scratch| -> Result<Step, ReadError<E>> {
+                let mut scratch = scratch.borrow_mut();
+                let n = match self.recv(&mut scratch) {
+                    Ok(0) => {
+                        self.peer_closed = true;
+                        return Ok(Step::Read(0));
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        return Ok(ReadStatus::WouldBlock);
-                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::WouldBlock),
                     Err(e) => return Err(ReadError::Io(e)),
+                };
+                if self.tls.is_none() {
+                    sink(&scratch[..n]).map_err(ReadError::Sink)?;
+                } else if self.inbuf.is_empty() {
+                    // The common case: whole records, processed straight from the scratch;
+                    // only an incomplete tail is kept.
+                    let consumed = self.process_tls(&mut scratch[..n], &mut sink)?;
+                    if consumed < n {
+                        self.inbuf = scratch[consumed..n].to_vec();
+                    }
+                } else {
+                    self.inbuf.extend_from_slice(&scratch[..n]);
                 }
-            },
+                Ok(Step::Read(n))
+            })?;
+            match step {
+                Step::WouldBlock => return Ok(ReadStatus::WouldBlock),
+                Step::Read(n) => done += n,
+            }
         }
     }
 
-    /// Accepts plaintext for sending; returns how many bytes were taken (TLS takes less when its
+    /// Feeds TLS records from `buf` through rustls: application data goes to `sink`, handshake
+    /// and alert output is appended to the send buffer. Returns how many bytes of `buf` were
+    /// consumed (the rest is an incomplete record).
+    fn process_tls<E>(
+        &mut self,
+        buf: &mut [u8],
+        sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<usize, ReadError<E>> {
+        let Some(tls) = self.tls.as_deref_mut() else { return Ok(0) };
+        let mut pos = 0;
+        loop {
+            let status = tls.process_tls_records(&mut buf[pos..]);
+            let discard = status.discard;
+            let state = status.state.map_err(tls_error)?;
+            let more = match state {
+                ConnectionState::ReadTraffic(mut records) => {
+                    while let Some(record) = records.next_record() {
+                        let record = record.map_err(tls_error)?;
+                        sink(record.payload).map_err(ReadError::Sink)?;
+                    }
+                    true
+                }
+                ConnectionState::EncodeTlsData(mut encode) => {
+                    encode_into(&mut self.outbuf, |out| encode.encode(out))?;
+                    true
+                }
+                ConnectionState::TransmitTlsData(transmit) => {
+                    // The records are in `outbuf`, ahead of anything sent later: sent in order.
+                    transmit.done();
+                    true
+                }
+                ConnectionState::PeerClosed | ConnectionState::Closed => {
+                    self.peer_closed = true;
+                    false
+                }
+                // Need more bytes (mid-record, or mid-handshake), or nothing left to read.
+                ConnectionState::BlockedHandshake | ConnectionState::WriteTraffic(_) => false,
+                // 0-RTT is not enabled; anything else is for future rustls versions.
+                _ => false,
+            };
+            pos += discard;
+            if !more {
+                return Ok(pos);
+            }
+        }
+    }
+
+    /// Accepts plaintext for sending; returns how many bytes were taken (less when the send
     /// buffer is full: flush and retry).
     pub fn queue(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self.tls.as_deref_mut() {
-            Some(tls) => tls.writer().write_vectored(bufs),
-            None => {
-                // Try the socket directly first; copy only what it does not take.
+        if self.outbuf.len() - self.out_pos >= OUT_LIMIT {
+            return Ok(0);
+        }
+        match self.tls.is_some() {
+            false => {
+                // Straight to the socket when nothing waits; copy only what it does not take.
                 let total: usize = bufs.iter().map(|b| b.len()).sum();
                 let mut written = 0;
-                if self.pending.is_empty() {
+                if self.out_pos == self.outbuf.len() {
                     match self.tcp.try_write_vectored(bufs) {
                         Ok(n) => written = n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(e) => return Err(e),
                     }
-                }
-                if self.pending.len() >= TLS_BUFFER_LIMIT && written < total {
-                    return Ok(written);
                 }
                 let mut skip = written;
                 for b in bufs {
@@ -214,49 +296,90 @@ impl Transport {
                         skip -= b.len();
                         continue;
                     }
-                    self.pending.extend_from_slice(&b[skip..]);
+                    self.outbuf.extend_from_slice(&b[skip..]);
                     skip = 0;
                 }
                 Ok(total)
             }
+            true => PLAIN_SCRATCH.with(|plain| {
+                let mut plain = plain.borrow_mut();
+                plain.clear();
+                for b in bufs {
+                    let room = PLAIN_CHUNK - plain.len();
+                    if room == 0 {
+                        break;
+                    }
+                    plain.extend_from_slice(&b[..b.len().min(room)]);
+                }
+                self.encrypt(&plain)?;
+                Ok(plain.len())
+            }),
         }
+    }
+
+    /// Encrypts `plain` into records and sends them (or keeps what the socket does not take).
+    fn encrypt(&mut self, plain: &[u8]) -> io::Result<()> {
+        CIPHER_SCRATCH.with(|cipher| {
+            let mut cipher = cipher.borrow_mut();
+            let n = loop {
+                let Some(tls) = self.tls.as_deref_mut() else { return Ok(()) };
+                let status = tls.process_tls_records(&mut []);
+                match status.state.map_err(tls_error)? {
+                    ConnectionState::WriteTraffic(mut w) => match w.encrypt(plain, &mut cipher) {
+                        Ok(n) => break n,
+                        Err(EncryptError::InsufficientSize(s)) => cipher.resize(s.required_size, 0),
+                        Err(e) => return Err(io::Error::other(e.to_string())),
+                    },
+                    ConnectionState::EncodeTlsData(mut encode) => {
+                        encode_into(&mut self.outbuf, |out| encode.encode(out))?;
+                    }
+                    ConnectionState::TransmitTlsData(transmit) => transmit.done(),
+                    ConnectionState::ReadTraffic(mut records) => {
+                        // Plaintext nobody will read any more (reading stopped at a close or a
+                        // protocol error): discard it so sending can go on.
+                        while records.next_record().is_some() {}
+                    }
+                    other => return Err(io::Error::other(format!("cannot send in TLS state {other:?}"))),
+                }
+            };
+            self.send_bytes(&cipher[..n])
+        })
+    }
+
+    /// Writes `bytes` now if nothing is queued before them, keeping what the socket refuses.
+    fn send_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut written = 0;
+        if self.out_pos == self.outbuf.len() {
+            match self.tcp.try_write(bytes) {
+                Ok(n) => written = n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if written < bytes.len() {
+            self.outbuf.extend_from_slice(&bytes[written..]);
+        }
+        Ok(())
     }
 
     /// True while bytes wait to be written to the socket.
     pub fn wants_write(&self) -> bool {
-        match &self.tls {
-            Some(tls) => tls.wants_write(),
-            None => !self.pending.is_empty(),
-        }
+        self.out_pos < self.outbuf.len()
     }
 
     /// Writes as much as the socket takes now; true when nothing is left.
     pub fn flush(&mut self) -> io::Result<bool> {
-        match self.tls.as_deref_mut() {
-            Some(tls) => {
-                while tls.wants_write() {
-                    match tls.write_tls(&mut TcpIo(&self.tcp)) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(true)
-            }
-            None => {
-                while !self.pending.is_empty() {
-                    match self.tcp.try_write(&self.pending) {
-                        Ok(n) => {
-                            self.pending.drain(..n);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                        Err(e) => return Err(e),
-                    }
-                }
-                self.pending = Vec::new();
-                Ok(true)
+        while self.out_pos < self.outbuf.len() {
+            match self.tcp.try_write(&self.outbuf[self.out_pos..]) {
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
             }
         }
+        // Everything went out: give the buffer back.
+        self.outbuf = Vec::new();
+        self.out_pos = 0;
+        Ok(true)
     }
 
     /// Writes everything, waiting for the socket as needed.
@@ -275,10 +398,16 @@ impl Transport {
         self.tcp.writable().await
     }
 
-    /// Queues TLS close_notify (no-op for plain TCP).
+    /// Queues TLS close_notify (no-op for plain TCP or if TLS cannot send any more).
     pub fn send_close_notify(&mut self) {
-        if let Some(tls) = self.tls.as_deref_mut() {
-            tls.send_close_notify();
+        let Some(tls) = self.tls.as_deref_mut() else { return };
+        let mut alert = [0u8; 64];
+        let n = match tls.process_tls_records(&mut []).state {
+            Ok(ConnectionState::WriteTraffic(mut w)) => w.queue_close_notify(&mut alert).unwrap_or(0),
+            _ => 0,
+        };
+        if n > 0 {
+            let _ = self.send_bytes(&alert[..n]);
         }
     }
 
@@ -296,5 +425,36 @@ impl Transport {
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
             Some(_) => "other",
         }
+    }
+}
+
+/// Appends a handshake record produced by `encode` to `out`, growing it as rustls asks.
+fn encode_into(out: &mut Vec<u8>, mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>) -> io::Result<()> {
+    let start = out.len();
+    let mut room = 4096;
+    loop {
+        out.resize(start + room, 0);
+        match encode(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
+            }
+            Err(EncodeError::InsufficientSize(s)) => room = s.required_size,
+            Err(e) => {
+                out.truncate(start);
+                return Err(io::Error::other(e.to_string()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn print_sizes() {
+        eprintln!("UnbufferedServerConnection = {}", std::mem::size_of::<rustls::server::UnbufferedServerConnection>());
+        eprintln!("Transport = {}", std::mem::size_of::<super::Transport>());
+        eprintln!("ConnShared = {}", std::mem::size_of::<crate::conn::ConnShared>());
+        eprintln!("Decoder = {}", std::mem::size_of::<crate::ws::Decoder>());
     }
 }

@@ -52,7 +52,7 @@ async fn accept(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending:
     let limits = &ctx.settings.server;
     let mut t = match &ctx.tls {
         Some(cfg) => {
-            let conn = match rustls::ServerConnection::new(cfg.clone()) {
+            let conn = match rustls::server::UnbufferedServerConnection::new(cfg.clone()) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start a TLS session");
