@@ -141,16 +141,20 @@ impl Transport {
             if self.peer_closed {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed during TLS handshake"));
             }
-            // More handshake bytes are needed.
-            let mut chunk = [0u8; 4096];
-            match self.recv(&mut chunk) {
-                Ok(0) => self.peer_closed = true,
-                Ok(n) => {
-                    if self.inbuf.len() + n > 64 << 10 {
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, "handshake too large"));
-                    }
-                    self.inbuf.extend_from_slice(&chunk[..n]);
+            // More handshake bytes are needed. (The read goes through the thread's scratch:
+            // a buffer in this async fn would live in every connection's task for good.)
+            let got = READ_SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let n = self.recv(&mut scratch[..16 << 10])?;
+                if self.inbuf.len() + n > 64 << 10 {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "handshake too large"));
                 }
+                self.inbuf.extend_from_slice(&scratch[..n]);
+                Ok(n)
+            });
+            match got {
+                Ok(0) => self.peer_closed = true,
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.tcp.readable().await?,
                 Err(e) => return Err(e),
             }

@@ -162,7 +162,9 @@ async fn a_second_signal_exits_at_once() {
     let _stuck = p.connect("/probe").await;
     p.signal(libc::SIGINT);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(p.child.try_wait().unwrap().is_none(), "still draining");
+    if let Some(status) = p.child.try_wait().unwrap() {
+        panic!("exited ({status}) instead of draining; log: {:#?}", p.logs());
+    }
     p.signal(libc::SIGINT);
     let status = p.wait(Duration::from_secs(5)).expect("exited on the second signal");
     assert_eq!(status.code(), Some(130));

@@ -24,7 +24,7 @@ pub async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pendin
     let _task = ctx.tasks.enter();
     let _ = tcp.set_nodelay(true);
     let span =
-        tracing::info_span!("conn", remote = %peer, id = field::Empty, route = field::Empty, user = field::Empty);
+        tracing::debug_span!("conn", remote = %peer, id = field::Empty, route = field::Empty, user = field::Empty);
     accept(&ctx, tcp, peer, pending).instrument(span).await
 }
 

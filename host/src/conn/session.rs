@@ -14,7 +14,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::outbox::Outgoing;
 use super::shared::{ConnShared, Kill};
-use crate::clock::now_ms;
+use crate::clock::coarse_ms;
 use crate::plugin::{Flow, Message};
 use crate::transport::{ReadError, ReadStatus, Transport};
 use crate::ws::{CloseCode, Decoder, Event, Opcode, WsError, close_payload, encode_header};
@@ -103,6 +103,9 @@ pub async fn run(
         if let Err(e) = s.pump(t) {
             return Ended { code: CloseCode::ABNORMAL, reason: format!("write failed: {e}"), initiator: "none" };
         }
+        if conn.end_busy() && s.our_close.is_none() && !t.wants_write() {
+            continue; // queued while we were busy: send it before waiting
+        }
         if let Some(end) = s.finished(t) {
             return end;
         }
@@ -126,6 +129,7 @@ pub async fn run(
         };
         match wake {
             Wake::Readable => loop {
+                conn.begin_busy();
                 let status = t.read_with(READ_BUDGET, |chunk| s.feed(chunk));
                 s.account();
                 match status {
@@ -169,7 +173,7 @@ pub async fn run(
 impl Session<'_> {
     /// Decodes a chunk of plaintext and handles every complete event in it.
     fn feed(&mut self, chunk: &[u8]) -> Result<(), Stop> {
-        self.conn.activity.last_rx.store(now_ms(), Relaxed);
+        self.conn.activity.last_rx.store(coarse_ms(), Relaxed);
         let mut input = chunk;
         while !input.is_empty() {
             if self.peer_close.is_some() || self.failed {
@@ -221,7 +225,7 @@ impl Session<'_> {
         if self.our_close.is_some() || conn.is_closing() {
             return Ok(()); // closing: data is no longer delivered
         }
-        conn.activity.last_message.store(now_ms(), Relaxed);
+        conn.activity.last_message.store(coarse_ms(), Relaxed);
         let mut msg = msg;
         for slot in &conn.route.chain {
             match slot.on_message(conn, &msg) {
@@ -349,13 +353,13 @@ impl Session<'_> {
         if flushed {
             blocked.store(0, Relaxed);
         } else if blocked.load(Relaxed) == 0 {
-            blocked.store(now_ms(), Relaxed);
+            blocked.store(coarse_ms(), Relaxed);
         }
         if out_msgs > 0 {
             let stats = &self.conn.stats;
             stats.msgs_out.fetch_add(out_msgs, Relaxed);
             stats.bytes_out.fetch_add(out_bytes, Relaxed);
-            self.conn.activity.last_message.store(now_ms(), Relaxed);
+            self.conn.activity.last_message.store(coarse_ms(), Relaxed);
             let m = &self.metrics;
             m.messages_out.inc_by(out_msgs);
             m.bytes_out.inc_by(out_bytes);

@@ -102,6 +102,9 @@ pub struct ConnShared {
     wake: Notify,
     kill: AtomicU8,
     established: AtomicBool,
+    /// Set while the connection's own task is processing input; it pumps the queue right
+    /// after, so sends in the meantime (its plugins' replies) need not wake it.
+    busy: AtomicBool,
     pub activity: Activity,
     pub data: Mutex<PluginData>,
     pub stats: ConnStats,
@@ -134,6 +137,7 @@ impl ConnShared {
             wake: Notify::new(),
             kill: AtomicU8::new(0),
             established: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
             activity: Activity::default(),
             data: Mutex::new(PluginData::default()),
             stats: ConnStats::default(),
@@ -164,7 +168,7 @@ impl ConnShared {
     pub fn send(&self, item: Outgoing) -> Result<(), PushError> {
         let result = self.out.lock().push(item);
         match result {
-            Ok(()) => self.wake.notify_one(),
+            Ok(()) => self.wake_unless_busy(),
             Err(PushError::Full) => {
                 self.stats.dropped.fetch_add(1, Relaxed);
                 self.drops.inc();
@@ -182,9 +186,28 @@ impl ConnShared {
     pub fn send_control(&self, item: Outgoing) -> Result<(), PushError> {
         let result = self.out.lock().push_control(item);
         if result.is_ok() {
-            self.wake.notify_one();
+            self.wake_unless_busy();
         }
         result
+    }
+
+    fn wake_unless_busy(&self) {
+        // SeqCst pairs with `end_busy`: either the task sees the queued item when it checks, or
+        // this load sees it idle and wakes it.
+        if !self.busy.load(std::sync::atomic::Ordering::SeqCst) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The task starts processing input.
+    pub fn begin_busy(&self) {
+        self.busy.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The task is done processing; true if frames were queued meanwhile (pump again).
+    pub fn end_busy(&self) -> bool {
+        self.busy.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.has_outgoing()
     }
 
     /// Asks for a close handshake after the frames already queued; false if one is under way.

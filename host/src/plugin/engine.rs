@@ -70,6 +70,7 @@ impl Runtime {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(tick);
                         engine.increment_epoch();
+                        crate::clock::refresh();
                     }
                 })
                 .context("starting the epoch thread")?
