@@ -337,3 +337,18 @@ pub fn ensure(cond: bool, msg: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// An HS256 JWT for `claims`, signed with `secret`.
+pub fn hs256_token(claims: &serde_json::Value, secret: &str) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let input = format!("{}.{}", b64(br#"{"alg":"HS256","typ":"JWT"}"#), b64(claims.to_string().as_bytes()));
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(input.as_bytes());
+    format!("{input}.{}", b64(&mac.finalize().into_bytes()))
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod auth;
 mod core;
 mod devtools;
 mod edge;

@@ -216,6 +216,18 @@ async fn the_json_connection_log_records_connects_rejects_and_closes() {
     assert_eq!(rejected["reason"], "nope");
 }
 
+#[tokio::test]
+async fn a_jwt_identity_is_logged_with_the_connection() {
+    let routes = "[[routes]]\npath = \"/secure\"\nplugins = [\"auth\", \"probe\"]\n[plugins.auth.config]\nhs256_secret = { env = \"WASMSOCK_TEST_SECRET\", default = \"from-env-default\" }\n";
+    let p = Proc::start(routes, &["auth", "probe"], "");
+    let token = hs256_token(&serde_json::json!({"sub": "linus", "exp": unix_now() + 60}), "from-env-default");
+    let mut ws = p.connect(&format!("/secure?token={token}")).await;
+    send(&mut ws, "whoami").await;
+    assert_eq!(recv_text(&mut ws).await, "linus");
+    let opened = p.find("connection opened");
+    assert_eq!(opened[0]["user"], "linus");
+}
+
 fn run_bad(config: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
