@@ -352,3 +352,18 @@ pub fn hs256_token(claims: &serde_json::Value, secret: &str) -> String {
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
+
+/// `file`'s bytes with a custom section appended: the same plugin under a new hash, so
+/// installing it is a real reload (new compile, new instances) with unchanged behaviour.
+pub fn rebuilt(file: &str, tag: &str) -> Vec<u8> {
+    let mut bytes = std::fs::read(wasm(file)).expect("read plugin");
+    let name = b"wasmsock-test";
+    let payload = tag.as_bytes();
+    let body_len = 1 + name.len() + payload.len();
+    bytes.push(0); // custom section id
+    bytes.push(body_len as u8); // (test tags are short: a one-byte LEB128)
+    bytes.push(name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(payload);
+    bytes
+}

@@ -9,4 +9,5 @@ mod devtools;
 mod edge;
 mod observability;
 mod process;
+mod rooms;
 mod sandbox;

@@ -115,15 +115,15 @@ impl Verifier {
             None if self.require_exp => return Err(Reject::Expired),
             _ => {}
         }
-        if let Some(nbf) = time("nbf")? {
-            if now.saturating_add(self.leeway) < nbf {
-                return Err(Reject::NotYetValid);
-            }
+        if let Some(nbf) = time("nbf")?
+            && now.saturating_add(self.leeway) < nbf
+        {
+            return Err(Reject::NotYetValid);
         }
-        if let Some(want) = &self.issuer {
-            if claims.get("iss").and_then(Value::as_str) != Some(want.as_str()) {
-                return Err(Reject::WrongIssuer);
-            }
+        if let Some(want) = &self.issuer
+            && claims.get("iss").and_then(Value::as_str) != Some(want.as_str())
+        {
+            return Err(Reject::WrongIssuer);
         }
         if let Some(want) = &self.audience {
             let ok = match claims.get("aud") {

@@ -1,1 +1,170 @@
-//! placeholder
+//! The rooms plugin: channels over a small JSON protocol (see README.md). Rooms, memberships
+//! and fan-out are the host's; this plugin only decides who may do what and words the events.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use wasmsock_sdk::{Conn, Flow, Message, Plugin, export_plugin, rooms};
+
+mod permissions;
+
+use permissions::Permissions;
+
+/// Members listed in a `subscribed` or `presence` reply.
+const MAX_LISTED: u32 = 100;
+
+#[derive(Default)]
+pub struct Rooms;
+
+/// A client request. Every request may carry an `id`, echoed in the direct reply.
+#[derive(Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+enum Request {
+    Subscribe { channel: String },
+    Unsubscribe { channel: String },
+    Publish { channel: String, data: Value, echo: Option<bool> },
+    Presence { channel: String },
+    Ping,
+}
+
+impl Request {
+    fn name(&self) -> &'static str {
+        match self {
+            Request::Subscribe { .. } => "subscribe",
+            Request::Unsubscribe { .. } => "unsubscribe",
+            Request::Publish { .. } => "publish",
+            Request::Presence { .. } => "presence",
+            Request::Ping => "ping",
+        }
+    }
+}
+
+/// A refusal, answered as `{"event":"error",...}` without closing the connection.
+struct Refusal(String);
+
+impl<E: std::fmt::Display> From<E> for Refusal {
+    fn from(e: E) -> Self {
+        Refusal(e.to_string())
+    }
+}
+
+impl Plugin for Rooms {
+    fn on_message(&self, conn: Conn, msg: Message) -> Flow {
+        let (request, id) = match parse(&msg) {
+            Ok(r) => r,
+            Err(reason) => {
+                let id = msg.parse_json::<Value>().ok().and_then(|v| v.get("id").cloned());
+                reply(conn, json!({"event": "error", "reason": reason, "request": null}), id);
+                return Flow::Done;
+            }
+        };
+        let name = request.name();
+        match handle(conn, request) {
+            // A publish is confirmed by the message event itself; a receipt only if asked (id).
+            Ok(Some(answer)) if answer["event"] == "published" && id.is_none() => {}
+            Ok(Some(answer)) => reply(conn, answer, id),
+            Ok(None) => {}
+            Err(Refusal(reason)) => reply(conn, json!({"event": "error", "reason": reason, "request": name}), id),
+        }
+        Flow::Done
+    }
+
+    fn on_close(&self, conn: Conn, _code: u16, _reason: &str) {
+        // The host drops the memberships right after; tell the others first.
+        let user = display_id(conn);
+        for channel in conn.rooms() {
+            announce(&channel, json!({"event": "leave", "channel": channel, "user": user}), Some(conn));
+        }
+    }
+}
+
+export_plugin!(Rooms);
+
+fn parse(msg: &Message) -> Result<(Request, Option<Value>), String> {
+    let Message::Text(text) = msg else { return Err("binary messages are not supported".into()) };
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    if !value.is_object() {
+        return Err("a request must be a JSON object".into());
+    }
+    let id = value.get("id").cloned();
+    let request = serde_json::from_value(value).map_err(|e| format!("bad request: {e}"))?;
+    Ok((request, id))
+}
+
+fn handle(conn: Conn, request: Request) -> Result<Option<Value>, Refusal> {
+    let perms = Permissions::of(conn);
+    Ok(Some(match request {
+        Request::Ping => json!({"event": "pong"}),
+        Request::Subscribe { channel } => {
+            check_channel(&channel)?;
+            perms.check_subscribe(&channel)?;
+            let already = conn.rooms().contains(&channel);
+            conn.join(&channel)?;
+            if !already {
+                announce(&channel, json!({"event": "join", "channel": channel, "user": display_id(conn)}), Some(conn));
+            }
+            let (members, count) = presence(&channel);
+            json!({"event": "subscribed", "channel": channel, "members": members, "count": count})
+        }
+        Request::Unsubscribe { channel } => {
+            check_channel(&channel)?;
+            if !conn.leave(&channel) {
+                return Err(Refusal(format!("not subscribed to {channel}")));
+            }
+            announce(&channel, json!({"event": "leave", "channel": channel, "user": display_id(conn)}), Some(conn));
+            json!({"event": "unsubscribed", "channel": channel})
+        }
+        Request::Publish { channel, data, echo } => {
+            check_channel(&channel)?;
+            perms.check_publish(&channel)?;
+            let subscribed = conn.rooms().contains(&channel);
+            if !subscribed && wasmsock_sdk::config("publish_without_subscribe").as_deref() != Some("true") {
+                return Err(Refusal(format!("not subscribed to {channel}")));
+            }
+            let event = json!({"event": "message", "channel": channel, "data": data, "from": display_id(conn)});
+            let except = if echo == Some(false) { Some(conn) } else { None };
+            // One host call; the host fans the same bytes out to every member.
+            let delivered = rooms::publish(&channel, Message::json(&event)?, except)?;
+            json!({"event": "published", "channel": channel, "delivered": delivered})
+        }
+        Request::Presence { channel } => {
+            check_channel(&channel)?;
+            perms.check_subscribe(&channel)?;
+            let (users, count) = presence(&channel);
+            json!({"event": "presence", "channel": channel, "users": users, "count": count})
+        }
+    }))
+}
+
+fn reply(conn: Conn, mut answer: Value, id: Option<Value>) {
+    if let Some(id) = id {
+        answer["id"] = id;
+    }
+    let _ = conn.send_json(&answer);
+}
+
+/// Sends `event` to everyone in `channel` but `except`.
+fn announce(channel: &str, event: Value, except: Option<Conn>) {
+    if let Ok(msg) = Message::json(&event) {
+        let _ = rooms::publish(channel, msg, except);
+    }
+}
+
+/// Member ids (up to [`MAX_LISTED`]) and the member count.
+fn presence(channel: &str) -> (Vec<String>, u32) {
+    let members = rooms::members(channel, MAX_LISTED).into_iter().map(display_id).collect();
+    (members, rooms::count(channel))
+}
+
+fn display_id(conn: Conn) -> String {
+    conn.identity().map_or_else(|| format!("conn-{}", conn.id()), |i| i.id)
+}
+
+fn check_channel(channel: &str) -> Result<(), Refusal> {
+    let ok = !channel.is_empty()
+        && channel.len() <= 64
+        && channel.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b));
+    if ok { Ok(()) } else { Err(Refusal("invalid channel: use 1-64 of A-Z a-z 0-9 _ . : -".into())) }
+}
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,8 @@
 //!   identity (`?as=cert`: the TLS client certificate's subject); `?monitor=1` joins the `monitor` room, which receives a line for every `on-close`;
 //!   `?protocol=P` answers with subprotocol P.
 //! - `on_message`: `close CODE REASON` asks the host to close; `whoami` replies the identity;
-//!   `id` replies the connection id;
+//!   `id` replies the connection id; `kv-set K V`, `kv-get K`, `attach V`, `attachment`,
+//!   `join ROOM` and `publish ROOM TEXT` use host-held state;
 //!   `pass` passes the message on; `forward TEXT` forwards TEXT; anything else is echoed back.
 //! - `on_close`: logs `probe on_close ID CODE` and publishes `closed ID CODE REASON` to `monitor`
 //!   (except for monitors themselves).
@@ -56,6 +57,36 @@ impl Plugin for Probe {
             }
             (Some("id"), _, _) => {
                 let _ = conn.send_text(&conn.id().to_string());
+                Flow::Done
+            }
+            // Host-held state, for reload tests.
+            (Some("kv-set"), Some(k), v) => {
+                let r = wasmsock_sdk::kv::set(k, v.unwrap_or("").as_bytes());
+                let _ = conn.send_text(&format!("kv-set {}", if r.is_ok() { "ok" } else { "failed" }));
+                Flow::Done
+            }
+            (Some("kv-get"), Some(k), _) => {
+                let v = wasmsock_sdk::kv::get(k).map(|v| String::from_utf8_lossy(&v).into_owned());
+                let _ = conn.send_text(&v.unwrap_or_else(|| "(none)".into()));
+                Flow::Done
+            }
+            (Some("attach"), Some(v), _) => {
+                let _ = conn.set_attachment(v.as_bytes());
+                let _ = conn.send_text("attached");
+                Flow::Done
+            }
+            (Some("attachment"), _, _) => {
+                let v = conn.attachment().map(|v| String::from_utf8_lossy(&v).into_owned());
+                let _ = conn.send_text(&v.unwrap_or_else(|| "(none)".into()));
+                Flow::Done
+            }
+            (Some("join"), Some(room), _) => {
+                let _ = conn.send_text(if conn.join(room).is_ok() { "joined" } else { "join failed" });
+                Flow::Done
+            }
+            (Some("publish"), Some(room), text) => {
+                let n = rooms::publish(room, Message::Text(text.unwrap_or("").into()), None).unwrap_or(0);
+                let _ = conn.send_text(&format!("published to {n}"));
                 Flow::Done
             }
             (Some("pass"), _, _) => Flow::Pass,

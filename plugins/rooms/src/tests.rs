@@ -1,0 +1,174 @@
+#![allow(clippy::unwrap_used)]
+
+use serde_json::{Value, json};
+use wasmsock_sdk::testing::TestHost;
+use wasmsock_sdk::{Conn, Flow, Identity, Message};
+
+use super::Rooms;
+
+fn send(host: &TestHost, conn: Conn, request: Value) -> Flow {
+    host.message(&Rooms, conn, Message::Text(request.to_string()))
+}
+
+/// Everything `conn` received, parsed.
+fn got(host: &TestHost, conn: Conn) -> Vec<Value> {
+    host.sent(conn).iter().map(|m| m.parse_json().unwrap()).collect()
+}
+
+fn user(host: &TestHost, name: &str) -> Conn {
+    host.open_as("/chat", Identity::new(name))
+}
+
+fn subscribe(host: &TestHost, conn: Conn, channel: &str) -> Value {
+    send(host, conn, json!({"event": "subscribe", "channel": channel}));
+    got(host, conn).pop().unwrap()
+}
+
+#[test]
+fn members_see_each_others_messages_and_not_other_channels() {
+    let host = TestHost::new();
+    let (ada, bob, cy) = (user(&host, "ada"), user(&host, "bob"), user(&host, "cy"));
+    subscribe(&host, ada, "orders");
+    subscribe(&host, bob, "orders");
+    subscribe(&host, cy, "news");
+    got(&host, ada);
+    assert_eq!(send(&host, bob, json!({"event": "publish", "channel": "orders", "data": {"n": 1}})), Flow::Done);
+    let expected = json!({"event": "message", "channel": "orders", "data": {"n": 1}, "from": "bob"});
+    assert_eq!(got(&host, ada), vec![expected.clone()]);
+    assert_eq!(got(&host, bob), vec![expected], "the sender sees its own message by default");
+    assert!(got(&host, cy).is_empty());
+    // echo:false leaves the sender out.
+    send(&host, bob, json!({"event": "publish", "channel": "orders", "data": 2, "echo": false}));
+    assert_eq!(got(&host, ada).len(), 1);
+    assert!(got(&host, bob).is_empty());
+}
+
+#[test]
+fn subscribe_lists_members_and_announces_the_newcomer_once() {
+    let host = TestHost::new();
+    let (ada, bob) = (user(&host, "ada"), user(&host, "bob"));
+    subscribe(&host, ada, "lobby");
+    let reply = subscribe(&host, bob, "lobby");
+    assert_eq!(reply["event"], "subscribed");
+    assert_eq!(reply["count"], 2);
+    let mut members: Vec<String> = serde_json::from_value(reply["members"].clone()).unwrap();
+    members.sort();
+    assert_eq!(members, ["ada", "bob"]);
+    assert_eq!(got(&host, ada), vec![json!({"event": "join", "channel": "lobby", "user": "bob"})]);
+    // Subscribing again is not an error and announces nothing.
+    assert_eq!(subscribe(&host, bob, "lobby")["event"], "subscribed");
+    assert!(got(&host, ada).is_empty());
+}
+
+#[test]
+fn unsubscribe_and_close_announce_leave_and_drop_membership() {
+    let host = TestHost::new();
+    let (ada, bob) = (user(&host, "ada"), user(&host, "bob"));
+    subscribe(&host, ada, "lobby");
+    subscribe(&host, bob, "lobby");
+    got(&host, ada);
+    send(&host, bob, json!({"event": "unsubscribe", "channel": "lobby", "id": 7}));
+    assert_eq!(got(&host, bob), vec![json!({"event": "unsubscribed", "channel": "lobby", "id": 7})]);
+    assert_eq!(got(&host, ada), vec![json!({"event": "leave", "channel": "lobby", "user": "bob"})]);
+    send(&host, bob, json!({"event": "unsubscribe", "channel": "lobby"}));
+    assert_eq!(got(&host, bob)[0]["reason"], "not subscribed to lobby");
+    // A closing member is announced, then gone.
+    subscribe(&host, bob, "lobby");
+    got(&host, ada);
+    host.close(&Rooms, bob, 1000, "bye");
+    assert_eq!(got(&host, ada), vec![json!({"event": "leave", "channel": "lobby", "user": "bob"})]);
+    assert_eq!(host.members("lobby"), vec![ada]);
+}
+
+#[test]
+fn presence_ping_and_receipts() {
+    let host = TestHost::new();
+    let ada = user(&host, "ada");
+    subscribe(&host, ada, "lobby");
+    send(&host, ada, json!({"event": "presence", "channel": "lobby", "id": "p1"}));
+    assert_eq!(
+        got(&host, ada),
+        vec![json!({"event": "presence", "channel": "lobby", "users": ["ada"], "count": 1, "id": "p1"})]
+    );
+    send(&host, ada, json!({"event": "ping"}));
+    assert_eq!(got(&host, ada), vec![json!({"event": "pong"})]);
+    send(&host, ada, json!({"event": "publish", "channel": "lobby", "data": "x", "id": 9}));
+    let out = got(&host, ada);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1], json!({"event": "published", "channel": "lobby", "delivered": 1, "id": 9}));
+}
+
+#[test]
+fn anonymous_connections_are_named_after_their_id() {
+    let host = TestHost::new();
+    let anon = host.open("/chat");
+    subscribe(&host, anon, "lobby");
+    send(&host, anon, json!({"event": "publish", "channel": "lobby", "data": 1}));
+    assert_eq!(got(&host, anon)[0]["from"], format!("conn-{}", anon.id()));
+}
+
+#[test]
+fn every_bad_request_is_answered_with_an_error_and_the_connection_stays_open() {
+    let host = TestHost::new();
+    let ada = user(&host, "ada");
+    let cases: Vec<(Message, &str)> = vec![
+        (Message::Text("{not json".into()), "invalid JSON"),
+        (Message::Text("[1,2]".into()), "must be a JSON object"),
+        (Message::Text(r#"{"event":"dance"}"#.into()), "bad request"),
+        (Message::Text(r#"{"event":"subscribe"}"#.into()), "bad request"),
+        (Message::Text(r#"{"event":"subscribe","channel":"no spaces"}"#.into()), "invalid channel"),
+        (Message::Text(format!(r#"{{"event":"subscribe","channel":"{}"}}"#, "x".repeat(65))), "invalid channel"),
+        (Message::Text(r#"{"event":"publish","channel":"lobby","data":1}"#.into()), "not subscribed to lobby"),
+        (Message::Binary(vec![1, 2, 3]), "binary messages are not supported"),
+    ];
+    for (msg, reason) in cases {
+        assert_eq!(host.message(&Rooms, ada, msg), Flow::Done);
+        let reply = got(&host, ada).pop().unwrap();
+        assert_eq!(reply["event"], "error");
+        assert!(reply["reason"].as_str().unwrap().contains(reason), "{reply} should say {reason}");
+    }
+    assert!(host.is_open(ada) && host.close_requested(ada).is_none());
+    // Errors echo the request id.
+    send(&host, ada, json!({"event": "unsubscribe", "channel": "nope", "id": "x1"}));
+    let reply = got(&host, ada).pop().unwrap();
+    assert_eq!((reply["request"].as_str(), reply["id"].as_str()), (Some("unsubscribe"), Some("x1")));
+}
+
+#[test]
+fn host_limits_are_reported_not_fatal() {
+    let limits = wasmsock_sdk::testing::Limits { max_rooms_per_conn: 2, ..Default::default() };
+    let host = TestHost::new().limits(limits);
+    let ada = user(&host, "ada");
+    subscribe(&host, ada, "a");
+    subscribe(&host, ada, "b");
+    let reply = subscribe(&host, ada, "c");
+    assert_eq!(reply["event"], "error");
+    assert_eq!(reply["reason"], "limit reached");
+}
+
+#[test]
+fn channel_permissions_come_from_the_identity_claims() {
+    let host = TestHost::new();
+    let claims = json!({"channels": ["orders", "public-*"], "publish": ["public-*"]});
+    let limited = host.open_as("/chat", Identity::with_claims("ops", &claims).unwrap());
+    assert_eq!(subscribe(&host, limited, "orders")["event"], "subscribed");
+    assert_eq!(subscribe(&host, limited, "public-news")["event"], "subscribed");
+    let denied = subscribe(&host, limited, "secret");
+    assert_eq!(denied["reason"], "permission denied: may not subscribe to secret");
+    send(&host, limited, json!({"event": "publish", "channel": "orders", "data": 1}));
+    assert_eq!(got(&host, limited)[0]["reason"], "permission denied: may not publish to orders");
+    send(&host, limited, json!({"event": "publish", "channel": "public-news", "data": 1}));
+    assert_eq!(got(&host, limited)[0]["event"], "message");
+    // A wildcard grants everything; claims without the keys grant everything too.
+    let all = host.open_as("/chat", Identity::with_claims("root", &json!({"channels": ["*"]})).unwrap());
+    assert_eq!(subscribe(&host, all, "secret")["event"], "subscribed");
+}
+
+#[test]
+fn require_permissions_denies_identities_without_claims() {
+    let host = TestHost::new().config("require_permissions", "true");
+    let plain = user(&host, "ada");
+    assert!(subscribe(&host, plain, "lobby")["reason"].as_str().unwrap().starts_with("permission denied"));
+    let granted = host.open_as("/chat", Identity::with_claims("bob", &json!({"channels": ["lobby"]})).unwrap());
+    assert_eq!(subscribe(&host, granted, "lobby")["event"], "subscribed");
+}
