@@ -105,7 +105,7 @@ macro_rules! export_plugin {
                     $crate::__private::on_close(__wasmsock_plugin(), conn, code, reason)
                 }
             }
-            $crate::__private::export!(__WasmsockExport with_types_in $crate::__private::bindings);
+    $crate::__private::export!(__WasmsockExport with_types_in $crate::__private::bindings);
         };
     };
 }

@@ -160,6 +160,9 @@ impl Server {
 
     /// Logs what is being served.
     pub fn announce(&self) {
+        for w in &self.ctx.settings.warnings {
+            tracing::warn!("{w}");
+        }
         let scheme = if self.ctx.tls.is_some() { "wss" } else { "ws" };
         for addr in self.local_addrs() {
             tracing::info!(%addr, "listening on {scheme}://{addr}");

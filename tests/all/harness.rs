@@ -44,17 +44,24 @@ pub struct Setup {
     toml: String,
     plugins: Vec<(String, String)>,
     plain: bool,
+    listen: String,
 }
 
 impl Setup {
     /// `toml` is the config without `listen`, `plugin_dir`, `state_dir` or `admin`.
     pub fn new(toml: &str) -> Setup {
-        Setup { toml: toml.to_owned(), plugins: Vec::new(), plain: false }
+        Setup { toml: toml.to_owned(), plugins: Vec::new(), plain: false, listen: "127.0.0.1:0".into() }
     }
 
     /// Installs plugin file `file` (a built plugin's name) as `name`.
     pub fn plugin(mut self, name: &str, file: &str) -> Setup {
         self.plugins.push((name.to_owned(), file.to_owned()));
+        self
+    }
+
+    /// Listens on `addr` instead of a free port.
+    pub fn listen(mut self, addr: &str) -> Setup {
+        self.listen = addr.to_owned();
         self
     }
 
@@ -76,7 +83,8 @@ impl Setup {
                 .with_context(|| format!("copying plugin {file}"))?;
         }
         let toml = format!(
-            "listen = \"127.0.0.1:0\"\nplugin_dir = {:?}\nstate_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+            "listen = {:?}\nplugin_dir = {:?}\nstate_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+            self.listen,
             plugin_dir,
             dir.path().join("state"),
             self.toml

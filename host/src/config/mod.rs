@@ -153,6 +153,8 @@ pub struct Settings {
     pub admin: Option<String>,
     pub static_dir: Option<PathBuf>,
     pub broker: Option<BrokerSettings>,
+    /// Things worth a warning at start-up (logged once logging is set up).
+    pub warnings: Vec<String>,
 }
 
 impl Settings {
@@ -167,7 +169,20 @@ impl Settings {
         };
         let file: FileConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         let base = path.and_then(Path::parent).unwrap_or(Path::new(""));
-        Self::resolve(file, base, overrides).with_context(|| format!("invalid configuration ({origin})"))
+        let mut file = file;
+        let mut warnings = Vec::new();
+        // The built-in configuration is used from anywhere; its example page only exists in a
+        // checkout of the repository.
+        if path.is_none() && file.static_files.as_ref().is_some_and(|s| !s.dir.is_dir()) {
+            warnings.push(
+                "examples/chat not found here: the chat page is not served (run from the repository root)".into(),
+            );
+            file.static_files = None;
+        }
+        let mut settings =
+            Self::resolve(file, base, overrides).with_context(|| format!("invalid configuration ({origin})"))?;
+        settings.warnings = warnings;
+        Ok(settings)
     }
 
     /// Parses TOML text (for tests and embedding).
@@ -269,6 +284,7 @@ impl Settings {
             admin,
             static_dir,
             broker,
+            warnings: Vec::new(),
         })
     }
 
@@ -511,8 +527,10 @@ mod tests {
 
     #[test]
     fn default_config_is_valid() {
-        let s = Settings::from_toml(DEFAULT_CONFIG, &Overrides::default()).unwrap();
+        // (Unit tests run in host/, where the example page is not: a warning, not an error.)
+        let s = Settings::load(None, &Overrides::default()).unwrap();
         assert!(s.routes.iter().any(|r| r.path == "/echo" && r.plugins == ["echo"]));
+        assert!(s.static_dir.is_none() && s.warnings.len() == 1);
         assert!(matches!(s.tls.mode, TlsMode::Dev));
     }
 

@@ -1,0 +1,250 @@
+// wasmsock chat: joins a channel of the `rooms` plugin over wss://<this host>/chat, shows
+// messages and presence, and reconnects with backoff when the connection drops.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const MAX_QUEUED = 50;       // messages typed while disconnected, sent after re-joining
+const MAX_SHOWN = 500;       // messages kept on the page
+const BACKOFF_MIN = 500;     // ms
+const BACKOFF_MAX = 15000;   // ms
+const STABLE_AFTER = 5000;   // a connection open this long resets the backoff
+
+const state = {
+  ws: null,
+  status: "disconnected",
+  channel: null,
+  members: new Set(),
+  messages: [],
+  queue: [],
+  backoff: BACKOFF_MIN,
+  retryTimer: null,
+  openedAt: 0,
+  everOpened: false,
+  wanted: false,
+};
+
+function setStatus(text) {
+  state.status = text;
+  $("status").textContent = text;
+  const live = text.startsWith("connected");
+  $("message").disabled = !state.wanted;
+  $("send").disabled = !state.wanted;
+  document.body.dataset.connected = String(live);
+}
+
+function endpoint() {
+  const params = new URLSearchParams();
+  const token = $("token").value.trim();
+  if (token) params.set("token", token);
+  else params.set("name", $("name").value.trim());
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/chat?${params}`;
+}
+
+function connect() {
+  clearTimeout(state.retryTimer);
+  if (state.ws) {
+    state.ws.onclose = null;
+    state.ws.close(1000, "reconnecting");
+  }
+  state.wanted = true;
+  state.channel = $("channel").value.trim() || "lobby";
+  state.everOpened = false;
+  setStatus("connecting…");
+  let ws;
+  try {
+    ws = new WebSocket(endpoint());
+  } catch (e) {
+    notice(`cannot connect: ${e.message}`, "error");
+    return scheduleRetry();
+  }
+  state.ws = ws;
+  ws.onopen = () => {
+    state.openedAt = Date.now();
+    state.everOpened = true;
+    setStatus("joining…");
+    send({ event: "subscribe", channel: state.channel });
+  };
+  ws.onmessage = (e) => {
+    let msg;
+    try { msg = JSON.parse(e.data); } catch { return notice("unreadable message from the server", "error"); }
+    handle(msg);
+  };
+  ws.onclose = (e) => {
+    state.ws = null;
+    state.members.clear();
+    renderMembers();
+    if (!state.everOpened) notice("connection refused (check your token)", "error");
+    else if (e.code !== 1000) notice(`connection closed (${e.code}${e.reason ? ": " + e.reason : ""})`);
+    if (Date.now() - state.openedAt >= STABLE_AFTER) state.backoff = BACKOFF_MIN;
+    scheduleRetry(!state.everOpened);
+  };
+}
+
+function scheduleRetry(refused) {
+  if (!state.wanted) return;
+  const delay = Math.round(state.backoff * (0.5 + Math.random() / 2)); // jitter
+  state.backoff = Math.min(state.backoff * 2, BACKOFF_MAX);
+  const secs = Math.max(1, Math.round(delay / 1000));
+  setStatus(refused ? `refused, retrying in ${secs}s` : `reconnecting in ${secs}s`);
+  state.retryTimer = setTimeout(connect, delay);
+}
+
+function send(obj) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+    state.ws.send(JSON.stringify(obj));
+    return true;
+  }
+  return false;
+}
+
+function handle(msg) {
+  switch (msg.event) {
+    case "subscribed":
+      if (msg.channel !== state.channel) return;
+      state.members = new Set(msg.members || []);
+      renderMembers();
+      setStatus(`connected in #${msg.channel}`);
+      flushQueue();
+      break;
+    case "presence":
+      state.members = new Set(msg.users || []);
+      renderMembers();
+      break;
+    case "join":
+      if (msg.channel !== state.channel) return;
+      state.members.add(msg.user);
+      renderMembers();
+      notice(`${msg.user} joined`);
+      break;
+    case "leave":
+      if (msg.channel !== state.channel) return;
+      state.members.delete(msg.user);
+      renderMembers();
+      notice(`${msg.user} left`);
+      break;
+    case "message":
+      addMessage(msg.from, textOf(msg.data), msg.channel);
+      break;
+    case "unsubscribed":
+      break;
+    case "error":
+      notice(`error: ${msg.reason}`, "error");
+      break;
+  }
+}
+
+function textOf(data) {
+  if (data && typeof data === "object" && typeof data.text === "string") return data.text;
+  return typeof data === "string" ? data : JSON.stringify(data);
+}
+
+function addMessage(from, text, channel) {
+  state.messages.push({ from, text, channel });
+  if (state.messages.length > MAX_SHOWN) state.messages.shift();
+  const li = document.createElement("li");
+  li.className = "message";
+  li.dataset.from = from;
+  li.dataset.channel = channel;
+  const who = document.createElement("span");
+  who.className = "from";
+  who.textContent = from;
+  const body = document.createElement("span");
+  body.className = "text";
+  body.textContent = text;
+  const time = document.createElement("time");
+  time.className = "time";
+  time.textContent = new Date().toLocaleTimeString();
+  li.append(who, body, time);
+  append(li);
+}
+
+function notice(text, kind = "notice") {
+  const li = document.createElement("li");
+  li.className = kind;
+  li.textContent = text;
+  append(li);
+}
+
+function append(li) {
+  const list = $("messages");
+  list.append(li);
+  while (list.children.length > MAX_SHOWN) list.firstChild.remove();
+  list.scrollTop = list.scrollHeight;
+}
+
+function renderMembers() {
+  const list = $("members");
+  list.replaceChildren(...[...state.members].sort().map((user) => {
+    const li = document.createElement("li");
+    li.dataset.user = user;
+    li.textContent = user;
+    return li;
+  }));
+}
+
+function sendText(text) {
+  text = text.trim();
+  if (!text) return false;
+  const msg = { event: "publish", channel: state.channel, data: { text } };
+  if (state.status.startsWith("connected") && send(msg)) return true;
+  if (state.queue.length >= MAX_QUEUED) {
+    notice("not connected: message dropped (queue full)", "error");
+    return false;
+  }
+  state.queue.push(msg);
+  notice(`not connected: will send when back (${state.queue.length} queued)`);
+  return true;
+}
+
+function flushQueue() {
+  while (state.queue.length) {
+    const msg = state.queue.shift();
+    msg.channel = state.channel;
+    send(msg);
+  }
+}
+
+$("join").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const channel = $("channel").value.trim();
+  if (state.ws && state.ws.readyState === WebSocket.OPEN && channel !== state.channel) {
+    // Same connection, another channel.
+    send({ event: "unsubscribe", channel: state.channel });
+    state.channel = channel;
+    state.members.clear();
+    renderMembers();
+    setStatus("joining…");
+    send({ event: "subscribe", channel });
+    return;
+  }
+  state.backoff = BACKOFF_MIN;
+  connect();
+});
+
+$("compose").addEventListener("submit", (e) => {
+  e.preventDefault();
+  if (sendText($("message").value)) $("message").value = "";
+});
+
+// For automation and the curious: window.chat.state(), chat.send("hi"), chat.connect().
+window.chat = {
+  connect,
+  send: sendText,
+  state: () => ({
+    status: state.status,
+    channel: state.channel,
+    members: [...state.members].sort(),
+    messages: state.messages.slice(),
+  }),
+};
+
+(function fromUrl() {
+  const q = new URLSearchParams(location.search);
+  const h = new URLSearchParams(location.hash.slice(1));
+  if (q.get("name")) $("name").value = q.get("name");
+  if (q.get("channel")) $("channel").value = q.get("channel");
+  const token = h.get("token") || q.get("token");
+  if (token) $("token").value = token;
+  if (q.get("autoconnect") === "1") connect();
+})();
