@@ -115,7 +115,8 @@ impl Server {
             Arc::new(crate::metrics::Metrics::new()),
         ));
         let runtime = Arc::new(Runtime::new(&settings.engine)?);
-        let registry = Arc::new(Registry::new(runtime, hub.clone(), settings.clone()));
+        let broker = settings.broker.as_ref().map(|b| crate::broker::Broker::start(b, hub.clone())).transpose()?;
+        let registry = Arc::new(Registry::new(runtime, hub.clone(), settings.clone(), broker));
         let router = Router::new(&settings.routes, &registry);
         let outcomes = {
             let reg = registry.clone();

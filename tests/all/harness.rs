@@ -162,6 +162,7 @@ impl TestServer {
     /// Copies a plugin file into the plugin directory atomically (write + rename) and waits for
     /// the reload outcome of `name`.
     pub async fn install(&mut self, name: &str, file: &str) -> LoadOutcome {
+        self.drain_outcomes();
         let tmp = self.plugin_dir.join(format!(".{name}.wasm.tmp"));
         std::fs::copy(wasm(file), &tmp).expect("copy plugin");
         std::fs::rename(&tmp, self.plugin_dir.join(format!("{name}.wasm"))).expect("rename plugin");
@@ -170,6 +171,7 @@ impl TestServer {
 
     /// Writes raw bytes as plugin `name` and waits for the outcome.
     pub async fn install_bytes(&mut self, name: &str, bytes: &[u8]) -> LoadOutcome {
+        self.drain_outcomes();
         let tmp = self.plugin_dir.join(format!(".{name}.wasm.tmp"));
         std::fs::write(&tmp, bytes).expect("write plugin");
         std::fs::rename(&tmp, self.plugin_dir.join(format!("{name}.wasm"))).expect("rename plugin");
@@ -177,11 +179,18 @@ impl TestServer {
     }
 
     pub async fn remove(&mut self, name: &str) -> LoadOutcome {
+        self.drain_outcomes();
         std::fs::remove_file(self.plugin_dir.join(format!("{name}.wasm"))).expect("remove plugin");
         self.next_outcome(name).await
     }
 
-    /// The next load outcome concerning `name` (within 20 s).
+    /// Forgets outcomes of earlier changes (the watcher may report one change more than once).
+    fn drain_outcomes(&mut self) {
+        while self.reloads.try_recv().is_ok() {}
+    }
+
+    /// The next load outcome concerning `name` (within 20 s). A repeated report of a file
+    /// already loaded (`Unchanged`) is skipped: it is not news.
     pub async fn next_outcome(&mut self, name: &str) -> LoadOutcome {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
@@ -190,11 +199,10 @@ impl TestServer {
                 .unwrap_or_else(|_| panic!("no reload outcome for {name} within 20s"))
                 .expect("reload channel open");
             let concerns = match &o {
-                LoadOutcome::Loaded { name: n, .. }
-                | LoadOutcome::Unchanged { name: n }
-                | LoadOutcome::Failed { name: n, .. }
-                | LoadOutcome::Unloaded { name: n } => n == name,
-                LoadOutcome::Ignored { .. } => false,
+                LoadOutcome::Loaded { name: n, .. } | LoadOutcome::Failed { name: n, .. } | LoadOutcome::Unloaded { name: n } => {
+                    n == name
+                }
+                LoadOutcome::Unchanged { .. } | LoadOutcome::Ignored { .. } => false,
             };
             if concerns {
                 return o;

@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth;
+mod broker;
 mod browser;
 mod core;
 mod devtools;

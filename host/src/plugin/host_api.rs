@@ -145,7 +145,11 @@ impl host::Host for StoreState {
         let len = message_len(&msg);
         self.charge(len)?;
         self.env.hub.metrics.publishes.inc();
-        let delivery = self.env.hub.rooms.publish(&key, &outgoing(msg), except);
+        let item = outgoing(msg);
+        let delivery = self.env.hub.rooms.publish(&key, &item, except);
+        if let Some(broker) = &self.env.broker {
+            broker.publish(&key, &item);
+        }
         Ok(delivery.queued)
     }
 
@@ -166,15 +170,24 @@ impl host::Host for StoreState {
     }
 
     fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), ErrorCode> {
-        self.env.hub.kv.set(&self.env.name, &key, Bytes::from(value)).map_err(|e| match e {
+        let value = Bytes::from(value);
+        self.env.hub.kv.set(&self.env.name, &key, value.clone()).map_err(|e| match e {
             KvError::InvalidKey => ErrorCode::InvalidArgument,
             KvError::TooLarge => ErrorCode::TooLarge,
             KvError::TooManyKeys => ErrorCode::LimitReached,
-        })
+        })?;
+        if let Some(broker) = &self.env.broker {
+            broker.kv_changed(&self.env.name, &key, Some(value));
+        }
+        Ok(())
     }
 
     fn kv_delete(&mut self, key: String) -> bool {
-        self.env.hub.kv.delete(&self.env.name, &key)
+        let was = self.env.hub.kv.delete(&self.env.name, &key);
+        if let Some(broker) = self.env.broker.as_ref().filter(|_| was) {
+            broker.kv_changed(&self.env.name, &key, None);
+        }
+        was
     }
 
     fn config(&mut self, key: String) -> Option<String> {

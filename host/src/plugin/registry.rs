@@ -155,15 +155,21 @@ pub struct PluginListing {
 pub struct Registry {
     runtime: Arc<Runtime>,
     hub: Arc<Hub>,
+    broker: Option<Arc<crate::broker::Broker>>,
     settings: Arc<Settings>,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
     dir: PathBuf,
 }
 
 impl Registry {
-    pub fn new(runtime: Arc<Runtime>, hub: Arc<Hub>, settings: Arc<Settings>) -> Registry {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        hub: Arc<Hub>,
+        settings: Arc<Settings>,
+        broker: Option<Arc<crate::broker::Broker>>,
+    ) -> Registry {
         let dir = settings.plugin_dir.clone();
-        Registry { runtime, hub, settings, slots: RwLock::new(BTreeMap::new()), dir }
+        Registry { runtime, hub, broker, settings, slots: RwLock::new(BTreeMap::new()), dir }
     }
 
     pub fn dir(&self) -> &Path {
@@ -197,6 +203,7 @@ impl Registry {
                         settings,
                         host_limits: self.settings.host,
                         hub: self.hub.clone(),
+                        broker: self.broker.clone(),
                         call_seconds: [
                             histogram(Export::OnConnect),
                             histogram(Export::OnMessage),
