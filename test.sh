@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests, plugin tests (native, with the SDK's test host) and the
+# Runs every test: unit, doc and plugin tests (native, with the SDK's test host) and the
 # integration tests (real server, real TLS, real wasm plugins, real clients). On a fresh machine
-# run as root it first installs what the tests use: the wasm target, and the Debian/PyPI/npm
-# clients and servers (chromium, redis-server, python websockets, wscat). Without them, the
-# tests that need them say so and skip.
+# it first installs what the tests use, as root or through sudo: the wasm target, and the
+# Debian/PyPI/npm clients and servers (chromium, redis-server, python websockets, wscat).
+# Without them the tests that need them say SKIP, unless WASMSOCK_REQUIRE_TOOLS=1 (as in CI),
+# where a missing tool fails its test.
 set -euo pipefail
 cd "$(dirname "$0")"
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+as_root=()
+[ "$(id -u)" = 0 ] || { command -v sudo >/dev/null && sudo -n true 2>/dev/null && as_root=(sudo -n); }
+if { [ "$(id -u)" = 0 ] || [ ${#as_root[@]} -gt 0 ]; } && command -v apt-get >/dev/null; then
   need=()
   command -v chromium >/dev/null || need+=(chromium)
   command -v redis-server >/dev/null || need+=(redis-server)
+  command -v script >/dev/null || need+=(bsdutils)
   if [ ${#need[@]} -gt 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    "${as_root[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
   fi
-  python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q websockets
-  command -v wscat >/dev/null || npm install -g --silent wscat >/dev/null 2>&1 || true
+  command -v wscat >/dev/null || "${as_root[@]}" npm install -g --silent wscat >/dev/null 2>&1 || echo "test.sh: could not install wscat" >&2
 fi
+python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q websockets
 cargo test --workspace "$@"

@@ -31,10 +31,17 @@
 //! Every call runs under a CPU deadline and a memory cap. Plugins cannot block: there is no
 //! filesystem, network or sleeping, and output written to stdout/stderr goes to the server log.
 //!
+//! # What is where
+//! - [`Plugin`], [`Connect`], [`Flow`]: what the host calls and what a plugin answers.
+//! - [`Conn`]: send, close, identity, per-connection attachments and room membership.
+//! - [`Message`], [`Request`], [`Identity`]: the data a plugin is handed.
+//! - [`rooms`], [`kv`], [`log`], [`config`]: the host's other services.
+//! - [`Error`]: why a host call failed.
+//!
 //! # Testing plugins natively
 //! On targets other than wasm32, the host calls go to [`testing::TestHost`], an in-memory host
 //! that records what a plugin sent, published, stored and closed, so plugin logic is unit-tested
-//! with plain `cargo test`.
+//! with plain `cargo test`. The examples in these docs run that way.
 
 #![warn(missing_docs)]
 
@@ -60,10 +67,23 @@ pub use plugin::{Connect, Flow, Plugin};
 pub use request::{Identity, Request};
 
 /// The version of the WIT contract (`wasmsock:plugin`) this SDK builds plugins for.
+///
+/// The host links plugins built for a semver-compatible contract (0.1.x with 0.1.y) and refuses
+/// others at load time; logging this from a plugin helps when tracking down such a refusal.
+///
+/// ```
+/// # let host = wasmsock_sdk::testing::TestHost::new();
+/// wasmsock_sdk::info!("built for wasmsock:plugin@{}", wasmsock_sdk::CONTRACT_VERSION);
+/// # assert_eq!(host.logs()[0].1, format!("built for wasmsock:plugin@{}", wasmsock_sdk::CONTRACT_VERSION));
+/// ```
 pub const CONTRACT_VERSION: &str = "0.1.0";
 
 /// A setting of this plugin from the host configuration (`[plugins.<name>.config]`), including
 /// secrets the host resolved from environment variables. `None` when unset.
+///
+/// Settings are strings; parse them yourself. Caching the parsed form in a field of the plugin
+/// type is fine: the field lives exactly as long as one instance, and a new instance reads the
+/// settings afresh.
 ///
 /// ```
 /// # let _host = wasmsock_sdk::testing::TestHost::new().config("greeting", "hi");
@@ -121,4 +141,15 @@ pub mod __private {
     };
     pub use crate::sys::export;
     pub use wit_bindgen;
+}
+
+#[cfg(test)]
+mod tests {
+    /// The constant must name the package version the bindings are generated from.
+    #[test]
+    fn contract_version_matches_the_wit_package() {
+        let wit = include_str!("../../wit/wasmsock.wit");
+        let expected = format!("package wasmsock:plugin@{};", super::CONTRACT_VERSION);
+        assert!(wit.lines().any(|l| l.trim() == expected), "wit/wasmsock.wit does not declare {expected}");
+    }
 }

@@ -4,11 +4,73 @@ use crate::{Conn, Identity, Message, Request};
 ///
 /// One value of the type is created (with [`Default`]) per plugin instance and serves many
 /// connections; the host may replace the instance at any time, so durable state belongs in
-/// [`Conn::set_attachment`] or [`kv`](crate::kv).
+/// [`Conn::set_attachment`] or [`kv`](crate::kv). The methods take `&self` because a call
+/// must not rely on having seen earlier ones.
+///
+/// ```
+/// use wasmsock_sdk::{Conn, Connect, Flow, Message, Plugin, Request, export_plugin};
+///
+/// /// Lets in clients that know the password, and greets everyone in the room.
+/// #[derive(Default)]
+/// struct Lobby;
+///
+/// impl Plugin for Lobby {
+///     fn on_connect(&self, _conn: Conn, req: &Request) -> Connect {
+///         match (req.query_param("password"), wasmsock_sdk::config("password")) {
+///             (Some(given), Some(wanted)) if given == wanted => Connect::accept(),
+///             _ => Connect::reject(403, "wrong password"),
+///         }
+///     }
+///
+///     fn on_message(&self, conn: Conn, msg: Message) -> Flow {
+///         if conn.join("lobby").is_ok() {
+///             let _ = wasmsock_sdk::rooms::publish("lobby", msg, Some(conn));
+///         }
+///         Flow::Done
+///     }
+/// }
+///
+/// export_plugin!(Lobby);
+///
+/// // The same plugin, tested natively:
+/// let host = wasmsock_sdk::testing::TestHost::new().config("password", "sesame");
+/// let req = |query: &str| Request { route: "/lobby".into(), query: query.into(), ..Request::default() };
+/// assert_eq!(host.connect(&Lobby, req("password=nope")).1, Connect::reject(403, "wrong password"));
+/// let (a, _) = host.connect(&Lobby, req("password=sesame"));
+/// let (b, _) = host.connect(&Lobby, req("password=sesame"));
+/// host.message(&Lobby, a, "hi".into());
+/// host.message(&Lobby, b, "hello".into());
+/// assert_eq!(host.sent(a), vec![Message::from("hello")]);
+/// ```
 pub trait Plugin: Default + 'static {
     /// A client asks to open a connection on a route this plugin serves. Runs before the
     /// upgrade is answered; the first plugin of a route's chain that rejects answers the
     /// handshake with its status and reason. Default: accept.
+    ///
+    /// This is the place for authentication: whatever identity is accepted here is what
+    /// [`Conn::identity`] reports for the rest of the connection's life.
+    ///
+    /// ```
+    /// use wasmsock_sdk::{Conn, Connect, Identity, Plugin, Request};
+    ///
+    /// #[derive(Default)]
+    /// struct ApiKey;
+    ///
+    /// impl Plugin for ApiKey {
+    ///     fn on_connect(&self, _conn: Conn, req: &Request) -> Connect {
+    ///         match req.header("x-api-key") {
+    ///             Some(key) if key.starts_with("team-") => Connect::accept_as(Identity::new(key)),
+    ///             _ => Connect::reject(401, "missing or bad api key"),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let host = wasmsock_sdk::testing::TestHost::new();
+    /// let req = Request { headers: vec![("x-api-key".into(), "team-red".into())], ..Request::default() };
+    /// let (conn, answer) = host.connect(&ApiKey, req);
+    /// assert_eq!(answer, Connect::accept_as(Identity::new("team-red")));
+    /// assert_eq!(conn.identity().unwrap().id, "team-red");
+    /// ```
     fn on_connect(&self, conn: Conn, req: &Request) -> Connect {
         let _ = (conn, req);
         Connect::accept()
@@ -16,6 +78,30 @@ pub trait Plugin: Default + 'static {
 
     /// A complete message arrived. Return [`Flow::Done`] when handled, [`Flow::Pass`] to hand it
     /// on unchanged, or [`Flow::Forward`] to hand on a rewritten message. Default: pass.
+    ///
+    /// ```
+    /// use wasmsock_sdk::{Conn, Flow, Message, Plugin};
+    ///
+    /// /// Answers pings itself and lets later plugins see everything else.
+    /// #[derive(Default)]
+    /// struct Ping;
+    ///
+    /// impl Plugin for Ping {
+    ///     fn on_message(&self, conn: Conn, msg: Message) -> Flow {
+    ///         if msg.as_text() == Some("ping") {
+    ///             let _ = conn.send_text("pong");
+    ///             return Flow::Done;
+    ///         }
+    ///         Flow::Pass
+    ///     }
+    /// }
+    ///
+    /// let host = wasmsock_sdk::testing::TestHost::new();
+    /// let conn = host.open("/app");
+    /// assert_eq!(host.message(&Ping, conn, "ping".into()), Flow::Done);
+    /// assert_eq!(host.message(&Ping, conn, "other".into()), Flow::Pass);
+    /// assert_eq!(host.sent(conn), vec![Message::from("pong")]);
+    /// ```
     fn on_message(&self, conn: Conn, msg: Message) -> Flow {
         let _ = (conn, msg);
         Flow::Pass
@@ -23,12 +109,54 @@ pub trait Plugin: Default + 'static {
 
     /// The connection ended, whatever ended it: called exactly once for every connection this
     /// plugin accepted. `code` is the WebSocket close code (1006 when there was no close frame).
+    ///
+    /// This also runs (with 1006) when a later plugin of the chain rejected a handshake this
+    /// plugin accepted. Nothing sent to the connection arrives any more, but its attachment
+    /// and rooms can still be read (the host removes it from its rooms right after), so this
+    /// is the place to tell the others.
+    ///
+    /// ```
+    /// use wasmsock_sdk::{Conn, Message, Plugin, rooms};
+    ///
+    /// #[derive(Default)]
+    /// struct Presence;
+    ///
+    /// impl Plugin for Presence {
+    ///     fn on_close(&self, conn: Conn, _code: u16, _reason: &str) {
+    ///         let left = format!("{} left", conn.id());
+    ///         for room in conn.rooms() {
+    ///             let _ = rooms::publish(&room, Message::from(left.as_str()), Some(conn));
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let host = wasmsock_sdk::testing::TestHost::new();
+    /// let (a, b) = (host.open("/chat"), host.open("/chat"));
+    /// a.join("lobby").unwrap();
+    /// b.join("lobby").unwrap();
+    /// host.close(&Presence, a, 1006, "");
+    /// assert_eq!(host.sent(b), vec![Message::from(format!("{} left", a.id()))]);
+    /// assert_eq!(rooms::count("lobby"), 1);
+    /// ```
     fn on_close(&self, conn: Conn, code: u16, reason: &str) {
         let _ = (conn, code, reason);
     }
 }
 
-/// The answer to [`Plugin::on_connect`].
+/// The answer to [`Plugin::on_connect`]. Build it with the constructors rather than the
+/// variants: they fill in the defaults.
+///
+/// ```
+/// use wasmsock_sdk::{Connect, Identity};
+///
+/// let open = Connect::accept();
+/// let known = Connect::accept_as(Identity::new("ada")).with_protocol("chat.v2");
+/// let closed = Connect::reject(403, "not on the list");
+///
+/// assert_eq!(open, Connect::Accept { identity: None, protocol: None });
+/// assert!(matches!(known, Connect::Accept { protocol: Some(ref p), .. } if p == "chat.v2"));
+/// assert!(matches!(closed, Connect::Reject { status: 403, .. }));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Connect {
     /// Let the connection in.
@@ -40,25 +168,40 @@ pub enum Connect {
     },
     /// Refuse the upgrade with an HTTP status (for example 401 or 403) and a short reason.
     Reject {
-        /// HTTP status code, 400-599.
+        /// HTTP status code, 400-599 (the host answers 403 for anything else).
         status: u16,
-        /// Short reason, sent as the response body.
+        /// Short reason, sent as the response body (the host keeps the first 200 bytes and drops
+        /// control characters). Clients can read it; don't put secrets in it.
         reason: String,
     },
 }
 
 impl Connect {
-    /// Accept without an identity.
+    /// Accept without an identity (an identity set by an earlier plugin of the chain stays).
+    ///
+    /// ```
+    /// let yes = wasmsock_sdk::Connect::accept();
+    /// assert_eq!(yes, wasmsock_sdk::Connect::Accept { identity: None, protocol: None });
+    /// ```
     pub fn accept() -> Self {
         Connect::Accept { identity: None, protocol: None }
     }
 
-    /// Accept as `identity`.
+    /// Accept as `identity`, which later plugins see in [`Request::identity`] and
+    /// [`Conn::identity`].
+    ///
+    /// ```
+    /// use wasmsock_sdk::{Connect, Identity};
+    /// let who = Identity::with_claims("ada", &serde_json::json!({"role": "admin"})).unwrap();
+    /// let yes = Connect::accept_as(who.clone());
+    /// assert_eq!(yes, Connect::Accept { identity: Some(who), protocol: None });
+    /// ```
     pub fn accept_as(identity: Identity) -> Self {
         Connect::Accept { identity: Some(identity), protocol: None }
     }
 
-    /// Refuse with an HTTP status and a reason.
+    /// Refuse with an HTTP status (400-599) and a reason; later plugins of the chain are not
+    /// asked.
     ///
     /// ```
     /// let no = wasmsock_sdk::Connect::reject(401, "missing token");
@@ -68,7 +211,23 @@ impl Connect {
         Connect::Reject { status, reason: reason.into() }
     }
 
-    /// Answer the handshake with subprotocol `protocol` (ignored on a rejection).
+    /// Answer the handshake with subprotocol `protocol` (ignored on a rejection). Pick one of
+    /// [`Request::protocols`]: the host refuses the handshake (500) when the chosen protocol is
+    /// not one the client offered. When several plugins of a chain choose one, the last wins.
+    ///
+    /// ```
+    /// use wasmsock_sdk::{Connect, Request};
+    /// let req = Request {
+    ///     headers: vec![("sec-websocket-protocol".into(), "chat.v1, chat.v2".into())],
+    ///     ..Request::default()
+    /// };
+    /// let answer = match req.protocols().into_iter().find(|p| p.starts_with("chat.")) {
+    ///     Some(p) => Connect::accept().with_protocol(p),
+    ///     None => Connect::reject(400, "no supported subprotocol"),
+    /// };
+    /// assert_eq!(answer, Connect::Accept { identity: None, protocol: Some("chat.v1".into()) });
+    /// assert_eq!(Connect::reject(403, "no").with_protocol("chat.v1"), Connect::reject(403, "no"));
+    /// ```
     pub fn with_protocol(self, protocol: impl Into<String>) -> Self {
         match self {
             Connect::Accept { identity, .. } => Connect::Accept { identity, protocol: Some(protocol.into()) },
@@ -78,6 +237,27 @@ impl Connect {
 }
 
 /// What happens to a message after [`Plugin::on_message`].
+///
+/// A route can chain several plugins (say auth, then a filter, then the application); the
+/// message travels down the chain until a plugin returns [`Flow::Done`]. If it falls off the
+/// end, nothing more happens to it.
+///
+/// ```
+/// use wasmsock_sdk::{Flow, Message};
+///
+/// // A filter that masks a word and lets the next plugin handle the rest.
+/// fn mask(msg: Message) -> Flow {
+///     match msg.as_text() {
+///         Some(text) if text.contains("secret") => Flow::Forward(text.replace("secret", "******").into()),
+///         Some(_) => Flow::Pass,
+///         None => Flow::Done, // drop binary messages
+///     }
+/// }
+///
+/// assert_eq!(mask("my secret".into()), Flow::Forward("my ******".into()));
+/// assert_eq!(mask("hello".into()), Flow::Pass);
+/// assert_eq!(mask(vec![0u8].into()), Flow::Done);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Flow {
     /// Hand the same message to the next plugin of the chain.

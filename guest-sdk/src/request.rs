@@ -3,6 +3,21 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::Error;
 
 /// Who a connection belongs to, as set by a plugin's [`Connect::accept_as`](crate::Connect::accept_as).
+///
+/// The claims travel as JSON text rather than a typed value because they cross plugin
+/// boundaries: an auth plugin written by one team sets them, other plugins read the fields
+/// they care about with [`Identity::claims_as`].
+///
+/// ```
+/// use wasmsock_sdk::Identity;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Claims { role: String }
+///
+/// let who = Identity::with_claims("ada", &serde_json::json!({"role": "admin", "team": 7})).unwrap();
+/// assert_eq!(who.id, "ada");
+/// assert_eq!(who.claims_as::<Claims>().unwrap().role, "admin");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     /// Stable user id (a JWT `sub`, an account id, ...). It appears in the server's logs.
@@ -12,7 +27,12 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// An identity without claims.
+    /// An identity without claims (`claims` is `{}`).
+    ///
+    /// ```
+    /// let guest = wasmsock_sdk::Identity::new("guest-17");
+    /// assert_eq!((guest.id.as_str(), guest.claims.as_str()), ("guest-17", "{}"));
+    /// ```
     pub fn new(id: impl Into<String>) -> Self {
         Identity { id: id.into(), claims: "{}".into() }
     }
@@ -27,7 +47,19 @@ impl Identity {
         Ok(Identity { id: id.into(), claims: serde_json::to_string(claims)? })
     }
 
-    /// The claims parsed as `T`.
+    /// The claims parsed as `T`. Fails with [`Error::Json`] when they do not fit `T`, so make
+    /// fields you can do without `Option` or `#[serde(default)]`.
+    ///
+    /// ```
+    /// use wasmsock_sdk::Identity;
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Claims { #[serde(default)] admin: bool }
+    ///
+    /// assert!(!Identity::new("guest").claims_as::<Claims>().unwrap().admin);
+    /// let boss = Identity::with_claims("ada", &serde_json::json!({"admin": true})).unwrap();
+    /// assert!(boss.claims_as::<Claims>().unwrap().admin);
+    /// ```
     pub fn claims_as<T: DeserializeOwned>(&self) -> Result<T, Error> {
         Ok(serde_json::from_str(if self.claims.is_empty() { "{}" } else { &self.claims })?)
     }
@@ -35,6 +67,26 @@ impl Identity {
 
 /// The HTTP upgrade request a client sent, as seen by `on_connect` before the handshake is
 /// answered.
+///
+/// Browsers cannot set headers on a WebSocket request, which is why tokens often come in the
+/// query string or as a subprotocol: [`Request::query_param`] and [`Request::protocols`] cover
+/// those. `Request` implements [`Default`], so tests can fill in only what they need.
+///
+/// ```
+/// use wasmsock_sdk::Request;
+///
+/// let req = Request {
+///     route: "/chat".into(),
+///     path: "/chat/lobby".into(),
+///     query: "token=abc".into(),
+///     headers: vec![("origin".into(), "https://example.com".into())],
+///     ..Request::default()
+/// };
+/// let room = req.path.strip_prefix(&req.route).unwrap_or_default().trim_start_matches('/');
+/// assert_eq!(room, "lobby");
+/// assert_eq!(req.query_param("token").as_deref(), Some("abc"));
+/// assert_eq!(req.header("Origin"), Some("https://example.com"));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Request {
     /// The configured route that matched (for example `/chat`).
@@ -54,7 +106,8 @@ pub struct Request {
 }
 
 impl Request {
-    /// The first value of header `name` (case-insensitive).
+    /// The first value of header `name` (case-insensitive). Repeated headers are not joined:
+    /// look through [`Request::headers`] to see them all.
     ///
     /// ```
     /// let req = wasmsock_sdk::Request {
@@ -67,12 +120,15 @@ impl Request {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
-    /// The first value of query parameter `name`, percent-decoded (`+` reads as a space).
+    /// The first value of query parameter `name`, percent-decoded (`+` reads as a space). A
+    /// parameter without `=` has the empty value.
     ///
     /// ```
     /// let req = wasmsock_sdk::Request { query: "room=a%20b&token=x".into(), ..Default::default() };
     /// assert_eq!(req.query_param("room").as_deref(), Some("a b"));
     /// assert_eq!(req.query_param("missing"), None);
+    /// let flag = wasmsock_sdk::Request { query: "debug&x=1".into(), ..Default::default() };
+    /// assert_eq!(flag.query_param("debug").as_deref(), Some(""));
     /// ```
     pub fn query_param(&self, name: &str) -> Option<String> {
         self.query.split('&').find_map(|pair| {
@@ -81,7 +137,20 @@ impl Request {
         })
     }
 
-    /// The subprotocols the client offered in `Sec-WebSocket-Protocol`, in order.
+    /// The subprotocols the client offered in `Sec-WebSocket-Protocol`, in order, whether sent
+    /// as one comma-separated header or several. Answer with one via
+    /// [`Connect::with_protocol`](crate::Connect::with_protocol).
+    ///
+    /// ```
+    /// let req = wasmsock_sdk::Request {
+    ///     headers: vec![
+    ///         ("sec-websocket-protocol".into(), "chat.v2, chat.v1".into()),
+    ///         ("sec-websocket-protocol".into(), "token.abc".into()),
+    ///     ],
+    ///     ..Default::default()
+    /// };
+    /// assert_eq!(req.protocols(), ["chat.v2", "chat.v1", "token.abc"]);
+    /// ```
     pub fn protocols(&self) -> Vec<&str> {
         self.headers
             .iter()

@@ -2,6 +2,12 @@
 //!
 //! Everything above this module uses SDK types only, so plugin code is identical in both worlds.
 
+/// The WIT bindings, generated from `../wit` (the same file the host's `bindgen!` reads).
+///
+/// `export_plugin!` expands in the *plugin's* crate, so the generated export glue must reach
+/// the bindings and the wit-bindgen runtime through paths that resolve there: hence
+/// `default_bindings_module` and `runtime_path` name public (doc-hidden) paths of this crate,
+/// and plugins need no direct wit-bindgen dependency.
 #[cfg(target_arch = "wasm32")]
 #[allow(missing_docs)]
 pub mod bindings {
@@ -18,6 +24,8 @@ pub mod bindings {
 #[cfg(target_arch = "wasm32")]
 pub use bindings::export;
 
+/// The real host calls: thin wrappers converting between SDK types and WIT types. Each
+/// function has a twin of the same signature in `testing::host`; keep the two in step.
 #[cfg(target_arch = "wasm32")]
 mod imp {
     use super::bindings::wasmsock::plugin::{host, types};

@@ -29,7 +29,17 @@ use std::marker::PhantomData;
 use crate::log::Level;
 use crate::{Conn, Connect, Flow, Identity, Message, Plugin, Request};
 
-/// Size and count limits, defaulting to the server's defaults.
+/// Size and count limits, defaulting to the server's defaults. Lower them to test how a plugin
+/// copes with a refusal without building huge values.
+///
+/// ```
+/// use wasmsock_sdk::{Error, testing::{Limits, TestHost}};
+///
+/// let host = TestHost::new().limits(Limits { max_rooms_per_conn: 1, ..Limits::default() });
+/// let conn = host.open("/chat");
+/// conn.join("a").unwrap();
+/// assert!(matches!(conn.join("b"), Err(Error::LimitReached)));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest attachment in bytes.
@@ -57,6 +67,22 @@ impl Default for Limits {
 }
 
 /// The test host of the current thread; dropping it discards all recorded state.
+///
+/// Host calls made while no `TestHost` is alive panic with a hint to create one. The state is
+/// per thread (so parallel tests don't see each other) and the handle is not `Send`. Keep one
+/// host per test: [`TestHost::new`] replaces the thread's state, and dropping any handle
+/// clears it.
+///
+/// ```
+/// use wasmsock_sdk::testing::TestHost;
+///
+/// let host = TestHost::new().config("greeting", "hi");
+/// let conn = host.open("/chat");
+/// conn.send_text(&wasmsock_sdk::config("greeting").unwrap()).unwrap();
+/// assert_eq!(host.sent(conn), vec!["hi".into()]);
+/// drop(host);
+/// assert!(std::panic::catch_unwind(|| wasmsock_sdk::config("greeting")).is_err());
+/// ```
 pub struct TestHost {
     _not_send: PhantomData<*const ()>,
 }
@@ -102,36 +128,97 @@ impl Default for TestHost {
 }
 
 impl TestHost {
-    /// Installs a fresh test host for this thread.
+    /// Installs a fresh test host for this thread, with default [`Limits`], no settings and
+    /// no connections.
+    ///
+    /// ```
+    /// let host = wasmsock_sdk::testing::TestHost::new();
+    /// assert_eq!(wasmsock_sdk::kv::get("anything"), None);
+    /// # drop(host);
+    /// ```
     pub fn new() -> Self {
         STATE.with(|s| *s.borrow_mut() = Some(State { next_id: 1, ..State::default() }));
         TestHost { _not_send: PhantomData }
     }
 
-    /// Sets a plugin setting, as `[plugins.<name>.config]` would on the server.
+    /// Sets a plugin setting, as `[plugins.<name>.config]` would on the server; read it with
+    /// [`config`](crate::config). Chains, builder-style.
+    ///
+    /// ```
+    /// use wasmsock_sdk::testing::TestHost;
+    /// let _host = TestHost::new().config("room", "lobby").config("max", "10");
+    /// assert_eq!(wasmsock_sdk::config("max").as_deref(), Some("10"));
+    /// ```
     pub fn config(self, key: &str, value: &str) -> Self {
         with(|s| s.config.insert(key.into(), value.into()));
         self
     }
 
-    /// Replaces the limits.
+    /// Replaces the limits (see the example on [`Limits`]).
+    ///
+    /// ```
+    /// use wasmsock_sdk::{Error, kv, testing::{Limits, TestHost}};
+    /// let _host = TestHost::new().limits(Limits { max_kv_value: 4, ..Limits::default() });
+    /// assert!(matches!(kv::set("k", b"12345"), Err(Error::TooLarge)));
+    /// ```
     pub fn limits(self, limits: Limits) -> Self {
         with(|s| s.limits = limits);
         self
     }
 
-    /// Opens an accepted connection on `route` without running `on_connect`.
+    /// Opens an accepted connection on `route` without running `on_connect`: the quick way to
+    /// get a [`Conn`] for testing `on_message` and `on_close`.
+    ///
+    /// ```
+    /// let host = wasmsock_sdk::testing::TestHost::new();
+    /// let (a, b) = (host.open("/chat"), host.open("/chat"));
+    /// assert_ne!(a, b);
+    /// assert!(host.is_open(a));
+    /// assert_eq!(a.identity(), None);
+    /// ```
     pub fn open(&self, route: &str) -> Conn {
         self.register(route, None)
     }
 
-    /// Opens an accepted connection carrying `identity`.
+    /// Opens an accepted connection carrying `identity`, as if an auth plugin earlier in the
+    /// chain had accepted it.
+    ///
+    /// ```
+    /// use wasmsock_sdk::{Identity, testing::TestHost};
+    /// let host = TestHost::new();
+    /// let admin = Identity::with_claims("ada", &serde_json::json!({"admin": true})).unwrap();
+    /// let conn = host.open_as("/chat", admin.clone());
+    /// assert_eq!(conn.identity(), Some(admin));
+    /// ```
     pub fn open_as(&self, route: &str, identity: Identity) -> Conn {
         self.register(route, Some(identity))
     }
 
     /// Runs `plugin.on_connect` for `req`; an accepted connection is opened with the identity
-    /// the plugin returned (or the one in `req`).
+    /// the plugin returned (or the one in `req`). Returns the connection (not open when
+    /// rejected) and the plugin's answer.
+    ///
+    /// The connection is registered only after `on_connect` returns, so host calls on it from
+    /// inside `on_connect` fail here with [`Error::UnknownConnection`](crate::Error::UnknownConnection).
+    ///
+    /// ```
+    /// use wasmsock_sdk::{Conn, Connect, Plugin, Request, testing::TestHost};
+    ///
+    /// #[derive(Default)]
+    /// struct NeedsToken;
+    /// impl Plugin for NeedsToken {
+    ///     fn on_connect(&self, _conn: Conn, req: &Request) -> Connect {
+    ///         if req.query_param("token").is_some() { Connect::accept() } else { Connect::reject(401, "no token") }
+    ///     }
+    /// }
+    ///
+    /// let host = TestHost::new();
+    /// let (conn, answer) = host.connect(&NeedsToken, Request::default());
+    /// assert_eq!(answer, Connect::reject(401, "no token"));
+    /// assert!(!host.is_open(conn));
+    /// let (conn, _) = host.connect(&NeedsToken, Request { query: "token=t".into(), ..Request::default() });
+    /// assert!(host.is_open(conn));
+    /// ```
     pub fn connect<P: Plugin>(&self, plugin: &P, req: Request) -> (Conn, Connect) {
         let id = with(|s| {
             let id = s.next_id;
@@ -139,21 +226,63 @@ impl TestHost {
             id
         });
         let conn = Conn::from_raw(id);
+        // As on the server, the connection exists during `on_connect` (a plugin may set its
+        // attachment or join rooms there) and is gone again if the plugin refuses it.
+        let state = ConnState { route: req.route.clone(), identity: req.identity.clone(), ..ConnState::default() };
+        with(|s| s.conns.insert(id, state));
         let answer = plugin.on_connect(conn, &req);
-        if let Connect::Accept { identity, .. } = &answer {
-            let identity = identity.clone().or(req.identity);
-            with(|s| s.conns.insert(id, ConnState { route: req.route, identity, ..ConnState::default() }));
+        match &answer {
+            Connect::Accept { identity: Some(identity), .. } => with(|s| {
+                if let Some(c) = s.conns.get_mut(&id) {
+                    c.identity = Some(identity.clone());
+                }
+            }),
+            Connect::Accept { .. } => {}
+            _ => with(|s| {
+                if let Some(c) = s.conns.remove(&id) {
+                    for room in c.rooms {
+                        remove_member(s, &room, id);
+                    }
+                }
+            }),
         }
         (conn, answer)
     }
 
-    /// Delivers a message to `plugin.on_message`.
+    /// Delivers a message to `plugin.on_message` and returns its [`Flow`]. Unlike the server
+    /// there is no chain: nothing happens to a passed or forwarded message.
+    ///
+    /// ```
+    /// use wasmsock_sdk::{Flow, Plugin, testing::TestHost};
+    /// #[derive(Default)]
+    /// struct Nothing;
+    /// impl Plugin for Nothing {}
+    ///
+    /// let host = TestHost::new();
+    /// let conn = host.open("/x");
+    /// assert_eq!(host.message(&Nothing, conn, "hi".into()), Flow::Pass);
+    /// ```
     pub fn message<P: Plugin>(&self, plugin: &P, conn: Conn, msg: Message) -> Flow {
         plugin.on_message(conn, msg)
     }
 
     /// Ends a connection as the server would: `on_close` runs, then the connection leaves its
-    /// rooms and is forgotten.
+    /// rooms and is forgotten. Use 1006 (no close frame) to simulate a dropped network.
+    ///
+    /// ```
+    /// use wasmsock_sdk::{Plugin, testing::TestHost};
+    /// #[derive(Default)]
+    /// struct Nothing;
+    /// impl Plugin for Nothing {}
+    ///
+    /// let host = TestHost::new();
+    /// let conn = host.open("/chat");
+    /// conn.join("lobby").unwrap();
+    /// host.close(&Nothing, conn, 1006, "");
+    /// assert!(!host.is_open(conn));
+    /// assert!(host.members("lobby").is_empty());
+    /// assert!(conn.send_text("late").is_err());
+    /// ```
     pub fn close<P: Plugin>(&self, plugin: &P, conn: Conn, code: u16, reason: &str) {
         plugin.on_close(conn, code, reason);
         with(|s| {
@@ -167,12 +296,32 @@ impl TestHost {
         });
     }
 
-    /// Takes the messages queued to `conn` so far.
+    /// Takes the messages queued to `conn` so far (by [`Conn::send`] or a room publish), oldest
+    /// first. Taking, not peeking, lets a test check each step's output on its own.
+    ///
+    /// ```
+    /// let host = wasmsock_sdk::testing::TestHost::new();
+    /// let conn = host.open("/chat");
+    /// conn.send_text("one").unwrap();
+    /// assert_eq!(host.sent(conn), vec!["one".into()]);
+    /// assert!(host.sent(conn).is_empty());
+    /// ```
     pub fn sent(&self, conn: Conn) -> Vec<Message> {
         with(|s| s.conns.get_mut(&conn.id()).map(|c| std::mem::take(&mut c.sent)).unwrap_or_default())
     }
 
-    /// The close code and reason the plugin asked for, if it closed `conn`.
+    /// The close code and reason the plugin asked for, if it closed `conn` with [`Conn::close`].
+    /// After [`TestHost::close`] this is the close that ended the connection: the plugin's
+    /// request if it made one, otherwise the code and reason given to `TestHost::close`.
+    ///
+    /// ```
+    /// let host = wasmsock_sdk::testing::TestHost::new();
+    /// let conn = host.open("/chat");
+    /// assert_eq!(host.close_requested(conn), None);
+    /// conn.close(4000, "kicked").unwrap();
+    /// assert_eq!(host.close_requested(conn), Some((4000, "kicked".into())));
+    /// assert!(host.is_open(conn)); // closing, until the server ends it
+    /// ```
     pub fn close_requested(&self, conn: Conn) -> Option<(u16, String)> {
         with(|s| match s.conns.get(&conn.id()) {
             Some(c) => c.closing.clone(),
@@ -180,22 +329,53 @@ impl TestHost {
         })
     }
 
-    /// True while `conn` is open.
+    /// True while `conn` is open: opened or accepted, and not yet ended by [`TestHost::close`].
+    /// A connection the plugin asked to close stays open until then.
+    ///
+    /// ```
+    /// use wasmsock_sdk::{Conn, testing::TestHost};
+    /// let host = TestHost::new();
+    /// assert!(host.is_open(host.open("/chat")));
+    /// assert!(!host.is_open(Conn::from_raw(999)));
+    /// ```
     pub fn is_open(&self, conn: Conn) -> bool {
         with(|s| s.conns.contains_key(&conn.id()))
     }
 
-    /// Members of `room`, in id order.
+    /// Members of `room`, in id order (all of them, unlike [`rooms::members`](crate::rooms::members),
+    /// and in a stable order for assertions).
+    ///
+    /// ```
+    /// let host = wasmsock_sdk::testing::TestHost::new();
+    /// let (a, b) = (host.open("/chat"), host.open("/chat"));
+    /// b.join("lobby").unwrap();
+    /// a.join("lobby").unwrap();
+    /// assert_eq!(host.members("lobby"), [a, b]);
+    /// ```
     pub fn members(&self, room: &str) -> Vec<Conn> {
         with(|s| s.rooms.get(room).map(|m| m.iter().copied().map(Conn::from_raw).collect()).unwrap_or_default())
     }
 
-    /// The stored value of `key`.
+    /// The stored value of `key`, as [`kv::get`](crate::kv::get) would return it; handy to check
+    /// the raw bytes a plugin wrote.
+    ///
+    /// ```
+    /// let host = wasmsock_sdk::testing::TestHost::new();
+    /// wasmsock_sdk::kv::set_json("count", &2).unwrap();
+    /// assert_eq!(host.kv("count").as_deref(), Some(&b"2"[..]));
+    /// ```
     pub fn kv(&self, key: &str) -> Option<Vec<u8>> {
         with(|s| s.kv.get(key).cloned())
     }
 
-    /// The log lines written so far.
+    /// The log lines written so far, oldest first (not taken: they accumulate).
+    ///
+    /// ```
+    /// use wasmsock_sdk::log::Level;
+    /// let host = wasmsock_sdk::testing::TestHost::new();
+    /// wasmsock_sdk::warn!("slow consumer {}", 7);
+    /// assert_eq!(host.logs(), [(Level::Warn, "slow consumer 7".to_owned())]);
+    /// ```
     pub fn logs(&self) -> Vec<(Level, String)> {
         with(|s| s.logs.clone())
     }
@@ -217,7 +397,13 @@ impl Drop for TestHost {
 }
 
 impl TestHost {
-    /// The route a connection was opened on.
+    /// The route a connection was opened on; `None` once it has ended.
+    ///
+    /// ```
+    /// let host = wasmsock_sdk::testing::TestHost::new();
+    /// let conn = host.open("/chat");
+    /// assert_eq!(host.route(conn).as_deref(), Some("/chat"));
+    /// ```
     pub fn route(&self, conn: Conn) -> Option<String> {
         with(|s| s.conns.get(&conn.id()).map(|c| c.route.clone()))
     }
@@ -250,7 +436,8 @@ pub(crate) mod host {
     }
 
     pub(crate) fn close(conn: u64, code: u16, reason: &str) -> Result<(), Error> {
-        if !(code == 1000 || (3000..=4999).contains(&code)) || reason.len() > 123 {
+        // The codes the server accepts from a plugin (those a peer may legitimately send).
+        if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) || reason.len() > 123 {
             return Err(Error::InvalidArgument);
         }
         with(|s| open_conn(s, conn).map(|c| c.closing = Some((code, reason.to_owned()))))
@@ -308,6 +495,9 @@ pub(crate) mod host {
 
     pub(crate) fn publish(room: &str, msg: Message, except: Option<u64>) -> Result<u32, Error> {
         with(|s| {
+            if room.is_empty() || room.len() > s.limits.max_room_name {
+                return Err(Error::InvalidArgument);
+            }
             let members: Vec<u64> = s.rooms.get(room).map(|m| m.iter().copied().collect()).unwrap_or_default();
             let mut queued = 0;
             for id in members.into_iter().filter(|id| Some(*id) != except) {

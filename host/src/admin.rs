@@ -12,6 +12,8 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::http;
 use crate::server::ServerCtx;
 
+const MAX_ADMIN_CONNECTIONS: usize = 32;
+
 pub struct Admin {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
@@ -22,14 +24,24 @@ impl Admin {
         let listener =
             TcpListener::bind(addr).await.with_context(|| format!("cannot bind the admin listener on {addr}"))?;
         let addr = listener.local_addr()?;
+        // Scrapers and probes are few: a bounded number at a time, the rest wait in the backlog.
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
+                let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "admin accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
                 };
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
                     let _ = tokio::time::timeout(Duration::from_secs(10), handle(stream, &ctx)).await;
+                    drop(slot);
                 });
             }
         });

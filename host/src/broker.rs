@@ -6,14 +6,22 @@
 //! other nodes published to its own members; a node skips its own messages, so nothing is
 //! delivered twice. One publishing connection and one subscribing connection per node keep the
 //! order of one publisher's messages. When Redis is down, local delivery goes on, publishes
-//! wait in the bounded queue (the overflow is dropped and counted), and both connections come
-//! back with exponential backoff.
+//! wait in the queue (bounded in count and bytes; the overflow is dropped and counted), and
+//! both connections come back with exponential backoff.
+//!
+//! The publisher sends what has queued up as one pipeline (one round trip for many publishes).
+//! Every frame carries the node's sequence number, so when a pipeline is sent again after a
+//! connection failure, the frames Redis had already relayed are recognised and dropped by the
+//! receivers: delivery across nodes is exactly once while Redis is up, at most once across an
+//! outage (Redis pub/sub keeps nothing for an absent subscriber).
 //!
 //! The shared key/value store is eventually consistent: reads are local, writes go to Redis
 //! (`HSET <prefix>:kv:<plugin>`) and to the other nodes (`<prefix>:kv`), and a node (re)loads
 //! the whole store from Redis whenever its subscription (re)connects.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -26,7 +34,7 @@ use crate::config::BrokerSettings;
 use crate::conn::Outgoing;
 use crate::hub::{Hub, RoomKey};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const KIND_TEXT: u8 = 1;
 const KIND_BINARY: u8 = 2;
 const KIND_KV_SET: u8 = 3;
@@ -34,6 +42,12 @@ const KIND_KV_DELETE: u8 = 4;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Most publishes in one pipeline, and most bytes.
+const BATCH_ITEMS: usize = 256;
+const BATCH_BYTES: usize = 1 << 20;
+/// Nodes whose sequence numbers a node remembers (a cluster has a handful; node ids change on
+/// restart, so old ones pile up slowly and are forgotten all at once past this).
+const MAX_KNOWN_NODES: usize = 4096;
 
 /// What goes out to Redis.
 enum Outbound {
@@ -41,11 +55,26 @@ enum Outbound {
     Kv { plugin: Arc<str>, key: String, value: Option<Bytes> },
 }
 
+impl Outbound {
+    fn size(&self) -> usize {
+        match self {
+            Outbound::Publish { key, payload, .. } => key.plugin.len() + key.name.len() + payload.len(),
+            Outbound::Kv { plugin, key, value } => plugin.len() + key.len() + value.as_ref().map_or(0, |v| v.len()),
+        }
+    }
+}
+
 pub struct Broker {
     node: u64,
     shared_kv: bool,
     tx: mpsc::Sender<Outbound>,
+    /// Payload bytes waiting for Redis, bounded by `max_bytes`.
+    queued: Arc<AtomicUsize>,
+    max_bytes: usize,
     hub: Arc<Hub>,
+    /// The highest sequence number seen from every other node.
+    seen: Mutex<HashMap<u64, u64>>,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl Broker {
@@ -61,10 +90,25 @@ impl Broker {
         let client = redis::Client::open(info).context("[broker] cannot use the Redis URL")?;
         let (tx, rx) = mpsc::channel(settings.max_pending.max(1));
         let node = random_node_id();
-        let broker = Arc::new(Broker { node, shared_kv: settings.shared_kv, tx, hub });
+        let queued = Arc::new(AtomicUsize::new(0));
+        let broker = Arc::new(Broker {
+            node,
+            shared_kv: settings.shared_kv,
+            tx,
+            queued: queued.clone(),
+            max_bytes: settings.max_pending_bytes.max(1),
+            hub,
+            seen: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+        });
         let channels = Channels::new(&settings.prefix);
-        tokio::spawn(publisher(client.clone(), channels.clone(), node, rx, broker.hub.clone()));
-        tokio::spawn(subscriber(client, channels, broker.clone()));
+        let queue = Queue { rx, queued };
+        let p = tokio::spawn(publisher(client.clone(), channels.clone(), node, queue, broker.hub.clone()));
+        // The subscriber holds the broker (it delivers through it): `stop` breaks that cycle.
+        let s = tokio::spawn(subscriber(client, channels, broker.clone()));
+        if let Ok(mut tasks) = broker.tasks.lock() {
+            tasks.extend([p.abort_handle(), s.abort_handle()]);
+        }
         tracing::info!(node = format!("{node:016x}"), url = %redact(&settings.url), shared_kv = settings.shared_kv, "broker: Redis pub/sub for rooms across nodes");
         Ok(broker)
     }
@@ -90,11 +134,22 @@ impl Broker {
         }
     }
 
+    /// Stops talking to Redis (server shutdown).
+    pub fn stop(&self) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+        }
+    }
+
     fn send(&self, out: Outbound) {
-        let m = &self.hub.metrics;
-        if self.tx.try_send(out).is_err() {
+        let size = out.size();
+        let fits = self.queued.fetch_add(size, Relaxed) + size <= self.max_bytes;
+        if !fits || self.tx.try_send(out).is_err() {
             // Redis is slow or down and the queue is full: drop rather than grow.
-            m.broker_dropped.inc();
+            self.queued.fetch_sub(size, Relaxed);
+            self.hub.metrics.broker_dropped.inc();
         }
     }
 
@@ -103,6 +158,9 @@ impl Broker {
         let f = Frame::decode(frame)?;
         if f.node == self.node {
             return Ok(()); // our own publish: local members already have it
+        }
+        if !self.first_time(f.node, f.seq) {
+            return Ok(()); // sent again after a connection failure, but Redis had relayed it
         }
         let plugin: Arc<str> = Arc::from(f.plugin);
         match f.kind {
@@ -122,6 +180,26 @@ impl Broker {
         }
         Ok(())
     }
+
+    /// Whether `seq` is new from `node` (one node's frames arrive in order).
+    fn first_time(&self, node: u64, seq: u64) -> bool {
+        let Ok(mut seen) = self.seen.lock() else { return true };
+        if seen.len() >= MAX_KNOWN_NODES && !seen.contains_key(&node) {
+            seen.clear();
+        }
+        let last = seen.entry(node).or_insert(0);
+        if seq <= *last {
+            return false;
+        }
+        *last = seq;
+        true
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 #[derive(Clone)]
@@ -137,9 +215,10 @@ impl Channels {
     }
 }
 
-/// `[version][node u64][kind][plugin len u16][plugin][name len u16][name][payload]`
+/// `[version][node u64][seq u64][kind][plugin len u16][plugin][name len u16][name][payload]`
 struct Frame<'a> {
     node: u64,
+    seq: u64,
     kind: u8,
     plugin: &'a str,
     name: &'a str,
@@ -147,10 +226,11 @@ struct Frame<'a> {
 }
 
 impl<'a> Frame<'a> {
-    fn encode(node: u64, kind: u8, plugin: &str, name: &str, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(14 + plugin.len() + name.len() + payload.len());
+    fn encode(node: u64, seq: u64, kind: u8, plugin: &str, name: &str, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(22 + plugin.len() + name.len() + payload.len());
         out.push(VERSION);
         out.extend_from_slice(&node.to_be_bytes());
+        out.extend_from_slice(&seq.to_be_bytes());
         out.push(kind);
         for s in [plugin, name] {
             out.extend_from_slice(&(s.len() as u16).to_be_bytes());
@@ -167,12 +247,13 @@ impl<'a> Frame<'a> {
             }
             Ok(b.split_at(n))
         };
-        let (head, rest) = take(b, 10)?;
+        let (head, rest) = take(b, 18)?;
         if head[0] != VERSION {
             bail!("broker message version {} (this node speaks {VERSION})", head[0]);
         }
         let node = u64::from_be_bytes(head[1..9].try_into()?);
-        let kind = head[9];
+        let seq = u64::from_be_bytes(head[9..17].try_into()?);
+        let kind = head[17];
         let mut rest = rest;
         let mut strings = [""; 2];
         for s in &mut strings {
@@ -181,14 +262,43 @@ impl<'a> Frame<'a> {
             *s = std::str::from_utf8(bytes)?;
             rest = r;
         }
-        Ok(Frame { node, kind, plugin: strings[0], name: strings[1], payload: rest })
+        Ok(Frame { node, seq, kind, plugin: strings[0], name: strings[1], payload: rest })
     }
 }
 
-async fn publisher(client: redis::Client, ch: Channels, node: u64, mut rx: mpsc::Receiver<Outbound>, hub: Arc<Hub>) {
+/// The publisher's end of the queue, with the byte count it gives back.
+struct Queue {
+    rx: mpsc::Receiver<Outbound>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    /// Waits for one item, then takes what else is already queued, up to a batch.
+    async fn next_batch(&mut self, batch: &mut Vec<Outbound>) -> bool {
+        let Some(first) = self.rx.recv().await else { return false };
+        let mut bytes = first.size();
+        batch.push(first);
+        while batch.len() < BATCH_ITEMS && bytes < BATCH_BYTES {
+            match self.rx.try_recv() {
+                Ok(o) => {
+                    bytes += o.size();
+                    batch.push(o);
+                }
+                Err(_) => break,
+            }
+        }
+        self.queued.fetch_sub(bytes, Relaxed);
+        true
+    }
+}
+
+async fn publisher(client: redis::Client, ch: Channels, node: u64, mut queue: Queue, hub: Arc<Hub>) {
     let m = &hub.metrics;
     let mut backoff = BACKOFF_MIN;
-    let mut pending: Option<Outbound> = None;
+    let mut seq = 0u64;
+    let mut batch = Vec::new();
+    // A pipeline that failed, kept (with its sequence numbers) to be sent again.
+    let mut unsent: Option<(redis::Pipeline, u64)> = None;
     loop {
         let mut conn = match client.get_multiplexed_async_connection().await {
             Ok(c) => {
@@ -204,49 +314,62 @@ async fn publisher(client: redis::Client, ch: Channels, node: u64, mut rx: mpsc:
             }
         };
         loop {
-            let out = match pending.take() {
-                Some(o) => o,
-                None => match rx.recv().await {
-                    Some(o) => o,
-                    None => return, // the node is shutting down
-                },
-            };
-            let result: redis::RedisResult<()> = match &out {
-                Outbound::Publish { key, text, payload } => {
-                    let kind = if *text { KIND_TEXT } else { KIND_BINARY };
-                    let frame = Frame::encode(node, kind, &key.plugin, &key.name, payload);
-                    conn.publish(&ch.rooms, frame).await
-                }
-                Outbound::Kv { plugin, key, value } => {
-                    let hash = format!("{}{plugin}", ch.kv_prefix);
-                    let (kind, stored): (u8, redis::RedisResult<()>) = match value {
-                        Some(v) => (KIND_KV_SET, conn.hset(&hash, key, v.as_ref()).await),
-                        None => (KIND_KV_DELETE, conn.hdel(&hash, key).await),
-                    };
-                    match stored {
-                        Ok(()) => {
-                            let frame = Frame::encode(node, kind, plugin, key, value.as_deref().unwrap_or_default());
-                            conn.publish(&ch.kv, frame).await
-                        }
-                        Err(e) => Err(e),
+            let (pipe, publishes) = match unsent.take() {
+                Some(p) => p,
+                None => {
+                    batch.clear();
+                    if !queue.next_batch(&mut batch).await {
+                        return; // the node is shutting down
                     }
+                    pipeline(&batch, &ch, node, &mut seq)
                 }
             };
-            match result {
+            match pipe.query_async::<()>(&mut conn).await {
                 Ok(()) => {
-                    if matches!(out, Outbound::Publish { .. }) {
-                        m.broker_published.inc();
-                    }
+                    m.broker_published.inc_by(publishes);
                 }
                 Err(e) => {
                     m.broker_errors.inc();
                     tracing::warn!(error = %e, "broker: publishing to Redis failed; reconnecting");
-                    pending = Some(out); // sent again once reconnected
+                    unsent = Some((pipe, publishes)); // sent again once reconnected
                     break;
                 }
             }
         }
     }
+}
+
+/// One round trip's commands for `batch`, numbered from `seq`; and how many are room publishes.
+fn pipeline(batch: &[Outbound], ch: &Channels, node: u64, seq: &mut u64) -> (redis::Pipeline, u64) {
+    let mut pipe = redis::pipe();
+    let mut publishes = 0;
+    for out in batch {
+        *seq += 1;
+        match out {
+            Outbound::Publish { key, text, payload } => {
+                let kind = if *text { KIND_TEXT } else { KIND_BINARY };
+                let frame = Frame::encode(node, *seq, kind, &key.plugin, &key.name, payload);
+                pipe.cmd("PUBLISH").arg(&ch.rooms).arg(frame).ignore();
+                publishes += 1;
+            }
+            Outbound::Kv { plugin, key, value } => {
+                let hash = format!("{}{plugin}", ch.kv_prefix);
+                let kind = match value {
+                    Some(v) => {
+                        pipe.cmd("HSET").arg(&hash).arg(key).arg(v.as_ref()).ignore();
+                        KIND_KV_SET
+                    }
+                    None => {
+                        pipe.cmd("HDEL").arg(&hash).arg(key).ignore();
+                        KIND_KV_DELETE
+                    }
+                };
+                let frame = Frame::encode(node, *seq, kind, plugin, key, value.as_deref().unwrap_or_default());
+                pipe.cmd("PUBLISH").arg(&ch.kv).arg(frame).ignore();
+            }
+        }
+    }
+    (pipe, publishes)
 }
 
 async fn subscriber(client: redis::Client, ch: Channels, broker: Arc<Broker>) {
@@ -350,14 +473,62 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_reject_garbage() {
-        let bytes = Frame::encode(7, KIND_TEXT, "rooms", "lobby", b"hello");
+        let bytes = Frame::encode(7, 42, KIND_TEXT, "rooms", "lobby", b"hello");
         let f = Frame::decode(&bytes).unwrap();
-        assert_eq!((f.node, f.kind, f.plugin, f.name, f.payload), (7, KIND_TEXT, "rooms", "lobby", &b"hello"[..]));
-        assert!(Frame::decode(&bytes[..12]).is_err());
+        assert_eq!(
+            (f.node, f.seq, f.kind, f.plugin, f.name, f.payload),
+            (7, 42, KIND_TEXT, "rooms", "lobby", &b"hello"[..])
+        );
+        assert!(Frame::decode(&bytes[..20]).is_err());
         assert!(Frame::decode(b"").is_err());
         let mut wrong = bytes.clone();
         wrong[0] = 9;
         assert!(Frame::decode(&wrong).is_err());
+    }
+
+    fn broker(max_items: usize, max_bytes: usize) -> (Broker, mpsc::Receiver<Outbound>) {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let hub = Arc::new(Hub::new(crate::hub::KvLimits { max_key: 64, max_value: 64, max_keys: 8 }, metrics));
+        let (tx, rx) = mpsc::channel(max_items);
+        let b = Broker {
+            node: 1,
+            shared_kv: false,
+            tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+            max_bytes,
+            hub,
+            seen: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+        };
+        (b, rx)
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_as_well_as_in_count() {
+        let (b, _rx) = broker(100, 1000);
+        let key = RoomKey::new(&Arc::from("rooms"), "lobby");
+        let item = Outgoing::Text(Bytes::from(vec![b'x'; 400]));
+        for _ in 0..3 {
+            b.publish(&key, &item);
+        }
+        // Two fit in 1000 bytes; the third is dropped and counted, and gives its bytes back.
+        assert_eq!(b.hub.metrics.broker_dropped.get(), 1);
+        assert_eq!(b.queued.load(Relaxed), 2 * (400 + "rooms".len() + "lobby".len()));
+        let (b, _rx) = broker(1, 1 << 20);
+        b.publish(&key, &item);
+        b.publish(&key, &item);
+        assert_eq!(b.hub.metrics.broker_dropped.get(), 1, "count bound");
+    }
+
+    #[test]
+    fn a_frame_sent_again_after_a_failure_is_delivered_once() {
+        let (b, _rx) = broker(1, 1);
+        assert!(b.first_time(7, 1));
+        assert!(b.first_time(7, 2));
+        assert!(!b.first_time(7, 2), "resent");
+        assert!(!b.first_time(7, 1), "resent");
+        assert!(b.first_time(8, 1), "another node counts on its own");
+        assert!(b.first_time(7, 3));
     }
 
     #[test]

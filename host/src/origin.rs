@@ -11,11 +11,14 @@ enum Pattern {
     /// `https://*.example.com` or `*.example.com`: any subdomain (not the bare domain), with the
     /// given scheme or any scheme.
     Suffix { scheme: Option<String>, suffix: String },
+    /// `*`: every origin (an explicit opt-out, e.g. for a public API).
+    Any,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginPolicy {
-    /// Empty: every origin is allowed.
+    /// Empty: same-origin only (the Origin's host must be the request's Host), like gorilla's
+    /// default `CheckOrigin`.
     allow: Vec<Pattern>,
     allow_missing: bool,
 }
@@ -28,8 +31,9 @@ pub enum OriginVerdict {
 }
 
 impl OriginPolicy {
-    /// `over` on top of `base`. Without any allowlist every origin passes; requests without an
-    /// Origin header (non-browser clients) pass unless `allow_missing = false`.
+    /// `over` on top of `base`. Without an allowlist only same-origin browser requests pass
+    /// (`allow = ["*"]` lets every origin in); requests without an Origin header (non-browser
+    /// clients) pass unless `allow_missing = false`.
     pub fn new(base: &OriginsFile, over: &OriginsFile) -> Result<OriginPolicy> {
         let list = over.allow.as_ref().or(base.allow.as_ref());
         let mut allow = Vec::new();
@@ -39,23 +43,26 @@ impl OriginPolicy {
         Ok(OriginPolicy { allow, allow_missing: over.allow_missing.or(base.allow_missing).unwrap_or(true) })
     }
 
-    pub fn allow_all() -> OriginPolicy {
-        OriginPolicy { allow: Vec::new(), allow_missing: true }
-    }
-
-    pub fn check(&self, origin: Option<&str>) -> OriginVerdict {
+    /// `host` is the request's Host header, for the same-origin default.
+    pub fn check(&self, origin: Option<&str>, host: Option<&str>) -> OriginVerdict {
         let Some(origin) = origin else {
             return if self.allow_missing { OriginVerdict::Allowed } else { OriginVerdict::Missing };
         };
-        if self.allow.is_empty() {
+        if self.allow.contains(&Pattern::Any) {
             return OriginVerdict::Allowed;
         }
         let origin = origin.trim().to_ascii_lowercase();
-        let (scheme, host) = match origin.split_once("://") {
+        let (scheme, host_port) = match origin.split_once("://") {
             Some((s, h)) => (s, h),
             None => return OriginVerdict::Forbidden, // "null" and other opaque origins
         };
+        if self.allow.is_empty() {
+            let same = host.is_some_and(|h| h.trim().eq_ignore_ascii_case(host_port));
+            return if same { OriginVerdict::Allowed } else { OriginVerdict::Forbidden };
+        }
+        let host = host_port;
         let ok = self.allow.iter().any(|p| match p {
+            Pattern::Any => true,
             Pattern::Exact(e) => *e == origin,
             Pattern::Suffix { scheme: want, suffix } => {
                 want.as_deref().is_none_or(|w| w == scheme)
@@ -79,6 +86,9 @@ fn host_without_port(host: &str) -> &str {
 
 fn parse(p: &str) -> Result<Pattern> {
     let lower = p.trim().trim_end_matches('/').to_ascii_lowercase();
+    if lower == "*" {
+        return Ok(Pattern::Any);
+    }
     let (scheme, rest) = match lower.split_once("://") {
         Some((s, r)) => (Some(s.to_owned()), r.to_owned()),
         None => (None, lower.clone()),
@@ -115,28 +125,42 @@ mod tests {
     #[test]
     fn exact_and_wildcard_origins() {
         let p = policy(&["https://app.example.com", "*.trusted.org", "http://localhost:8080"], None);
-        assert_eq!(p.check(Some("https://app.example.com")), OriginVerdict::Allowed);
-        assert_eq!(p.check(Some("HTTPS://APP.EXAMPLE.COM")), OriginVerdict::Allowed);
-        assert_eq!(p.check(Some("http://app.example.com")), OriginVerdict::Forbidden);
-        assert_eq!(p.check(Some("https://evil.com")), OriginVerdict::Forbidden);
-        assert_eq!(p.check(Some("https://a.b.trusted.org")), OriginVerdict::Allowed);
-        assert_eq!(p.check(Some("https://a.trusted.org:8443")), OriginVerdict::Allowed);
-        assert_eq!(p.check(Some("https://trusted.org")), OriginVerdict::Forbidden);
-        assert_eq!(p.check(Some("https://eviltrusted.org")), OriginVerdict::Forbidden);
-        assert_eq!(p.check(Some("http://localhost:8080")), OriginVerdict::Allowed);
-        assert_eq!(p.check(Some("null")), OriginVerdict::Forbidden);
-        assert_eq!(p.check(None), OriginVerdict::Allowed);
-        assert_eq!(policy(&["https://a.com"], Some(false)).check(None), OriginVerdict::Missing);
+        assert_eq!(p.check(Some("https://app.example.com"), None), OriginVerdict::Allowed);
+        assert_eq!(p.check(Some("HTTPS://APP.EXAMPLE.COM"), None), OriginVerdict::Allowed);
+        assert_eq!(p.check(Some("http://app.example.com"), None), OriginVerdict::Forbidden);
+        assert_eq!(p.check(Some("https://evil.com"), None), OriginVerdict::Forbidden);
+        assert_eq!(p.check(Some("https://a.b.trusted.org"), None), OriginVerdict::Allowed);
+        assert_eq!(p.check(Some("https://a.trusted.org:8443"), None), OriginVerdict::Allowed);
+        assert_eq!(p.check(Some("https://trusted.org"), None), OriginVerdict::Forbidden);
+        assert_eq!(p.check(Some("https://eviltrusted.org"), None), OriginVerdict::Forbidden);
+        assert_eq!(p.check(Some("http://localhost:8080"), None), OriginVerdict::Allowed);
+        assert_eq!(p.check(Some("null"), None), OriginVerdict::Forbidden);
+        assert_eq!(p.check(None, None), OriginVerdict::Allowed);
+        assert_eq!(policy(&["https://a.com"], Some(false)).check(None, None), OriginVerdict::Missing);
     }
 
     #[test]
     fn scheme_bound_wildcard_and_bad_patterns() {
         let p = policy(&["https://*.example.com"], None);
-        assert_eq!(p.check(Some("https://x.example.com")), OriginVerdict::Allowed);
-        assert_eq!(p.check(Some("http://x.example.com")), OriginVerdict::Forbidden);
+        assert_eq!(p.check(Some("https://x.example.com"), None), OriginVerdict::Allowed);
+        assert_eq!(p.check(Some("http://x.example.com"), None), OriginVerdict::Forbidden);
         for bad in ["example.com", "https://a.*.com", "https://a.com/path", "*."] {
             let f = OriginsFile { allow: Some(vec![bad.into()]), allow_missing: None };
             assert!(OriginPolicy::new(&OriginsFile::default(), &f).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn without_an_allowlist_only_the_same_origin_passes() {
+        let p = OriginPolicy::new(&OriginsFile::default(), &OriginsFile::default()).unwrap();
+        assert_eq!(p.check(Some("https://localhost:8443"), Some("localhost:8443")), OriginVerdict::Allowed);
+        assert_eq!(p.check(Some("https://LOCALHOST:8443"), Some("localhost:8443")), OriginVerdict::Allowed);
+        assert_eq!(p.check(Some("https://evil.com"), Some("localhost:8443")), OriginVerdict::Forbidden);
+        assert_eq!(p.check(Some("https://localhost:9999"), Some("localhost:8443")), OriginVerdict::Forbidden);
+        assert_eq!(p.check(Some("https://localhost:8443"), None), OriginVerdict::Forbidden);
+        assert_eq!(p.check(None, Some("localhost:8443")), OriginVerdict::Allowed);
+        let any = policy(&["*"], None);
+        assert_eq!(any.check(Some("https://evil.com"), Some("localhost")), OriginVerdict::Allowed);
+        assert_eq!(any.check(Some("null"), Some("localhost")), OriginVerdict::Allowed);
     }
 }

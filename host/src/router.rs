@@ -11,6 +11,7 @@ use crate::plugin::{PluginSlot, Registry};
 pub struct Route {
     pub path: String,
     pub chain: Vec<Arc<PluginSlot>>,
+    pub builtin: Option<crate::config::Builtin>,
     pub limits: Limits,
     pub origins: OriginPolicy,
 }
@@ -45,6 +46,7 @@ impl Router {
                 let route = Route {
                     path: r.path.clone(),
                     chain: r.plugins.iter().map(|p| registry.slot(p)).collect(),
+                    builtin: r.builtin,
                     limits: r.limits.clone(),
                     origins: r.origins.clone(),
                 };

@@ -218,6 +218,9 @@ impl Server {
             let _ = tokio::time::timeout(Duration::from_secs(5), ctx.tasks.wait_idle()).await;
         }
         sweeper.abort();
+        if let Some(broker) = ctx.registry.broker() {
+            broker.stop();
+        }
         drop(self.admin);
         tracing::info!("shutdown complete");
         Ok(())
@@ -315,10 +318,10 @@ async fn sweep(ctx: Arc<ServerCtx>) {
                 c.kill(Kill::WriteTimeout);
                 return;
             }
-            if let Some(idle) = l.idle_timeout {
-                if now.saturating_sub(a.last_message.load(Relaxed)) > idle.as_millis() as u64 {
-                    c.close(crate::ws::CloseCode::GOING_AWAY, "idle timeout");
-                }
+            if let Some(idle) = l.idle_timeout
+                && now.saturating_sub(a.last_message.load(Relaxed)) > idle.as_millis() as u64
+            {
+                c.close(crate::ws::CloseCode::GOING_AWAY, "idle timeout");
             }
         });
         let (rooms, members) = ctx.hub.rooms.totals();
@@ -346,12 +349,12 @@ fn raise_nofile(want: u64) {
     if !get_nofile(&mut lim) {
         return;
     }
-    let target = want.min(lim.rlim_max as u64);
-    if (lim.rlim_cur as u64) < target {
+    let target = want.min(lim.rlim_max);
+    if lim.rlim_cur < target {
         let before = lim.rlim_cur;
         lim.rlim_cur = target as libc::rlim_t;
         if set_nofile(&lim) {
-            tracing::debug!(from = before as u64, to = target, "raised the open-files limit");
+            tracing::debug!(from = { before }, to = target, "raised the open-files limit");
         }
     }
 }

@@ -16,17 +16,18 @@ impl StaticFiles {
         StaticFiles { root }
     }
 
-    /// A response for `req`, or `None` to let the caller answer 404.
-    pub fn respond(&self, req: &HttpRequest) -> Option<Vec<u8>> {
+    /// A response for `req`, or `None` to let the caller answer 404. Reads through tokio's
+    /// blocking pool so a slow disk never stalls the connection tasks.
+    pub async fn respond(&self, req: &HttpRequest) -> Option<Vec<u8>> {
         if req.method != "GET" && req.method != "HEAD" {
             return None;
         }
         let path = self.resolve(&req.path)?;
-        let meta = std::fs::metadata(&path).ok()?;
+        let meta = tokio::fs::metadata(&path).await.ok()?;
         if !meta.is_file() || meta.len() > MAX_FILE {
             return None;
         }
-        let body = std::fs::read(&path).ok()?;
+        let body = tokio::fs::read(&path).await.ok()?;
         let body = if req.method == "HEAD" { Vec::new() } else { body };
         Some(http::response_bytes(200, &[("X-Content-Type-Options", "nosniff")], content_type(&path), &body))
     }

@@ -21,6 +21,12 @@ pub struct TlsSetup {
 
 /// `None` for plain ws://.
 pub fn setup(settings: &TlsSettings, state_dir: &Path) -> Result<Option<TlsSetup>> {
+    if matches!(settings.mode, TlsMode::Plain) {
+        return Ok(None);
+    }
+    // The client CA first: a bad bundle must fail before the dev certificate is written.
+    let provider = Arc::new(tuned_provider());
+    let verifier = client_verifier(settings, provider.clone())?;
     let (cert_path, key_path, dev_cert) = match &settings.mode {
         TlsMode::Plain => return Ok(None),
         TlsMode::Files { cert, key } => (cert.clone(), key.clone(), None),
@@ -39,11 +45,10 @@ pub fn setup(settings: &TlsSettings, state_dir: &Path) -> Result<Option<TlsSetup
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .with_context(|| format!("cannot read a private key from {}", key_path.display()))?;
 
-    let provider = Arc::new(tuned_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .context("TLS protocol versions")?;
-    let builder = match client_verifier(settings, provider)? {
+    let builder = match verifier {
         Some(v) => builder.with_client_cert_verifier(v),
         None => builder.with_no_client_auth(),
     };

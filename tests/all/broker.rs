@@ -99,7 +99,7 @@ async fn publish(ws: &mut Ws, channel: &str, data: Value) {
 }
 
 fn skip() {
-    eprintln!("SKIP: redis-server is not installed (./test.sh installs Debian's redis-server)");
+    skip_without("redis-server");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

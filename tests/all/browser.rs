@@ -141,7 +141,7 @@ fn has_message(from: &str, text: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_browser_pages_chat_and_rejoin_after_a_server_restart() {
     let Some(exe) = chromium() else {
-        eprintln!("SKIP: chromium is not installed (./test.sh installs Debian's chromium)");
+        skip_without("chromium");
         return;
     };
     let s =

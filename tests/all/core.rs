@@ -3,6 +3,7 @@
 //! `on-close` exactly once whatever ended the connection.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -93,18 +94,27 @@ async fn hot_reload_under_traffic_loses_and_duplicates_nothing() {
     let mut s = echo_server().await;
     let ws = s.connect("/echo").await;
     let (mut tx, mut rx) = ws.split();
-    const N: usize = 600;
-    let sender = tokio::spawn(async move {
-        for i in 0..N {
-            tx.send(Message::text(i.to_string())).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(2)).await;
+    // The sender keeps going until the new version has been live for a while, however long
+    // the reload takes on a busy machine, then ends with a marker.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut i = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tx.send(Message::text(i.to_string())).await.unwrap();
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            tx.send(Message::text("end")).await.unwrap();
+            (tx, i)
         }
-        tx
     });
     let reader = tokio::spawn(async move {
-        let mut replies = Vec::with_capacity(N);
-        while replies.len() < N {
+        let mut replies = Vec::new();
+        loop {
             match tokio::time::timeout(Duration::from_secs(20), rx.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) if t.ends_with("end") => break,
                 Ok(Some(Ok(Message::Text(t)))) => replies.push(t.to_string()),
                 Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
                 other => panic!("connection broke during reload after {} replies: {other:?}", replies.len()),
@@ -115,8 +125,11 @@ async fn hot_reload_under_traffic_loses_and_duplicates_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let outcome = s.install("echo", "echo-v2").await;
     assert!(matches!(outcome, LoadOutcome::Loaded { replaced: true, .. }), "{outcome:?}");
-    let mut tx = sender.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut tx, sent) = sender.await.unwrap();
     let (replies, rx) = reader.await.unwrap();
+    assert_eq!(replies.len(), sent, "every message answered exactly once");
 
     // Every message answered exactly once, in order; v1 answers, then v2 answers, no going back.
     let mut switched_at = None;
@@ -133,7 +146,7 @@ async fn hot_reload_under_traffic_loses_and_duplicates_nothing() {
         }
     }
     let at = switched_at.expect("the new version answered");
-    assert!(at > 0 && at < N, "the switch happened mid-stream (at {at})");
+    assert!(at > 0 && at < sent, "the switch happened mid-stream (at {at} of {sent})");
     // The same connection is still open and served by v2.
     let mut ws = tx.reunite(rx).unwrap();
     send(&mut ws, "after").await;
@@ -182,6 +195,39 @@ async fn deleting_the_file_unloads_the_plugin() {
     let mut ws = s.connect("/echo").await;
     send(&mut ws, "back").await;
     assert_eq!(recv_text(&mut ws).await, "back");
+}
+
+#[tokio::test]
+async fn a_handshake_refused_later_in_the_chain_closes_every_plugin_it_got_past() {
+    // `lenient` fails at connect and is bypassed, `probe` accepts, `auth` refuses (no token):
+    // probe saw the connection open, so it is owed its on-close.
+    let s = Setup::new(
+        r#"
+[[routes]]
+path = "/probe"
+plugins = ["probe"]
+[[routes]]
+path = "/gated"
+plugins = ["lenient", "probe", "auth"]
+[plugins.lenient]
+on_error = "bypass"
+[plugins.auth.config]
+hs256_secret = "test-secret"
+"#,
+    )
+    .plugin("probe", "probe")
+    .plugin("lenient", "hostile")
+    .plugin("auth", "auth")
+    .start()
+    .await;
+    let mut monitor = s.connect("/probe?monitor=1").await;
+    let (status, _) = s.refused("/gated?mode=panic").await;
+    assert_eq!(status, 401);
+    let line = recv_text(&mut monitor).await;
+    assert!(line.starts_with("closed ") && line.ends_with(" 1006 handshake rejected"), "{line}");
+    if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(500), monitor.next()).await {
+        panic!("unexpected extra on-close report: {t}");
+    }
 }
 
 async fn conn_id(ws: &mut Ws) -> u64 {
@@ -249,8 +295,7 @@ async fn malformed_frames_get_the_right_close_codes() {
     let s = echo_server().await;
     // An unknown opcode is a protocol error (1002); the connection is closed, nothing else hurt.
     let mut ws = s.connect("/echo").await;
-    let mut header = FrameHeader::default();
-    header.opcode = OpCode::Data(Data::Reserved(3));
+    let header = FrameHeader { opcode: OpCode::Data(Data::Reserved(3)), ..FrameHeader::default() };
     ws.send(Message::Frame(Frame::from_payload(header, vec![1u8].into()))).await.unwrap();
     assert_eq!(expect_close(&mut ws).await.0, 1002);
     // A fragmented message whose continuation never comes, then a new message: 1002.
@@ -297,4 +342,14 @@ async fn plain_ws_serves_the_same_routes() {
     let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
     ws.send(Message::binary(big.clone())).await.unwrap();
     assert_eq!(next_data(&mut ws).await, Some(Message::binary(big)));
+}
+
+#[tokio::test]
+async fn the_builtin_echo_route_needs_no_plugin() {
+    let s = Setup::new("[[routes]]\npath = \"/native\"\nbuiltin = \"echo\"\n").start().await;
+    let mut ws = s.connect("/native").await;
+    send(&mut ws, "native").await;
+    assert_eq!(recv_text(&mut ws).await, "native");
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(next_data(&mut ws).await, Some(Message::binary(vec![1u8, 2, 3])));
 }

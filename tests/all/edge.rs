@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -34,7 +34,7 @@ origins = { allow_missing = false }
 [[routes]]
 path = "/open"
 plugins = ["echo"]
-origins = { allow = [] }
+origins = { allow = ["*"] }
 "#,
     )
     .plugin("echo", "echo")
@@ -60,6 +60,22 @@ origins = { allow = [] }
     assert_eq!(s.refused("/strict").await, (403, "an Origin header is required".into()));
     // A route can open itself up.
     s.connect_request(with_origin(&s, "/open", "https://anything.example")).await.expect("open route");
+}
+
+#[tokio::test]
+async fn without_an_allowlist_browsers_must_come_from_the_same_origin() {
+    let s = Setup::new("[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\n").plugin("echo", "echo").start().await;
+    // A page served by this host (the Host header the client sends is localhost:PORT).
+    let same = format!("https://localhost:{}", s.addr.port());
+    let mut ws = s.connect_request(with_origin(&s, "/echo", &same)).await.expect("same origin");
+    send(&mut ws, "hi").await;
+    assert_eq!(recv_text(&mut ws).await, "hi");
+    // A cross-site page is refused before the upgrade; a non-browser client without Origin is not.
+    match s.connect_request(with_origin(&s, "/echo", "https://evil.example.net")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 403),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    s.connect("/echo").await;
 }
 
 /// A CA, a client certificate it signed for `alice`, and one from an unrelated CA.
@@ -123,11 +139,15 @@ async fn mutual_tls_required_refuses_clients_without_a_valid_certificate() {
     .plugin("probe", "probe")
     .start()
     .await;
-    // No certificate: the TLS handshake fails.
-    assert!(tls_connect(&s, "/probe", None).await.is_err());
-    // A certificate from another CA: the TLS handshake fails.
+    // No certificate, then a certificate from another CA: the TLS handshake fails (an alert,
+    // not an HTTP refusal), and the server counts it as such.
+    let tls_rejects = "wasmsock_handshake_rejects_total{reason=\"tls_handshake\"}";
     let bad = (pki.path("mallory.pem"), pki.path("mallory.key"));
-    assert!(tls_connect(&s, "/probe", Some((&bad.0, &bad.1))).await.is_err());
+    for (n, client) in [(1.0, None), (2.0, Some((bad.0.as_path(), bad.1.as_path())))] {
+        let err = tls_connect(&s, "/probe", client).await.expect_err("refused");
+        assert!(!err.starts_with("HTTP error"), "refused by TLS, not HTTP: {err}");
+        assert!(eventually(Duration::from_secs(5), async || s.metric(tls_rejects).await == n).await, "{err}");
+    }
     // A good certificate: accepted, and the plugin sees the verified subject.
     let good = (pki.path("alice.pem"), pki.path("alice.key"));
     let mut ws = tls_connect(&s, "/probe?as=cert", Some((&good.0, &good.1))).await.expect("good client cert");
@@ -274,18 +294,25 @@ async fn a_silent_peer_is_closed_within_the_heartbeat_bound() {
 async fn the_host_answers_client_pings_without_calling_plugins() {
     let s = Setup::new(PROBE_WITH_MONITOR).plugin("probe", "probe").start().await;
     let mut ws = s.connect("/probe").await;
-    ws.send(Message::Ping(b"are you there".to_vec().into())).await.unwrap();
-    use futures_util::StreamExt;
-    loop {
+    send(&mut ws, "warm").await;
+    assert_eq!(recv_text(&mut ws).await, "warm");
+    let calls = async || {
+        let (_, listing) = s.admin_get("/plugins").await;
+        let list: serde_json::Value = serde_json::from_str(&listing).unwrap();
+        list.as_array().unwrap().iter().find(|p| p["name"] == "probe").unwrap()["calls"].as_u64().unwrap()
+    };
+    let before = calls().await;
+    for _ in 0..3 {
+        ws.send(Message::Ping(b"are you there".to_vec().into())).await.unwrap();
         match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap() {
-            Some(Ok(Message::Pong(p))) => {
-                assert_eq!(&p[..], b"are you there");
-                break;
-            }
-            // The probe echoes data messages; a ping must never reach it.
+            Some(Ok(Message::Pong(p))) => assert_eq!(&p[..], b"are you there"),
+            // The probe echoes data messages: anything else means a ping reached it.
             other => panic!("expected the pong, got {other:?}"),
         }
     }
+    assert_eq!(calls().await, before, "answering pings called no plugin");
+    send(&mut ws, "after").await;
+    assert_eq!(recv_text(&mut ws).await, "after");
 }
 
 #[tokio::test]
@@ -339,17 +366,75 @@ plugins = ["probe"]
         }
         sent
     });
+    // The peak while the peer misbehaves, not just what is left afterwards.
+    let sampler = tokio::spawn(async move {
+        let mut peak = 0;
+        while started.elapsed() < Duration::from_secs(16) {
+            peak = peak.max(rss_bytes());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        peak
+    });
     let sent = sender.await.unwrap();
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "the server was still taking data after {took:?} ({sent} MB)");
-    let growth = rss_bytes().saturating_sub(rss_before);
-    assert!(growth < 96 << 20, "server memory grew by {} MB", growth >> 20);
+    sampler.abort();
+    let peak = rss_bytes().max(sampler.await.unwrap_or(0));
+    // Outbox 2 MiB + one 1 MiB message in decoding + TLS buffers; far below the data sent.
+    let growth = peak.saturating_sub(rss_before);
+    assert!(growth < 64 << 20, "server memory grew by {} MB while {sent} MB were sent", growth >> 20);
     // Other clients are unaffected.
     let mut ok = s.connect("/probe").await;
     send(&mut ok, "fine").await;
     assert_eq!(recv_text(&mut ok).await, "fine");
     assert!(s.metric("wasmsock_outbox_drops_total").await >= 1.0);
     drop(rx);
+}
+
+#[tokio::test]
+async fn the_drop_policy_keeps_a_slow_consumer_and_drops_what_does_not_fit() {
+    let s = Setup::new(
+        r#"
+[[routes]]
+path = "/drop"
+plugins = ["hostile"]
+limits = { outbox_messages = 8, slow_consumer = "drop" }
+[[routes]]
+path = "/close"
+plugins = ["hostile"]
+limits = { outbox_messages = 8 }
+"#,
+    )
+    .plugin("hostile", "hostile")
+    .start()
+    .await;
+    // One call sends until the queue refuses: with "drop" the rest is dropped, the peer stays.
+    let mut ws = s.connect("/drop").await;
+    send(&mut ws, "flood").await;
+    send(&mut ws, "last").await;
+    let mut floods = 0;
+    let report = loop {
+        match recv_text(&mut ws).await.as_str() {
+            "flood" => floods += 1,
+            other => break other.to_owned(),
+        }
+    };
+    assert_eq!(floods, 8, "the queue's worth was delivered");
+    assert!(report.starts_with("flood stopped after 8"), "{report}");
+    assert!(s.metric("wasmsock_outbox_drops_total").await >= 1.0);
+    send(&mut ws, "still here").await;
+    assert_eq!(recv_text(&mut ws).await, "still here");
+    // The default policy closes the slow consumer with 1008 instead.
+    let mut ws = s.connect("/close").await;
+    send(&mut ws, "flood").await;
+    let code = loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(Some(f)))) => break u16::from(f.code),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(code, 1008);
 }
 
 fn rss_bytes() -> u64 {

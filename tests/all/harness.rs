@@ -199,9 +199,9 @@ impl TestServer {
                 .unwrap_or_else(|_| panic!("no reload outcome for {name} within 20s"))
                 .expect("reload channel open");
             let concerns = match &o {
-                LoadOutcome::Loaded { name: n, .. } | LoadOutcome::Failed { name: n, .. } | LoadOutcome::Unloaded { name: n } => {
-                    n == name
-                }
+                LoadOutcome::Loaded { name: n, .. }
+                | LoadOutcome::Failed { name: n, .. }
+                | LoadOutcome::Unloaded { name: n } => n == name,
                 LoadOutcome::Unchanged { .. } | LoadOutcome::Ignored { .. } => false,
             };
             if concerns {
@@ -382,4 +382,14 @@ pub fn rebuilt(file: &str, tag: &str) -> Vec<u8> {
     bytes.extend_from_slice(name);
     bytes.extend_from_slice(payload);
     bytes
+}
+
+/// A test that needs an outside tool (redis-server, chromium, wscat, Python's websockets) skips
+/// with this message when the tool is absent, except where `WASMSOCK_REQUIRE_TOOLS` is set (CI),
+/// where a missing tool fails the test instead of passing silently.
+pub fn skip_without(tool: &str) {
+    if std::env::var_os("WASMSOCK_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty() && v != "0") {
+        panic!("{tool} is required (WASMSOCK_REQUIRE_TOOLS is set) but not installed");
+    }
+    eprintln!("SKIP: {tool} is not installed (./test.sh installs it when run as root)");
 }

@@ -1,6 +1,9 @@
 //! Integration tests, one binary (one link): the real server in-process on port 0, real TLS,
 //! real wasm plugins built by `build.rs`, and real clients.
 
+// Helpers as well as tests: an unwrap on the test's own setup is how it fails.
+#![allow(clippy::unwrap_used)]
+
 mod harness;
 
 mod auth;

@@ -21,6 +21,8 @@ struct Proc {
     lines: Arc<Mutex<Vec<serde_json::Value>>>,
     port: u16,
     ca: PathBuf,
+    /// Reads stderr until the process closes it; joined after exit so the log is complete.
+    reader: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -41,9 +43,16 @@ impl Proc {
             ),
         )
         .unwrap();
+        let ca = dir.path().join("state").join("dev-cert.pem");
+        let args = vec!["serve".into(), "--config".into(), config.into_os_string()];
+        Proc::spawn(&args, dir, ca)
+    }
+
+    /// `wasmsock ARGS` in `dir`, with JSON logs on stderr; waits for "listening on".
+    fn spawn(args: &[std::ffi::OsString], dir: tempfile::TempDir, ca: PathBuf) -> Proc {
         let mut child = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&config)
+            .args(args)
+            .current_dir(dir.path())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -53,7 +62,7 @@ impl Proc {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         let sink = lines.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 // A line that is not JSON is kept as a string (the log test insists there are none).
                 let v = serde_json::from_str::<serde_json::Value>(&line).unwrap_or(serde_json::Value::String(line));
@@ -65,8 +74,7 @@ impl Proc {
             }
         });
         let port = port_rx.recv_timeout(Duration::from_secs(60)).expect("server listening");
-        let ca = dir.path().join("state").join("dev-cert.pem");
-        Proc { child, lines, port, ca, _dir: dir }
+        Proc { child, lines, port, ca, reader: Some(reader), _dir: dir }
     }
 
     fn url(&self, path: &str) -> String {
@@ -99,6 +107,9 @@ impl Proc {
         let deadline = std::time::Instant::now() + limit;
         while std::time::Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return Some(status);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -224,8 +235,60 @@ async fn a_jwt_identity_is_logged_with_the_connection() {
     let mut ws = p.connect(&format!("/secure?token={token}")).await;
     send(&mut ws, "whoami").await;
     assert_eq!(recv_text(&mut ws).await, "linus");
-    let opened = p.find("connection opened");
-    assert_eq!(opened[0]["user"], "linus");
+    // The line is written after the 101 went out, so the client can be ahead of the log.
+    assert!(eventually(Duration::from_secs(5), async || !p.find("connection opened").is_empty()).await);
+    assert_eq!(p.find("connection opened")[0]["user"], "linus");
+}
+
+#[tokio::test]
+async fn a_slow_plugin_call_is_logged_with_the_plugin_and_export() {
+    let routes = "[[routes]]\npath = \"/hostile\"\nplugins = [\"hostile\"]\n[plugins.hostile]\ndeadline = \"100ms\"\nslow_call = \"20ms\"\n";
+    let p = Proc::start(routes, &["hostile"], "");
+    let mut ws = p.connect("/hostile").await;
+    send(&mut ws, "fast").await;
+    assert_eq!(recv_text(&mut ws).await, "fast");
+    send(&mut ws, "loop").await;
+    assert_eq!(expect_close(&mut ws).await.0, 1011);
+    assert!(eventually(Duration::from_secs(5), async || !p.find("slow plugin call").is_empty()).await);
+    let slow = p.find("slow plugin call");
+    assert_eq!(slow.len(), 1, "only the looping call was slow: {slow:?}");
+    assert_eq!(slow[0]["plugin"], "hostile");
+    assert_eq!(slow[0]["export"], "on-message");
+    assert_eq!(slow[0]["route"], "/hostile");
+    assert!(slow[0]["took_us"].as_u64().unwrap() >= 100_000);
+}
+
+#[tokio::test]
+async fn command_line_flags_alone_configure_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("p")).unwrap();
+    std::fs::copy(wasm("echo"), dir.path().join("p/echo.wasm")).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let flags = "serve --listen 127.0.0.1:0 --plugins p --route /e=echo --cert cert.pem --key key.pem --log-format json --admin off";
+    let args: Vec<std::ffi::OsString> = flags.split(' ').map(Into::into).collect();
+    let ca = dir.path().join("cert.pem");
+    let p = Proc::spawn(&args, dir, ca);
+    let mut ws = p.connect("/e").await;
+    send(&mut ws, "flags").await;
+    assert_eq!(recv_text(&mut ws).await, "flags");
+    // The JSON log names the route from --route and the certificate is ours, not a dev one.
+    assert!(p.logs().iter().any(|v| v["message"] == "route" && v["route"] == "/e"));
+    let dev_cert =
+        |v: &serde_json::Value| v["message"].as_str().is_some_and(|m| m.starts_with("serving a self-signed"));
+    assert!(!p.logs().iter().any(dev_cert));
+
+    // --plain: ws:// on the same routes.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("p")).unwrap();
+    std::fs::copy(wasm("echo"), dir.path().join("p/echo.wasm")).unwrap();
+    let flags = "serve --plain --listen 127.0.0.1:0 --plugins p --route /e=echo --log-format json --admin off";
+    let args: Vec<std::ffi::OsString> = flags.split(' ').map(Into::into).collect();
+    let p = Proc::spawn(&args, dir, PathBuf::new());
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/e", p.port)).await.unwrap();
+    send(&mut ws, "plain").await;
+    assert_eq!(recv_text(&mut ws).await, "plain");
 }
 
 fn run_bad(config: &str) -> (Option<i32>, String) {
@@ -269,7 +332,7 @@ fn python_has_websockets() -> bool {
 #[tokio::test]
 async fn python_websockets_client_echoes_over_wss() {
     if !python_has_websockets() {
-        eprintln!("SKIP: python3 `websockets` is not installed (./test.sh installs it)");
+        skip_without("python3 `websockets`");
         return;
     }
     let p = Proc::start("[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\n", &["echo"], "");
@@ -299,13 +362,13 @@ async fn run_python(script: &str, args: &[&str]) -> String {
 #[tokio::test]
 async fn wscat_from_npm_talks_to_the_echo_route() {
     let Some(wscat) = which("wscat") else {
-        eprintln!("SKIP: wscat is not installed (./test.sh installs it with npm)");
+        skip_without("wscat (npm)");
         return;
     };
     let p = Proc::start("[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\n", &["echo"], "");
     // wscat prints what it receives only to a terminal: give it one with util-linux `script`.
     let Some(script) = which("script") else {
-        eprintln!("SKIP: util-linux `script` is not installed");
+        skip_without("util-linux `script`");
         return;
     };
     let cmd = format!(

@@ -132,8 +132,13 @@ async fn attachments_kv_and_rooms_survive_a_reload_of_the_plugin() {
     }
     send(&mut b, "join team").await;
     assert_eq!(recv_text(&mut b).await, "joined");
-    assert!(matches!(s.install_bytes("probe", &rebuilt("probe", "next")).await, LoadOutcome::Loaded { .. }));
-    // The new code sees the old state and the old subscriptions.
+    send(&mut a, "version").await;
+    assert_eq!(recv_text(&mut a).await, "probe v1");
+    assert!(matches!(s.install("probe", "probe-v2").await, LoadOutcome::Loaded { replaced: true, .. }));
+    // The new code (fresh instances, nothing left in wasm memory) sees the old state and the
+    // old subscriptions.
+    send(&mut a, "version").await;
+    assert_eq!(recv_text(&mut a).await, "probe v2");
     send(&mut a, "kv-get color").await;
     assert_eq!(recv_text(&mut a).await, "teal");
     send(&mut a, "attachment").await;
@@ -144,4 +149,29 @@ async fn attachments_kv_and_rooms_survive_a_reload_of_the_plugin() {
     assert_eq!(recv_text(&mut a).await, "hello team");
     assert_eq!(recv_text(&mut a).await, "published to 2");
     assert_eq!(recv_text(&mut b).await, "hello team");
+}
+
+#[tokio::test]
+async fn room_names_and_rooms_per_connection_are_bounded_by_config() {
+    let s = Setup::new("[host]\nmax_rooms_per_connection = 2\nmax_room_name = 8\n[[routes]]\npath = \"/probe\"\nplugins = [\"probe\"]\n")
+        .plugin("probe", "probe")
+        .start()
+        .await;
+    let mut ws = s.connect("/probe").await;
+    for (cmd, reply) in [
+        ("join a", "joined"),
+        ("join b", "joined"),
+        ("join a", "joined"), // already a member: not a new room
+        ("join c", "join failed"),
+        ("leave b", "left"),
+        ("join c", "joined"),
+        ("join nine-char", "join failed"),
+    ] {
+        send(&mut ws, cmd).await;
+        assert_eq!(recv_text(&mut ws).await, reply, "{cmd}");
+    }
+    // Refusals cost nothing else: the connection still publishes to its rooms.
+    send(&mut ws, "publish c hello").await;
+    assert_eq!(recv_text(&mut ws).await, "hello");
+    assert_eq!(recv_text(&mut ws).await, "published to 1");
 }

@@ -20,8 +20,9 @@ plugins = ["echo"]
 path = "/lenient"
 plugins = ["lenient", "echo"]
 [plugins.hostile]
-deadline = "50ms"
-max_memory = "32MiB"
+# The memory bomb must reach the cap well within the deadline, on a busy CI machine too.
+deadline = "100ms"
+max_memory = "16MiB"
 max_sends_per_call = 100
 max_failures = 1000
 [plugins.lenient]
@@ -205,6 +206,9 @@ quarantine = "60s"
     .plugin("hostile", "hostile")
     .start()
     .await;
+    let mut bystander = s.connect("/hostile").await;
+    send(&mut bystander, "hello").await;
+    assert_eq!(recv_text(&mut bystander).await, "hello");
     for _ in 0..3 {
         assert_eq!(misbehave(&s, "panic").await.0, 1011);
     }
@@ -217,9 +221,66 @@ quarantine = "60s"
     let hostile = list.as_array().unwrap().iter().find(|p| p["name"] == "hostile").unwrap();
     assert!(hostile["quarantined_ms"].as_u64().unwrap() > 0);
     assert_eq!(hostile["errors"], 3);
+    // on-close is still owed to connections accepted before the quarantine: exactly one call.
+    let calls = || async {
+        let (_, listing) = s.admin_get("/plugins").await;
+        let list: serde_json::Value = serde_json::from_str(&listing).unwrap();
+        list.as_array().unwrap().iter().find(|p| p["name"] == "hostile").unwrap()["calls"].as_u64().unwrap()
+    };
+    let before = calls().await;
+    bystander.close(None).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), async || calls().await == before + 1).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(calls().await, before + 1, "on-close ran exactly once");
 }
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
+}
+
+#[tokio::test]
+async fn a_plugin_can_address_only_connections_of_its_own_routes() {
+    let s = Setup::new(
+        r#"
+[[routes]]
+path = "/a"
+plugins = ["probe"]
+[[routes]]
+path = "/b"
+plugins = ["probe"]
+[[routes]]
+path = "/echo"
+plugins = ["echo"]
+"#,
+    )
+    .plugin("probe", "probe")
+    .plugin("echo", "echo")
+    .start()
+    .await;
+    let id_of = async |ws: &mut Ws| {
+        send(ws, "id").await;
+        recv_text(ws).await
+    };
+    let mut a = s.connect("/a").await;
+    let mut b = s.connect("/b").await;
+    let b_id = id_of(&mut b).await;
+    // Another route the same plugin serves: allowed.
+    send(&mut a, &format!("send-to {b_id} hello from a")).await;
+    assert_eq!(recv_text(&mut a).await, "sent");
+    assert_eq!(recv_text(&mut b).await, "hello from a");
+    // A connection on a route served only by echo: refused, and nothing reaches it. Ids are
+    // handed out in order (a, b, echo), which is how a hostile plugin would guess them too.
+    let mut echo = s.connect("/echo").await;
+    let a_id: u64 = id_of(&mut a).await.parse().unwrap();
+    assert_eq!(b_id, (a_id + 1).to_string());
+    let echo_id = a_id + 2;
+    send(&mut a, &format!("send-to {echo_id} intrusion")).await;
+    let answer = recv_text(&mut a).await;
+    assert!(answer.starts_with("send-to refused") && answer.contains("not permitted"), "{answer}");
+    // An id that does not exist at all.
+    send(&mut a, "send-to 999999 nobody").await;
+    assert!(recv_text(&mut a).await.starts_with("send-to refused"));
+    send(&mut echo, "ping").await;
+    assert_eq!(recv_text(&mut echo).await, "ping", "the echo connection got nothing else");
 }

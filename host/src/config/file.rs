@@ -107,6 +107,13 @@ pub struct LimitsFile {
     pub pong_timeout: Option<Dur>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Builtin {
+    /// Sends every message back, without any plugin.
+    Echo,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SlowConsumer {
@@ -120,8 +127,9 @@ pub enum SlowConsumer {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OriginsFile {
-    /// Exact origins ("https://app.example.com") or patterns ("https://*.example.com",
-    /// "*.example.com" for any scheme); empty allows every origin.
+    /// Exact origins (`"https://app.example.com"`) or patterns ("https://*.example.com",
+    /// "*.example.com" for any scheme), or "*" for every origin. Absent or empty: same-origin
+    /// only (the Origin's host must equal the Host header), as gorilla's default `CheckOrigin`.
     pub allow: Option<Vec<String>>,
     /// Whether a request without an Origin header (non-browser clients) is allowed.
     pub allow_missing: Option<bool>,
@@ -131,7 +139,11 @@ pub struct OriginsFile {
 #[serde(deny_unknown_fields)]
 pub struct RouteFile {
     pub path: String,
+    #[serde(default)]
     pub plugins: Vec<String>,
+    /// A handler built into the host instead of plugins (`"echo"`): a baseline for benchmarks
+    /// and a smoke test for load balancers.
+    pub builtin: Option<Builtin>,
     pub origins: Option<OriginsFile>,
     pub limits: Option<LimitsFile>,
 }
@@ -141,6 +153,9 @@ pub struct RouteFile {
 pub struct PluginFile {
     /// CPU deadline of one call.
     pub deadline: Option<Dur>,
+    /// A call that takes longer is logged (warn, with plugin, export, connection and route),
+    /// so a slow plugin is found by name; "0s" turns it off. Default: a fifth of the deadline.
+    pub slow_call: Option<Dur>,
     /// Linear memory cap of one instance.
     pub max_memory: Option<ByteSize>,
     pub max_table_elements: Option<u32>,
@@ -230,4 +245,7 @@ pub struct BrokerFile {
     pub shared_kv: Option<bool>,
     /// Publishes buffered while Redis is slow or down; beyond it they are dropped (and counted).
     pub max_pending: Option<usize>,
+    /// Bytes of payload buffered while Redis is slow or down (the count above bounds the
+    /// number, this the memory); beyond it publishes are dropped (and counted).
+    pub max_pending_bytes: Option<ByteSize>,
 }

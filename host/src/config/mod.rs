@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 pub use file::{
-    BrokerFile, ClientAuth, ConfigValue, FileConfig, LimitsFile, LogFormat, OnError, OriginsFile, PluginFile,
+    BrokerFile, Builtin, ClientAuth, ConfigValue, FileConfig, LimitsFile, LogFormat, OnError, OriginsFile, PluginFile,
     SlowConsumer,
 };
 pub use units::{parse_duration, parse_size};
@@ -88,6 +88,7 @@ pub struct Limits {
 pub struct RouteSettings {
     pub path: String,
     pub plugins: Vec<String>,
+    pub builtin: Option<Builtin>,
     pub origins: OriginPolicy,
     pub limits: Limits,
 }
@@ -95,6 +96,8 @@ pub struct RouteSettings {
 #[derive(Debug, Clone)]
 pub struct PluginSettings {
     pub deadline: Duration,
+    /// Calls slower than this are logged; zero: never.
+    pub slow_call: Duration,
     pub max_memory: usize,
     pub max_table_elements: usize,
     pub on_error: OnError,
@@ -132,6 +135,7 @@ pub struct BrokerSettings {
     pub prefix: String,
     pub shared_kv: bool,
     pub max_pending: usize,
+    pub max_pending_bytes: usize,
 }
 
 /// The validated configuration the server runs on.
@@ -215,13 +219,27 @@ impl Settings {
                 Some(rl) => merge_limits(&f.limits, rl).with_context(|| format!("route {}: limits", r.path))?,
                 None => limits.clone(),
             };
-            routes.push(RouteSettings { path: r.path.clone(), plugins: r.plugins.clone(), origins, limits });
+            routes.push(RouteSettings {
+                path: r.path.clone(),
+                plugins: r.plugins.clone(),
+                builtin: r.builtin,
+                origins,
+                limits,
+            });
         }
         for spec in &o.routes {
             let (path, plugins) = parse_route_flag(spec)?;
-            let route = RouteSettings { path, plugins, origins: origins.clone(), limits: limits.clone() };
+            // `PATH=@echo`: the built-in echo handler.
+            let (plugins, builtin) = match plugins.as_slice() {
+                [b] if b == "@echo" => (Vec::new(), Some(Builtin::Echo)),
+                _ => (plugins, None),
+            };
+            let route = RouteSettings { path, plugins, builtin, origins: origins.clone(), limits: limits.clone() };
             match routes.iter_mut().find(|r| r.path == route.path) {
-                Some(existing) => existing.plugins = route.plugins,
+                Some(existing) => {
+                    existing.plugins = route.plugins;
+                    existing.builtin = route.builtin;
+                }
                 None => routes.push(route),
             }
         }
@@ -262,10 +280,10 @@ impl Settings {
             None => Some("127.0.0.1:9090".into()),
         };
         let static_dir = f.static_files.map(|s| rel(s.dir));
-        if let Some(dir) = &static_dir {
-            if !dir.is_dir() {
-                bail!("[static] dir {} is not a directory", dir.display());
-            }
+        if let Some(dir) = &static_dir
+            && !dir.is_dir()
+        {
+            bail!("[static] dir {} is not a directory", dir.display());
         }
         let broker = f.broker.map(|b| resolve_broker(&b)).transpose().context("[broker]")?;
 
@@ -422,8 +440,15 @@ fn resolve_plugin(name: &str, base: &PluginFile, p: &PluginFile) -> Result<Plugi
     if deadline.is_zero() {
         bail!("plugin {name}: deadline must be positive");
     }
+    let max_tables = crate::plugin::MAX_TABLE_ELEMENTS;
+    if pick!(max_table_elements).is_some_and(|n| n as usize > max_tables) {
+        bail!("plugin {name}: max_table_elements can be at most {max_tables} (the engine's per-instance table size)");
+    }
     let mut config = HashMap::new();
-    for (key, value) in p.config.iter().flatten() {
+    // Keys of `[plugin_defaults.config]` apply to every plugin; its own table overrides them.
+    let mut merged: BTreeMap<&String, &ConfigValue> = base.config.iter().flatten().collect();
+    merged.extend(p.config.iter().flatten());
+    for (key, value) in merged {
         let text = match value {
             ConfigValue::Text(s) => s.clone(),
             ConfigValue::Integer(i) => i.to_string(),
@@ -443,6 +468,7 @@ fn resolve_plugin(name: &str, base: &PluginFile, p: &PluginFile) -> Result<Plugi
     }
     Ok(PluginSettings {
         deadline,
+        slow_call: pick!(slow_call).map_or(deadline / 5, |d| d.0),
         max_memory: pick!(max_memory).map_or(64 << 20, |s| s.0 as usize),
         max_table_elements: pick!(max_table_elements).unwrap_or(100_000) as usize,
         on_error: pick!(on_error).unwrap_or_default(),
@@ -478,6 +504,7 @@ fn resolve_broker(b: &BrokerFile) -> Result<BrokerSettings> {
         prefix: b.prefix.clone().unwrap_or_else(|| "wasmsock".into()),
         shared_kv: b.shared_kv.unwrap_or(false),
         max_pending: b.max_pending.unwrap_or(10_000),
+        max_pending_bytes: b.max_pending_bytes.map_or(16 << 20, |s| s.0 as usize),
     })
 }
 
@@ -499,8 +526,10 @@ fn validate_routes(routes: &[RouteSettings]) -> Result<()> {
         if !seen.insert(&r.path) {
             bail!("route {} is defined twice", r.path);
         }
-        if r.plugins.is_empty() {
-            bail!("route {} has no plugins", r.path);
+        match (r.plugins.is_empty(), r.builtin) {
+            (true, None) => bail!("route {} has no plugins", r.path),
+            (false, Some(_)) => bail!("route {} has both plugins and a builtin handler", r.path),
+            _ => {}
         }
         for p in &r.plugins {
             validate_plugin_name(p).with_context(|| format!("route {}", r.path))?;
@@ -567,5 +596,33 @@ mod tests {
         assert_eq!(echo.limits.max_message_size, 2 << 20);
         assert_eq!(echo.limits.write_timeout, Duration::from_secs(5));
         assert!(s.routes.iter().any(|r| r.path == "/new"));
+    }
+
+    #[test]
+    fn the_example_configurations_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/configs");
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Settings::load(Some(&path), &Overrides::default())
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                loaded += 1;
+            }
+        }
+        assert!(loaded >= 3, "{loaded} example configurations");
+    }
+
+    #[test]
+    fn plugin_config_merges_over_the_defaults() {
+        let s = Settings::from_toml(
+            "[plugin_defaults.config]\nregion = \"eu\"\ntier = \"free\"\n[plugins.auth.config]\ntier = \"pro\"\n",
+            &Overrides::default(),
+        )
+        .unwrap();
+        let auth = &s.plugin("auth").config;
+        assert_eq!((auth["region"].as_str(), auth["tier"].as_str()), ("eu", "pro"));
+        let bad = Settings::from_toml("[plugins.x]\nmax_table_elements = 200000\n", &Overrides::default());
+        assert!(format!("{:#}", bad.unwrap_err()).contains("at most 100000"));
     }
 }

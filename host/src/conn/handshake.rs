@@ -63,12 +63,13 @@ async fn accept(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending:
             match tokio::time::timeout(limits.tls_handshake_timeout, t.handshake()).await {
                 Ok(Ok(())) => t,
                 Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "TLS handshake failed");
+                    // In the connection log: with mTLS this is how a refused client shows up.
+                    tracing::info!(remote = %peer, error = %e, "TLS handshake failed");
                     ctx.hub.metrics.reject("tls_handshake");
                     return;
                 }
                 Err(_) => {
-                    tracing::debug!("TLS handshake timed out");
+                    tracing::info!(remote = %peer, "TLS handshake timed out");
                     ctx.hub.metrics.reject("tls_timeout");
                     return;
                 }
@@ -107,8 +108,13 @@ async fn accept(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending:
         };
 
     let Some(route) = ctx.router.get(&req.path).cloned() else {
-        if let Some(resp) = ctx.static_files.as_ref().and_then(|s| s.respond(&req)) {
-            let _ = write_all(&mut t, &resp).await;
+        let file = match &ctx.static_files {
+            Some(files) => files.respond(&req).await,
+            None => None,
+        };
+        if let Some(resp) = file {
+            // A peer that stops reading must not hold its task and handshake slot forever.
+            let _ = tokio::time::timeout(limits.ws_handshake_timeout, write_all(&mut t, &resp)).await;
             finish(&mut t).await;
             return;
         }
@@ -250,7 +256,7 @@ fn check_upgrade(req: &HttpRequest, route: &Route, ctx: &ServerCtx) -> Result<St
     if !valid_key(key) {
         return Err(Refusal::new(400, "bad_key", "missing or malformed Sec-WebSocket-Key"));
     }
-    match route.origins.check(req.header("origin")) {
+    match route.origins.check(req.header("origin"), req.header("host")) {
         OriginVerdict::Allowed => {}
         OriginVerdict::Missing => {
             return Err(Refusal::new(403, "origin_missing", "an Origin header is required"));
@@ -270,8 +276,9 @@ fn valid_key(key: &str) -> bool {
     base64::engine::general_purpose::STANDARD.decode(key).is_ok_and(|k| k.len() == 16)
 }
 
-/// Runs `on-connect` along the chain. Returns how many plugins accepted, and the subprotocol to
-/// answer with or the refusal.
+/// Runs `on-connect` along the chain. Returns how many plugins the connection got past (they
+/// accepted it, or failed and were bypassed: either way they see it as open and are owed
+/// `on-close`), and the subprotocol to answer with or the refusal.
 fn run_on_connect(
     conn: &Arc<ConnShared>,
     route: &Route,
@@ -307,7 +314,7 @@ fn run_on_connect(
                 tracing::debug!(plugin = slot.name(), status, reason = %reason, "plugin rejected the connection");
                 return (accepted, Err(Refusal::new(status, "plugin_rejected", reason)));
             }
-            Err(f) if f.bypass => {}
+            Err(f) if f.bypass => accepted += 1,
             Err(f) => {
                 let r = match f.error {
                     // Not the request's fault, and temporary: say so, like an absent plugin.
@@ -320,15 +327,15 @@ fn run_on_connect(
             }
         }
     }
-    if let Some(p) = &protocol {
-        if !req.protocols().any(|offered| offered == p) {
-            let r = Refusal::new(
-                500,
-                "plugin_failed",
-                format!("a plugin chose subprotocol {p:?}, which the client did not offer"),
-            );
-            return (accepted, Err(r));
-        }
+    if let Some(p) = &protocol
+        && !req.protocols().any(|offered| offered == p)
+    {
+        let r = Refusal::new(
+            500,
+            "plugin_failed",
+            format!("a plugin chose subprotocol {p:?}, which the client did not offer"),
+        );
+        return (accepted, Err(r));
     }
     (accepted, Ok(protocol))
 }

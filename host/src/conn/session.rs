@@ -128,22 +128,18 @@ pub async fn run(
             _ = async { close_timer.as_mut().expect("guarded").await }, if close_timer.is_some() => Wake::CloseTimeout,
         };
         match wake {
-            Wake::Readable => loop {
+            Wake::Readable => {
                 conn.begin_busy();
                 let status = t.read_with(READ_BUDGET, |chunk| s.feed(chunk));
                 s.account();
                 match status {
-                    Ok(ReadStatus::WouldBlock) => break,
+                    Ok(ReadStatus::WouldBlock) => {}
                     Ok(ReadStatus::Budget) => {
                         // Let other connections run; the outer loop then flushes replies,
                         // notices kills and reads on.
                         tokio::task::yield_now().await;
-                        break;
                     }
-                    Ok(ReadStatus::Eof) => {
-                        s.eof = true;
-                        break;
-                    }
+                    Ok(ReadStatus::Eof) => s.eof = true,
                     Err(ReadError::Io(e)) => {
                         return Ended {
                             code: CloseCode::ABNORMAL,
@@ -151,12 +147,9 @@ pub async fn run(
                             initiator: "none",
                         };
                     }
-                    Err(ReadError::Sink(stop)) => {
-                        s.stop(stop);
-                        break;
-                    }
+                    Err(ReadError::Sink(stop)) => s.stop(stop),
                 }
-            },
+            }
             Wake::Writable | Wake::Queue => {}
             Wake::CloseTimeout => {
                 conn.kill(Kill::CloseTimeout);
@@ -226,6 +219,10 @@ impl Session<'_> {
             return Ok(()); // closing: data is no longer delivered
         }
         conn.activity.last_message.store(coarse_ms(), Relaxed);
+        if conn.route.builtin == Some(crate::config::Builtin::Echo) {
+            let _ = conn.send(crate::plugin::outgoing(msg));
+            return Ok(());
+        }
         let mut msg = msg;
         for slot in &conn.route.chain {
             match slot.on_message(conn, &msg) {

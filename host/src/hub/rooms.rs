@@ -1,7 +1,7 @@
 //! Rooms: named sets of connections, scoped per plugin.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -23,7 +23,9 @@ impl RoomKey {
     }
 }
 
-type Members = HashMap<u64, Arc<ConnShared>>;
+/// Ordered by connection id (oldest first), so listing the first few members of a big room
+/// costs the few, not a sort of the whole room on every subscribe.
+type Members = BTreeMap<u64, Arc<ConnShared>>;
 
 pub struct Rooms {
     shards: Vec<RwLock<HashMap<RoomKey, Members>>>,
@@ -45,9 +47,7 @@ impl Rooms {
     }
 
     fn shard(&self, key: &RoomKey) -> &RwLock<HashMap<RoomKey, Members>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
     pub(super) fn insert(&self, key: &RoomKey, conn: &Arc<ConnShared>) {
@@ -86,10 +86,7 @@ impl Rooms {
 
     pub fn members(&self, key: &RoomKey, limit: usize) -> Vec<u64> {
         let shard = self.shard(key).read();
-        let mut ids: Vec<u64> = shard.get(key).map(|m| m.keys().copied().collect()).unwrap_or_default();
-        ids.sort_unstable();
-        ids.truncate(limit);
-        ids
+        shard.get(key).map(|m| m.keys().take(limit).copied().collect()).unwrap_or_default()
     }
 
     pub fn count(&self, key: &RoomKey) -> usize {

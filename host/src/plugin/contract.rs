@@ -68,12 +68,12 @@ impl ComponentSummary {
             );
         }
         for import in &self.imports {
-            if let Some(v) = import.strip_prefix("wasmsock:plugin/").and_then(|r| r.split_once('@')).map(|(_, v)| v) {
-                if !compatible(v, ours) {
-                    bail!(
-                        "imports {import}, but this host speaks {CONTRACT_PACKAGE}@{ours}; rebuild it with wasmsock-sdk {ours}"
-                    );
-                }
+            if let Some(v) = import.strip_prefix("wasmsock:plugin/").and_then(|r| r.split_once('@')).map(|(_, v)| v)
+                && !compatible(v, ours)
+            {
+                bail!(
+                    "imports {import}, but this host speaks {CONTRACT_PACKAGE}@{ours}; rebuild it with wasmsock-sdk {ours}"
+                );
             }
         }
         Ok(())

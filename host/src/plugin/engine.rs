@@ -17,6 +17,9 @@ use crate::config::EngineSettings;
 
 /// The engine, the linker every plugin is checked against, and the thread that advances the
 /// epoch (joined on drop).
+/// Table slots every pooled instance reserves: the ceiling of a plugin's `max_table_elements`.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+
 pub struct Runtime {
     pub engine: Engine,
     linker: Linker<StoreState>,
@@ -47,7 +50,7 @@ impl Runtime {
             .max_tables_per_component(16)
             .max_core_instances_per_component(16)
             .max_memory_size(settings.max_memory)
-            .table_elements(100_000)
+            .table_elements(MAX_TABLE_ELEMENTS)
             .total_stacks(0)
             .max_unused_warm_slots(n.min(64));
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -100,10 +103,10 @@ impl Runtime {
                 continue;
             }
             for (export, item) in instance.exports(&self.engine) {
-                if let ComponentItem::Resource(r) = item.ty {
-                    if let Some(host) = wasi::host_resource(name, export) {
-                        provided.push((r, host));
-                    }
+                if let ComponentItem::Resource(r) = item.ty
+                    && let Some(host) = wasi::host_resource(name, export)
+                {
+                    provided.push((r, host));
                 }
             }
         }

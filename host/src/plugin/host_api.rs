@@ -22,10 +22,10 @@ impl types::Host for StoreState {}
 impl StoreState {
     /// The connection `id`, if this plugin may address it.
     fn target(&self, id: u64) -> Result<Arc<ConnShared>, ErrorCode> {
-        if let Some(c) = &self.call.conn {
-            if c.id == id {
-                return Ok(c.clone());
-            }
+        if let Some(c) = &self.call.conn
+            && c.id == id
+        {
+            return Ok(c.clone());
         }
         let conn = self.env.hub.get(id).ok_or(ErrorCode::UnknownConnection)?;
         if !conn.route.serves(&self.env.name) {

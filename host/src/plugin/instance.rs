@@ -85,6 +85,8 @@ pub struct Loaded {
     env: Arc<PluginEnv>,
     pre: PluginPre<StoreState>,
     ticks: u64,
+    /// Boxed so taking one out of the pool or putting it back moves a pointer, not the store.
+    #[allow(clippy::vec_box)]
     idle: Mutex<Vec<Box<Instance>>>,
 }
 
@@ -174,7 +176,15 @@ impl Loaded {
             tracing::debug_span!("plugin_call", plugin = %self.env.name, export = export.as_str(), conn = conn.id);
         let started = Instant::now();
         let result = span.in_scope(|| f(api, store));
-        self.env.call_seconds[export as usize].observe(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        self.env.call_seconds[export as usize].observe(took.as_secs_f64());
+        let slow = self.env.settings.slow_call;
+        if !slow.is_zero() && took >= slow {
+            tracing::warn!(
+                plugin = %self.env.name, export = export.as_str(), conn = conn.id, route = %conn.route.path,
+                took_us = took.as_micros() as u64, "slow plugin call"
+            );
+        }
         store.data_mut().call.conn = None;
         self.drain_output(store, conn.id);
         match result {

@@ -87,7 +87,9 @@ impl PluginSlot {
         let Some(loaded) = self.current.load_full() else {
             return Err(fail(CallError::NotLoaded));
         };
-        if self.breaker.is_open() {
+        // on-close still runs in quarantine: it is owed exactly once per accepted connection
+        // (a plugin's bookkeeping depends on it), and it is at most one call per connection.
+        if self.breaker.is_open() && export != Export::OnClose {
             return Err(fail(CallError::Quarantined(self.breaker.quarantined_for_ms())));
         }
         self.calls.fetch_add(1, Relaxed);
@@ -170,6 +172,10 @@ impl Registry {
     ) -> Registry {
         let dir = settings.plugin_dir.clone();
         Registry { runtime, hub, broker, settings, slots: RwLock::new(BTreeMap::new()), dir }
+    }
+
+    pub fn broker(&self) -> Option<&Arc<crate::broker::Broker>> {
+        self.broker.as_ref()
     }
 
     pub fn dir(&self) -> &Path {
@@ -288,16 +294,16 @@ impl Registry {
 
     fn unload(&self, name: &str) -> LoadOutcome {
         let slot = self.slots.read().get(name).cloned();
-        if let Some(slot) = slot {
-            if slot.current.swap(None).is_some() {
-                self.hub
-                    .metrics
-                    .plugin_reloads
-                    .get_or_create(&ReloadLabel { plugin: name.to_owned(), result: "unloaded" })
-                    .inc();
-                tracing::warn!(plugin = %name, "plugin file removed: plugin unloaded; its routes answer 503");
-                return LoadOutcome::Unloaded { name: name.to_owned() };
-            }
+        if let Some(slot) = slot
+            && slot.current.swap(None).is_some()
+        {
+            self.hub
+                .metrics
+                .plugin_reloads
+                .get_or_create(&ReloadLabel { plugin: name.to_owned(), result: "unloaded" })
+                .inc();
+            tracing::warn!(plugin = %name, "plugin file removed: plugin unloaded; its routes answer 503");
+            return LoadOutcome::Unloaded { name: name.to_owned() };
         }
         LoadOutcome::Ignored { path: self.dir.join(format!("{name}.wasm")) }
     }

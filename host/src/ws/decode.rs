@@ -91,10 +91,8 @@ impl Decoder {
     /// Consumes bytes from `input` until one event is complete (returned) or `input` is empty.
     pub fn decode(&mut self, input: &mut &[u8]) -> Result<Option<Event>, WsError> {
         loop {
-            if self.frame.is_none() {
-                if !self.read_header(input)? {
-                    return Ok(None);
-                }
+            if self.frame.is_none() && !self.read_header(input)? {
+                return Ok(None);
             }
             let Some(frame) = self.frame.as_mut() else {
                 return Ok(None);

@@ -70,6 +70,9 @@ impl Plugin for Rooms {
 
     fn on_close(&self, conn: Conn, _code: u16, _reason: &str) {
         // The host drops the memberships right after; tell the others first.
+        if !presence_events() {
+            return;
+        }
         let user = display_id(conn);
         for channel in conn.rooms() {
             announce(&channel, json!({"event": "leave", "channel": channel, "user": user}), Some(conn));
@@ -99,7 +102,7 @@ fn handle(conn: Conn, request: Request) -> Result<Option<Value>, Refusal> {
             perms.check_subscribe(&channel)?;
             let already = conn.rooms().contains(&channel);
             conn.join(&channel)?;
-            if !already {
+            if !already && presence_events() {
                 announce(&channel, json!({"event": "join", "channel": channel, "user": display_id(conn)}), Some(conn));
             }
             let (members, count) = presence(&channel);
@@ -110,7 +113,9 @@ fn handle(conn: Conn, request: Request) -> Result<Option<Value>, Refusal> {
             if !conn.leave(&channel) {
                 return Err(Refusal(format!("not subscribed to {channel}")));
             }
-            announce(&channel, json!({"event": "leave", "channel": channel, "user": display_id(conn)}), Some(conn));
+            if presence_events() {
+                announce(&channel, json!({"event": "leave", "channel": channel, "user": display_id(conn)}), Some(conn));
+            }
             json!({"event": "unsubscribed", "channel": channel})
         }
         Request::Publish { channel, data, echo } => {
@@ -153,6 +158,12 @@ fn announce(channel: &str, event: Value, except: Option<Conn>) {
 fn presence(channel: &str) -> (Vec<String>, u32) {
     let members = rooms::members(channel, MAX_LISTED).into_iter().map(display_id).collect();
     (members, rooms::count(channel))
+}
+
+/// Join/leave events, on by default; `presence = "false"` turns them off for large broadcast
+/// channels, where every join would otherwise be a message to every member.
+fn presence_events() -> bool {
+    wasmsock_sdk::config("presence").as_deref() != Some("false")
 }
 
 fn display_id(conn: Conn) -> String {

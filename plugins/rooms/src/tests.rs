@@ -172,3 +172,14 @@ fn require_permissions_denies_identities_without_claims() {
     let granted = host.open_as("/chat", Identity::with_claims("bob", &json!({"channels": ["lobby"]})).unwrap());
     assert_eq!(subscribe(&host, granted, "lobby")["event"], "subscribed");
 }
+
+#[test]
+fn presence_events_can_be_turned_off_for_large_channels() {
+    let host = TestHost::new().config("presence", "false");
+    let (ada, bob) = (user(&host, "ada"), user(&host, "bob"));
+    subscribe(&host, ada, "wide");
+    assert_eq!(subscribe(&host, bob, "wide")["count"], 2, "subscribe still answers with the members");
+    assert!(got(&host, ada).is_empty(), "no join event");
+    host.close(&Rooms, bob, 1000, "");
+    assert!(got(&host, ada).is_empty(), "no leave event");
+}

@@ -1,0 +1,196 @@
+//! Echo throughput and latency, idle memory and handshake rate, against the Go peer.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::client;
+use crate::kit::{Kit, median};
+use crate::server::{Server, proc_cpu_ticks};
+
+/// `sysconf(_SC_CLK_TCK)`: 100 on Linux.
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+/// One wsload run (the Go load client, pinned to CPU 1) against `server`, with the server's
+/// user and kernel CPU per message added (`user_us_per_msg`, `kernel_us_per_msg`).
+fn wsload(kit: &Kit, server: &Server, path: &str, args: &[&str]) -> Result<Value> {
+    let Some(wsload) = &kit.wsload else { bail!("no Go load client") };
+    let (u0, k0) = proc_cpu_ticks(server.pid());
+    let out = Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(wsload)
+        .args(["-url", &server.url(path), "-cacert"])
+        .arg(&kit.cert)
+        .args(["-server-pid", &server.pid().to_string()])
+        .args(args)
+        .output()
+        .context("running wsload")?;
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(line.trim())
+        .with_context(|| format!("wsload said: {line} {}", String::from_utf8_lossy(&out.stderr)))?;
+    if v["errors"].as_u64() != Some(0) {
+        bail!("wsload reported errors: {v}");
+    }
+    let (u1, k1) = proc_cpu_ticks(server.pid());
+    let mut v = v;
+    if let Some(msgs) = v["msgs"].as_f64().filter(|m| *m > 0.0) {
+        let tick_us = 1e6 / CLOCK_TICKS_PER_SEC;
+        v["user_us_per_msg"] = ((u1 - u0) as f64 * tick_us / msgs).into();
+        v["kernel_us_per_msg"] = ((k1 - k0) as f64 * tick_us / msgs).into();
+    }
+    Ok(v)
+}
+
+struct Row {
+    server: String,
+    runs: Vec<Value>,
+}
+
+impl Row {
+    /// The run with the median throughput.
+    fn median(&self) -> &Value {
+        let m = median(self.runs.iter().map(|r| r["msgs_per_sec"].as_f64().unwrap_or(0.0)).collect());
+        self.runs
+            .iter()
+            .min_by(|a, b| {
+                let d = |v: &Value| (v["msgs_per_sec"].as_f64().unwrap_or(0.0) - m).abs();
+                d(a).total_cmp(&d(b))
+            })
+            .unwrap_or(&self.runs[0])
+    }
+}
+
+/// Scenarios 1 and 2: echo through the plugin and through the built-in (no wasm) route, with
+/// the Go peer in the same run.
+pub fn throughput(kit: &Kit, quick: bool) -> Result<()> {
+    let repeats = if quick { 1 } else { 3 };
+    let cases: &[(&str, usize, usize, usize)] = &[
+        ("100 conns × 1000 × 64 B", 100, 1000, 64),
+        ("100 conns × 500 × 4 KiB", 100, 500, 4096),
+        ("1000 conns × 100 × 64 B", 1000, 100, 64),
+    ];
+    println!("## Echo over wss (server on CPU 0, wsload on CPU 1, median of {repeats})\n");
+    println!(
+        "| load | server | msgs/s | p50 | p99 | server CPU/msg (user + kernel) | msgs/s vs Go | p99 vs Go | user CPU/msg vs Go |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (label, c, n, s) in cases {
+        let args = ["-c".to_owned(), c.to_string(), "-n".into(), n.to_string(), "-s".into(), s.to_string()];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut rows = Vec::new();
+        let mut targets: Vec<(&str, &str)> = Vec::new();
+        if kit.go_server.is_some() && kit.wsload.is_some() {
+            targets.push(("Go gin+gorilla", "/echo"));
+        }
+        targets.push(("wasmsock, echo plugin", "/echo"));
+        targets.push(("wasmsock, built-in echo", "/native"));
+        for (name, path) in &targets {
+            let mut row = Row { server: name.to_string(), runs: Vec::new() };
+            for _ in 0..repeats {
+                let server = match *name {
+                    "Go gin+gorilla" => Server::go(kit, kit.go_server.as_deref().context("go")?)?,
+                    _ => Server::wasmsock(kit, "", "warn")?,
+                };
+                row.runs.push(wsload(kit, &server, path, &args)?);
+            }
+            rows.push(row);
+        }
+        let go = rows.iter().find(|r| r.server.starts_with("Go")).map(|r| r.median().clone());
+        for r in &rows {
+            let m = r.median();
+            let ratio = |k: &str| {
+                go.as_ref().map_or("—".into(), |g| {
+                    format!("{:.2}", m[k].as_f64().unwrap_or(0.0) / g[k].as_f64().unwrap_or(1.0).max(1e-9))
+                })
+            };
+            let f = |k: &str| m[k].as_f64().unwrap_or(0.0);
+            println!(
+                "| {label} | {} | {:.0} | {} µs | {} µs | {:.2} µs ({:.2} + {:.2}) | {} | {} | {} |",
+                r.server,
+                f("msgs_per_sec"),
+                m["p50_us"],
+                m["p99_us"],
+                f("server_cpu_us_per_msg"),
+                f("user_us_per_msg"),
+                f("kernel_us_per_msg"),
+                ratio("msgs_per_sec"),
+                ratio("p99_us"),
+                ratio("user_us_per_msg")
+            );
+            println!("<!-- {} {label}: {} -->", r.server, serde_json::to_string(&r.runs)?);
+        }
+    }
+    println!();
+    Ok(())
+}
+
+/// Scenario 3: server memory per idle wss connection.
+pub fn idle_memory(kit: &Kit, quick: bool) -> Result<()> {
+    let conns = if quick { 2000 } else { 10_000 };
+    println!("## Idle memory: {conns} open wss connections\n");
+    println!("| server | RSS before | RSS with {conns} idle | per connection |");
+    println!("|---|---|---|---|");
+    let args = ["-c".to_owned(), conns.to_string(), "-n".into(), "1".into(), "-hold".into(), "3s".into()];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut servers: Vec<(&str, Server)> = Vec::new();
+    if let Some(go) = &kit.go_server {
+        servers.push(("Go gin+gorilla", Server::go(kit, go)?));
+    }
+    servers.push(("wasmsock (echo plugin route)", Server::wasmsock(kit, "", "warn")?));
+    for (name, server) in servers {
+        let v = wsload(kit, &server, "/echo", &args)?;
+        println!(
+            "| {name} | {} MB | {} MB | {:.1} KB |",
+            v["rss_kb_before"].as_u64().unwrap_or(0) / 1024,
+            v["rss_kb_hold"].as_u64().unwrap_or(0) / 1024,
+            v["rss_per_conn_kb"].as_f64().unwrap_or(0.0)
+        );
+    }
+    println!();
+    Ok(())
+}
+
+/// Scenario 4: TLS handshake + WebSocket upgrade rate (the same Rust client for both servers).
+pub async fn handshakes(kit: &Kit, quick: bool) -> Result<()> {
+    let total = if quick { 500 } else { 3000 };
+    let concurrency = 32;
+    println!(
+        "## TLS handshake + upgrade rate ({total} connections, {concurrency} at a time, TLS 1.3, P-256 certificate)\n"
+    );
+    println!("| server | handshakes/s | server CPU per handshake |");
+    println!("|---|---|---|");
+    let tls = client::tls(&kit.cert);
+    let mut servers: Vec<(&str, Server)> = Vec::new();
+    if let Some(go) = &kit.go_server {
+        servers.push(("Go gin+gorilla", Server::go(kit, go)?));
+    }
+    servers.push(("wasmsock", Server::wasmsock(kit, "", "warn")?));
+    for (name, server) in servers {
+        let url = Arc::new(server.url("/echo"));
+        let cpu0 = server.cpu_ns();
+        let started = Instant::now();
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let (url, tls, next, port) = (url.clone(), tls.clone(), next.clone(), server.port);
+            tasks.push(tokio::spawn(async move {
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                    let mut ws = client::connect(&url, port, &tls).await?;
+                    ws.close(None).await.ok();
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let cpu = (server.cpu_ns() - cpu0) as f64 / 1e3 / total as f64;
+        println!("| {name} | {:.0} | {cpu:.0} µs |", total as f64 / secs);
+    }
+    println!();
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! wasmsock benchmarks, server and load on separate cores, with the Go Gin + gorilla echo server
+//! (`../shared/bench`) measured side by side in the same run.
+//!
+//! ```text
+//! cargo build --release -p wasmsock -p wasmsock-bench
+//! ./target/release/wasmsock-bench all            # every scenario (about 10 minutes)
+//! ./target/release/wasmsock-bench echo|memory|handshake|calls|reload|fanout|broker
+//! ```
+//!
+//! The servers run on CPU 0 (`taskset -c 0`), this process and the Go load client on CPU 1.
+//! Results are printed as Markdown tables (for BENCHMARKS.md) and as JSON lines.
+
+mod calls;
+mod client;
+mod echo;
+mod fanout;
+mod kit;
+mod reload;
+mod server;
+
+use anyhow::{Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let which = args.first().map(String::as_str).unwrap_or("all");
+    let quick = args.iter().any(|a| a == "--quick");
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    if cpus < 2 {
+        bail!("the benchmarks pin the server and the load to different CPUs: this machine has {cpus}");
+    }
+    // This process (load clients, orchestration) stays off the server's core.
+    kit::pin_to_cpu(1);
+    kit::raise_nofile();
+    let kit = kit::Kit::prepare(cpus)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    const ALL: &[&str] = &["calls", "echo", "memory", "handshake", "reload", "fanout", "broker"];
+    let scenarios: Vec<&str> = match which {
+        "all" => ALL.to_vec(),
+        one if ALL.contains(&one) => vec![one],
+        other => bail!("unknown scenario {other:?}: all, {}", ALL.join(", ")),
+    };
+    println!("# wasmsock benchmarks ({})\n", kit.describe());
+    for s in scenarios {
+        match s {
+            "echo" => echo::throughput(&kit, quick)?,
+            "memory" => echo::idle_memory(&kit, quick)?,
+            "handshake" => rt.block_on(echo::handshakes(&kit, quick))?,
+            "calls" => calls::plugin_call_overhead(&kit, quick)?,
+            "reload" => rt.block_on(reload::under_load(&kit, quick))?,
+            "fanout" => rt.block_on(fanout::fan_out(&kit, quick))?,
+            "broker" => rt.block_on(fanout::cross_node(&kit, quick))?,
+            _ => unreachable!(),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Servers under test, as processes pinned to CPU 0, and their CPU and memory figures.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+
+use crate::kit::Kit;
+
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub name: &'static str,
+    /// wasmsock only: its working directory (plugins/, server.log).
+    pub dir: Option<std::path::PathBuf>,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_or(0, |a| a.port())
+}
+
+/// The routes every wasmsock run serves: the echo plugin, the built-in echo (no wasm), and
+/// rooms without presence events (fan-out).
+pub const ROUTES: &str = r#"
+[[routes]]
+path = "/echo"
+plugins = ["echo"]
+[[routes]]
+path = "/native"
+builtin = "echo"
+[[routes]]
+path = "/rooms"
+plugins = ["rooms"]
+[plugins.rooms.config]
+presence = "false"
+publish_without_subscribe = "true"
+"#;
+
+impl Server {
+    /// wasmsock with `extra` config (broker, limits) on top of [`ROUTES`].
+    pub fn wasmsock(kit: &Kit, extra: &str, log: &str) -> Result<Server> {
+        let port = free_port();
+        let dir = kit.work.join(format!("node-{port}"));
+        let plugins = dir.join("plugins");
+        std::fs::create_dir_all(&plugins)?;
+        for p in ["echo", "rooms"] {
+            std::fs::copy(kit.plugin(p), plugins.join(format!("{p}.wasm")))?;
+        }
+        let config = dir.join("wasmsock.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\nplugin_dir = {plugins:?}\nstate_dir = {:?}\n[admin]\nlisten = \"off\"\n[tls]\ncert = {:?}\nkey = {:?}\n[server]\nmax_pending_handshakes = 20000\n{extra}\n{ROUTES}",
+                dir.join("state"),
+                kit.cert,
+                kit.key
+            ),
+        )?;
+        let child = Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(&kit.wasmsock)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(dir.join("server.log"))?))
+            .spawn()?;
+        Server { child, port, name: "wasmsock", dir: Some(dir) }.ready()
+    }
+
+    /// The Go Gin + gorilla echo server (`/echo`).
+    pub fn go(kit: &Kit, exe: &Path) -> Result<Server> {
+        let port = free_port();
+        let child = Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(exe)
+            .args(["-addr", &format!("127.0.0.1:{port}"), "-cert"])
+            .arg(&kit.cert)
+            .arg("-key")
+            .arg(&kit.key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Server { child, port, name: "go", dir: None }.ready()
+    }
+
+    fn ready(self) -> Result<Server> {
+        for _ in 0..600 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(200));
+                return Ok(self);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("{} did not start listening on {}", self.name, self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("wss://localhost:{}{path}", self.port)
+    }
+
+    pub fn rss_kb(&self) -> u64 {
+        proc_rss_kb(self.pid())
+    }
+
+    /// CPU time of all the server's threads, in nanoseconds.
+    pub fn cpu_ns(&self) -> u64 {
+        let dir = format!("/proc/{}/task", self.pid());
+        std::fs::read_dir(dir)
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| t.ok())
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+                    .filter_map(|s| s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// (user, kernel) CPU time of a process, all threads, in clock ticks (`/proc/PID/stat`).
+pub fn proc_cpu_ticks(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is parenthesised and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    (f.get(11).copied().unwrap_or(0), f.get(12).copied().unwrap_or(0))
+}
+
+pub fn proc_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,120 @@
+// The probe's code, shared by `probe` and `probe-v2` (included, so each crate builds it with
+// its own `VERSION`).
+
+use wasmsock_sdk::{Conn, Connect, Flow, Identity, Message, Plugin, Request, export_plugin, rooms};
+
+#[derive(Default)]
+pub struct Probe;
+
+impl Plugin for Probe {
+    fn on_connect(&self, conn: Conn, req: &Request) -> Connect {
+        if let Some(status) = req.query_param("reject") {
+            let status = status.parse().unwrap_or(403);
+            return Connect::reject(status, req.query_param("reason").unwrap_or_else(|| "rejected by probe".into()));
+        }
+        if req.query_param("monitor").is_some() {
+            let _ = conn.join("monitor");
+            let _ = conn.set_attachment(b"monitor");
+        }
+        let answer = match req.query_param("as").as_deref() {
+            Some("cert") => {
+                let subject = req.client_cert_subject.clone().unwrap_or_else(|| "no certificate".into());
+                Connect::accept_as(Identity::new(subject))
+            }
+            Some(name) => Connect::accept_as(Identity::new(name)),
+            None => Connect::accept(),
+        };
+        match req.query_param("protocol") {
+            Some(p) => answer.with_protocol(p),
+            None => answer,
+        }
+    }
+
+    fn on_message(&self, conn: Conn, msg: Message) -> Flow {
+        let text = msg.as_text().unwrap_or_default().to_owned();
+        let mut words = text.splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("close"), Some(code), reason) => {
+                let code = code.parse().unwrap_or(1000);
+                if let Err(e) = conn.close(code, reason.unwrap_or("")) {
+                    let _ = conn.send_text(&format!("close refused: {e}"));
+                }
+                Flow::Done
+            }
+            (Some("whoami"), _, _) => {
+                let who = conn.identity().map_or_else(|| "nobody".to_owned(), |i| i.id);
+                let _ = conn.send_text(&who);
+                Flow::Done
+            }
+            (Some("version"), _, _) => {
+                let _ = conn.send_text(VERSION);
+                Flow::Done
+            }
+            (Some("id"), _, _) => {
+                let _ = conn.send_text(&conn.id().to_string());
+                Flow::Done
+            }
+            // Addressing another connection by id (allowed only on routes this plugin serves).
+            (Some("send-to"), Some(id), text) => {
+                let target = Conn::from_raw(id.parse().unwrap_or(0));
+                let answer = match target.send_text(text.unwrap_or("")) {
+                    Ok(()) => "sent".to_owned(),
+                    Err(e) => format!("send-to refused: {e}"),
+                };
+                let _ = conn.send_text(&answer);
+                Flow::Done
+            }
+            // Host-held state, for reload tests.
+            (Some("kv-set"), Some(k), v) => {
+                let r = wasmsock_sdk::kv::set(k, v.unwrap_or("").as_bytes());
+                let _ = conn.send_text(&format!("kv-set {}", if r.is_ok() { "ok" } else { "failed" }));
+                Flow::Done
+            }
+            (Some("kv-get"), Some(k), _) => {
+                let v = wasmsock_sdk::kv::get(k).map(|v| String::from_utf8_lossy(&v).into_owned());
+                let _ = conn.send_text(&v.unwrap_or_else(|| "(none)".into()));
+                Flow::Done
+            }
+            (Some("attach"), Some(v), _) => {
+                let _ = conn.set_attachment(v.as_bytes());
+                let _ = conn.send_text("attached");
+                Flow::Done
+            }
+            (Some("attachment"), _, _) => {
+                let v = conn.attachment().map(|v| String::from_utf8_lossy(&v).into_owned());
+                let _ = conn.send_text(&v.unwrap_or_else(|| "(none)".into()));
+                Flow::Done
+            }
+            (Some("join"), Some(room), _) => {
+                let _ = conn.send_text(if conn.join(room).is_ok() { "joined" } else { "join failed" });
+                Flow::Done
+            }
+            (Some("leave"), Some(room), _) => {
+                let _ = conn.send_text(if conn.leave(room) { "left" } else { "not a member" });
+                Flow::Done
+            }
+            (Some("publish"), Some(room), text) => {
+                let n = rooms::publish(room, Message::Text(text.unwrap_or("").into()), None).unwrap_or(0);
+                let _ = conn.send_text(&format!("published to {n}"));
+                Flow::Done
+            }
+            (Some("pass"), _, _) => Flow::Pass,
+            (Some("forward"), Some(rest), _) => Flow::Forward(Message::Text(rest.to_owned())),
+            _ => {
+                let _ = conn.send(msg);
+                Flow::Done
+            }
+        }
+    }
+
+    fn on_close(&self, conn: Conn, code: u16, reason: &str) {
+        wasmsock_sdk::info!("probe on_close {} {}", conn.id(), code);
+        if conn.attachment().as_deref() == Some(b"monitor".as_slice()) {
+            return;
+        }
+        let line = format!("closed {} {} {}", conn.id(), code, reason);
+        let _ = rooms::publish("monitor", Message::Text(line), None);
+    }
+}
+
+export_plugin!(Probe);
