@@ -48,11 +48,18 @@ impl Server {
         for p in ["echo", "rooms"] {
             std::fs::copy(kit.plugin(p), plugins.join(format!("{p}.wasm")))?;
         }
+        // Thousands of clients connect at once in some scenarios; `extra` may have its own
+        // [server] table, which TOML allows only once.
+        let server_table = "[server]\nmax_pending_handshakes = 20000\n";
+        let extra = match extra.contains("[server]\n") {
+            true => extra.replacen("[server]\n", server_table, 1),
+            false => format!("{server_table}{extra}"),
+        };
         let config = dir.join("wasmsock.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:{port}\"\nplugin_dir = {plugins:?}\nstate_dir = {:?}\n[admin]\nlisten = \"off\"\n[tls]\ncert = {:?}\nkey = {:?}\n[server]\nmax_pending_handshakes = 20000\n{extra}\n{ROUTES}",
+                "listen = \"127.0.0.1:{port}\"\nplugin_dir = {plugins:?}\nstate_dir = {:?}\n[admin]\nlisten = \"off\"\n[tls]\ncert = {:?}\nkey = {:?}\n{extra}\n{ROUTES}",
                 dir.join("state"),
                 kit.cert,
                 kit.key
@@ -86,15 +93,20 @@ impl Server {
         Server { child, port, name: "go", dir: None }.ready()
     }
 
-    fn ready(self) -> Result<Server> {
+    fn ready(mut self) -> Result<Server> {
         for _ in 0..600 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 std::thread::sleep(Duration::from_millis(200));
                 return Ok(self);
             }
+            if self.child.try_wait()?.is_some() {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("{} did not start listening on {}", self.name, self.port)
+        let log =
+            self.dir.as_ref().and_then(|d| std::fs::read_to_string(d.join("server.log")).ok()).unwrap_or_default();
+        bail!("{} did not start listening on {}: {}", self.name, self.port, log.trim())
     }
 
     pub fn pid(&self) -> u32 {
