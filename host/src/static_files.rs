@@ -23,11 +23,17 @@ impl StaticFiles {
             return None;
         }
         let path = self.resolve(&req.path)?;
-        let meta = tokio::fs::metadata(&path).await.ok()?;
+        // A symlink inside the directory must not lead out of it.
+        let (real, root) =
+            (tokio::fs::canonicalize(&path).await.ok()?, tokio::fs::canonicalize(&self.root).await.ok()?);
+        if !real.starts_with(&root) {
+            return None;
+        }
+        let meta = tokio::fs::metadata(&real).await.ok()?;
         if !meta.is_file() || meta.len() > MAX_FILE {
             return None;
         }
-        let body = tokio::fs::read(&path).await.ok()?;
+        let body = tokio::fs::read(&real).await.ok()?;
         let body = if req.method == "HEAD" { Vec::new() } else { body };
         Some(http::response_bytes(200, &[("X-Content-Type-Options", "nosniff")], content_type(&path), &body))
     }
@@ -69,5 +75,28 @@ mod tests {
         assert_eq!(s.resolve("/a/b.js"), Some(PathBuf::from("/srv/a/b.js")));
         assert_eq!(s.resolve("/../etc/passwd"), None);
         assert_eq!(s.resolve("/a/../../x"), None);
+    }
+
+    #[tokio::test]
+    async fn symlinks_out_of_the_directory_are_not_followed() {
+        let dir = std::env::temp_dir().join(format!("wasmsock-static-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("site")).unwrap();
+        std::fs::write(dir.join("site/index.html"), "<p>hi</p>").unwrap();
+        std::fs::write(dir.join("secret.txt"), "secret").unwrap();
+        std::os::unix::fs::symlink(dir.join("secret.txt"), dir.join("site/leak.txt")).unwrap();
+        std::os::unix::fs::symlink(dir.join("site/index.html"), dir.join("site/home.html")).unwrap();
+        let files = StaticFiles::new(dir.join("site"));
+        let get = |path: &str| HttpRequest {
+            method: "GET".into(),
+            path: path.into(),
+            query: String::new(),
+            headers: Vec::new(),
+        };
+        assert!(files.respond(&get("/")).await.is_some());
+        assert!(files.respond(&get("/home.html")).await.is_some(), "a link within the directory");
+        assert!(files.respond(&get("/leak.txt")).await.is_none(), "a link out of it");
+        assert!(files.respond(&get("/missing.html")).await.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -284,3 +284,33 @@ plugins = ["echo"]
     send(&mut echo, "ping").await;
     assert_eq!(recv_text(&mut echo).await, "ping", "the echo connection got nothing else");
 }
+
+#[tokio::test]
+async fn a_big_message_is_not_refused_for_its_size_by_a_tight_deadline() {
+    // Copying 16 MiB into the guest and back out takes longer than 5 ms; the deadline grows
+    // with the message (10 ms per MiB), so the size limit decides what is admitted.
+    let s = Setup::new(
+        r#"
+[limits]
+max_message_size = "17MiB"
+max_frame_size = "17MiB"
+outbox_bytes = "40MiB"
+[[routes]]
+path = "/echo"
+plugins = ["echo"]
+[plugins.echo]
+deadline = "5ms"
+"#,
+    )
+    .plugin("echo", "echo")
+    .start()
+    .await;
+    let mut ws = s.connect("/echo").await;
+    let big = "x".repeat(16 << 20);
+    send(&mut ws, &big).await;
+    assert_eq!(recv_text(&mut ws).await.len(), big.len());
+    // Small messages on the same connection are answered as before.
+    send(&mut ws, "ok").await;
+    assert_eq!(recv_text(&mut ws).await, "ok");
+    assert_eq!(s.metric("wasmsock_plugin_deadline_hits_total{plugin=\"echo\"}").await, 0.0);
+}

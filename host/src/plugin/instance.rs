@@ -80,11 +80,27 @@ pub struct VersionInfo {
     pub contract: String,
 }
 
+/// A call's epoch deadline: the plugin's CPU deadline, plus an allowance per MiB of the message
+/// for the copies a big message costs (into the guest, validated, and a reply out), so that a
+/// message the route's size limit admits is not refused for its size alone.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticks {
+    pub base: u64,
+    pub per_mib: u64,
+}
+
+impl Ticks {
+    fn for_message(self, bytes: usize) -> u64 {
+        let mib = (bytes as u64).div_ceil(1 << 20);
+        self.base.saturating_add(self.per_mib.saturating_mul(mib))
+    }
+}
+
 pub struct Loaded {
     pub info: VersionInfo,
     env: Arc<PluginEnv>,
     pre: PluginPre<StoreState>,
-    ticks: u64,
+    ticks: Ticks,
     /// Boxed so taking one out of the pool or putting it back moves a pointer, not the store.
     #[allow(clippy::vec_box)]
     idle: Mutex<Vec<Box<Instance>>>,
@@ -96,7 +112,7 @@ impl Loaded {
     pub fn new(
         env: Arc<PluginEnv>,
         pre: PluginPre<StoreState>,
-        ticks: u64,
+        ticks: Ticks,
         info: VersionInfo,
     ) -> anyhow::Result<Loaded> {
         let loaded = Loaded { info, env, pre, ticks, idle: Mutex::new(Vec::new()) };
@@ -106,19 +122,23 @@ impl Loaded {
     }
 
     pub fn on_connect(&self, conn: &Arc<ConnShared>, req: &Request) -> Result<Connect, CallError> {
-        self.call(conn, Export::OnConnect, |api, store| {
+        self.call(conn, Export::OnConnect, 0, |api, store| {
             api.wasmsock_plugin_handler().call_on_connect(store, conn.id, req)
         })
     }
 
     pub fn on_message(&self, conn: &Arc<ConnShared>, msg: &Message) -> Result<Flow, CallError> {
-        self.call(conn, Export::OnMessage, |api, store| {
+        let len = match msg {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
+        };
+        self.call(conn, Export::OnMessage, len, |api, store| {
             api.wasmsock_plugin_handler().call_on_message(store, conn.id, msg)
         })
     }
 
     pub fn on_close(&self, conn: &Arc<ConnShared>, code: u16, reason: &str) -> Result<(), CallError> {
-        self.call(conn, Export::OnClose, |api, store| {
+        self.call(conn, Export::OnClose, 0, |api, store| {
             api.wasmsock_plugin_handler().call_on_close(store, conn.id, code, reason)
         })
     }
@@ -147,7 +167,7 @@ impl Loaded {
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(self.ticks);
+        store.set_epoch_deadline(self.ticks.base);
         match self.pre.instantiate(&mut store) {
             Ok(api) => Ok(Box::new(Instance { store, api })),
             Err(e) => Err(classify(&e, &store, self.deadline_ms(), true)),
@@ -162,6 +182,7 @@ impl Loaded {
         &self,
         conn: &Arc<ConnShared>,
         export: Export,
+        bytes: usize,
         f: impl FnOnce(&Plugin, &mut Store<StoreState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let pooled = self.idle.lock().pop();
@@ -171,7 +192,7 @@ impl Loaded {
         };
         let Instance { store, api } = &mut *inst;
         store.data_mut().call = CallCtx { conn: Some(conn.clone()), ..CallCtx::default() };
-        store.set_epoch_deadline(self.ticks);
+        store.set_epoch_deadline(self.ticks.for_message(bytes));
         let span =
             tracing::debug_span!("plugin_call", plugin = %self.env.name, export = export.as_str(), conn = conn.id);
         let started = Instant::now();

@@ -19,12 +19,16 @@ use super::bindings::{Connect, Flow, Message, PluginPre, Request};
 use super::breaker::Breaker;
 use super::contract;
 use super::engine::Runtime;
-use super::instance::{CallError, Export, Loaded, VersionInfo};
+use super::instance::{CallError, Export, Loaded, Ticks, VersionInfo};
 use super::state::PluginEnv;
 use crate::config::{OnError, Settings};
 use crate::conn::ConnShared;
 use crate::hub::Hub;
 use crate::metrics::{PluginExportLabel, PluginKindLabel, PluginLabel, ReloadLabel};
+
+/// Deadline allowance per MiB of a message (see [`Ticks`]): generous for a busy machine, and
+/// bounded, since the route's `max_message_size` bounds the message.
+const DEADLINE_PER_MIB: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// A failed call, and whether the plugin's policy says to carry on without it.
 #[derive(Debug, Clone)]
@@ -285,7 +289,10 @@ impl Registry {
         let (pre, summary) = prepare(&self.runtime, &bytes)?;
         let contract = summary.contract.unwrap_or_default();
         let info = VersionInfo { hash: hash.clone(), size: bytes.len(), loaded_at: SystemTime::now(), contract };
-        let ticks = self.runtime.ticks(slot.env.settings.deadline);
+        let ticks = Ticks {
+            base: self.runtime.ticks(slot.env.settings.deadline),
+            per_mib: self.runtime.ticks(DEADLINE_PER_MIB),
+        };
         let loaded = Loaded::new(slot.env.clone(), pre, ticks, info)?;
         slot.current.store(Some(Arc::new(loaded)));
         slot.breaker.reset();
