@@ -42,6 +42,8 @@ const KIND_KV_DELETE: u8 = 4;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A Redis that stops answering counts as down: reconnect rather than wait forever.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most publishes in one pipeline, and most bytes.
 const BATCH_ITEMS: usize = 256;
 const BATCH_BYTES: usize = 1 << 20;
@@ -324,13 +326,24 @@ async fn publisher(client: redis::Client, ch: Channels, node: u64, mut queue: Qu
                     pipeline(&batch, &ch, node, &mut seq)
                 }
             };
-            match pipe.query_async::<()>(&mut conn).await {
-                Ok(()) => {
+            let sent = tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(&mut conn)).await;
+            match sent {
+                Ok(Ok(())) => {
                     m.broker_published.inc_by(publishes);
                 }
-                Err(e) => {
+                // Redis answered, with an error (e.g. a key of another type): sending the same
+                // commands again would fail the same way, so this batch is given up.
+                Ok(Err(e)) if !(e.is_io_error() || e.is_connection_dropped() || e.is_timeout()) => {
                     m.broker_errors.inc();
-                    tracing::warn!(error = %e, "broker: publishing to Redis failed; reconnecting");
+                    tracing::warn!(error = %e, "broker: Redis refused a batch; it is dropped");
+                }
+                failed => {
+                    m.broker_errors.inc();
+                    let error = failed.map_or_else(
+                        |_| "timed out".to_owned(),
+                        |r| r.err().map(|e| e.to_string()).unwrap_or_default(),
+                    );
+                    tracing::warn!(%error, "broker: publishing to Redis failed; reconnecting");
                     unsent = Some((pipe, publishes)); // sent again once reconnected
                     break;
                 }
@@ -438,7 +451,17 @@ async fn load_kv(client: &redis::Client, ch: &Channels, broker: &Broker) -> Resu
     for hash in hashes {
         let Some(plugin) = hash.strip_prefix(&ch.kv_prefix) else { continue };
         let plugin: Arc<str> = Arc::from(plugin);
-        let entries: Vec<(String, Vec<u8>)> = conn.hgetall(&hash).await?;
+        // A key under our prefix that is not a hash (someone else's) is skipped, not fatal:
+        // failing here would keep the subscription, and every room, down.
+        let entries: Vec<(String, Vec<u8>)> = match conn.hgetall(&hash).await {
+            Ok(e) => e,
+            Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => return Err(e.into()),
+            Err(e) => {
+                broker.hub.metrics.broker_errors.inc();
+                tracing::warn!(key = %hash, error = %e, "broker: skipping a shared key/value entry Redis refused");
+                continue;
+            }
+        };
         for (key, value) in entries {
             let _ = broker.hub.kv.set(&plugin, &key, Bytes::from(value));
         }

@@ -199,3 +199,37 @@ async fn the_key_value_store_can_be_shared_by_all_nodes() {
     send(&mut pc, "kv-get greeting").await;
     assert_eq!(recv_text(&mut pc).await, "hello from a");
 }
+
+/// One Redis command, spoken in RESP over a plain socket; returns the first reply line.
+fn redis_command(port: u16, args: &[&str]) -> String {
+    use std::io::{BufRead, Write};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    tcp.write_all(req.as_bytes()).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(tcp).read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_redis_refuses_does_not_stall_the_broker() {
+    let Some(redis) = Redis::start(None) else { return skip() };
+    // A string where this cluster keeps the probe plugin's shared store: loading it and writing
+    // to it both fail in Redis (WRONGTYPE), and neither may take the nodes' rooms down.
+    let hash = format!("t{}:kv:probe", redis.port);
+    assert_eq!(redis_command(redis.port, &["SET", &hash, "not a hash"]), "+OK");
+    let a = node(redis.port, "shared_kv = true").await;
+    let b = node(redis.port, "shared_kv = true").await;
+    let mut probe = a.connect("/probe").await;
+    send(&mut probe, "kv-set color teal").await;
+    assert_eq!(recv_text(&mut probe).await, "kv-set ok", "the local store took it");
+    assert!(eventually(Duration::from_secs(5), async || a.metric("wasmsock_broker_errors_total").await >= 1.0).await);
+    // Room publishes still cross nodes after the refused write.
+    let mut bob = member(&b, "bob", "lobby").await;
+    let mut ada = member(&a, "ada", "lobby").await;
+    publish(&mut ada, "lobby", json!("after the refusal")).await;
+    assert_eq!(next_data(&mut bob).await, json!("after the refusal"));
+}
