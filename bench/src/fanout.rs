@@ -16,8 +16,9 @@ use crate::server::{Server, free_port};
 
 const BIG: &str = "[server]\nmax_connections_per_ip = 100000\n[limits]\nping_interval = \"0s\"\n";
 
-async fn subscribe(server: &Server, tls: &Arc<rustls::ClientConfig>, channel: &str) -> Result<Ws> {
-    let mut ws = client::connect(&server.url("/rooms"), server.port, tls).await?;
+/// A client of `/rooms` on the server at `port`, subscribed to `channel`.
+async fn subscribe_at(url: String, port: u16, tls: Arc<rustls::ClientConfig>, channel: String) -> Result<Ws> {
+    let mut ws = client::connect(&url, port, &tls).await?;
     client::send_text(&mut ws, json!({"event": "subscribe", "channel": channel}).to_string()).await?;
     loop {
         let t = client::next_text(&mut ws).await.context("closed while subscribing")?;
@@ -27,26 +28,18 @@ async fn subscribe(server: &Server, tls: &Arc<rustls::ClientConfig>, channel: &s
     }
 }
 
+async fn subscribe(server: &Server, tls: &Arc<rustls::ClientConfig>, channel: &str) -> Result<Ws> {
+    subscribe_at(server.url("/rooms"), server.port, tls.clone(), channel.to_owned()).await
+}
+
 /// Opens `n` subscribers, 64 handshakes at a time.
 async fn subscribers(server: &Server, tls: &Arc<rustls::ClientConfig>, channel: &str, n: usize) -> Result<Vec<Ws>> {
     let mut all = Vec::with_capacity(n);
     while all.len() < n {
         let batch = (n - all.len()).min(64);
-        let mut tasks = Vec::new();
-        for _ in 0..batch {
-            let (url_server, tls, channel) = (server.port, tls.clone(), channel.to_owned());
-            let url = server.url("/rooms");
-            tasks.push(tokio::spawn(async move {
-                let mut ws = client::connect(&url, url_server, &tls).await?;
-                client::send_text(&mut ws, json!({"event": "subscribe", "channel": channel}).to_string()).await?;
-                loop {
-                    let t = client::next_text(&mut ws).await.context("closed while subscribing")?;
-                    if t.contains("\"subscribed\"") {
-                        return anyhow::Ok(ws);
-                    }
-                }
-            }));
-        }
+        let tasks: Vec<_> = (0..batch)
+            .map(|_| tokio::spawn(subscribe_at(server.url("/rooms"), server.port, tls.clone(), channel.to_owned())))
+            .collect();
         for t in tasks {
             all.push(t.await??);
         }

@@ -95,19 +95,6 @@ pub fn pin_to_cpu(cpu: usize) {
     }
 }
 
-/// Enough file descriptors for 10k connections in this process.
-pub fn raise_nofile() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    #[allow(unsafe_code)]
-    // SAFETY: `lim` is a valid rlimit for both calls.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max.min(1 << 20);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 /// Median of a sample.
 pub fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {

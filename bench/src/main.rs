@@ -30,7 +30,8 @@ fn main() -> Result<()> {
     }
     // This process (load clients, orchestration) stays off the server's core.
     kit::pin_to_cpu(1);
-    kit::raise_nofile();
+    // Enough file descriptors for 10k connections, here and in the load clients it starts.
+    wasmsock::server::raise_nofile(1 << 20);
     let kit = kit::Kit::prepare(cpus)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     const ALL: &[&str] = &["calls", "echo", "memory", "handshake", "reload", "fanout", "broker"];

@@ -238,13 +238,9 @@ impl TestHost {
                 }
             }),
             Connect::Accept { .. } => {}
-            _ => with(|s| {
-                if let Some(c) = s.conns.remove(&id) {
-                    for room in c.rooms {
-                        remove_member(s, &room, id);
-                    }
-                }
-            }),
+            _ => {
+                with(|s| forget(s, id));
+            }
         }
         (conn, answer)
     }
@@ -286,10 +282,7 @@ impl TestHost {
     pub fn close<P: Plugin>(&self, plugin: &P, conn: Conn, code: u16, reason: &str) {
         plugin.on_close(conn, code, reason);
         with(|s| {
-            if let Some(state) = s.conns.remove(&conn.id()) {
-                for room in state.rooms {
-                    remove_member(s, &room, conn.id());
-                }
+            if let Some(state) = forget(s, conn.id()) {
                 let closing = state.closing.unwrap_or((code, reason.to_owned()));
                 s.closed.insert(conn.id(), closing);
             }
@@ -407,6 +400,15 @@ impl TestHost {
     pub fn route(&self, conn: Conn) -> Option<String> {
         with(|s| s.conns.get(&conn.id()).map(|c| c.route.clone()))
     }
+}
+
+/// Drops a connection and its room memberships, as the server does when it ends.
+fn forget(s: &mut State, conn: u64) -> Option<ConnState> {
+    let mut state = s.conns.remove(&conn)?;
+    for room in std::mem::take(&mut state.rooms) {
+        remove_member(s, &room, conn);
+    }
+    Some(state)
 }
 
 fn remove_member(s: &mut State, room: &str, conn: u64) {

@@ -43,8 +43,8 @@ impl OriginPolicy {
         Ok(OriginPolicy { allow, allow_missing: over.allow_missing.or(base.allow_missing).unwrap_or(true) })
     }
 
-    /// `host` is the request's Host header, for the same-origin default.
-    pub fn check(&self, origin: Option<&str>, host: Option<&str>) -> OriginVerdict {
+    /// `request_host` is the request's Host header, for the same-origin default.
+    pub fn check(&self, origin: Option<&str>, request_host: Option<&str>) -> OriginVerdict {
         let Some(origin) = origin else {
             return if self.allow_missing { OriginVerdict::Allowed } else { OriginVerdict::Missing };
         };
@@ -52,22 +52,22 @@ impl OriginPolicy {
             return OriginVerdict::Allowed;
         }
         let origin = origin.trim().to_ascii_lowercase();
-        let (scheme, host_port) = match origin.split_once("://") {
+        let (scheme, host) = match origin.split_once("://") {
             Some((s, h)) => (s, h),
             None => return OriginVerdict::Forbidden, // "null" and other opaque origins
         };
         if self.allow.is_empty() {
-            let same = host.is_some_and(|h| h.trim().eq_ignore_ascii_case(host_port));
+            let same = request_host.is_some_and(|h| h.trim().eq_ignore_ascii_case(host));
             return if same { OriginVerdict::Allowed } else { OriginVerdict::Forbidden };
         }
-        let host = host_port;
+        let bare = host_without_port(host);
         let ok = self.allow.iter().any(|p| match p {
             Pattern::Any => true,
             Pattern::Exact(e) => *e == origin,
             Pattern::Suffix { scheme: want, suffix } => {
                 want.as_deref().is_none_or(|w| w == scheme)
-                    && host_without_port(host).ends_with(suffix.as_str())
-                    && host_without_port(host).len() > suffix.len()
+                    && bare.ends_with(suffix.as_str())
+                    && bare.len() > suffix.len()
             }
         });
         if ok { OriginVerdict::Allowed } else { OriginVerdict::Forbidden }

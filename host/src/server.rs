@@ -344,7 +344,7 @@ fn sweep_period(ctx: &ServerCtx) -> Duration {
 }
 
 /// Raises the soft open-files limit towards `want` (capped at the hard limit).
-fn raise_nofile(want: u64) {
+pub fn raise_nofile(want: u64) {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     if !get_nofile(&mut lim) {
         return;

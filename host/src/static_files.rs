@@ -9,11 +9,14 @@ const MAX_FILE: u64 = 8 << 20;
 
 pub struct StaticFiles {
     root: PathBuf,
+    /// `root` with its links resolved (once), what a served file's real path must start with.
+    real_root: PathBuf,
 }
 
 impl StaticFiles {
     pub fn new(root: PathBuf) -> StaticFiles {
-        StaticFiles { root }
+        let real_root = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
+        StaticFiles { root, real_root }
     }
 
     /// A response for `req`, or `None` to let the caller answer 404. Reads through tokio's
@@ -24,9 +27,8 @@ impl StaticFiles {
         }
         let path = self.resolve(&req.path)?;
         // A symlink inside the directory must not lead out of it.
-        let (real, root) =
-            (tokio::fs::canonicalize(&path).await.ok()?, tokio::fs::canonicalize(&self.root).await.ok()?);
-        if !real.starts_with(&root) {
+        let real = tokio::fs::canonicalize(&path).await.ok()?;
+        if !real.starts_with(&self.real_root) {
             return None;
         }
         let meta = tokio::fs::metadata(&real).await.ok()?;

@@ -296,11 +296,7 @@ async fn the_host_answers_client_pings_without_calling_plugins() {
     let mut ws = s.connect("/probe").await;
     send(&mut ws, "warm").await;
     assert_eq!(recv_text(&mut ws).await, "warm");
-    let calls = async || {
-        let (_, listing) = s.admin_get("/plugins").await;
-        let list: serde_json::Value = serde_json::from_str(&listing).unwrap();
-        list.as_array().unwrap().iter().find(|p| p["name"] == "probe").unwrap()["calls"].as_u64().unwrap()
-    };
+    let calls = async || s.plugin_listing("probe").await["calls"].as_u64().unwrap();
     let before = calls().await;
     for _ in 0..3 {
         ws.send(Message::Ping(b"are you there".to_vec().into())).await.unwrap();

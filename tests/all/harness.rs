@@ -215,6 +215,15 @@ impl TestServer {
         http_get(self.admin.expect("admin listener"), path).await.expect("admin request")
     }
 
+    /// Plugin `name`'s row of the admin listener's `/plugins` listing.
+    pub async fn plugin_listing(&self, name: &str) -> serde_json::Value {
+        let (status, body) = self.admin_get("/plugins").await;
+        assert_eq!(status, 200, "{body}");
+        let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let row = list.as_array().unwrap().iter().find(|p| p["name"] == name).cloned();
+        row.unwrap_or_else(|| panic!("{name} not listed: {list}"))
+    }
+
     /// The value of a metric line (exact name with labels) on /metrics, 0 if absent.
     pub async fn metric(&self, series: &str) -> f64 {
         let (_, body) = self.admin_get("/metrics").await;

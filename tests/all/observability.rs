@@ -81,10 +81,7 @@ async fn health_readiness_and_the_plugin_listing() {
     let mut ws = s.connect("/echo").await;
     send(&mut ws, "x").await;
     recv_text(&mut ws).await;
-    let (status, body) = s.admin_get("/plugins").await;
-    assert_eq!(status, 200);
-    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let echo = list.as_array().unwrap().iter().find(|p| p["name"] == "echo").unwrap();
+    let echo = s.plugin_listing("echo").await;
     assert_eq!(echo["loaded"], true);
     assert_eq!(echo["hash"].as_str().unwrap().len(), 16);
     assert_eq!(echo["contract"], "0.1.0");

@@ -216,17 +216,11 @@ quarantine = "60s"
     let (status, body) = s.refused("/hostile").await;
     assert_eq!((status, body.as_str()), (503, "plugin hostile is unavailable"));
     assert_eq!(s.metric("wasmsock_plugin_quarantines_total{plugin=\"hostile\"}").await, 1.0);
-    let (_, listing) = s.admin_get("/plugins").await;
-    let list: serde_json::Value = serde_json::from_str(&listing).unwrap();
-    let hostile = list.as_array().unwrap().iter().find(|p| p["name"] == "hostile").unwrap();
+    let hostile = s.plugin_listing("hostile").await;
     assert!(hostile["quarantined_ms"].as_u64().unwrap() > 0);
     assert_eq!(hostile["errors"], 3);
     // on-close is still owed to connections accepted before the quarantine: exactly one call.
-    let calls = || async {
-        let (_, listing) = s.admin_get("/plugins").await;
-        let list: serde_json::Value = serde_json::from_str(&listing).unwrap();
-        list.as_array().unwrap().iter().find(|p| p["name"] == "hostile").unwrap()["calls"].as_u64().unwrap()
-    };
+    let calls = async || s.plugin_listing("hostile").await["calls"].as_u64().unwrap();
     let before = calls().await;
     bystander.close(None).await.unwrap();
     assert!(eventually(Duration::from_secs(5), async || calls().await == before + 1).await);

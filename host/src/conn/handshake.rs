@@ -143,11 +143,11 @@ async fn accept(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending:
     // Registered before on-connect so plugins can address it (queue a welcome, join a room).
     ctx.hub.register(conn.clone());
 
-    let (accepted, outcome) = run_on_connect(&conn, &route, &req, &t);
+    let (passed, outcome) = run_on_connect(&conn, &route, &req, &t);
     let protocol = match outcome {
         Ok(p) => p,
         Err(r) => {
-            close_chain(&conn, &route.chain[..accepted], CloseCode::ABNORMAL, "handshake rejected");
+            close_chain(&conn, &route.chain[..passed], CloseCode::ABNORMAL, "handshake rejected");
             ctx.hub.unregister(&conn);
             return refuse(ctx, &mut t, peer, Some(&route), r).await;
         }
@@ -295,11 +295,11 @@ fn run_on_connect(
         identity: None,
     };
     let mut protocol = None;
-    let mut accepted = 0;
+    let mut passed = 0;
     for slot in &route.chain {
         match slot.on_connect(conn, &wit_req) {
             Ok(Connect::Accept(a)) => {
-                accepted += 1;
+                passed += 1;
                 if let Some(id) = a.identity {
                     conn.set_identity(Identity { id: id.id.clone(), claims: id.claims.clone() });
                     wit_req.identity = Some(id);
@@ -312,9 +312,9 @@ fn run_on_connect(
                 let status = if (400..=599).contains(&r.status) { r.status } else { 403 };
                 let reason = sanitize_reason(&r.reason);
                 tracing::debug!(plugin = slot.name(), status, reason = %reason, "plugin rejected the connection");
-                return (accepted, Err(Refusal::new(status, "plugin_rejected", reason)));
+                return (passed, Err(Refusal::new(status, "plugin_rejected", reason)));
             }
-            Err(f) if f.bypass => accepted += 1,
+            Err(f) if f.bypass => passed += 1,
             Err(f) => {
                 let r = match f.error {
                     // Not the request's fault, and temporary: say so, like an absent plugin.
@@ -323,7 +323,7 @@ fn run_on_connect(
                     }
                     _ => Refusal::new(500, "plugin_failed", format!("plugin {} failed", f.plugin)),
                 };
-                return (accepted, Err(r));
+                return (passed, Err(r));
             }
         }
     }
@@ -335,9 +335,9 @@ fn run_on_connect(
             "plugin_failed",
             format!("a plugin chose subprotocol {p:?}, which the client did not offer"),
         );
-        return (accepted, Err(r));
+        return (passed, Err(r));
     }
-    (accepted, Ok(protocol))
+    (passed, Ok(protocol))
 }
 
 /// One printable line of at most 200 bytes (it becomes an HTTP body and a log field).

@@ -61,7 +61,7 @@ pub fn outgoing(msg: Message) -> Outgoing {
     }
 }
 
-fn message_len(msg: &Message) -> usize {
+pub(super) fn message_len(msg: &Message) -> usize {
     match msg {
         Message::Text(t) => t.len(),
         Message::Binary(b) => b.len(),

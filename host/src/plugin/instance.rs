@@ -128,11 +128,7 @@ impl Loaded {
     }
 
     pub fn on_message(&self, conn: &Arc<ConnShared>, msg: &Message) -> Result<Flow, CallError> {
-        let len = match msg {
-            Message::Text(t) => t.len(),
-            Message::Binary(b) => b.len(),
-        };
-        self.call(conn, Export::OnMessage, len, |api, store| {
+        self.call(conn, Export::OnMessage, super::host_api::message_len(msg), |api, store| {
             api.wasmsock_plugin_handler().call_on_message(store, conn.id, msg)
         })
     }
