@@ -27,6 +27,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use prometheus_client::metrics::gauge::Gauge;
 use redis::AsyncCommands;
 use tokio::sync::mpsc;
 
@@ -104,10 +105,12 @@ impl Broker {
             tasks: Mutex::new(Vec::new()),
         });
         let channels = Channels::new(&settings.prefix);
-        let queue = Queue { rx, queued };
-        let p = tokio::spawn(publisher(client.clone(), channels.clone(), node, queue, broker.hub.clone()));
+        let queue = Queue { rx, queued, pending: broker.hub.metrics.broker_pending.clone() };
+        let link = Arc::new(Link::new(broker.hub.metrics.broker_connected.clone()));
+        let p =
+            tokio::spawn(publisher(client.clone(), channels.clone(), node, queue, broker.hub.clone(), link.clone()));
         // The subscriber holds the broker (it delivers through it): `stop` breaks that cycle.
-        let s = tokio::spawn(subscriber(client, channels, broker.clone()));
+        let s = tokio::spawn(subscriber(client, channels, broker.clone(), link));
         if let Ok(mut tasks) = broker.tasks.lock() {
             tasks.extend([p.abort_handle(), s.abort_handle()]);
         }
@@ -147,11 +150,15 @@ impl Broker {
 
     fn send(&self, out: Outbound) {
         let size = out.size();
+        let m = &self.hub.metrics;
+        // Counted before the send so that the publisher, which subtracts, never goes below zero.
+        m.broker_pending.inc();
         let fits = self.queued.fetch_add(size, Relaxed) + size <= self.max_bytes;
         if !fits || self.tx.try_send(out).is_err() {
             // Redis is slow or down and the queue is full: drop rather than grow.
             self.queued.fetch_sub(size, Relaxed);
-            self.hub.metrics.broker_dropped.inc();
+            m.broker_pending.dec();
+            m.broker_dropped.inc();
         }
     }
 
@@ -268,10 +275,41 @@ impl<'a> Frame<'a> {
     }
 }
 
-/// The publisher's end of the queue, with the byte count it gives back.
+/// Which of a node's two Redis connections are up. The gauge reads 1 only while both are: a
+/// node that receives but cannot publish is as cut off as one that cannot receive.
+struct Link {
+    up: Mutex<[bool; 2]>,
+    gauge: Gauge,
+    /// Wakes a publisher in its backoff when the subscription finds Redis back, so that the
+    /// publishes queued during an outage go out at once rather than up to `BACKOFF_MAX` later.
+    redis_back: tokio::sync::Notify,
+}
+
+const PUBLISHING: usize = 0;
+const SUBSCRIBED: usize = 1;
+
+impl Link {
+    fn new(gauge: Gauge) -> Link {
+        gauge.set(0);
+        Link { up: Mutex::new([false; 2]), gauge, redis_back: tokio::sync::Notify::new() }
+    }
+
+    fn set(&self, which: usize, up: bool) {
+        if let Ok(mut flags) = self.up.lock() {
+            flags[which] = up;
+            self.gauge.set(i64::from(flags[PUBLISHING] && flags[SUBSCRIBED]));
+            if which == SUBSCRIBED && up && !flags[PUBLISHING] {
+                self.redis_back.notify_one();
+            }
+        }
+    }
+}
+
+/// The publisher's end of the queue, with the byte and item counts it gives back.
 struct Queue {
     rx: mpsc::Receiver<Outbound>,
     queued: Arc<AtomicUsize>,
+    pending: Gauge,
 }
 
 impl Queue {
@@ -290,11 +328,12 @@ impl Queue {
             }
         }
         self.queued.fetch_sub(bytes, Relaxed);
+        self.pending.dec_by(batch.len() as i64);
         true
     }
 }
 
-async fn publisher(client: redis::Client, ch: Channels, node: u64, mut queue: Queue, hub: Arc<Hub>) {
+async fn publisher(client: redis::Client, ch: Channels, node: u64, mut queue: Queue, hub: Arc<Hub>, link: Arc<Link>) {
     let m = &hub.metrics;
     let mut backoff = BACKOFF_MIN;
     let mut seq = 0u64;
@@ -305,12 +344,16 @@ async fn publisher(client: redis::Client, ch: Channels, node: u64, mut queue: Qu
         let mut conn = match client.get_multiplexed_async_connection().await {
             Ok(c) => {
                 backoff = BACKOFF_MIN;
+                link.set(PUBLISHING, true);
                 c
             }
             Err(e) => {
                 m.broker_errors.inc();
                 tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "broker: cannot connect to Redis for publishing");
-                tokio::time::sleep(jitter(backoff)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(jitter(backoff)) => {}
+                    _ = link.redis_back.notified() => {}
+                }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
@@ -344,6 +387,7 @@ async fn publisher(client: redis::Client, ch: Channels, node: u64, mut queue: Qu
                         |r| r.err().map(|e| e.to_string()).unwrap_or_default(),
                     );
                     tracing::warn!(%error, "broker: publishing to Redis failed; reconnecting");
+                    link.set(PUBLISHING, false);
                     unsent = Some((pipe, publishes)); // sent again once reconnected
                     break;
                 }
@@ -385,19 +429,19 @@ fn pipeline(batch: &[Outbound], ch: &Channels, node: u64, seq: &mut u64) -> (red
     (pipe, publishes)
 }
 
-async fn subscriber(client: redis::Client, ch: Channels, broker: Arc<Broker>) {
+async fn subscriber(client: redis::Client, ch: Channels, broker: Arc<Broker>, link: Arc<Link>) {
     let m = &broker.hub.metrics;
     let mut backoff = BACKOFF_MIN;
     let mut first = true;
     loop {
-        match subscribe_once(&client, &ch, &broker, &mut first, &mut backoff).await {
+        match subscribe_once(&client, &ch, &broker, &link, &mut first, &mut backoff).await {
             Ok(()) => tracing::warn!("broker: Redis subscription ended; reconnecting"),
             Err(e) => {
                 m.broker_errors.inc();
                 tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "broker: Redis subscription failed; reconnecting");
             }
         }
-        m.broker_connected.set(0);
+        link.set(SUBSCRIBED, false);
         tokio::time::sleep(jitter(backoff)).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
@@ -407,6 +451,7 @@ async fn subscribe_once(
     client: &redis::Client,
     ch: &Channels,
     broker: &Broker,
+    link: &Link,
     first: &mut bool,
     backoff: &mut Duration,
 ) -> Result<()> {
@@ -417,7 +462,7 @@ async fn subscribe_once(
         pubsub.subscribe(&ch.kv).await.context("subscribing")?;
         load_kv(client, ch, broker).await.context("loading the shared key/value store")?;
     }
-    m.broker_connected.set(1);
+    link.set(SUBSCRIBED, true);
     if !std::mem::take(first) {
         m.broker_reconnects.inc();
         tracing::info!("broker: reconnected to Redis");

@@ -72,6 +72,7 @@ pub struct Metrics {
     pub broker_reconnects: Counter,
     pub broker_connected: Gauge,
     pub broker_dropped: Counter,
+    pub broker_pending: Gauge,
 }
 
 fn call_histogram() -> Histogram {
@@ -114,6 +115,7 @@ impl Metrics {
             broker_reconnects: Counter::default(),
             broker_connected: Gauge::default(),
             broker_dropped: Counter::default(),
+            broker_pending: Gauge::default(),
             registry: Registry::default(),
         };
         r.register("connections", "Open WebSocket connections", m.connections.clone());
@@ -140,8 +142,13 @@ impl Metrics {
         r.register("broker_received", "Publishes received from the broker", m.broker_received.clone());
         r.register("broker_errors", "Broker errors", m.broker_errors.clone());
         r.register("broker_reconnects", "Broker reconnections", m.broker_reconnects.clone());
-        r.register("broker_connected", "1 while the broker connection is up", m.broker_connected.clone());
+        r.register(
+            "broker_connected",
+            "1 while both broker connections (publishing and subscribed) are up",
+            m.broker_connected.clone(),
+        );
         r.register("broker_dropped", "Publishes not sent to the broker (queue full or down)", m.broker_dropped.clone());
+        r.register("broker_pending", "Publishes and key/value writes waiting for the broker", m.broker_pending.clone());
         Metrics { registry: r, ..m }
     }
 
