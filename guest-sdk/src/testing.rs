@@ -40,6 +40,33 @@ use crate::{Conn, Connect, Flow, Identity, Message, Plugin, Request};
 /// conn.join("a").unwrap();
 /// assert!(matches!(conn.join("b"), Err(Error::LimitReached)));
 /// ```
+///
+/// The send budget is per call, as on the server: each [`TestHost::connect`],
+/// [`TestHost::message`] and [`TestHost::close`] starts a fresh one.
+///
+/// ```
+/// use wasmsock_sdk::{Conn, Error, Flow, Message, Plugin, testing::{Limits, TestHost}};
+///
+/// /// Answers every message three times, and says how it went.
+/// #[derive(Default)]
+/// struct Chatty;
+/// impl Plugin for Chatty {
+///     fn on_message(&self, conn: Conn, _msg: Message) -> Flow {
+///         let refused = (0..3).filter(|_| conn.send_text("again").is_err()).count();
+///         wasmsock_sdk::kv::set("refused", refused.to_string().as_bytes()).unwrap();
+///         Flow::Done
+///     }
+/// }
+///
+/// let host = TestHost::new().limits(Limits { max_sends_per_call: 2, max_message_size: 8, ..Limits::default() });
+/// let conn = host.open("/chat");
+/// for _ in 0..2 {
+///     host.message(&Chatty, conn, "hi".into());
+///     assert_eq!(host.sent(conn).len(), 2);
+///     assert_eq!(host.kv("refused").as_deref(), Some(&b"1"[..]));
+/// }
+/// assert!(matches!(conn.send_text("longer than eight"), Err(Error::TooLarge)));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest attachment in bytes.
@@ -52,6 +79,15 @@ pub struct Limits {
     pub max_kv_value: usize,
     /// Longest key/value key in bytes.
     pub max_kv_key: usize,
+    /// Most keys in the plugin's key/value store.
+    pub max_kv_keys: usize,
+    /// Largest message a plugin may send to one connection, in bytes (the route's
+    /// `max_message_size` on the server).
+    pub max_message_size: usize,
+    /// Most sends and publishes in one call of `on_connect`, `on_message` or `on_close`.
+    pub max_sends_per_call: u32,
+    /// Most bytes sent and published in one call.
+    pub max_send_bytes_per_call: usize,
 }
 
 impl Default for Limits {
@@ -62,6 +98,10 @@ impl Default for Limits {
             max_room_name: 128,
             max_kv_value: 64 * 1024,
             max_kv_key: 256,
+            max_kv_keys: 10_000,
+            max_message_size: 1 << 20,
+            max_sends_per_call: 10_000,
+            max_send_bytes_per_call: 64 << 20,
         }
     }
 }
@@ -107,6 +147,13 @@ struct State {
     kv: BTreeMap<String, Vec<u8>>,
     config: BTreeMap<String, String>,
     logs: Vec<(Level, String)>,
+    /// Sends and bytes charged to the current call (reset when the next call starts).
+    spent: (u32, usize),
+}
+
+/// Starts a plugin call: a fresh send budget, as on the server.
+fn begin_call() {
+    with(|s| s.spent = (0, 0));
 }
 
 thread_local! {
@@ -230,6 +277,7 @@ impl TestHost {
         // attachment or join rooms there) and is gone again if the plugin refuses it.
         let state = ConnState { route: req.route.clone(), identity: req.identity.clone(), ..ConnState::default() };
         with(|s| s.conns.insert(id, state));
+        begin_call();
         let answer = plugin.on_connect(conn, &req);
         match &answer {
             Connect::Accept { identity: Some(identity), .. } => with(|s| {
@@ -259,6 +307,7 @@ impl TestHost {
     /// assert_eq!(host.message(&Nothing, conn, "hi".into()), Flow::Pass);
     /// ```
     pub fn message<P: Plugin>(&self, plugin: &P, conn: Conn, msg: Message) -> Flow {
+        begin_call();
         plugin.on_message(conn, msg)
     }
 
@@ -280,6 +329,7 @@ impl TestHost {
     /// assert!(conn.send_text("late").is_err());
     /// ```
     pub fn close<P: Plugin>(&self, plugin: &P, conn: Conn, code: u16, reason: &str) {
+        begin_call();
         plugin.on_close(conn, code, reason);
         with(|s| {
             if let Some(state) = forget(s, conn.id()) {
@@ -433,8 +483,25 @@ pub(crate) mod host {
         }
     }
 
+    /// Charges one send of `len` bytes to the current call's budget.
+    fn charge(s: &mut super::State, len: usize) -> Result<(), Error> {
+        let (sends, bytes) = s.spent;
+        if sends >= s.limits.max_sends_per_call || bytes + len > s.limits.max_send_bytes_per_call {
+            return Err(Error::LimitReached);
+        }
+        s.spent = (sends + 1, bytes + len);
+        Ok(())
+    }
+
     pub(crate) fn send(conn: u64, msg: Message) -> Result<(), Error> {
-        with(|s| open_conn(s, conn).map(|c| c.sent.push(msg)))
+        with(|s| {
+            open_conn(s, conn)?;
+            if msg.len() > s.limits.max_message_size {
+                return Err(Error::TooLarge);
+            }
+            charge(s, msg.len())?;
+            open_conn(s, conn).map(|c| c.sent.push(msg))
+        })
     }
 
     pub(crate) fn close(conn: u64, code: u16, reason: &str) -> Result<(), Error> {
@@ -500,6 +567,7 @@ pub(crate) mod host {
             if room.is_empty() || room.len() > s.limits.max_room_name {
                 return Err(Error::InvalidArgument);
             }
+            charge(s, msg.len())?;
             let members: Vec<u64> = s.rooms.get(room).map(|m| m.iter().copied().collect()).unwrap_or_default();
             let mut queued = 0;
             for id in members.into_iter().filter(|id| Some(*id) != except) {
@@ -531,6 +599,9 @@ pub(crate) mod host {
             }
             if value.len() > s.limits.max_kv_value {
                 return Err(Error::TooLarge);
+            }
+            if !s.kv.contains_key(key) && s.kv.len() >= s.limits.max_kv_keys {
+                return Err(Error::LimitReached);
             }
             s.kv.insert(key.to_owned(), value.to_vec());
             Ok(())
