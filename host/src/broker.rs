@@ -582,6 +582,7 @@ mod tests {
         // Two fit in 1000 bytes; the third is dropped and counted, and gives its bytes back.
         assert_eq!(b.hub.metrics.broker_dropped.get(), 1);
         assert_eq!(b.queued.load(Relaxed), 2 * (400 + "rooms".len() + "lobby".len()));
+        assert_eq!(b.hub.metrics.broker_pending.get(), 2, "the dropped one is not pending");
         let (b, _rx) = broker(1, 1 << 20);
         b.publish(&key, &item);
         b.publish(&key, &item);
@@ -597,6 +598,19 @@ mod tests {
         assert!(!b.first_time(7, 1), "resent");
         assert!(b.first_time(8, 1), "another node counts on its own");
         assert!(b.first_time(7, 3));
+    }
+
+    #[tokio::test]
+    async fn connected_means_both_connections_and_redis_back_wakes_the_publisher() {
+        let link = Link::new(Gauge::default());
+        link.set(SUBSCRIBED, true);
+        assert_eq!(link.gauge.get(), 0, "the publisher is not up yet");
+        let woken = tokio::time::timeout(Duration::from_secs(1), link.redis_back.notified()).await;
+        assert!(woken.is_ok(), "a publisher in backoff hears that Redis is back");
+        link.set(PUBLISHING, true);
+        assert_eq!(link.gauge.get(), 1);
+        link.set(PUBLISHING, false);
+        assert_eq!(link.gauge.get(), 0);
     }
 
     #[test]
