@@ -22,6 +22,11 @@ use anyhow::{Result, bail};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("usage: wasmsock-bench [all|calls|echo|memory|handshake|reload|fanout|broker] [--quick]");
+        println!("servers on CPU 0, load on CPU 1; Markdown tables and JSON lines on stdout");
+        return Ok(());
+    }
     let which = args.first().map(String::as_str).unwrap_or("all");
     let quick = args.iter().any(|a| a == "--quick");
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
