@@ -90,7 +90,11 @@ impl Broker {
             let redis_settings = info.redis_settings().clone().set_password(password.clone());
             info = info.set_redis_settings(redis_settings);
         }
-        let client = redis::Client::open(info).context("[broker] cannot use the Redis URL")?;
+        let client = match tls_files(settings)? {
+            Some(certs) => redis::Client::build_with_tls(info, certs),
+            None => redis::Client::open(info),
+        }
+        .context("[broker] cannot use the Redis URL")?;
         let (tx, rx) = mpsc::channel(settings.max_pending.max(1));
         let node = random_node_id();
         let queued = Arc::new(AtomicUsize::new(0));
@@ -438,7 +442,11 @@ async fn subscriber(client: redis::Client, ch: Channels, broker: Arc<Broker>, li
             Ok(()) => tracing::warn!("broker: Redis subscription ended; reconnecting"),
             Err(e) => {
                 m.broker_errors.inc();
-                tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "broker: Redis subscription failed; reconnecting");
+                // The step that failed and the underlying cause (the Redis error repeats its
+                // own source in its message, so the full chain would say it twice).
+                let (step, cause) = (e.to_string(), e.root_cause().to_string());
+                let error = if step == cause { cause } else { format!("{step}: {cause}") };
+                tracing::warn!(%error, retry_ms = backoff.as_millis() as u64, "broker: Redis subscription failed; reconnecting");
             }
         }
         link.set(SUBSCRIBED, false);
@@ -512,6 +520,25 @@ async fn load_kv(client: &redis::Client, ch: &Channels, broker: &Broker) -> Resu
         }
     }
     Ok(())
+}
+
+/// The CA and client certificate for `rediss://`, read now so that a bad file stops the start.
+fn tls_files(settings: &BrokerSettings) -> Result<Option<redis::TlsCertificates>> {
+    if settings.ca.is_none() && settings.client_cert.is_none() {
+        return Ok(None);
+    }
+    let read = |what: &str, p: &std::path::Path| {
+        std::fs::read(p).with_context(|| format!("[broker] cannot read the {what} {}", p.display()))
+    };
+    let root_cert = settings.ca.as_deref().map(|p| read("CA bundle", p)).transpose()?;
+    let client_tls = match &settings.client_cert {
+        Some((cert, key)) => Some(redis::ClientTlsConfig {
+            client_cert: read("client certificate", cert)?,
+            client_key: read("client key", key)?,
+        }),
+        None => None,
+    };
+    Ok(Some(redis::TlsCertificates { client_tls, root_cert }))
 }
 
 fn jitter(d: Duration) -> Duration {

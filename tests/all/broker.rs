@@ -16,13 +16,40 @@ struct Redis {
 
 impl Redis {
     fn start(port: Option<u16>) -> Option<Redis> {
+        Redis::spawn(port, &[])
+    }
+
+    /// Redis on TLS only (no plain port), with a password and client certificates required.
+    fn start_tls(pki: &RedisPki, password: &str) -> Option<Redis> {
+        let p = |name: &str| pki.path(name).to_string_lossy().into_owned();
+        let port = free_port();
+        let args = [
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            p("redis.pem"),
+            "--tls-key-file".into(),
+            p("redis.key"),
+            "--tls-ca-cert-file".into(),
+            p("ca.pem"),
+            "--tls-auth-clients".into(),
+            "yes".into(),
+            "--requirepass".into(),
+            password.into(),
+        ];
+        Redis::spawn(Some(port), &args)
+    }
+
+    fn spawn(port: Option<u16>, extra: &[String]) -> Option<Redis> {
         let exe = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
             .into_iter()
             .find(|p| std::path::Path::new(p).is_file())?;
-        let port =
-            port.unwrap_or_else(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+        let port = port.unwrap_or_else(free_port);
         let child = Command::new(exe)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -51,20 +78,22 @@ impl Drop for Redis {
     }
 }
 
-fn node_config(redis_port: u16, extra: &str) -> String {
-    format!(
-        "{}\n[broker]\nurl = \"redis://127.0.0.1:{redis_port}\"\nprefix = \"t{redis_port}\"\n{extra}\n",
-        crate::rooms::CHAT
-    )
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-async fn node(redis_port: u16, extra: &str) -> TestServer {
-    let s = Setup::new(&node_config(redis_port, extra))
+/// A node whose `[broker]` section is `broker` (not waiting for Redis).
+async fn start_node(broker: &str) -> TestServer {
+    Setup::new(&format!("{}\n[broker]\n{broker}\n", crate::rooms::CHAT))
         .plugin("auth", "auth")
         .plugin("rooms", "rooms")
         .plugin("probe", "probe")
         .start()
-        .await;
+        .await
+}
+
+async fn node(redis_port: u16, extra: &str) -> TestServer {
+    let s = start_node(&format!("url = \"redis://127.0.0.1:{redis_port}\"\nprefix = \"t{redis_port}\"\n{extra}")).await;
     assert!(connected(&s).await, "the node did not connect to Redis");
     s
 }
@@ -204,6 +233,88 @@ async fn the_key_value_store_can_be_shared_by_all_nodes() {
     let mut pc = c.connect("/probe").await;
     send(&mut pc, "kv-get greeting").await;
     assert_eq!(recv_text(&mut pc).await, "hello from a");
+}
+
+/// A CA, Redis's server certificate (for 127.0.0.1) and a client certificate, all signed by it.
+struct RedisPki {
+    dir: tempfile::TempDir,
+}
+
+impl RedisPki {
+    fn new() -> RedisPki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, "redis test CA");
+        let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        for (stem, san, usage) in [
+            ("redis", "127.0.0.1", ExtendedKeyUsagePurpose::ServerAuth),
+            ("node", "node.client", ExtendedKeyUsagePurpose::ClientAuth),
+        ] {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(vec![san.to_owned()]).unwrap();
+            p.distinguished_name.push(DnType::CommonName, stem);
+            p.extended_key_usages = vec![usage];
+            let cert = p.signed_by(&key, &ca).unwrap();
+            std::fs::write(dir.path().join(format!("{stem}.pem")), cert.pem()).unwrap();
+            std::fs::write(dir.path().join(format!("{stem}.key")), key.serialize_pem()).unwrap();
+        }
+        RedisPki { dir }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_reach_redis_over_tls_with_a_password_and_a_client_certificate() {
+    let pki = RedisPki::new();
+    let Some(redis) = Redis::start_tls(&pki, "s3cret") else { return skip() };
+    let broker = |password: &str, cert: bool| {
+        let mut b = format!(
+            "url = \"rediss://127.0.0.1:{}\"\nprefix = \"tls\"\npassword = {password:?}\nca = {:?}\n",
+            redis.port,
+            pki.path("ca.pem")
+        );
+        if cert {
+            b += &format!("cert = {:?}\nkey = {:?}\n", pki.path("node.pem"), pki.path("node.key"));
+        }
+        b
+    };
+    let a = start_node(&broker("s3cret", true)).await;
+    let b = start_node(&broker("s3cret", true)).await;
+    assert!(connected(&a).await && connected(&b).await, "the nodes did not connect over TLS");
+    let mut ada = member(&a, "ada", "z").await;
+    let mut bob = member(&b, "bob", "z").await;
+    publish(&mut ada, "z", json!("over tls")).await;
+    assert_eq!(next_data(&mut bob).await, json!("over tls"));
+    assert_eq!(next_data(&mut ada).await, json!("over tls"), "the sender's own copy");
+    publish(&mut bob, "z", json!("and back")).await;
+    assert_eq!(next_data(&mut ada).await, json!("and back"));
+    // A wrong password, or no client certificate, keeps a node off Redis: it says so in its
+    // metrics, keeps retrying, and still serves its own clients.
+    for (what, node) in [
+        ("a wrong password", start_node(&broker("guess", true)).await),
+        ("no client certificate", start_node(&broker("s3cret", false)).await),
+    ] {
+        let refused = async || node.metric("wasmsock_broker_errors_total").await >= 2.0;
+        assert!(eventually(Duration::from_secs(10), refused).await, "{what}: no errors counted");
+        assert_eq!(node.metric("wasmsock_broker_connected").await, 0.0, "{what}: connected");
+        let mut cy = member(&node, "cy", "z").await;
+        publish(&mut cy, "z", json!("local only")).await;
+        assert_eq!(next_data(&mut cy).await, json!("local only"), "{what}: local delivery");
+    }
+    assert_eq!(next_data_or_none(&mut ada).await, None, "nothing from the refused nodes");
+}
+
+/// The next `message` event within a second, if any.
+async fn next_data_or_none(ws: &mut Ws) -> Option<Value> {
+    tokio::time::timeout(Duration::from_secs(1), next_data(ws)).await.ok()
 }
 
 /// One Redis command, spoken in RESP over a plain socket; returns the first reply line.

@@ -248,4 +248,11 @@ pub struct BrokerFile {
     /// Bytes of payload buffered while Redis is slow or down (the count above bounds the
     /// number, this the memory); beyond it publishes are dropped (and counted).
     pub max_pending_bytes: Option<ByteSize>,
+    /// PEM bundle of the CAs that sign Redis's certificate (`rediss://` only; default: the
+    /// system's trust store).
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a Redis that requires one (`tls-auth-clients yes`).
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub key: Option<PathBuf>,
 }

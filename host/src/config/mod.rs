@@ -136,6 +136,10 @@ pub struct BrokerSettings {
     pub shared_kv: bool,
     pub max_pending: usize,
     pub max_pending_bytes: usize,
+    /// CA bundle to trust for `rediss://` instead of the system's.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key for Redis.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// The validated configuration the server runs on.
@@ -285,7 +289,7 @@ impl Settings {
         {
             bail!("[static] dir {} is not a directory", dir.display());
         }
-        let broker = f.broker.map(|b| resolve_broker(&b)).transpose().context("[broker]")?;
+        let broker = f.broker.map(|b| resolve_broker(&b, &rel)).transpose().context("[broker]")?;
 
         Ok(Settings {
             listen,
@@ -483,10 +487,24 @@ fn resolve_plugin(name: &str, base: &PluginFile, p: &PluginFile) -> Result<Plugi
     })
 }
 
-fn resolve_broker(b: &BrokerFile) -> Result<BrokerSettings> {
+fn resolve_broker(b: &BrokerFile, rel: &dyn Fn(PathBuf) -> PathBuf) -> Result<BrokerSettings> {
     if !(b.url.starts_with("redis://") || b.url.starts_with("rediss://")) {
         bail!("url must start with redis:// or rediss:// (got {:?})", b.url);
     }
+    let (ca, cert, key) = (b.ca.clone().map(rel), b.cert.clone().map(rel), b.key.clone().map(rel));
+    if !b.url.starts_with("rediss://") && (ca.is_some() || cert.is_some() || key.is_some()) {
+        bail!("ca, cert and key are for TLS: the url must start with rediss://");
+    }
+    for (what, p) in [("ca", &ca), ("cert", &cert), ("key", &key)] {
+        if let Some(p) = p {
+            std::fs::metadata(p).with_context(|| format!("{what} {} is not readable", p.display()))?;
+        }
+    }
+    let client_cert = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => bail!("cert and key go together: give both or neither"),
+    };
     let password = match &b.password {
         None => None,
         Some(ConfigValue::Text(s)) => Some(s.clone()),
@@ -505,6 +523,8 @@ fn resolve_broker(b: &BrokerFile) -> Result<BrokerSettings> {
         shared_kv: b.shared_kv.unwrap_or(false),
         max_pending: b.max_pending.unwrap_or(10_000),
         max_pending_bytes: b.max_pending_bytes.map_or(16 << 20, |s| s.0 as usize),
+        ca,
+        client_cert,
     })
 }
 
@@ -575,6 +595,13 @@ mod tests {
         assert!(err("[tls]\ncert = \"/nonexistent/c.pem\"").contains("key is not"));
         assert!(err("[tls]\nclient_auth = \"required\"").contains("needs client_ca"));
         assert!(err("[tls]\nclient_ca = \"/nonexistent/ca.pem\"").contains("not readable"));
+        assert!(err("[broker]\nurl = \"http://r\"").contains("redis:// or rediss://"));
+        assert!(err("[broker]\nurl = \"redis://r\"\nca = \"/etc/hostname\"").contains("must start with rediss://"));
+        assert!(
+            err("[broker]\nurl = \"rediss://r\"\nca = \"/nonexistent/ca.pem\"")
+                .contains("ca /nonexistent/ca.pem is not readable")
+        );
+        assert!(err("[broker]\nurl = \"rediss://r\"\ncert = \"/etc/hostname\"").contains("give both or neither"));
         assert!(err("[limits]\nwrite_timeout = \"10\"").contains("needs a unit"));
         assert!(
             err("[plugins.a]\nconfig = { s = { env = \"WASMSOCK_SURELY_UNSET_VAR\" } }")
