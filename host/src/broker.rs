@@ -17,7 +17,8 @@
 //!
 //! The shared key/value store is eventually consistent: reads are local, writes go to Redis
 //! (`HSET <prefix>:kv:<plugin>`) and to the other nodes (`<prefix>:kv`), and a node (re)loads
-//! the whole store from Redis whenever its subscription (re)connects.
+//! the whole store from Redis whenever its subscription (re)connects, Redis's content replacing
+//! the local one except for the node's own writes not yet through to Redis.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -77,6 +78,8 @@ pub struct Broker {
     hub: Arc<Hub>,
     /// The highest sequence number seen from every other node.
     seen: Mutex<HashMap<u64, u64>>,
+    /// Key/value writes of this node not yet through to Redis.
+    pending_kv: Arc<PendingKv>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
@@ -106,13 +109,21 @@ impl Broker {
             max_bytes: settings.max_pending_bytes.max(1),
             hub,
             seen: Mutex::new(HashMap::new()),
+            pending_kv: Arc::default(),
             tasks: Mutex::new(Vec::new()),
         });
         let channels = Channels::new(&settings.prefix);
         let queue = Queue { rx, queued, pending: broker.hub.metrics.broker_pending.clone() };
         let link = Arc::new(Link::new(broker.hub.metrics.broker_connected.clone()));
-        let p =
-            tokio::spawn(publisher(client.clone(), channels.clone(), node, queue, broker.hub.clone(), link.clone()));
+        let p = tokio::spawn(publisher(
+            client.clone(),
+            channels.clone(),
+            node,
+            queue,
+            broker.hub.clone(),
+            link.clone(),
+            broker.pending_kv.clone(),
+        ));
         // The subscriber holds the broker (it delivers through it): `stop` breaks that cycle.
         let s = tokio::spawn(subscriber(client, channels, broker.clone(), link));
         if let Ok(mut tasks) = broker.tasks.lock() {
@@ -139,7 +150,10 @@ impl Broker {
     /// Queues a key/value change for Redis and the other nodes.
     pub fn kv_changed(&self, plugin: &Arc<str>, key: &str, value: Option<Bytes>) {
         if self.shared_kv {
-            self.send(Outbound::Kv { plugin: plugin.clone(), key: key.to_owned(), value });
+            self.pending_kv.add(plugin, key);
+            if !self.send(Outbound::Kv { plugin: plugin.clone(), key: key.to_owned(), value }) {
+                self.pending_kv.done(plugin, key);
+            }
         }
     }
 
@@ -152,7 +166,8 @@ impl Broker {
         }
     }
 
-    fn send(&self, out: Outbound) {
+    /// Queues `out` for Redis; false if it was dropped.
+    fn send(&self, out: Outbound) -> bool {
         let size = out.size();
         let m = &self.hub.metrics;
         // Counted before the send so that the publisher, which subtracts, never goes below zero.
@@ -163,7 +178,9 @@ impl Broker {
             self.queued.fetch_sub(size, Relaxed);
             m.broker_pending.dec();
             m.broker_dropped.inc();
+            return false;
         }
+        true
     }
 
     /// Applies a message from another node.
@@ -309,6 +326,45 @@ impl Link {
     }
 }
 
+/// Key/value writes this node has queued for Redis and Redis has not yet answered, by plugin
+/// and key. A reload of the store from Redis leaves these keys alone: the local value (or its
+/// absence) is newer than Redis's until the write goes through.
+#[derive(Default)]
+struct PendingKv(Mutex<HashMap<(Arc<str>, String), u32>>);
+
+impl PendingKv {
+    fn add(&self, plugin: &Arc<str>, key: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry((plugin.clone(), key.to_owned())).or_insert(0) += 1;
+        }
+    }
+
+    fn done(&self, plugin: &Arc<str>, key: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            let k = (plugin.clone(), key.to_owned());
+            if let Some(n) = m.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&k);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, plugin: &Arc<str>, key: &str) -> bool {
+        self.0.lock().is_ok_and(|m| m.contains_key(&(plugin.clone(), key.to_owned())))
+    }
+
+    /// Marks the key/value writes of a batch Redis has answered (or refused).
+    fn settle(&self, batch: &[Outbound]) {
+        for out in batch {
+            if let Outbound::Kv { plugin, key, .. } = out {
+                self.done(plugin, key);
+            }
+        }
+    }
+}
+
 /// The publisher's end of the queue, with the byte and item counts it gives back.
 struct Queue {
     rx: mpsc::Receiver<Outbound>,
@@ -337,7 +393,15 @@ impl Queue {
     }
 }
 
-async fn publisher(client: redis::Client, ch: Channels, node: u64, mut queue: Queue, hub: Arc<Hub>, link: Arc<Link>) {
+async fn publisher(
+    client: redis::Client,
+    ch: Channels,
+    node: u64,
+    mut queue: Queue,
+    hub: Arc<Hub>,
+    link: Arc<Link>,
+    pending_kv: Arc<PendingKv>,
+) {
     let m = &hub.metrics;
     let mut backoff = BACKOFF_MIN;
     let mut seq = 0u64;
@@ -377,12 +441,14 @@ async fn publisher(client: redis::Client, ch: Channels, node: u64, mut queue: Qu
             match sent {
                 Ok(Ok(())) => {
                     m.broker_published.inc_by(publishes);
+                    pending_kv.settle(&batch);
                 }
                 // Redis answered, with an error (e.g. a key of another type): sending the same
                 // commands again would fail the same way, so this batch is given up.
                 Ok(Err(e)) if !(e.is_io_error() || e.is_connection_dropped() || e.is_timeout()) => {
                     m.broker_errors.inc();
                     tracing::warn!(error = %e, "broker: Redis refused a batch; it is dropped");
+                    pending_kv.settle(&batch);
                 }
                 failed => {
                     m.broker_errors.inc();
@@ -501,12 +567,13 @@ async fn load_kv(client: &redis::Client, ch: &Channels, broker: &Broker) -> Resu
         }
         all
     };
+    let mut remote: HashMap<Arc<str>, HashMap<String, Vec<u8>>> = HashMap::new();
     for hash in hashes {
         let Some(plugin) = hash.strip_prefix(&ch.kv_prefix) else { continue };
         let plugin: Arc<str> = Arc::from(plugin);
         // A key under our prefix that is not a hash (someone else's) is skipped, not fatal:
         // failing here would keep the subscription, and every room, down.
-        let entries: Vec<(String, Vec<u8>)> = match conn.hgetall(&hash).await {
+        let entries: HashMap<String, Vec<u8>> = match conn.hgetall(&hash).await {
             Ok(e) => e,
             Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => return Err(e.into()),
             Err(e) => {
@@ -515,8 +582,24 @@ async fn load_kv(client: &redis::Client, ch: &Channels, broker: &Broker) -> Resu
                 continue;
             }
         };
-        for (key, value) in entries {
-            let _ = broker.hub.kv.set(&plugin, &key, Bytes::from(value));
+        remote.insert(plugin, entries);
+    }
+    // Redis is the reference: keys it no longer has (deleted while this node was cut off) go,
+    // except this node's own writes still on their way to Redis.
+    let kv = &broker.hub.kv;
+    let pending = &broker.pending_kv;
+    for plugin in kv.plugins() {
+        let theirs = remote.get(&plugin);
+        for key in kv.keys(&plugin) {
+            let in_redis = theirs.is_some_and(|e| e.contains_key(&key));
+            if !in_redis && !pending.contains(&plugin, &key) {
+                kv.delete(&plugin, &key);
+            }
+        }
+    }
+    for (plugin, entries) in remote {
+        for (key, value) in entries.into_iter().filter(|(k, _)| !pending.contains(&plugin, k)) {
+            let _ = kv.set(&plugin, &key, Bytes::from(value));
         }
     }
     Ok(())
@@ -593,6 +676,7 @@ mod tests {
             max_bytes,
             hub,
             seen: Mutex::new(HashMap::new()),
+            pending_kv: Arc::default(),
             tasks: Mutex::new(Vec::new()),
         };
         (b, rx)
@@ -638,6 +722,21 @@ mod tests {
         assert_eq!(link.gauge.get(), 1);
         link.set(PUBLISHING, false);
         assert_eq!(link.gauge.get(), 0);
+    }
+
+    #[test]
+    fn a_key_stays_pending_until_every_queued_write_to_it_is_settled() {
+        let p = PendingKv::default();
+        let plugin: Arc<str> = Arc::from("rooms");
+        let write = || Outbound::Kv { plugin: plugin.clone(), key: "k".into(), value: None };
+        p.add(&plugin, "k");
+        p.add(&plugin, "k");
+        p.settle(&[write()]);
+        assert!(p.contains(&plugin, "k"), "one write still on its way");
+        p.settle(&[write()]);
+        assert!(!p.contains(&plugin, "k"));
+        p.done(&plugin, "k"); // settling more than was added changes nothing
+        assert!(!p.contains(&plugin, "k"));
     }
 
     #[test]

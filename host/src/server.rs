@@ -159,14 +159,11 @@ impl Server {
         &self.ctx
     }
 
-    /// Logs what is being served.
+    /// Logs what is being served. "listening on" comes last, so that whoever waits for it (a
+    /// supervisor, a test) has read the routes, plugins and certificate by then.
     pub fn announce(&self) {
         for w in &self.ctx.settings.warnings {
             tracing::warn!("{w}");
-        }
-        let scheme = if self.ctx.tls.is_some() { "wss" } else { "ws" };
-        for addr in self.local_addrs() {
-            tracing::info!(%addr, "listening on {scheme}://{addr}");
         }
         if let Some(a) = self.admin_addr() {
             tracing::info!(addr = %a, "admin (metrics, health, plugins) on http://{a}");
@@ -183,6 +180,10 @@ impl Server {
                 "serving a self-signed development certificate; trust it with e.g. `wscat -c wss://localhost:<port>/echo --ca {}`",
                 cert.display()
             );
+        }
+        let scheme = if self.ctx.tls.is_some() { "wss" } else { "ws" };
+        for addr in self.local_addrs() {
+            tracing::info!(%addr, "listening on {scheme}://{addr}");
         }
     }
 

@@ -233,6 +233,23 @@ async fn the_key_value_store_can_be_shared_by_all_nodes() {
     let mut pc = c.connect("/probe").await;
     send(&mut pc, "kv-get greeting").await;
     assert_eq!(recv_text(&mut pc).await, "hello from a");
+
+    // Changes made in Redis while the nodes were not listening (here by hand, as an operator
+    // would, so no node hears of them) are picked up when a node's subscription comes back:
+    // Redis is the reference, deleted keys go too.
+    let hash = format!("t{}:kv:probe", redis.port);
+    assert_eq!(redis_command(redis.port, &["HDEL", &hash, "greeting"]), ":1");
+    assert_eq!(redis_command(redis.port, &["HSET", &hash, "motd", "set in redis"]), ":1");
+    send(&mut pb, "kv-get greeting").await;
+    assert_eq!(recv_text(&mut pb).await, "hello from a", "not heard of yet");
+    let before = b.metric("wasmsock_broker_reconnects_total").await;
+    assert_ne!(redis_command(redis.port, &["CLIENT", "KILL", "TYPE", "pubsub"]), ":0");
+    let reconnected = async || b.metric("wasmsock_broker_reconnects_total").await > before;
+    assert!(eventually(Duration::from_secs(10), reconnected).await && connected(&b).await);
+    send(&mut pb, "kv-get greeting").await;
+    assert_eq!(recv_text(&mut pb).await, "(none)", "deleted in Redis, deleted here");
+    send(&mut pb, "kv-get motd").await;
+    assert_eq!(recv_text(&mut pb).await, "set in redis");
 }
 
 /// A CA, Redis's server certificate (for 127.0.0.1) and a client certificate, all signed by it.
