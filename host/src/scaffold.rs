@@ -20,6 +20,23 @@ fn default_sdk() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("guest-sdk")
 }
 
+/// How the new crate at `crate_dir` names the SDK at `sdk` (both absolute): relative, as cargo
+/// path dependencies usually are, when they live in the same tree (a repository, a home
+/// directory), so that the tree can move; absolute when they share only the root.
+fn dependency_path(crate_dir: &Path, sdk: &Path) -> PathBuf {
+    let (a, b): (Vec<_>, Vec<_>) = (crate_dir.components().collect(), sdk.components().collect());
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    if common < 2 {
+        return sdk.to_path_buf();
+    }
+    let mut rel = PathBuf::new();
+    for _ in common..a.len() {
+        rel.push("..");
+    }
+    rel.extend(&b[common..]);
+    rel
+}
+
 /// Creates crate `name` in `parent` (default: the current directory).
 pub fn new_plugin(name: &str, template: Template, parent: Option<&Path>, sdk: Option<&Path>) -> Result<PathBuf> {
     crate::config::validate_plugin_name(name)?;
@@ -35,6 +52,7 @@ pub fn new_plugin(name: &str, template: Template, parent: Option<&Path>, sdk: Op
         sdk.canonicalize().with_context(|| format!("the guest SDK is not at {} (pass --sdk PATH)", sdk.display()))?;
     let lib = name.replace('-', "_");
     std::fs::create_dir_all(dir.join("src")).with_context(|| format!("cannot create {}", dir.display()))?;
+    let sdk = dependency_path(&dir.canonicalize().context("the new crate's directory")?, &sdk);
     let cargo = format!(
         r#"[package]
 name = "{name}"
@@ -262,3 +280,19 @@ mod tests {
     }
 }
 "##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sdk_is_named_relative_within_a_tree_and_absolute_across_trees() {
+        let p = |s: &str| Path::new(s).to_path_buf();
+        assert_eq!(
+            dependency_path(&p("/home/u/repo/plugins/shout"), &p("/home/u/repo/guest-sdk")),
+            p("../../guest-sdk")
+        );
+        assert_eq!(dependency_path(&p("/home/u/repo/shout"), &p("/home/u/repo/guest-sdk")), p("../guest-sdk"));
+        assert_eq!(dependency_path(&p("/tmp/shout"), &p("/work/repo/guest-sdk")), p("/work/repo/guest-sdk"));
+    }
+}
