@@ -39,9 +39,11 @@
 //! - [`Error`]: why a host call failed.
 //!
 //! # Testing plugins natively
-//! On targets other than wasm32, the host calls go to [`testing::TestHost`], an in-memory host
-//! that records what a plugin sent, published, stored and closed, so plugin logic is unit-tested
-//! with plain `cargo test`. The examples in these docs run that way.
+// (A plain link: `testing` is not built for wasm32, where an intra-doc link would not resolve.)
+//! On targets other than wasm32, the host calls go to
+//! [`testing::TestHost`](testing/struct.TestHost.html), an in-memory host that records what a
+//! plugin sent, published, stored and closed, so plugin logic is unit-tested with plain
+//! `cargo test`. The examples in these docs run that way.
 
 #![warn(missing_docs)]
 
