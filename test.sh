@@ -2,7 +2,7 @@
 # Runs every test: unit, doc and plugin tests (native, with the SDK's test host) and the
 # integration tests (real server, real TLS, real wasm plugins, real clients). On a fresh machine
 # it first installs what the tests use, as root or through sudo: the wasm target, and the
-# Debian/PyPI/npm clients and servers (chromium, redis-server, python websockets, wscat).
+# Debian/PyPI/npm clients and servers (chromium, redis-server, haproxy, python websockets, wscat).
 # Without them the tests that need them say SKIP, unless WASMSOCK_REQUIRE_TOOLS=1 (as in CI),
 # where a missing tool fails its test.
 set -euo pipefail
@@ -15,6 +15,7 @@ if { [ "$(id -u)" = 0 ] || [ ${#as_root[@]} -gt 0 ]; } && command -v apt-get >/d
   command -v chromium >/dev/null || need+=(chromium)
   command -v redis-server >/dev/null || need+=(redis-server)
   command -v script >/dev/null || need+=(bsdutils)
+  command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
   if [ ${#need[@]} -gt 0 ]; then
     "${as_root[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq "${need[@]}" >/dev/null

@@ -17,6 +17,7 @@ pub mod hub;
 pub mod metrics;
 pub mod origin;
 pub mod plugin;
+pub mod proxy_protocol;
 pub mod router;
 pub mod scaffold;
 pub mod server;

@@ -250,6 +250,141 @@ async fn global_connection_limit() {
     assert_eq!((status, body.as_str()), (503, "server connection limit reached"));
 }
 
+/// A WebSocket over TLS through a pretend balancer that sends `header` first.
+async fn via_balancer(s: &TestServer, header: &[u8]) -> Result<Ws, String> {
+    let mut tcp = TcpStream::connect(s.addr).await.unwrap();
+    tcp.write_all(header).await.unwrap();
+    wss_over(s, tcp).await
+}
+
+/// The WebSocket handshake with `s`, over TLS, on an already connected socket.
+async fn wss_over(s: &TestServer, tcp: TcpStream) -> Result<Ws, String> {
+    let config = client_config(s.ca.as_deref().unwrap(), None);
+    let req = s.url("/echo").into_client_request().unwrap();
+    tokio_tungstenite::client_async_tls_with_config(req, tcp, None, Some(tokio_tungstenite::Connector::Rustls(config)))
+        .await
+        .map(|(ws, _)| ws)
+        .map_err(|e| e.to_string())
+}
+
+/// A PROXY protocol v2 header for a TCP/IPv4 client.
+fn proxy_v2(command: u8, client: [u8; 4], port: u16) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x20 | command, 0x11, 0, 12]);
+    h.extend_from_slice(&client);
+    h.extend_from_slice(&[127, 0, 0, 1]);
+    h.extend_from_slice(&port.to_be_bytes());
+    h.extend_from_slice(&443u16.to_be_bytes());
+    h
+}
+
+#[tokio::test]
+async fn behind_a_proxy_protocol_balancer_limits_count_the_real_client() {
+    let s = Setup::new(
+        "[server]\nproxy_protocol = true\nmax_connections_per_ip = 1\n[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\n",
+    )
+    .plugin("echo", "echo")
+    .start()
+    .await;
+    // Every connection comes from 127.0.0.1 (the "balancer"); the limit of one per address
+    // applies to the clients the headers name.
+    let mut first = via_balancer(&s, b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 443\r\n").await.unwrap();
+    let _second = via_balancer(&s, b"PROXY TCP6 2001:db8::8 ::1 5556 443\r\n").await.unwrap();
+    let again = via_balancer(&s, &proxy_v2(1, [203, 0, 113, 7], 5557)).await.err().unwrap_or_default();
+    assert!(again.contains("503"), "203.0.113.7 again, in a v2 header: {again}");
+    // LOCAL (the balancer's own health check) counts as the balancer's address.
+    let _local = via_balancer(&s, &proxy_v2(0, [0; 4], 0)).await.unwrap();
+    send(&mut first, "through the balancer").await;
+    assert_eq!(recv_text(&mut first).await, "through the balancer");
+    // Without a header, or with a malformed one, the connection is dropped before TLS.
+    assert!(s.try_connect("/echo").await.is_err(), "no header");
+    assert!(via_balancer(&s, b"PROXY TCP4 not-an-address 127.0.0.1 1 443\r\n").await.is_err());
+    let refused = s.metric("wasmsock_handshake_rejects_total{reason=\"proxy_protocol\"}").await;
+    assert_eq!(refused, 2.0);
+}
+
+/// A real HAProxy in TCP mode in front of a server, sending the PROXY protocol; killed on drop.
+struct Haproxy {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    /// `send_proxy` is HAProxy's server option: `send-proxy` (v1) or `send-proxy-v2`.
+    fn start(backend: std::net::SocketAddr, send_proxy: &str) -> Option<Haproxy> {
+        let path = std::env::var("PATH").unwrap_or_default();
+        let exe = path
+            .split(':')
+            .chain(["/usr/sbin", "/usr/local/sbin"])
+            .map(|d| Path::new(d).join("haproxy"))
+            .find(|p| p.is_file())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("haproxy.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\n\
+                 frontend f\n  bind 127.0.0.1:{port}\n  default_backend b\n\
+                 backend b\n  server s {backend} {send_proxy}\n"
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(exe)
+            .arg("-db") // foreground
+            .arg("-f")
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let h = Haproxy { child, port, _dir: dir };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(h);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("haproxy did not start listening on {port}");
+    }
+
+    /// A TCP connection to HAProxy from the loopback address `source` (all of 127/8 is local).
+    async fn connect_from(&self, source: [u8; 4]) -> TcpStream {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind((source, 0).into()).unwrap();
+        sock.connect(([127, 0, 0, 1], self.port).into()).await.unwrap()
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn haproxy_in_front_passes_each_clients_own_address() {
+    let s = Setup::new(
+        "[server]\nproxy_protocol = true\nmax_connections_per_ip = 1\n[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\n",
+    )
+    .plugin("echo", "echo")
+    .start()
+    .await;
+    for (send_proxy, [a, b]) in [("send-proxy-v2", [2, 3]), ("send-proxy", [4, 5])] {
+        let Some(h) = Haproxy::start(s.addr, send_proxy) else { return skip_without("haproxy") };
+        // HAProxy connects from 127.0.0.1 every time; the one-per-address limit applies to the
+        // clients behind it, 127.0.0.a and 127.0.0.b.
+        let mut ws = wss_over(&s, h.connect_from([127, 0, 0, a]).await).await.unwrap();
+        let _other = wss_over(&s, h.connect_from([127, 0, 0, b]).await).await.unwrap();
+        let again = wss_over(&s, h.connect_from([127, 0, 0, a]).await).await.err().unwrap_or_default();
+        assert!(again.contains("503"), "{send_proxy}: 127.0.0.{a} again: {again}");
+        send(&mut ws, send_proxy).await;
+        assert_eq!(recv_text(&mut ws).await, send_proxy);
+    }
+}
+
 const PROBE_WITH_MONITOR: &str = "[[routes]]\npath = \"/probe\"\nplugins = [\"probe\"]\n";
 
 /// Waits for the monitor's report of connection `id` and returns its close code and reason.

@@ -90,6 +90,8 @@ pub struct ServerFile {
     pub close_timeout: Option<Dur>,
     /// Raise the open-files limit to this (or the hard limit, if lower) at start.
     pub nofile_limit: Option<u64>,
+    /// Every connection starts with a PROXY protocol (v1 or v2) header from a load balancer.
+    pub proxy_protocol: Option<bool>,
 }
 
 /// Per-connection limits; `[limits]` sets defaults, a route's `limits` table overrides them.

@@ -66,6 +66,8 @@ pub struct ServerLimits {
     pub shutdown_grace: Duration,
     pub close_timeout: Duration,
     pub nofile_limit: u64,
+    /// Connections start with a PROXY protocol header naming the client.
+    pub proxy_protocol: bool,
 }
 
 /// Per-connection limits of a route.
@@ -370,6 +372,7 @@ fn resolve_server(s: &file::ServerFile) -> Result<ServerLimits> {
         shutdown_grace: d(s.shutdown_grace, 10),
         close_timeout: d(s.close_timeout, 3),
         nofile_limit: s.nofile_limit.unwrap_or(1 << 20),
+        proxy_protocol: s.proxy_protocol.unwrap_or(false),
     };
     for (name, v) in [
         ("tls_handshake_timeout", limits.tls_handshake_timeout),

@@ -20,9 +20,31 @@ use crate::ws::{CloseCode, accept_key};
 
 /// Serves one TCP connection to the end. `pending` is the handshake slot, released once the
 /// connection is upgraded (or refused).
-pub async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending: tokio::sync::OwnedSemaphorePermit) {
+pub async fn serve(
+    ctx: Arc<ServerCtx>,
+    mut tcp: TcpStream,
+    mut peer: SocketAddr,
+    pending: tokio::sync::OwnedSemaphorePermit,
+) {
     let _task = ctx.tasks.enter();
     let _ = tcp.set_nodelay(true);
+    if ctx.settings.server.proxy_protocol {
+        // Behind a balancer: the client's address, for limits and logs, is in the header.
+        let limit = ctx.settings.server.tls_handshake_timeout;
+        let error = match tokio::time::timeout(limit, crate::proxy_protocol::read_header(&mut tcp)).await {
+            Ok(Ok(client)) => {
+                peer = client.unwrap_or(peer);
+                None
+            }
+            Ok(Err(e)) => Some(format!("{e:#}")),
+            Err(_) => Some("timed out".to_owned()),
+        };
+        if let Some(error) = error {
+            tracing::info!(balancer = %peer, %error, "PROXY protocol header refused");
+            ctx.hub.metrics.reject("proxy_protocol");
+            return;
+        }
+    }
     let span =
         tracing::debug_span!("conn", remote = %peer, id = field::Empty, route = field::Empty, user = field::Empty);
     accept(&ctx, tcp, peer, pending).instrument(span).await
