@@ -113,7 +113,7 @@ impl Broker {
             tasks: Mutex::new(Vec::new()),
         });
         let channels = Channels::new(&settings.prefix);
-        let queue = Queue { rx, queued, pending: broker.hub.metrics.broker_pending.clone() };
+        let queue = Queue { rx, queued };
         let link = Arc::new(Link::new(broker.hub.metrics.broker_connected.clone()));
         let p = tokio::spawn(publisher(
             client.clone(),
@@ -170,7 +170,7 @@ impl Broker {
     fn send(&self, out: Outbound) -> bool {
         let size = out.size();
         let m = &self.hub.metrics;
-        // Counted before the send so that the publisher, which subtracts, never goes below zero.
+        // Counted until Redis has answered; before the send, so that it never goes below zero.
         m.broker_pending.inc();
         let fits = self.queued.fetch_add(size, Relaxed) + size <= self.max_bytes;
         if !fits || self.tx.try_send(out).is_err() {
@@ -365,11 +365,10 @@ impl PendingKv {
     }
 }
 
-/// The publisher's end of the queue, with the byte and item counts it gives back.
+/// The publisher's end of the queue, with the byte count it gives back.
 struct Queue {
     rx: mpsc::Receiver<Outbound>,
     queued: Arc<AtomicUsize>,
-    pending: Gauge,
 }
 
 impl Queue {
@@ -388,7 +387,6 @@ impl Queue {
             }
         }
         self.queued.fetch_sub(bytes, Relaxed);
-        self.pending.dec_by(batch.len() as i64);
         true
     }
 }
@@ -441,6 +439,7 @@ async fn publisher(
             match sent {
                 Ok(Ok(())) => {
                     m.broker_published.inc_by(publishes);
+                    m.broker_pending.dec_by(batch.len() as i64);
                     pending_kv.settle(&batch);
                 }
                 // Redis answered, with an error (e.g. a key of another type): sending the same
@@ -448,6 +447,7 @@ async fn publisher(
                 Ok(Err(e)) if !(e.is_io_error() || e.is_connection_dropped() || e.is_timeout()) => {
                     m.broker_errors.inc();
                     tracing::warn!(error = %e, "broker: Redis refused a batch; it is dropped");
+                    m.broker_pending.dec_by(batch.len() as i64);
                     pending_kv.settle(&batch);
                 }
                 failed => {

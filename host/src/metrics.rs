@@ -148,7 +148,11 @@ impl Metrics {
             m.broker_connected.clone(),
         );
         r.register("broker_dropped", "Publishes not sent to the broker (queue full or down)", m.broker_dropped.clone());
-        r.register("broker_pending", "Publishes and key/value writes waiting for the broker", m.broker_pending.clone());
+        r.register(
+            "broker_pending",
+            "Publishes and key/value writes Redis has not yet taken (queued or in flight)",
+            m.broker_pending.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 
