@@ -93,21 +93,24 @@ fn parse_v2(ver_cmd: u8, family: u8, payload: &[u8]) -> Result<Option<SocketAddr
         1 => {}               // PROXY
         c => bail!("PROXY v2 command {c}"),
     }
-    let addr = match family {
+    let (af, transport) = (family >> 4, family & 0x0f);
+    if af != 0 && transport != 1 {
+        bail!("PROXY v2 over a transport other than TCP ({family:#04x})");
+    }
+    let addr = match af {
         // TCP over IPv4: source, destination, source port, destination port.
-        0x11 if payload.len() >= 12 => {
+        1 if payload.len() >= 12 => {
             let ip = Ipv4Addr::new(payload[0], payload[1], payload[2], payload[3]);
             SocketAddr::new(ip.into(), u16::from_be_bytes([payload[8], payload[9]]))
         }
-        0x21 if payload.len() >= 36 => {
+        2 if payload.len() >= 36 => {
             let mut octets = [0u8; 16];
             octets.copy_from_slice(&payload[..16]);
             SocketAddr::new(Ipv6Addr::from(octets).into(), u16::from_be_bytes([payload[32], payload[33]]))
         }
-        // UNSPEC, UDP or Unix sockets: no client address to use.
-        0x00 => return Ok(None),
-        f if f & 0x0f != 1 => bail!("PROXY v2 over a transport other than TCP ({f:#04x})"),
-        f => bail!("PROXY v2 address block too short for family {f:#04x}"),
+        // UNSPEC, or a Unix socket: no client IP address to use.
+        0 | 3 => return Ok(None),
+        _ => bail!("PROXY v2 address block too short, or an unknown family ({family:#04x})"),
     };
     Ok(Some(addr))
 }
@@ -142,6 +145,8 @@ mod tests {
         assert!(parse_v2(0x21, 0x11, &v4[..8]).is_err(), "short");
         assert!(parse_v2(0x31, 0x11, &v4).is_err(), "version");
         assert!(parse_v2(0x21, 0x12, &v4).is_err(), "UDP");
+        assert_eq!(parse_v2(0x21, 0x31, &[0; 216]).unwrap(), None, "Unix stream");
+        assert!(parse_v2(0x21, 0x41, &v4).is_err(), "unknown family");
     }
 
     #[test]
