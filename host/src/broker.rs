@@ -17,8 +17,10 @@
 //!
 //! The shared key/value store is eventually consistent: reads are local, writes go to Redis
 //! (`HSET <prefix>:kv:<plugin>`) and to the other nodes (`<prefix>:kv`), and a node (re)loads
-//! the whole store from Redis whenever its subscription (re)connects, Redis's content replacing
-//! the local one except for the node's own writes not yet through to Redis.
+//! the whole store from Redis whenever its subscription (re)connects. A reload takes Redis's
+//! values except for keys this node wrote that are not yet through to Redis (or were written
+//! during the reload), and keeps keys Redis lacks: a Redis without persistence comes back
+//! empty after a restart, and deleting what it lacks would empty every node's store.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -147,14 +149,26 @@ impl Broker {
         self.shared_kv
     }
 
-    /// Queues a key/value change for Redis and the other nodes.
-    pub fn kv_changed(&self, plugin: &Arc<str>, key: &str, value: Option<Bytes>) {
-        if self.shared_kv {
-            self.pending_kv.add(plugin, key);
-            if !self.send(Outbound::Kv { plugin: plugin.clone(), key: key.to_owned(), value }) {
-                self.pending_kv.done(plugin, key);
-            }
+    /// Applies a key/value write on this node with `local`, which returns its result and whether
+    /// it changed anything; with a shared store, a change is then queued for Redis and the other
+    /// nodes. The key counts as pending from before the local write, so that a reload from Redis
+    /// running meanwhile cannot undo it.
+    pub fn kv_write<T>(
+        &self,
+        plugin: &Arc<str>,
+        key: &str,
+        value: Option<Bytes>,
+        local: impl FnOnce() -> (T, bool),
+    ) -> T {
+        if !self.shared_kv {
+            return local().0;
         }
+        self.pending_kv.add(plugin, key);
+        let (result, changed) = local();
+        if !changed || !self.send(Outbound::Kv { plugin: plugin.clone(), key: key.to_owned(), value }) {
+            self.pending_kv.done(plugin, key);
+        }
+        result
     }
 
     /// Stops talking to Redis (server shutdown).
@@ -303,6 +317,8 @@ struct Link {
     gauge: Gauge,
     /// Wakes a publisher in its backoff when the subscription finds Redis back, so that the
     /// publishes queued during an outage go out at once rather than up to `BACKOFF_MAX` later.
+    /// (A wake-up given while the publisher was not waiting is kept, and cuts one later backoff
+    /// short: one early reconnect attempt, harmless.)
     redis_back: tokio::sync::Notify,
 }
 
@@ -327,32 +343,63 @@ impl Link {
 }
 
 /// Key/value writes this node has queued for Redis and Redis has not yet answered, by plugin
-/// and key. A reload of the store from Redis leaves these keys alone: the local value (or its
-/// absence) is newer than Redis's until the write goes through.
+/// and key, and the keys written while a reload from Redis runs. A reload leaves all of these
+/// alone: the local value (or its absence) is newer than what the reload read from Redis.
 #[derive(Default)]
-struct PendingKv(Mutex<HashMap<(Arc<str>, String), u32>>);
+struct PendingKv(Mutex<PendingState>);
+
+type KvKey = (Arc<str>, String);
+
+#[derive(Default)]
+struct PendingState {
+    /// Writes not yet answered by Redis, per key (bounded by the publish queue).
+    counts: HashMap<KvKey, u32>,
+    /// While a reload runs: the keys written or settled since it began (bounded by the keys
+    /// the stores may hold).
+    during_reload: Option<std::collections::HashSet<KvKey>>,
+}
 
 impl PendingKv {
     fn add(&self, plugin: &Arc<str>, key: &str) {
-        if let Ok(mut m) = self.0.lock() {
-            *m.entry((plugin.clone(), key.to_owned())).or_insert(0) += 1;
+        if let Ok(mut s) = self.0.lock() {
+            let k = (plugin.clone(), key.to_owned());
+            if let Some(r) = &mut s.during_reload {
+                r.insert(k.clone());
+            }
+            *s.counts.entry(k).or_insert(0) += 1;
         }
     }
 
     fn done(&self, plugin: &Arc<str>, key: &str) {
-        if let Ok(mut m) = self.0.lock() {
+        if let Ok(mut s) = self.0.lock() {
             let k = (plugin.clone(), key.to_owned());
-            if let Some(n) = m.get_mut(&k) {
+            if let Some(n) = s.counts.get_mut(&k) {
                 *n -= 1;
                 if *n == 0 {
-                    m.remove(&k);
+                    s.counts.remove(&k);
                 }
+            }
+            // Settled after the reload read Redis: what it read may predate this write.
+            if let Some(r) = &mut s.during_reload {
+                r.insert(k);
             }
         }
     }
 
-    fn contains(&self, plugin: &Arc<str>, key: &str) -> bool {
-        self.0.lock().is_ok_and(|m| m.contains_key(&(plugin.clone(), key.to_owned())))
+    /// Whether a reload must keep the local value of `key`.
+    fn keeps_local(&self, plugin: &Arc<str>, key: &str) -> bool {
+        self.0.lock().is_ok_and(|s| {
+            let k = (plugin.clone(), key.to_owned());
+            s.counts.contains_key(&k) || s.during_reload.as_ref().is_some_and(|r| r.contains(&k))
+        })
+    }
+
+    /// Starts recording the keys written from now until the returned guard is dropped.
+    fn reload(&self) -> ReloadGuard<'_> {
+        if let Ok(mut s) = self.0.lock() {
+            s.during_reload = Some(Default::default());
+        }
+        ReloadGuard(self)
     }
 
     /// Marks the key/value writes of a batch Redis has answered (or refused).
@@ -363,6 +410,26 @@ impl PendingKv {
             }
         }
     }
+}
+
+struct ReloadGuard<'a>(&'a PendingKv);
+
+impl Drop for ReloadGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.0.lock() {
+            s.during_reload = None;
+        }
+    }
+}
+
+/// Whether a failed Redis command may succeed if sent again: a lost connection, or a Redis that
+/// is loading its data, read-only or without a master during a failover.
+fn retryable(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind as S};
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || matches!(e.kind(), ErrorKind::Server(S::BusyLoading | S::ReadOnly | S::MasterDown | S::TryAgain))
 }
 
 /// The publisher's end of the queue, with the byte count it gives back.
@@ -444,7 +511,7 @@ async fn publisher(
                 }
                 // Redis answered, with an error (e.g. a key of another type): sending the same
                 // commands again would fail the same way, so this batch is given up.
-                Ok(Err(e)) if !(e.is_io_error() || e.is_connection_dropped() || e.is_timeout()) => {
+                Ok(Err(e)) if !retryable(&e) => {
                     m.broker_errors.inc();
                     tracing::warn!(error = %e, "broker: Redis refused a batch; it is dropped");
                     m.broker_pending.dec_by(batch.len() as i64);
@@ -557,6 +624,7 @@ async fn subscribe_once(
 
 /// Reads every plugin's shared store from Redis into the local stores.
 async fn load_kv(client: &redis::Client, ch: &Channels, broker: &Broker) -> Result<()> {
+    let _recording = broker.pending_kv.reload();
     let mut conn = client.get_multiplexed_async_connection().await?;
     let pattern = format!("{}*", ch.kv_prefix);
     let hashes: Vec<String> = {
@@ -575,7 +643,7 @@ async fn load_kv(client: &redis::Client, ch: &Channels, broker: &Broker) -> Resu
         // failing here would keep the subscription, and every room, down.
         let entries: HashMap<String, Vec<u8>> = match conn.hgetall(&hash).await {
             Ok(e) => e,
-            Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => return Err(e.into()),
+            Err(e) if retryable(&e) => return Err(e.into()),
             Err(e) => {
                 broker.hub.metrics.broker_errors.inc();
                 tracing::warn!(key = %hash, error = %e, "broker: skipping a shared key/value entry Redis refused");
@@ -584,21 +652,9 @@ async fn load_kv(client: &redis::Client, ch: &Channels, broker: &Broker) -> Resu
         };
         remote.insert(plugin, entries);
     }
-    // Redis is the reference: keys it no longer has (deleted while this node was cut off) go,
-    // except this node's own writes still on their way to Redis.
-    let kv = &broker.hub.kv;
-    let pending = &broker.pending_kv;
-    for plugin in kv.plugins() {
-        let theirs = remote.get(&plugin);
-        for key in kv.keys(&plugin) {
-            let in_redis = theirs.is_some_and(|e| e.contains_key(&key));
-            if !in_redis && !pending.contains(&plugin, &key) {
-                kv.delete(&plugin, &key);
-            }
-        }
-    }
+    let (kv, pending) = (&broker.hub.kv, &broker.pending_kv);
     for (plugin, entries) in remote {
-        for (key, value) in entries.into_iter().filter(|(k, _)| !pending.contains(&plugin, k)) {
+        for (key, value) in entries.into_iter().filter(|(k, _)| !pending.keeps_local(&plugin, k)) {
             let _ = kv.set(&plugin, &key, Bytes::from(value));
         }
     }
@@ -732,11 +788,25 @@ mod tests {
         p.add(&plugin, "k");
         p.add(&plugin, "k");
         p.settle(&[write()]);
-        assert!(p.contains(&plugin, "k"), "one write still on its way");
+        assert!(p.keeps_local(&plugin, "k"), "one write still on its way");
         p.settle(&[write()]);
-        assert!(!p.contains(&plugin, "k"));
+        assert!(!p.keeps_local(&plugin, "k"));
         p.done(&plugin, "k"); // settling more than was added changes nothing
-        assert!(!p.contains(&plugin, "k"));
+        assert!(!p.keeps_local(&plugin, "k"));
+    }
+
+    #[test]
+    fn a_key_written_during_a_reload_keeps_its_local_value_until_the_reload_ends() {
+        let p = PendingKv::default();
+        let plugin: Arc<str> = Arc::from("rooms");
+        let reload = p.reload();
+        // Written and already through to Redis, but perhaps after the reload read Redis.
+        p.add(&plugin, "k");
+        p.done(&plugin, "k");
+        assert!(p.keeps_local(&plugin, "k"));
+        assert!(!p.keeps_local(&plugin, "other"));
+        drop(reload);
+        assert!(!p.keeps_local(&plugin, "k"));
     }
 
     #[test]

@@ -339,8 +339,11 @@ impl Haproxy {
             .stderr(std::process::Stdio::null())
             .spawn()
             .ok()?;
-        let h = Haproxy { child, port, _dir: dir };
+        let mut h = Haproxy { child, port, _dir: dir };
         for _ in 0..100 {
+            if let Ok(Some(status)) = h.child.try_wait() {
+                panic!("haproxy exited at start ({status}): is port {port} taken?");
+            }
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Some(h);
             }

@@ -28,10 +28,11 @@ pub async fn serve(
 ) {
     let _task = ctx.tasks.enter();
     let _ = tcp.set_nodelay(true);
+    // One deadline for the PROXY header and the TLS handshake together.
+    let tls_deadline = tokio::time::Instant::now() + ctx.settings.server.tls_handshake_timeout;
     if ctx.settings.server.proxy_protocol {
         // Behind a balancer: the client's address, for limits and logs, is in the header.
-        let limit = ctx.settings.server.tls_handshake_timeout;
-        let error = match tokio::time::timeout(limit, crate::proxy_protocol::read_header(&mut tcp)).await {
+        let error = match tokio::time::timeout_at(tls_deadline, crate::proxy_protocol::read_header(&mut tcp)).await {
             Ok(Ok(client)) => {
                 peer = client.unwrap_or(peer);
                 None
@@ -47,7 +48,7 @@ pub async fn serve(
     }
     let span =
         tracing::debug_span!("conn", remote = %peer, id = field::Empty, route = field::Empty, user = field::Empty);
-    accept(&ctx, tcp, peer, pending).instrument(span).await
+    accept(&ctx, tcp, peer, pending, tls_deadline).instrument(span).await
 }
 
 /// A refusal before the upgrade.
@@ -70,7 +71,13 @@ impl Refusal {
     }
 }
 
-async fn accept(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending: tokio::sync::OwnedSemaphorePermit) {
+async fn accept(
+    ctx: &Arc<ServerCtx>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    pending: tokio::sync::OwnedSemaphorePermit,
+    tls_deadline: tokio::time::Instant,
+) {
     let limits = &ctx.settings.server;
     let mut t = match &ctx.tls {
         Some(cfg) => {
@@ -82,7 +89,7 @@ async fn accept(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending:
                 }
             };
             let mut t = Transport::tls(tcp, conn);
-            match tokio::time::timeout(limits.tls_handshake_timeout, t.handshake()).await {
+            match tokio::time::timeout_at(tls_deadline, t.handshake()).await {
                 Ok(Ok(())) => t,
                 Ok(Err(e)) => {
                     // In the connection log: with mTLS this is how a refused client shows up.

@@ -62,16 +62,6 @@ impl Kv {
         was
     }
 
-    /// The plugins that hold keys.
-    pub fn plugins(&self) -> Vec<Arc<str>> {
-        self.spaces.lock().keys().cloned().collect()
-    }
-
-    /// The keys `plugin` holds.
-    pub fn keys(&self, plugin: &str) -> Vec<String> {
-        self.spaces.lock().get(plugin).map(|s| s.keys().cloned().collect()).unwrap_or_default()
-    }
-
     /// Number of keys a plugin holds.
     pub fn len(&self, plugin: &str) -> usize {
         self.spaces.lock().get(plugin).map_or(0, |s| s.len())

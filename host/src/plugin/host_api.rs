@@ -170,24 +170,33 @@ impl host::Host for StoreState {
     }
 
     fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), ErrorCode> {
-        let value = Bytes::from(value);
-        self.env.hub.kv.set(&self.env.name, &key, value.clone()).map_err(|e| match e {
+        let (kv, name, value) = (&self.env.hub.kv, &self.env.name, Bytes::from(value));
+        let local = || {
+            let r = kv.set(name, &key, value.clone());
+            let changed = r.is_ok();
+            (r, changed)
+        };
+        let result = match &self.env.broker {
+            Some(broker) => broker.kv_write(name, &key, Some(value.clone()), local),
+            None => local().0,
+        };
+        result.map_err(|e| match e {
             KvError::InvalidKey => ErrorCode::InvalidArgument,
             KvError::TooLarge => ErrorCode::TooLarge,
             KvError::TooManyKeys => ErrorCode::LimitReached,
-        })?;
-        if let Some(broker) = &self.env.broker {
-            broker.kv_changed(&self.env.name, &key, Some(value));
-        }
-        Ok(())
+        })
     }
 
     fn kv_delete(&mut self, key: String) -> bool {
-        let was = self.env.hub.kv.delete(&self.env.name, &key);
-        if let Some(broker) = self.env.broker.as_ref().filter(|_| was) {
-            broker.kv_changed(&self.env.name, &key, None);
+        let (kv, name) = (&self.env.hub.kv, &self.env.name);
+        let local = || {
+            let was = kv.delete(name, &key);
+            (was, was)
+        };
+        match &self.env.broker {
+            Some(broker) => broker.kv_write(name, &key, None, local),
+            None => local().0,
         }
-        was
     }
 
     fn config(&mut self, key: String) -> Option<String> {
