@@ -20,7 +20,7 @@ impl Redis {
     }
 
     /// Redis on TLS only (no plain port), with a password and client certificates required.
-    fn start_tls(pki: &RedisPki, password: &str) -> Option<Redis> {
+    fn start_tls(pki: &Pki, password: &str) -> Option<Redis> {
         let p = |name: &str| pki.path(name).to_string_lossy().into_owned();
         let port = free_port();
         let args = [
@@ -55,17 +55,9 @@ impl Redis {
             .spawn()
             .ok()?;
         let mut r = Redis { child, port };
-        for _ in 0..100 {
-            // Exited: the port was taken, or (for TLS) this redis-server was built without it.
-            if let Ok(Some(status)) = r.child.try_wait() {
-                panic!("redis-server exited at start ({status}) with {extra:?} on port {port}");
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(r);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("redis-server did not start on port {port}");
+        // Exiting at start: the port was taken, or (for TLS) redis-server was built without it.
+        wait_listening(&mut r.child, port, "redis-server");
+        Some(r)
     }
 
     fn kill(mut self) -> u16 {
@@ -80,10 +72,6 @@ impl Drop for Redis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A node whose `[broker]` section is `broker` (not waiting for Redis).
@@ -256,44 +244,18 @@ async fn the_key_value_store_can_be_shared_by_all_nodes() {
 }
 
 /// A CA, Redis's server certificate (for 127.0.0.1) and a client certificate, all signed by it.
-struct RedisPki {
-    dir: tempfile::TempDir,
-}
-
-impl RedisPki {
-    fn new() -> RedisPki {
-        use rcgen::{
-            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, "redis test CA");
-        let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        for (stem, san, usage) in [
-            ("redis", "127.0.0.1", ExtendedKeyUsagePurpose::ServerAuth),
-            ("node", "node.client", ExtendedKeyUsagePurpose::ClientAuth),
-        ] {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(vec![san.to_owned()]).unwrap();
-            p.distinguished_name.push(DnType::CommonName, stem);
-            p.extended_key_usages = vec![usage];
-            let cert = p.signed_by(&key, &ca).unwrap();
-            std::fs::write(dir.path().join(format!("{stem}.pem")), cert.pem()).unwrap();
-            std::fs::write(dir.path().join(format!("{stem}.key")), key.serialize_pem()).unwrap();
-        }
-        RedisPki { dir }
-    }
-
-    fn path(&self, name: &str) -> std::path::PathBuf {
-        self.dir.path().join(name)
-    }
+fn redis_pki() -> Pki {
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let pki = Pki::new();
+    let ca = pki.ca("ca", "redis test CA");
+    pki.leaf(&ca, "redis", "redis", "127.0.0.1", ServerAuth);
+    pki.leaf(&ca, "node", "node", "node.client", ClientAuth);
+    pki
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_reach_redis_over_tls_with_a_password_and_a_client_certificate() {
-    let pki = RedisPki::new();
+    let pki = redis_pki();
     let Some(redis) = Redis::start_tls(&pki, "s3cret") else { return skip() };
     let broker = |password: &str, cert: bool| {
         let mut b = format!(

@@ -1,7 +1,7 @@
 //! What the classic Go WSS stack hand-writes, as wasmsock configuration: origins, mutual TLS,
 //! size limits, handshake/idle/write timeouts, connection limits and heartbeats.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -79,59 +79,23 @@ async fn without_an_allowlist_browsers_must_come_from_the_same_origin() {
 }
 
 /// A CA, a client certificate it signed for `alice`, and one from an unrelated CA.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        use rcgen::{
-            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let make_ca = |cn: &str| {
-            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            p.distinguished_name.push(DnType::CommonName, cn);
-            CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
-        };
-        let write_client = |issuer: &CertifiedIssuer<'_, KeyPair>, cn: &str, stem: &str| {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(vec![format!("{stem}.client")]).unwrap();
-            p.distinguished_name.push(DnType::CommonName, cn);
-            p.distinguished_name.push(DnType::OrganizationName, "wasmsock tests");
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-            let cert = p.signed_by(&key, issuer).unwrap();
-            std::fs::write(dir.path().join(format!("{stem}.pem")), cert.pem()).unwrap();
-            std::fs::write(dir.path().join(format!("{stem}.key")), key.serialize_pem()).unwrap();
-        };
-        let ca = make_ca("wasmsock test CA");
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        write_client(&ca, "alice", "alice");
-        let rogue = make_ca("rogue CA");
-        write_client(&rogue, "mallory", "mallory");
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
+fn client_pki() -> Pki {
+    use rcgen::ExtendedKeyUsagePurpose::ClientAuth;
+    let pki = Pki::new();
+    let ca = pki.ca("ca", "wasmsock test CA");
+    pki.leaf(&ca, "alice", "alice", "alice.client", ClientAuth);
+    let rogue = pki.ca("rogue", "rogue CA");
+    pki.leaf(&rogue, "mallory", "mallory", "mallory.client", ClientAuth);
+    pki
 }
 
 async fn tls_connect(s: &TestServer, path: &str, client: Option<(&Path, &Path)>) -> Result<Ws, String> {
-    let ca = s.ca.clone().unwrap();
-    let config = client_config(&ca, client);
-    let req = s.url(path).into_client_request().unwrap();
-    let tcp = TcpStream::connect(s.addr).await.unwrap();
-    tokio_tungstenite::client_async_tls_with_config(req, tcp, None, Some(tokio_tungstenite::Connector::Rustls(config)))
-        .await
-        .map(|(ws, _)| ws)
-        .map_err(|e| e.to_string())
+    wss_over(s, TcpStream::connect(s.addr).await.unwrap(), path, client).await
 }
 
 #[tokio::test]
 async fn mutual_tls_required_refuses_clients_without_a_valid_certificate() {
-    let pki = Pki::new();
+    let pki = client_pki();
     let s = Setup::new(&format!(
         "[tls]\nclient_ca = {:?}\nclient_auth = \"required\"\n[[routes]]\npath = \"/probe\"\nplugins = [\"probe\"]\n",
         pki.path("ca.pem")
@@ -158,7 +122,7 @@ async fn mutual_tls_required_refuses_clients_without_a_valid_certificate() {
 
 #[tokio::test]
 async fn mutual_tls_optional_accepts_both_and_reports_the_subject() {
-    let pki = Pki::new();
+    let pki = client_pki();
     let s = Setup::new(&format!(
         "[tls]\nclient_ca = {:?}\nclient_auth = \"optional\"\n[[routes]]\npath = \"/probe\"\nplugins = [\"probe\"]\n",
         pki.path("ca.pem")
@@ -254,17 +218,7 @@ async fn global_connection_limit() {
 async fn via_balancer(s: &TestServer, header: &[u8]) -> Result<Ws, String> {
     let mut tcp = TcpStream::connect(s.addr).await.unwrap();
     tcp.write_all(header).await.unwrap();
-    wss_over(s, tcp).await
-}
-
-/// The WebSocket handshake with `s`, over TLS, on an already connected socket.
-async fn wss_over(s: &TestServer, tcp: TcpStream) -> Result<Ws, String> {
-    let config = client_config(s.ca.as_deref().unwrap(), None);
-    let req = s.url("/echo").into_client_request().unwrap();
-    tokio_tungstenite::client_async_tls_with_config(req, tcp, None, Some(tokio_tungstenite::Connector::Rustls(config)))
-        .await
-        .map(|(ws, _)| ws)
-        .map_err(|e| e.to_string())
+    wss_over(s, tcp, "/echo", None).await
 }
 
 /// A PROXY protocol v2 header for a TCP/IPv4 client.
@@ -319,7 +273,7 @@ impl Haproxy {
             .chain(["/usr/sbin", "/usr/local/sbin"])
             .map(|d| Path::new(d).join("haproxy"))
             .find(|p| p.is_file())?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("haproxy.cfg");
         std::fs::write(
@@ -340,16 +294,8 @@ impl Haproxy {
             .spawn()
             .ok()?;
         let mut h = Haproxy { child, port, _dir: dir };
-        for _ in 0..100 {
-            if let Ok(Some(status)) = h.child.try_wait() {
-                panic!("haproxy exited at start ({status}): is port {port} taken?");
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(h);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("haproxy did not start listening on {port}");
+        wait_listening(&mut h.child, port, "haproxy");
+        Some(h)
     }
 
     /// A TCP connection to HAProxy from the loopback address `source` (all of 127/8 is local).
@@ -379,9 +325,9 @@ async fn haproxy_in_front_passes_each_clients_own_address() {
         let Some(h) = Haproxy::start(s.addr, send_proxy) else { return skip_without("haproxy") };
         // HAProxy connects from 127.0.0.1 every time; the one-per-address limit applies to the
         // clients behind it, 127.0.0.a and 127.0.0.b.
-        let mut ws = wss_over(&s, h.connect_from([127, 0, 0, a]).await).await.unwrap();
-        let _other = wss_over(&s, h.connect_from([127, 0, 0, b]).await).await.unwrap();
-        let again = wss_over(&s, h.connect_from([127, 0, 0, a]).await).await.err().unwrap_or_default();
+        let mut ws = wss_over(&s, h.connect_from([127, 0, 0, a]).await, "/echo", None).await.unwrap();
+        let _other = wss_over(&s, h.connect_from([127, 0, 0, b]).await, "/echo", None).await.unwrap();
+        let again = wss_over(&s, h.connect_from([127, 0, 0, a]).await, "/echo", None).await.err().unwrap_or_default();
         assert!(again.contains("503"), "{send_proxy}: 127.0.0.{a} again: {again}");
         send(&mut ws, send_proxy).await;
         assert_eq!(recv_text(&mut ws).await, send_proxy);

@@ -402,3 +402,86 @@ pub fn skip_without(tool: &str) {
     }
     eprintln!("SKIP: {tool} is not installed (./test.sh installs it when run as root)");
 }
+
+/// A port that was free a moment ago (for servers that cannot bind port 0 themselves).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until `child` (named `what`) listens on 127.0.0.1:`port`; panics if it exits first
+/// (the port was taken, or it refused its arguments) or is not listening within 5 s.
+pub fn wait_listening(child: &mut std::process::Child, port: u16, what: &str) {
+    for _ in 0..100 {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited at start ({status}) on port {port}");
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not start listening on port {port}");
+}
+
+/// The WebSocket handshake with `s` for `path`, over TLS on an already connected socket,
+/// presenting `client` (certificate and key files) if given.
+pub async fn wss_over(
+    s: &TestServer,
+    tcp: TcpStream,
+    path: &str,
+    client: Option<(&Path, &Path)>,
+) -> Result<Ws, String> {
+    let config = client_config(s.ca.as_deref().expect("TLS server"), client);
+    let req = s.url(path).into_client_request().map_err(|e| e.to_string())?;
+    tokio_tungstenite::client_async_tls_with_config(req, tcp, None, Some(Connector::Rustls(config)))
+        .await
+        .map(|(ws, _)| ws)
+        .map_err(|e| e.to_string())
+}
+
+/// Certificates for tests, written as `<stem>.pem` and `<stem>.key` in a temporary directory.
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        Pki { dir: tempfile::tempdir().unwrap() }
+    }
+
+    /// A self-signed CA named `cn`, written as `<stem>.pem`.
+    pub fn ca(&self, stem: &str, cn: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, cn);
+        let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(self.path(&format!("{stem}.pem")), ca.pem()).unwrap();
+        ca
+    }
+
+    /// A certificate for `san`, subject `CN=<cn>, O=wasmsock tests`, for `usage`, signed by
+    /// `issuer`.
+    pub fn leaf(
+        &self,
+        issuer: &rcgen::CertifiedIssuer<'_, rcgen::KeyPair>,
+        stem: &str,
+        cn: &str,
+        san: &str,
+        usage: rcgen::ExtendedKeyUsagePurpose,
+    ) {
+        use rcgen::{CertificateParams, DnType, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![san.to_owned()]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.distinguished_name.push(DnType::OrganizationName, "wasmsock tests");
+        p.extended_key_usages = vec![usage];
+        let cert = p.signed_by(&key, issuer).unwrap();
+        std::fs::write(self.path(&format!("{stem}.pem")), cert.pem()).unwrap();
+        std::fs::write(self.path(&format!("{stem}.key")), key.serialize_pem()).unwrap();
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
