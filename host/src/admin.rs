@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::ctx::ServerCtx;
 use crate::http;
-use crate::server::ServerCtx;
 
 const MAX_ADMIN_CONNECTIONS: usize = 32;
 
@@ -95,7 +95,7 @@ async fn handle(mut stream: TcpStream, ctx: &ServerCtx) -> std::io::Result<()> {
             let missing: Vec<String> = ctx
                 .router
                 .routes()
-                .filter_map(|r| r.missing_plugin().map(|p| format!("{} needs {p}", r.path)))
+                .filter_map(|r| r.missing_plugin().map(|p| format!("{} needs {p}", r.path())))
                 .collect();
             if ctx.is_shutting_down() {
                 http::response(503, &[], "shutting down\n")
@@ -109,7 +109,7 @@ async fn handle(mut stream: TcpStream, ctx: &ServerCtx) -> std::io::Result<()> {
             let routes: Vec<(String, Vec<String>)> = ctx
                 .router
                 .routes()
-                .map(|r| (r.path.clone(), r.chain_names().into_iter().map(str::to_owned).collect()))
+                .map(|r| (r.path().to_owned(), r.chain_names().into_iter().map(str::to_owned).collect()))
                 .collect();
             let list = ctx.registry.list(&routes);
             let body = serde_json::to_vec_pretty(&list).unwrap_or_default();

@@ -35,7 +35,7 @@ use redis::AsyncCommands;
 use tokio::sync::mpsc;
 
 use crate::config::BrokerSettings;
-use crate::conn::Outgoing;
+use crate::hub::Outgoing;
 use crate::hub::{Hub, RoomKey};
 
 const VERSION: u8 = 2;

@@ -4,27 +4,33 @@
 //! The host terminates TLS, speaks RFC 6455, enforces limits, keeps connections, rooms and
 //! per-connection state, and calls plugins' `on-connect`, `on-message` and `on-close` exports.
 //! Plugins are reloaded live when their files change.
+//!
+//! The library's API is what the binary, the integration tests and the benchmarks use:
+//! [`Settings`] and [`Overrides`] to configure, [`Server`] to bind and run, [`cli::main`], and
+//! [`plugin::LoadOutcome`] and [`plugin::overhead`] for tests and benchmarks. Everything else is
+//! internal. A connection's life reads top-down from `conn/mod.rs`.
 
-pub mod admin;
-pub mod broker;
-pub mod build;
+mod admin;
+mod broker;
+mod build;
 pub mod cli;
 mod clock;
-pub mod config;
-pub mod conn;
-pub mod http;
-pub mod hub;
-pub mod metrics;
-pub mod origin;
+mod config;
+mod conn;
+mod ctx;
+mod http;
+mod hub;
+mod metrics;
+mod origin;
 pub mod plugin;
-pub mod proxy_protocol;
-pub mod router;
-pub mod scaffold;
+mod proxy_protocol;
+mod router;
+mod scaffold;
 pub mod server;
-pub mod static_files;
-pub mod tls;
-pub mod transport;
-pub mod ws;
+mod static_files;
+mod tls;
+mod transport;
+mod ws;
 
 pub use config::{Overrides, Settings};
 pub use server::Server;

@@ -15,7 +15,8 @@ pub struct ReasonLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabel {
-    pub code: u16,
+    /// Bounded: see [`crate::ws::CloseCode::metric_label`].
+    pub code: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -1,25 +1,30 @@
-//! Routes: a path, the chain of plugins that serves it, and its limits and origin policy.
+//! Where a request goes: a WebSocket route (a path, its plugin chain, limits and origin
+//! policy), a static file, or nowhere.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::{Limits, RouteSettings};
+use crate::config::{Builtin, RouteSettings};
 use crate::origin::OriginPolicy;
 use crate::plugin::{PluginSlot, Registry};
+use crate::static_files::StaticFiles;
 
 #[derive(Debug)]
-pub struct Route {
-    pub path: String,
+pub(crate) struct Route {
+    /// The route's settings; connections keep them (limits, which plugins may address them).
+    pub settings: Arc<RouteSettings>,
     pub chain: Vec<Arc<PluginSlot>>,
-    pub builtin: Option<crate::config::Builtin>,
-    pub limits: Limits,
-    pub origins: OriginPolicy,
+    pub builtin: Option<Builtin>,
 }
 
 impl Route {
-    /// True if `plugin` is in this route's chain: it may address the route's connections.
-    pub fn serves(&self, plugin: &str) -> bool {
-        self.chain.iter().any(|s| s.name() == plugin)
+    pub fn path(&self) -> &str {
+        &self.settings.path
+    }
+
+    pub fn origins(&self) -> &OriginPolicy {
+        &self.settings.origins
     }
 
     /// Names of the chain, for logs.
@@ -33,31 +38,43 @@ impl Route {
     }
 }
 
-#[derive(Debug, Default)]
-pub struct Router {
+/// What serves a request path.
+pub(crate) enum Target<'a> {
+    WebSocket(&'a Arc<Route>),
+    /// A file of the `[static]` directory.
+    File(&'a StaticFiles),
+    NotFound,
+}
+
+#[derive(Default)]
+pub(crate) struct Router {
     routes: HashMap<String, Arc<Route>>,
+    files: Option<StaticFiles>,
 }
 
 impl Router {
-    pub fn new(settings: &[RouteSettings], registry: &Registry) -> Router {
+    pub fn new(settings: &[RouteSettings], registry: &Registry, static_dir: Option<PathBuf>) -> Router {
         let routes = settings
             .iter()
             .map(|r| {
                 let route = Route {
-                    path: r.path.clone(),
+                    settings: Arc::new(r.clone()),
                     chain: r.plugins.iter().map(|p| registry.slot(p)).collect(),
                     builtin: r.builtin,
-                    limits: r.limits.clone(),
-                    origins: r.origins.clone(),
                 };
                 (r.path.clone(), Arc::new(route))
             })
             .collect();
-        Router { routes }
+        Router { routes, files: static_dir.map(StaticFiles::new) }
     }
 
-    pub fn get(&self, path: &str) -> Option<&Arc<Route>> {
-        self.routes.get(path)
+    /// Exact routes first; any other path is for the static files, if there are any.
+    pub fn target(&self, path: &str) -> Target<'_> {
+        match (self.routes.get(path), &self.files) {
+            (Some(route), _) => Target::WebSocket(route),
+            (None, Some(files)) => Target::File(files),
+            (None, None) => Target::NotFound,
+        }
     }
 
     pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {

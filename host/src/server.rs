@@ -7,79 +7,23 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::config::Settings;
-use crate::conn::{self, Kill};
+use crate::conn;
+use crate::ctx::{ServerCtx, TaskCount};
 use crate::hub::{Hub, KvLimits};
+use crate::hub::{Kill, Outgoing};
 use crate::plugin::{LoadOutcome, Registry, Runtime};
 use crate::router::Router;
-use crate::static_files::StaticFiles;
-
-/// What every connection task shares.
-pub struct ServerCtx {
-    pub settings: Arc<Settings>,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    pub router: Router,
-    pub registry: Arc<Registry>,
-    pub hub: Arc<Hub>,
-    pub static_files: Option<StaticFiles>,
-    pub tasks: TaskCount,
-    shutting_down: AtomicBool,
-}
-
-impl ServerCtx {
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Relaxed)
-    }
-}
-
-/// Counts running connection tasks so shutdown can wait for every `on-close`.
-#[derive(Default)]
-pub struct TaskCount {
-    n: Arc<AtomicUsize>,
-    idle: Arc<Notify>,
-}
-
-pub struct TaskGuard {
-    n: Arc<AtomicUsize>,
-    idle: Arc<Notify>,
-}
-
-impl TaskCount {
-    pub fn enter(&self) -> TaskGuard {
-        self.n.fetch_add(1, Relaxed);
-        TaskGuard { n: self.n.clone(), idle: self.idle.clone() }
-    }
-
-    pub fn count(&self) -> usize {
-        self.n.load(Relaxed)
-    }
-
-    async fn wait_idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            if self.count() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        if self.n.fetch_sub(1, Relaxed) == 1 {
-            self.idle.notify_waiters();
-        }
-    }
-}
+use crate::ws::CloseCode;
 
 /// A bound server, ready to run.
 pub struct Server {
@@ -117,7 +61,7 @@ impl Server {
         let runtime = Arc::new(Runtime::new(&settings.engine)?);
         let broker = settings.broker.as_ref().map(|b| crate::broker::Broker::start(b, hub.clone())).transpose()?;
         let registry = Arc::new(Registry::new(runtime, hub.clone(), settings.clone(), broker));
-        let router = Router::new(&settings.routes, &registry);
+        let router = Router::new(&settings.routes, &registry, settings.static_dir.clone());
         let outcomes = {
             let reg = registry.clone();
             tokio::task::spawn_blocking(move || reg.load_all()).await.context("plugin loading task")??
@@ -129,16 +73,14 @@ impl Server {
         }
         let watch = crate::plugin::watch(registry.clone(), reloads)?;
 
-        let static_files = settings.static_dir.clone().map(StaticFiles::new);
         let ctx = Arc::new(ServerCtx {
             settings: settings.clone(),
             tls: tls.map(|t| t.config),
             router,
             registry,
             hub,
-            static_files,
             tasks: TaskCount::default(),
-            shutting_down: AtomicBool::new(false),
+            shutdown: CancellationToken::new(),
         });
         let admin = match &settings.admin {
             Some(addr) => Some(crate::admin::Admin::bind(addr, ctx.clone()).await?),
@@ -155,10 +97,6 @@ impl Server {
         self.admin.as_ref().map(|a| a.local_addr())
     }
 
-    pub fn ctx(&self) -> &Arc<ServerCtx> {
-        &self.ctx
-    }
-
     /// Logs what is being served. "listening on" comes last, so that whoever waits for it (a
     /// supervisor, a test) has read the routes, plugins and certificate by then.
     pub fn announce(&self) {
@@ -169,7 +107,7 @@ impl Server {
             tracing::info!(addr = %a, "admin (metrics, health, plugins) on http://{a}");
         }
         for route in self.ctx.router.routes() {
-            tracing::info!(route = %route.path, chain = ?route.chain_names(), loaded = route.missing_plugin().is_none(), "route");
+            tracing::info!(route = %route.path(), chain = ?route.chain_names(), loaded = route.missing_plugin().is_none(), "route");
         }
         for p in self.ctx.registry.list(&[]) {
             tracing::info!(plugin = %p.name, loaded = p.loaded, hash = p.hash.as_deref(), size = p.size, "plugin");
@@ -199,7 +137,7 @@ impl Server {
         let sweeper = tokio::spawn(sweep(ctx.clone()));
         shutdown.await;
 
-        ctx.shutting_down.store(true, Relaxed);
+        ctx.shutdown.cancel();
         accept_loops.shutdown().await;
         let grace = ctx.settings.server.shutdown_grace;
         let open = ctx.hub.len();
@@ -209,7 +147,7 @@ impl Server {
             "shutting down: closing connections with 1001"
         );
         ctx.hub.for_each(|c| {
-            c.close(crate::ws::CloseCode::GOING_AWAY, "server shutting down");
+            c.close(CloseCode::GOING_AWAY, "server shutting down");
         });
         if tokio::time::timeout(grace, ctx.tasks.wait_idle()).await.is_err() {
             let left = ctx.hub.len();
@@ -311,7 +249,7 @@ async fn sweep(ctx: Arc<ServerCtx>) {
                 if now.saturating_sub(last_rx) >= interval && now.saturating_sub(a.last_ping.load(Relaxed)) >= interval
                 {
                     a.last_ping.store(now, Relaxed);
-                    let _ = c.send_control(conn::Outgoing::Ping(bytes::Bytes::new()));
+                    let _ = c.send_control(Outgoing::Ping(bytes::Bytes::new()));
                 }
             }
             let blocked = a.write_blocked_since.load(Relaxed);
@@ -322,7 +260,7 @@ async fn sweep(ctx: Arc<ServerCtx>) {
             if let Some(idle) = l.idle_timeout
                 && now.saturating_sub(a.last_message.load(Relaxed)) > idle.as_millis() as u64
             {
-                c.close(crate::ws::CloseCode::GOING_AWAY, "idle timeout");
+                c.close(CloseCode::GOING_AWAY, "idle timeout");
             }
         });
         let (rooms, members) = ctx.hub.rooms.totals();
@@ -336,7 +274,7 @@ async fn sweep(ctx: Arc<ServerCtx>) {
 fn sweep_period(ctx: &ServerCtx) -> Duration {
     let mut shortest = Duration::from_secs(4);
     for r in ctx.router.routes() {
-        let l = &r.limits;
+        let l = &r.settings.limits;
         for d in [l.ping_interval, Some(l.pong_timeout), Some(l.write_timeout), l.idle_timeout].into_iter().flatten() {
             shortest = shortest.min(d);
         }

@@ -1,5 +1,6 @@
-//! A client's byte stream: plain TCP, or TLS through rustls's unbuffered API with buffers we
-//! own. Reads hand plaintext to a callback; writes take many frames at once.
+//! A client's byte stream: plain, or TLS through rustls's unbuffered API with buffers we own.
+//! Reads hand plaintext to a callback; writes take many frames at once. The stream is any
+//! [`Socket`]: TCP in the server, a Unix socket pair in tests.
 //!
 //! Why not an async TLS stream: owning the buffers is what keeps an idle connection small.
 //! Bytes are read into a per-thread scratch buffer (reads and their processing never cross an
@@ -8,16 +9,70 @@
 //! A buffered rustls connection would keep a 4 KiB read buffer per connection for its lifetime.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io::{self, IoSlice, Read};
 
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
 use tokio::io::Interest;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
+
+/// A non-blocking byte stream with readiness: what the transport needs from a socket.
+pub(crate) trait Socket: Send + Sync + 'static {
+    /// One read without waiting. A read that returns less than asked for means the socket is
+    /// drained: readiness is cleared then, which spares the extra read that would only return
+    /// EAGAIN (one syscall less per message).
+    fn try_read_drained(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Sends FIN (no more data from us), keeping the read side open.
+    fn shutdown_write(&self);
+}
+
+macro_rules! tokio_socket {
+    ($t:ty) => {
+        impl Socket for $t {
+            fn try_read_drained(&self, buf: &mut [u8]) -> io::Result<usize> {
+                let mut got = None;
+                let r = self.try_io(Interest::READABLE, || {
+                    let n = (&*socket2::SockRef::from(self)).read(buf)?;
+                    if n > 0 && n < buf.len() {
+                        got = Some(n);
+                        return Err(io::ErrorKind::WouldBlock.into()); // clears readiness
+                    }
+                    Ok(n)
+                });
+                match (r, got) {
+                    (_, Some(n)) => Ok(n),
+                    (r, None) => r,
+                }
+            }
+            fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+                <$t>::try_write(self, buf)
+            }
+            fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                <$t>::try_write_vectored(self, bufs)
+            }
+            async fn readable(&self) -> io::Result<()> {
+                <$t>::readable(self).await
+            }
+            async fn writable(&self) -> io::Result<()> {
+                <$t>::writable(self).await
+            }
+            fn shutdown_write(&self) {
+                let _ = socket2::SockRef::from(self).shutdown(std::net::Shutdown::Write);
+            }
+        }
+    };
+}
+tokio_socket!(TcpStream);
+tokio_socket!(UnixStream);
 
 /// What a read pass ended on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadStatus {
+pub(crate) enum ReadStatus {
     /// Nothing more to read now.
     WouldBlock,
     /// The read budget was used up; more may be waiting.
@@ -28,7 +83,7 @@ pub enum ReadStatus {
 
 /// A read failure: the transport's, or the callback's own error.
 #[derive(Debug)]
-pub enum ReadError<E> {
+pub(crate) enum ReadError<E> {
     Io(io::Error),
     Sink(E),
 }
@@ -39,8 +94,8 @@ impl<E> From<io::Error> for ReadError<E> {
     }
 }
 
-pub struct Transport {
-    tcp: TcpStream,
+pub(crate) struct Transport<S: Socket = TcpStream> {
+    socket: S,
     tls: Option<Box<UnbufferedServerConnection>>,
     /// Received TLS bytes not yet processed (an incomplete record); empty otherwise.
     inbuf: Vec<u8>,
@@ -65,6 +120,9 @@ const READ_SIZE: usize = 64 << 10;
 const PLAIN_CHUNK: usize = 64 << 10;
 /// Pending output beyond which `queue` takes no more until the socket drains.
 const OUT_LIMIT: usize = 256 << 10;
+/// Sent bytes at the front of the send buffer beyond which it is compacted, so a peer that
+/// keeps the socket just short of drained does not make the buffer grow with everything sent.
+const OUT_COMPACT: usize = 64 << 10;
 
 thread_local! {
     static READ_SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_SIZE]);
@@ -76,10 +134,10 @@ fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-impl Transport {
-    pub fn plain(tcp: TcpStream) -> Transport {
+impl<S: Socket> Transport<S> {
+    pub fn plain(socket: S) -> Transport<S> {
         Transport {
-            tcp,
+            socket,
             tls: None,
             inbuf: Vec::new(),
             outbuf: Vec::new(),
@@ -89,31 +147,12 @@ impl Transport {
         }
     }
 
-    pub fn tls(tcp: TcpStream, conn: UnbufferedServerConnection) -> Transport {
-        Transport { tls: Some(Box::new(conn)), ..Transport::plain(tcp) }
+    pub fn tls(socket: S, conn: UnbufferedServerConnection) -> Transport<S> {
+        Transport { tls: Some(Box::new(conn)), ..Transport::plain(socket) }
     }
 
-    pub fn tcp(&self) -> &TcpStream {
-        &self.tcp
-    }
-
-    /// One socket read without waiting. A read that returns less than asked for means the
-    /// socket is drained: readiness is cleared then, which spares the extra read that would
-    /// only return EAGAIN (one syscall less per message).
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut got = None;
-        let r = self.tcp.try_io(Interest::READABLE, || {
-            let n = (&*socket2::SockRef::from(&self.tcp)).read(buf)?;
-            if n > 0 && n < buf.len() {
-                got = Some(n);
-                return Err(io::ErrorKind::WouldBlock.into()); // clears readiness
-            }
-            Ok(n)
-        });
-        match (r, got) {
-            (_, Some(n)) => Ok(n),
-            (r, None) => r,
-        }
+        self.socket.try_read_drained(buf)
     }
 
     /// Runs the TLS handshake to completion (no-op for plain TCP).
@@ -155,7 +194,7 @@ impl Transport {
             match got {
                 Ok(0) => self.peer_closed = true,
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.tcp.readable().await?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.socket.readable().await?,
                 Err(e) => return Err(e),
             }
         }
@@ -288,7 +327,7 @@ impl Transport {
                 let total: usize = bufs.iter().map(|b| b.len()).sum();
                 let mut written = 0;
                 if self.out_pos == self.outbuf.len() {
-                    match self.tcp.try_write_vectored(bufs) {
+                    match self.socket.try_write_vectored(bufs) {
                         Ok(n) => written = n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(e) => return Err(e),
@@ -354,7 +393,7 @@ impl Transport {
     fn send_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
         let mut written = 0;
         if self.out_pos == self.outbuf.len() {
-            match self.tcp.try_write(bytes) {
+            match self.socket.try_write(bytes) {
                 Ok(n) => written = n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
@@ -366,17 +405,18 @@ impl Transport {
         Ok(())
     }
 
-    /// True while bytes wait to be written to the socket.
-    pub fn wants_write(&self) -> bool {
-        self.out_pos < self.outbuf.len()
-    }
-
     /// Writes as much as the socket takes now; true when nothing is left.
     pub fn flush(&mut self) -> io::Result<bool> {
         while self.out_pos < self.outbuf.len() {
-            match self.tcp.try_write(&self.outbuf[self.out_pos..]) {
+            match self.socket.try_write(&self.outbuf[self.out_pos..]) {
                 Ok(n) => self.out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.out_pos >= OUT_COMPACT {
+                        self.outbuf.drain(..self.out_pos);
+                        self.out_pos = 0;
+                    }
+                    return Ok(false);
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -389,17 +429,22 @@ impl Transport {
     /// Writes everything, waiting for the socket as needed.
     pub async fn flush_all(&mut self) -> io::Result<()> {
         while !self.flush()? {
-            self.tcp.writable().await?;
+            self.socket.writable().await?;
         }
         Ok(())
     }
 
     pub async fn readable(&self) -> io::Result<()> {
-        self.tcp.readable().await
+        self.socket.readable().await
     }
 
     pub async fn writable(&self) -> io::Result<()> {
-        self.tcp.writable().await
+        self.socket.writable().await
+    }
+
+    /// Sends FIN: no more bytes from us (after what is already written).
+    pub fn shutdown_write(&self) {
+        self.socket.shutdown_write();
     }
 
     /// Queues TLS close_notify (no-op for plain TCP or if TLS cannot send any more).
@@ -453,12 +498,132 @@ fn encode_into(out: &mut Vec<u8>, mut encode: impl FnMut(&mut [u8]) -> Result<us
 }
 
 #[cfg(test)]
-mod size_probe {
+mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::{ClientAuth, TlsMode, TlsSettings};
+
+    /// Plaintext read until `want` bytes arrived.
+    async fn read_exactly(t: &mut Transport<UnixStream>, want: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        while got.len() < want {
+            let status = t.read_with(1 << 20, |c| {
+                got.extend_from_slice(c);
+                Ok::<(), ()>(())
+            });
+            if matches!(status, Ok(ReadStatus::WouldBlock)) && got.len() < want {
+                t.readable().await.expect("readable");
+            }
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn tls_over_any_stream_handshakes_reads_writes_and_ends() {
+        let dir = std::env::temp_dir().join(format!("wasmsock-transport-{}", std::process::id()));
+        let tls = TlsSettings { mode: TlsMode::Dev, client_ca: None, client_auth: ClientAuth::Off };
+        let setup = crate::tls::setup(&tls, &dir).expect("dev certificate").expect("TLS on");
+        let ca = setup.dev_cert.clone().expect("dev cert path");
+        let (server_end, client_end) = UnixStream::pair().expect("pair");
+        let conn = UnbufferedServerConnection::new(setup.config.clone()).expect("session");
+        let mut t = Transport::tls(server_end, conn);
+
+        // A real rustls client on the other end, blocking, in a thread.
+        let client_end = client_end.into_std().expect("std");
+        client_end.set_nonblocking(false).expect("blocking");
+        let client = std::thread::spawn(move || {
+            use rustls_pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_pki_types::CertificateDer::pem_file_iter(&ca).expect("pem") {
+                roots.add(cert.expect("cert")).expect("root");
+            }
+            let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+            let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+            let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+            let mut sock = client_end;
+            let mut stream = rustls::Stream::new(&mut conn, &mut sock);
+            stream.write_all(b"hello").expect("write");
+            let mut reply = [0u8; 5];
+            stream.read_exact(&mut reply).expect("read");
+            let mut rest = Vec::new();
+            let _ = stream.read_to_end(&mut rest); // ends at the server's close_notify
+            conn.send_close_notify();
+            let _ = conn.write_tls(&mut sock);
+            (reply, rest)
+        });
+
+        t.handshake().await.expect("handshake");
+        assert_eq!(t.tls_version(), "TLSv1.3");
+        assert_eq!(read_exactly(&mut t, 5).await, b"hello");
+        assert_eq!(t.queue(&[IoSlice::new(b"wor"), IoSlice::new(b"ld")]).expect("queue"), 5);
+        t.flush_all().await.expect("flush");
+        t.send_close_notify();
+        t.flush_all().await.expect("flush");
+        let (reply, rest) =
+            tokio::task::spawn_blocking(move || client.join().expect("client thread")).await.expect("join");
+        assert_eq!(&reply, b"world");
+        assert!(rest.is_empty());
+        // The client's close_notify reads as the end of the stream.
+        loop {
+            match t.read_with(1 << 20, |_| Ok::<(), ()>(())) {
+                Ok(ReadStatus::Eof) => break,
+                Ok(ReadStatus::WouldBlock) => t.readable().await.expect("readable"),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A socket in memory that takes at most `room` bytes until given more.
+    #[derive(Default)]
+    struct Trickle {
+        room: std::sync::Mutex<usize>,
+    }
+
+    impl Socket for Trickle {
+        fn try_read_drained(&self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+            let mut room = self.room.lock().expect("lock");
+            let n = buf.len().min(*room);
+            *room -= n;
+            if n == 0 { Err(io::ErrorKind::WouldBlock.into()) } else { Ok(n) }
+        }
+        fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.try_write(bufs.first().map_or(&[][..], |b| &b[..]))
+        }
+        async fn readable(&self) -> io::Result<()> {
+            Ok(())
+        }
+        async fn writable(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn shutdown_write(&self) {}
+    }
+
     #[test]
-    fn print_sizes() {
-        eprintln!("UnbufferedServerConnection = {}", std::mem::size_of::<rustls::server::UnbufferedServerConnection>());
-        eprintln!("Transport = {}", std::mem::size_of::<super::Transport>());
-        eprintln!("ConnShared = {}", std::mem::size_of::<crate::conn::ConnShared>());
-        eprintln!("Decoder = {}", std::mem::size_of::<crate::ws::Decoder>());
+    fn the_send_buffer_does_not_grow_with_what_a_slow_reader_took() {
+        let mut t = Transport::plain(Trickle::default());
+        let chunk = vec![7u8; 16 << 10];
+        t.queue(&[IoSlice::new(&chunk), IoSlice::new(&chunk)]).expect("queue");
+        // The peer takes as much as we send, so the buffer never drains completely and is never
+        // given back whole; what was sent must still not pile up in front of what was not.
+        let mut most = 0;
+        for _ in 0..500 {
+            *t.socket.room.lock().expect("lock") += chunk.len();
+            assert!(!t.flush().expect("flush"));
+            t.queue(&[IoSlice::new(&chunk)]).expect("queue");
+            most = most.max(t.outbuf.len());
+        }
+        assert!(most <= OUT_COMPACT + 2 * chunk.len(), "send buffer reached {most} bytes");
+    }
+
+    #[test]
+    fn an_idle_transport_is_small() {
+        // Part of every connection's idle cost (see BENCHMARKS.md, memory per connection).
+        assert!(std::mem::size_of::<Transport>() <= 160, "{}", std::mem::size_of::<Transport>());
     }
 }

@@ -561,3 +561,40 @@ plugins = ["echo"]
     assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
     let _ = tcp.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_ends_connections_still_in_their_handshake_at_once() {
+    let s = Setup::new(
+        r#"
+[server]
+tls_handshake_timeout = "30s"
+ws_handshake_timeout = "30s"
+[[routes]]
+path = "/echo"
+plugins = ["echo"]
+"#,
+    )
+    .plugin("echo", "echo")
+    .start()
+    .await;
+    // One socket that never starts TLS, one with TLS done but a request that never ends.
+    let mut silent = TcpStream::connect(s.addr).await.unwrap();
+    let tls = rustls::ClientConnection::new(s.tls_client_config(), "localhost".try_into().unwrap()).unwrap();
+    let mut stream = rustls::StreamOwned::new(tls, std::net::TcpStream::connect(s.addr).unwrap());
+    let half_request = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        stream.write_all(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n").unwrap();
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        out
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), s.shutdown()).await.expect("shutdown did not wait").unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "shutdown took {:?}", started.elapsed());
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(2), tokio::io::AsyncReadExt::read(&mut silent, &mut buf)).await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "the silent socket is still open: {n:?}");
+    let reply = tokio::time::timeout(Duration::from_secs(2), half_request).await.expect("still open").unwrap();
+    assert!(reply.is_empty(), "{}", String::from_utf8_lossy(&reply));
+}

@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod architecture;
 mod auth;
 mod broker;
 mod browser;

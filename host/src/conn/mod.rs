@@ -1,11 +1,122 @@
-//! Connections: the handshake, the session loop, the outgoing queue and the state shared with
-//! plugins and rooms.
+//! One connection's life, top-down. [`serve`] is the whole story; each step is a module:
+//!
+//! 1. [`accept`]: the PROXY header (behind a balancer) and the TLS handshake.
+//! 2. [`request`]: the HTTP request.
+//! 3. The router picks a WebSocket route, a static file, or nothing (404).
+//! 4. [`upgrade`]: the request's checks, admission, the plugins' `on-connect` chain, the 101.
+//!    From before `on-connect` the connection is held by a [`registration`], whose drop runs
+//!    the teardown (`on-close` chain, unregistering, metrics, the close log line) exactly once.
+//! 5. [`session`]: bytes in → [`inbound`] events → [`dispatch`] to plugins → the outbox →
+//!    [`writer`] → bytes out, until the [`close`] handshake is over.
+//!
+//! Until the upgrade, shutdown ends the connection at once; after it, shutdown asks for a
+//! close handshake (1001) like any other close.
 
-mod handshake;
-mod outbox;
+mod accept;
+mod close;
+mod dispatch;
+mod inbound;
+mod registration;
+mod request;
+mod respond;
 mod session;
-mod shared;
+mod upgrade;
+mod writer;
 
-pub use handshake::serve;
-pub use outbox::{Outgoing, PushError};
-pub use shared::{ConnShared, Identity, Kill};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::{Instrument, field};
+
+use self::respond::Refusal;
+use self::upgrade::NotUpgraded;
+use crate::ctx::ServerCtx;
+use crate::http::HttpError;
+use crate::router::Target;
+
+/// Serves one accepted TCP connection to its end. `pending` is its handshake slot, released
+/// once the connection is upgraded or refused.
+pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending: OwnedSemaphorePermit) {
+    let _task = ctx.tasks.enter();
+    let span =
+        tracing::debug_span!("conn", remote = %peer, id = field::Empty, route = field::Empty, user = field::Empty);
+    let shutdown = ctx.shutdown.clone();
+    let upgraded = tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => None,
+        u = handshake(&ctx, tcp, peer).instrument(span.clone()) => u,
+    };
+    drop(pending);
+    let Some((mut t, peer, upgraded, leftover)) = upgraded else { return };
+    async move {
+        let upgrade::Upgraded { registration, protocol } = upgraded;
+        let (conn, route) = (registration.conn().clone(), registration.route().clone());
+        let user = conn.identity();
+        tracing::info!(
+            id = conn.id, remote = %peer, route = %route.path(), user = user.as_ref().map(|i| i.id.as_str()),
+            tls = t.tls_version(), protocol = protocol.as_deref(), "connection opened"
+        );
+        let limits = &ctx.settings.server;
+        let ended = session::run(&mut t, &conn, &route, &ctx.hub.metrics, &leftover, limits.close_timeout).await;
+        respond::finish(&mut t).await;
+        registration.end(ended);
+    }
+    .instrument(span)
+    .await
+}
+
+type Handshaken = (crate::transport::Transport, SocketAddr, upgrade::Upgraded, Vec<u8>);
+
+/// Everything before the session: secure the stream, read the request, route it, upgrade.
+/// `None` when the connection ended here (refused, served a file, or gone).
+async fn handshake(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr) -> Option<Handshaken> {
+    let (mut t, peer) = accept::secure(ctx, tcp, peer).await?;
+    let limits = &ctx.settings.server;
+    let read = tokio::time::timeout(limits.ws_handshake_timeout, request::read(&mut t, limits.max_header_bytes)).await;
+    let (req, leftover) = match read {
+        Ok(Ok(Some(r))) => r,
+        Ok(Ok(None)) => return None, // closed before sending a request
+        Ok(Err(e)) => {
+            let r = match e {
+                HttpError::TooLarge => Refusal::new(431, "headers_too_large", "request headers too large"),
+                e => Refusal::new(400, "bad_request", e.to_string()),
+            };
+            respond::refuse(ctx, &mut t, peer, None, r).await;
+            return None;
+        }
+        Err(_) => {
+            let r = Refusal::new(408, "handshake_timeout", "WebSocket handshake timed out");
+            respond::refuse(ctx, &mut t, peer, None, r).await;
+            return None;
+        }
+    };
+    let route = match ctx.router.target(&req.path) {
+        Target::WebSocket(route) => route.clone(),
+        Target::File(files) => {
+            match files.respond(&req).await {
+                Some(resp) => respond::respond(&mut t, &resp, limits.ws_handshake_timeout).await,
+                None => respond::refuse(ctx, &mut t, peer, None, not_found(&req.path)).await,
+            }
+            return None;
+        }
+        Target::NotFound => {
+            respond::refuse(ctx, &mut t, peer, None, not_found(&req.path)).await;
+            return None;
+        }
+    };
+    tracing::Span::current().record("route", route.path());
+    match upgrade::upgrade(ctx, &mut t, peer, &route, &req).await {
+        Ok(upgraded) => Some((t, peer, upgraded, leftover)),
+        Err(NotUpgraded::Refused(r)) => {
+            respond::refuse(ctx, &mut t, peer, Some(route.path()), r).await;
+            None
+        }
+        Err(NotUpgraded::Gone) => None,
+    }
+}
+
+fn not_found(path: &str) -> Refusal {
+    Refusal::new(404, "not_found", format!("no route for {path}"))
+}

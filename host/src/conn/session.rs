@@ -1,410 +1,278 @@
-//! An upgraded connection: frames in, plugin calls, frames out, and the close handshake.
+//! An upgraded connection's loop: read → decode into events ([`inbound`](super::inbound)) →
+//! handle them ([`dispatch`](super::dispatch)) → write what was queued
+//! ([`writer`](super::writer)), until the close handshake ([`close`](super::close)) is over.
 //!
-//! One task per connection does everything; it owns no read buffer (plaintext goes straight
+//! One task per connection does everything. It owns no read buffer (plaintext goes straight
 //! from rustls into the decoder) and its write batch is empty between bursts, so an idle
 //! connection costs only its small state.
 
-use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::time::{Instant, Sleep};
 
-use super::outbox::Outgoing;
-use super::shared::{ConnShared, Kill};
+use super::close::{CloseState, Ended, Initiator};
+use super::dispatch::{self, Received};
+use super::inbound::Inbound;
+use super::writer::{Writer, Written};
 use crate::clock::coarse_ms;
-use crate::plugin::{Flow, Message};
-use crate::transport::{ReadError, ReadStatus, Transport};
-use crate::ws::{CloseCode, Decoder, Event, Opcode, WsError, close_payload, encode_header};
+use crate::hub::{ConnShared, Kill};
+use crate::metrics::Metrics;
+use crate::router::Route;
+use crate::transport::{ReadError, ReadStatus, Socket, Transport};
 
 /// Plaintext processed per wakeup before yielding to other connections.
 const READ_BUDGET: usize = 256 << 10;
-/// Frames taken from the queue per write pass.
-const WRITE_BATCH: usize = 64;
 
-/// How a connection ended.
-#[derive(Debug, Clone)]
-pub struct Ended {
-    /// The close code reported to `on-close` (1006 when no close frame was exchanged).
-    pub code: u16,
-    pub reason: String,
-    /// Who started the close: "peer", "server", or "none" for a dropped connection.
-    pub initiator: &'static str,
+/// What wakes the loop.
+enum Wake {
+    Readable,
+    Writable,
+    Queue,
+    CloseTimeout,
+    Failed(std::io::Error),
 }
 
-/// Why reading stopped early.
-enum Stop {
-    Protocol(WsError),
-    PeerClosed,
-    PluginFailed,
-}
-
-struct Session<'a> {
-    conn: &'a Arc<ConnShared>,
-    metrics: &'a crate::metrics::Metrics,
-    dec: Decoder,
-    /// Close frame received from the peer.
-    peer_close: Option<(u16, String)>,
-    /// Close frame taken from our queue (being written or written).
-    our_close: Option<(u16, String)>,
-    /// Our close frame has been handed to the transport entirely.
-    our_close_sent: bool,
-    /// We closed because the peer broke the protocol: no need to wait for its close frame.
-    failed: bool,
-    /// The peer's close frame came before we had queued ours (ours is the reply).
-    peer_initiated: bool,
-    eof: bool,
-    batch: Vec<(Opcode, Bytes)>,
-    batch_pos: usize,
-    /// Bytes of `batch[batch_pos]` (header + payload) already handed to the transport.
-    offset: usize,
-    in_msgs: u64,
-    in_bytes: u64,
-}
-
-pub async fn run(
-    t: &mut Transport,
+/// Runs the connection until it ends; `leftover` is what arrived after the upgrade request.
+pub(crate) async fn run<S: Socket>(
+    t: &mut Transport<S>,
     conn: &Arc<ConnShared>,
-    metrics: &crate::metrics::Metrics,
+    route: &Route,
+    metrics: &Metrics,
     leftover: &[u8],
-    close_timeout: std::time::Duration,
+    close_timeout: Duration,
 ) -> Ended {
-    let limits = &conn.route.limits;
+    let limits = &route.settings.limits;
     let mut s = Session {
         conn,
+        route,
         metrics,
-        dec: Decoder::new(limits.max_frame_size, limits.max_message_size),
-        peer_close: None,
-        our_close: None,
-        our_close_sent: false,
-        failed: false,
-        peer_initiated: false,
+        inbound: Inbound::new(limits.max_frame_size, limits.max_message_size),
+        close: CloseState::Open,
+        writer: Writer::default(),
+        violated: false,
         eof: false,
-        batch: Vec::new(),
-        batch_pos: 0,
-        offset: 0,
-        in_msgs: 0,
-        in_bytes: 0,
     };
     if !leftover.is_empty() {
-        if let Err(stop) = s.feed(leftover) {
-            s.stop(stop);
-        }
-        s.account();
+        s.conn.begin_busy();
+        s.inbound.decode(leftover);
+        s.handle_input();
     }
     let mut close_timer: Option<Pin<Box<Sleep>>> = None;
     loop {
         let kill = conn.killed();
         if kill != Kill::None {
-            return Ended { code: CloseCode::ABNORMAL, reason: kill.reason().into(), initiator: "server" };
+            return Ended::abnormal(kill.reason(), Initiator::Server);
         }
-        if let Err(e) = s.pump(t) {
-            return Ended { code: CloseCode::ABNORMAL, reason: format!("write failed: {e}"), initiator: "none" };
-        }
-        if conn.end_busy() && s.our_close.is_none() && !t.wants_write() {
+        let flushed = match s.write(t) {
+            Ok(flushed) => flushed,
+            Err(e) => return Ended::abnormal(format!("write failed: {e}"), Initiator::Nobody),
+        };
+        if conn.end_busy() && !s.close.ours_out() && flushed {
             continue; // queued while we were busy: send it before waiting
         }
-        if let Some(end) = s.finished(t) {
+        if let Some(end) = s.close.finished(flushed, s.eof) {
             return end;
         }
-        if s.our_close_sent && close_timer.is_none() {
+        if s.close.ours_out() && close_timer.is_none() {
             close_timer = Some(Box::pin(tokio::time::sleep_until(Instant::now() + close_timeout)));
         }
-        let reading = !s.eof && s.peer_close.is_none();
-        let wants_write = t.wants_write();
-        enum Wake {
-            Readable,
-            Writable,
-            Queue,
-            CloseTimeout,
-            Failed(std::io::Error),
-        }
+        let reading = !s.eof && s.close.reading();
         let wake = tokio::select! {
             r = t.readable(), if reading => r.map_or_else(Wake::Failed, |_| Wake::Readable),
-            r = t.writable(), if wants_write => r.map_or_else(Wake::Failed, |_| Wake::Writable),
+            r = t.writable(), if !flushed => r.map_or_else(Wake::Failed, |_| Wake::Writable),
             _ = conn.woken() => Wake::Queue,
             _ = async { close_timer.as_mut().expect("guarded").await }, if close_timer.is_some() => Wake::CloseTimeout,
         };
         match wake {
             Wake::Readable => {
                 conn.begin_busy();
-                let status = t.read_with(READ_BUDGET, |chunk| s.feed(chunk));
-                s.account();
+                let status = t.read_with(READ_BUDGET, |chunk| {
+                    s.inbound.decode(chunk);
+                    Ok::<(), std::convert::Infallible>(())
+                });
+                s.handle_input();
                 match status {
                     Ok(ReadStatus::WouldBlock) => {}
-                    Ok(ReadStatus::Budget) => {
-                        // Let other connections run; the outer loop then flushes replies,
-                        // notices kills and reads on.
-                        tokio::task::yield_now().await;
-                    }
+                    // Let other connections run; the loop then writes replies, notices kills
+                    // and reads on.
+                    Ok(ReadStatus::Budget) => tokio::task::yield_now().await,
                     Ok(ReadStatus::Eof) => s.eof = true,
-                    Err(ReadError::Io(e)) => {
-                        return Ended {
-                            code: CloseCode::ABNORMAL,
-                            reason: format!("read failed: {e}"),
-                            initiator: "none",
-                        };
-                    }
-                    Err(ReadError::Sink(stop)) => s.stop(stop),
+                    Err(ReadError::Io(e)) => return Ended::abnormal(format!("read failed: {e}"), Initiator::Nobody),
+                    Err(ReadError::Sink(never)) => match never {},
                 }
             }
             Wake::Writable | Wake::Queue => {}
             Wake::CloseTimeout => {
                 conn.kill(Kill::CloseTimeout);
-                let (code, reason) = s.our_close.clone().unwrap_or((CloseCode::ABNORMAL, String::new()));
-                return Ended { code, reason, initiator: "server" };
+                return match s.close.ours() {
+                    Some(f) => Ended { code: f.code, reason: f.reason.clone(), initiator: Initiator::Server },
+                    None => Ended::abnormal("close handshake timeout", Initiator::Server),
+                };
             }
-            Wake::Failed(e) => {
-                return Ended { code: CloseCode::ABNORMAL, reason: format!("socket failed: {e}"), initiator: "none" };
-            }
+            Wake::Failed(e) => return Ended::abnormal(format!("socket failed: {e}"), Initiator::Nobody),
         }
     }
+}
+
+struct Session<'a> {
+    conn: &'a Arc<ConnShared>,
+    route: &'a Route,
+    metrics: &'a Metrics,
+    inbound: Inbound,
+    close: CloseState,
+    writer: Writer,
+    /// The peer broke the protocol: our close answers it, and its reply is not awaited.
+    violated: bool,
+    eof: bool,
 }
 
 impl Session<'_> {
-    /// Decodes a chunk of plaintext and handles every complete event in it.
-    fn feed(&mut self, chunk: &[u8]) -> Result<(), Stop> {
-        self.conn.activity.last_rx.store(coarse_ms(), Relaxed);
-        let mut input = chunk;
-        while !input.is_empty() {
-            if self.peer_close.is_some() || self.failed {
-                return Ok(()); // nothing after a close frame or a violation is read
-            }
-            match self.dec.decode(&mut input) {
-                Ok(Some(ev)) => self.event(ev)?,
-                Ok(None) => break,
-                Err(e) => return Err(Stop::Protocol(e)),
-            }
-        }
-        Ok(())
-    }
-
-    fn event(&mut self, ev: Event) -> Result<(), Stop> {
+    /// Handles what the last read decoded, outside any transport borrow: the events in order,
+    /// then the protocol violation that ended them, if any.
+    fn handle_input(&mut self) {
         let conn = self.conn;
-        match ev {
-            Event::Text(text) => {
-                self.in_msgs += 1;
-                self.in_bytes += text.len() as u64;
-                self.dispatch(Message::Text(text))
-            }
-            Event::Binary(data) => {
-                self.in_msgs += 1;
-                self.in_bytes += data.len() as u64;
-                self.dispatch(Message::Binary(data))
-            }
-            Event::Ping(payload) => {
-                // Answered by the host: plugins never see heartbeats.
-                let _ = conn.send_control(Outgoing::Pong(Bytes::from(payload)));
-                Ok(())
-            }
-            Event::Pong(_) => Ok(()),
-            Event::Close(frame) => {
-                let (code, reason) = frame.clone().unwrap_or((1005, String::new()));
-                self.peer_close = Some((code, reason));
-                self.peer_initiated = !conn.is_closing();
-                // Echo the peer's code (RFC 6455 5.5.1) after what is already queued.
-                let reply = frame.map_or(CloseCode::NORMAL, |(c, _)| c);
-                conn.close(reply, "");
-                Err(Stop::PeerClosed)
-            }
+        conn.activity.last_rx.store(coarse_ms(), Relaxed);
+        let (events, violation) = self.inbound.take();
+        if !events.is_empty() {
+            let received = dispatch::events(conn, self.route, events, &mut self.close);
+            self.count_in(received);
         }
-    }
-
-    /// Passes a message along the route's chain until a plugin handles it.
-    fn dispatch(&mut self, msg: Message) -> Result<(), Stop> {
-        let conn = self.conn;
-        if self.our_close.is_some() || conn.is_closing() {
-            return Ok(()); // closing: data is no longer delivered
-        }
-        conn.activity.last_message.store(coarse_ms(), Relaxed);
-        if conn.route.builtin == Some(crate::config::Builtin::Echo) {
-            let _ = conn.send(crate::plugin::outgoing(msg));
-            return Ok(());
-        }
-        let mut msg = msg;
-        for slot in &conn.route.chain {
-            match slot.on_message(conn, &msg) {
-                Ok(Flow::Pass) => {}
-                Ok(Flow::Forward(m)) => msg = m,
-                Ok(Flow::Done) => return Ok(()),
-                Err(f) if f.bypass => {}
-                Err(f) => {
-                    conn.close_now(CloseCode::INTERNAL, &format!("plugin {} {}", f.plugin, f.error));
-                    return Err(Stop::PluginFailed);
-                }
-            }
-        }
-        tracing::debug!(conn = conn.id, "message fell off the end of the chain unhandled");
-        Ok(())
-    }
-
-    fn stop(&mut self, stop: Stop) {
-        if let Stop::Protocol(e) = stop {
-            tracing::debug!(conn = self.conn.id, error = %e, "peer violated the protocol");
-            self.failed = true;
+        if let Some(e) = violation {
+            tracing::debug!(conn = conn.id, error = %e, "peer violated the protocol");
             // Replies to the messages before the violation still go out, then the close.
-            self.conn.close(e.close_code(), &e.to_string());
+            self.violated = true;
+            self.close.peer_violated();
+            conn.close(e.close_code(), &e.to_string());
         }
     }
 
-    /// Publishes read counters.
-    fn account(&mut self) {
-        if self.in_msgs == 0 {
+    /// Writes what is queued; true when everything is out.
+    fn write<S: Socket>(&mut self, t: &mut Transport<S>) -> std::io::Result<bool> {
+        let w = self.writer.pump(t, self.conn)?;
+        if let Some(frame) = w.close_taken.clone() {
+            self.close.ours_dequeued(frame, self.violated);
+        }
+        if w.close_sent {
+            self.close.ours_sent();
+        }
+        self.count_out(&w);
+        Ok(w.flushed)
+    }
+
+    fn count_in(&self, r: Received) {
+        if r.msgs == 0 {
             return;
         }
         let stats = &self.conn.stats;
-        stats.msgs_in.fetch_add(self.in_msgs, Relaxed);
-        stats.bytes_in.fetch_add(self.in_bytes, Relaxed);
-        let m = &self.metrics;
-        m.messages_in.inc_by(self.in_msgs);
-        m.bytes_in.inc_by(self.in_bytes);
-        self.in_msgs = 0;
-        self.in_bytes = 0;
+        stats.msgs_in.fetch_add(r.msgs, Relaxed);
+        stats.bytes_in.fetch_add(r.bytes, Relaxed);
+        self.metrics.messages_in.inc_by(r.msgs);
+        self.metrics.bytes_in.inc_by(r.bytes);
     }
 
-    /// Moves queued frames into the transport (many frames per TLS write) and writes what the
-    /// socket takes.
-    fn pump(&mut self, t: &mut Transport) -> std::io::Result<()> {
-        let (mut out_msgs, mut out_bytes) = (0u64, 0u64);
-        loop {
-            if self.batch_pos >= self.batch.len() {
-                self.batch.clear();
-                self.batch_pos = 0;
-                if self.our_close.is_some() {
-                    break; // nothing is sent after our close frame
-                }
-                let mut items = Vec::new();
-                self.conn.take_outgoing(&mut items, WRITE_BATCH);
-                if items.is_empty() {
-                    break;
-                }
-                for item in items {
-                    let frame = match item {
-                        Outgoing::Text(b) => (Opcode::Text, b),
-                        Outgoing::Binary(b) => (Opcode::Binary, b),
-                        Outgoing::Ping(b) => (Opcode::Ping, b),
-                        Outgoing::Pong(b) => (Opcode::Pong, b),
-                        Outgoing::Close(code, reason) => {
-                            let payload = Bytes::from(close_payload(code, &reason));
-                            self.our_close = Some((code, reason));
-                            (Opcode::Close, payload)
-                        }
-                    };
-                    self.batch.push(frame);
-                }
-            }
-            let pending = &self.batch[self.batch_pos..];
-            let mut headers = [[0u8; 10]; WRITE_BATCH];
-            let mut slices: [IoSlice<'_>; WRITE_BATCH * 2] = [IoSlice::new(&[]); WRITE_BATCH * 2];
-            let mut n_slices = 0;
-            let mut offered = 0;
-            for (i, ((opcode, payload), hdr)) in pending.iter().zip(headers.iter_mut()).enumerate() {
-                let hlen = encode_header(*opcode, payload.len(), hdr);
-                let skip = if i == 0 { self.offset } else { 0 };
-                let (h, p): (&[u8], &[u8]) =
-                    if skip < hlen { (&hdr[skip..hlen], &payload[..]) } else { (&[], &payload[skip - hlen..]) };
-                for part in [h, p] {
-                    if !part.is_empty() {
-                        slices[n_slices] = IoSlice::new(part);
-                        n_slices += 1;
-                        offered += part.len();
-                    }
-                }
-            }
-            let mut taken = t.queue(&slices[..n_slices])?;
-            let all_taken = taken == offered;
-            // Advance past everything the transport took.
-            while self.batch_pos < self.batch.len() {
-                let (opcode, payload) = &self.batch[self.batch_pos];
-                let frame_len = header_len(payload.len()) + payload.len() - self.offset;
-                if taken < frame_len {
-                    self.offset += taken;
-                    break;
-                }
-                taken -= frame_len;
-                self.offset = 0;
-                self.batch_pos += 1;
-                match opcode {
-                    Opcode::Text | Opcode::Binary => {
-                        out_msgs += 1;
-                        out_bytes += payload.len() as u64;
-                    }
-                    Opcode::Close => self.our_close_sent = true,
-                    _ => {}
-                }
-            }
-            if !all_taken {
-                // The TLS buffer is full: write some out before queueing more.
-                if !t.flush()? {
-                    break;
-                }
-            }
+    fn count_out(&self, w: &Written) {
+        let a = &self.conn.activity;
+        if w.flushed {
+            a.write_blocked_since.store(0, Relaxed);
+        } else if a.write_blocked_since.load(Relaxed) == 0 {
+            a.write_blocked_since.store(coarse_ms(), Relaxed);
         }
-        if self.batch.capacity() > WRITE_BATCH * 4 && self.batch.is_empty() {
-            self.batch = Vec::new();
+        if w.msgs == 0 {
+            return;
         }
-        let flushed = t.flush()?;
-        let blocked = &self.conn.activity.write_blocked_since;
-        if flushed {
-            blocked.store(0, Relaxed);
-        } else if blocked.load(Relaxed) == 0 {
-            blocked.store(coarse_ms(), Relaxed);
-        }
-        if out_msgs > 0 {
-            let stats = &self.conn.stats;
-            stats.msgs_out.fetch_add(out_msgs, Relaxed);
-            stats.bytes_out.fetch_add(out_bytes, Relaxed);
-            self.conn.activity.last_message.store(coarse_ms(), Relaxed);
-            let m = &self.metrics;
-            m.messages_out.inc_by(out_msgs);
-            m.bytes_out.inc_by(out_bytes);
-        }
-        Ok(())
-    }
-
-    /// The connection is over when the close handshake completed, our close after a protocol
-    /// violation is out, or the peer went away.
-    fn finished(&self, t: &Transport) -> Option<Ended> {
-        let flushed = !t.wants_write();
-        match (&self.peer_close, &self.our_close) {
-            (Some((code, reason)), Some(_)) if self.our_close_sent && flushed => {
-                // If we closed first, report our code; otherwise the peer's.
-                let initiated_by_peer = self.peer_initiated;
-                let (code, reason) = if initiated_by_peer {
-                    (*code, reason.clone())
-                } else {
-                    self.our_close.clone().unwrap_or((*code, reason.clone()))
-                };
-                return Some(Ended { code, reason, initiator: if initiated_by_peer { "peer" } else { "server" } });
-            }
-            (_, Some((code, reason))) if self.failed && self.our_close_sent && flushed => {
-                return Some(Ended { code: *code, reason: reason.clone(), initiator: "server" });
-            }
-            _ => {}
-        }
-        if self.eof {
-            return Some(match (&self.peer_close, &self.our_close) {
-                (Some((code, reason)), _) => Ended { code: *code, reason: reason.clone(), initiator: "peer" },
-                (None, Some((code, reason))) if self.our_close_sent => {
-                    Ended { code: *code, reason: reason.clone(), initiator: "server" }
-                }
-                _ => Ended {
-                    code: CloseCode::ABNORMAL,
-                    reason: "connection dropped without a close frame".into(),
-                    initiator: "none",
-                },
-            });
-        }
-        None
+        let stats = &self.conn.stats;
+        stats.msgs_out.fetch_add(w.msgs, Relaxed);
+        stats.bytes_out.fetch_add(w.bytes, Relaxed);
+        a.last_message.store(coarse_ms(), Relaxed);
+        self.metrics.messages_out.inc_by(w.msgs);
+        self.metrics.bytes_out.inc_by(w.bytes);
     }
 }
 
-fn header_len(payload_len: usize) -> usize {
-    match payload_len {
-        0..=125 => 2,
-        126..=65535 => 4,
-        _ => 10,
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UnixStream;
+
+    use super::*;
+    use crate::ws::CloseCode;
+
+    /// A connection on the built-in echo route over one end of a socket pair, the session
+    /// running in a task; the test speaks WebSocket frames on the other end.
+    fn session() -> (UnixStream, tokio::task::JoinHandle<Ended>) {
+        let settings = crate::Settings::from_toml(
+            "[[routes]]\npath = \"/echo\"\nbuiltin = \"echo\"\n",
+            &crate::Overrides::default(),
+        )
+        .expect("settings");
+        let route_settings = Arc::new(settings.routes[0].clone());
+        let route = Route { settings: route_settings.clone(), chain: Vec::new(), builtin: route_settings.builtin };
+        let metrics = Arc::new(Metrics::new());
+        let addr = "127.0.0.1:9".parse().expect("addr");
+        let conn = Arc::new(ConnShared::new(1, route_settings, addr, metrics.outbox_drops.clone()));
+        let (server_end, client_end) = UnixStream::pair().expect("pair");
+        let task = tokio::spawn(async move {
+            let mut t = Transport::plain(server_end);
+            run(&mut t, &conn, &route, &metrics, &[], Duration::from_secs(2)).await
+        });
+        (client_end, task)
+    }
+
+    fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1, 2, 3, 4];
+        let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    /// The next server frame: opcode and payload (server frames are unmasked and short here).
+    async fn frame(c: &mut UnixStream) -> (u8, Vec<u8>) {
+        let mut head = [0u8; 2];
+        c.read_exact(&mut head).await.expect("frame header");
+        let mut payload = vec![0u8; (head[1] & 0x7f) as usize];
+        c.read_exact(&mut payload).await.expect("frame payload");
+        (head[0] & 0x0f, payload)
+    }
+
+    #[tokio::test]
+    async fn messages_are_answered_pings_ponged_and_a_peer_close_echoed() {
+        let (mut c, task) = session();
+        let mut bytes = masked(1, b"hi");
+        bytes.extend(masked(9, b"beat"));
+        bytes.extend(masked(2, &[1, 2]));
+        c.write_all(&bytes).await.expect("write");
+        assert_eq!(frame(&mut c).await, (1, b"hi".to_vec()));
+        assert_eq!(frame(&mut c).await, (0xA, b"beat".to_vec()));
+        assert_eq!(frame(&mut c).await, (2, vec![1, 2]));
+        c.write_all(&masked(8, &[0x0f, 0xa0, b'o', b'k'])).await.expect("close"); // 4000 "ok"
+        assert_eq!(frame(&mut c).await, (8, vec![0x0f, 0xa0]), "our reply echoes the code");
+        let ended = task.await.expect("session");
+        assert_eq!((ended.code.get(), ended.reason.as_str(), ended.initiator), (4000, "ok", Initiator::Peer));
+    }
+
+    #[tokio::test]
+    async fn replies_before_a_violation_go_out_then_the_close_without_waiting() {
+        let (mut c, task) = session();
+        let mut bytes = masked(1, b"first");
+        bytes.extend([0x81, 0x01, b'x']); // unmasked: a protocol error
+        c.write_all(&bytes).await.expect("write");
+        assert_eq!(frame(&mut c).await, (1, b"first".to_vec()));
+        let (op, payload) = frame(&mut c).await;
+        assert_eq!((op, &payload[..2]), (8, &CloseCode::PROTOCOL.get().to_be_bytes()[..]));
+        // The session ends on its own: a peer that broke the protocol is not waited for.
+        let ended = tokio::time::timeout(Duration::from_secs(1), task).await.expect("ended").expect("session");
+        assert_eq!((ended.code, ended.initiator), (CloseCode::PROTOCOL, Initiator::Server));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_peer_ends_the_session_abnormally() {
+        let (c, task) = session();
+        drop(c);
+        let ended = task.await.expect("session");
+        assert_eq!((ended.code, ended.initiator), (CloseCode::ABNORMAL, Initiator::Nobody));
     }
 }

@@ -1,8 +1,10 @@
-//! Everything the host holds across connections: the connection table, rooms, the plugin
-//! key/value store and connection admission.
+//! Everything the host holds across connections: the connection table and what it knows of
+//! each connection, rooms, the plugin key/value store and connection admission.
 
 mod admission;
+mod conn;
 mod kv;
+mod outbox;
 mod rooms;
 
 use std::collections::HashMap;
@@ -12,11 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 
-pub use admission::{Admission, AdmitError, AdmitGuard};
+pub use admission::{Admission, AdmitGuard};
+pub use conn::{ConnShared, Identity, Kill};
 pub use kv::{Kv, KvError, KvLimits};
+pub use outbox::{Outgoing, PushError};
 pub use rooms::{RoomKey, Rooms};
-
-use crate::conn::ConnShared;
 
 const SHARDS: usize = 16;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::conn::{ConnShared, Outgoing};
+use super::{ConnShared, Outgoing};
 
 const SHARDS: usize = 16;
 
@@ -66,19 +66,23 @@ impl Rooms {
     }
 
     /// Queues `item` to every member but `except`. The payload is shared, not copied, and no
-    /// plugin runs per receiver.
+    /// plugin runs per receiver. Members are collected first, so the room's shard is not
+    /// locked while their queues are (a big room would otherwise block joins and leaves of
+    /// every room in the shard for the whole fan-out). A member whose route does not admit a
+    /// message this large is refused it, as a send to it would be.
     pub fn publish(&self, key: &RoomKey, item: &Outgoing, except: Option<u64>) -> Delivery {
-        let shard = self.shard(key).read();
+        let members: Vec<Arc<ConnShared>> = {
+            let shard = self.shard(key).read();
+            let Some(members) = shard.get(key) else { return Delivery::default() };
+            members.iter().filter(|(id, _)| Some(**id) != except).map(|(_, c)| c.clone()).collect()
+        };
+        let len = item.payload_len();
         let mut d = Delivery::default();
-        if let Some(members) = shard.get(key) {
-            for (id, conn) in members {
-                if Some(*id) == except {
-                    continue;
-                }
-                match conn.send(item.clone()) {
-                    Ok(()) => d.queued += 1,
-                    Err(_) => d.refused += 1,
-                }
+        for conn in members {
+            let fits = len <= conn.route.limits.max_message_size;
+            match fits.then(|| conn.send(item.clone())) {
+                Some(Ok(())) => d.queued += 1,
+                _ => d.refused += 1,
             }
         }
         d
@@ -109,5 +113,32 @@ impl Rooms {
 impl Default for Rooms {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: u64, max_message_size: &str) -> Arc<ConnShared> {
+        let toml = format!(
+            "[[routes]]\npath = \"/r\"\nbuiltin = \"echo\"\nlimits = {{ max_message_size = \"{max_message_size}\" }}\n"
+        );
+        let settings = crate::Settings::from_toml(&toml, &crate::Overrides::default()).expect("settings");
+        let addr = "127.0.0.1:9".parse().expect("addr");
+        Arc::new(ConnShared::new(id, Arc::new(settings.routes[0].clone()), addr, Default::default()))
+    }
+
+    #[test]
+    fn a_publish_reaches_each_member_only_within_its_routes_message_limit() {
+        let rooms = Rooms::new();
+        let key = RoomKey::new(&Arc::from("rooms"), "lobby");
+        let (small, big, sender) = (member(1, "1KiB"), member(2, "1MiB"), member(3, "1MiB"));
+        for m in [&small, &big, &sender] {
+            rooms.insert(&key, m);
+        }
+        let item = Outgoing::Text(bytes::Bytes::from(vec![b'x'; 4096]));
+        assert_eq!(rooms.publish(&key, &item, Some(3)), Delivery { queued: 1, refused: 1 });
+        assert!(!small.has_outgoing() && big.has_outgoing() && !sender.has_outgoing());
     }
 }

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use super::bindings::wasmsock::plugin::{host, types};
 use super::bindings::{ErrorCode, Identity, LogLevel, Message};
 use super::state::StoreState;
-use crate::conn::{ConnShared, Outgoing, PushError};
-use crate::hub::{JoinError, KvError, RoomKey};
+use crate::hub::{ConnShared, JoinError, KvError, Outgoing, PushError, RoomKey};
+use crate::ws::CloseCode;
 
 /// Most members returned by one `members` call.
 const MAX_MEMBERS_LISTED: u32 = 10_000;
@@ -28,7 +28,7 @@ impl StoreState {
             return Ok(c.clone());
         }
         let conn = self.env.hub.get(id).ok_or(ErrorCode::UnknownConnection)?;
-        if !conn.route.serves(&self.env.name) {
+        if !conn.serves(&self.env.name) {
             return Err(ErrorCode::NotPermitted);
         }
         Ok(conn)
@@ -54,7 +54,7 @@ impl StoreState {
 }
 
 /// A WIT message as an outgoing frame (no copy: the strings and vectors are moved).
-pub fn outgoing(msg: Message) -> Outgoing {
+pub(crate) fn outgoing(msg: Message) -> Outgoing {
     match msg {
         Message::Text(t) => Outgoing::Text(Bytes::from(t.into_bytes())),
         Message::Binary(b) => Outgoing::Binary(Bytes::from(b)),
@@ -87,7 +87,8 @@ impl host::Host for StoreState {
     }
 
     fn close(&mut self, conn: u64, code: u16, reason: String) -> Result<(), ErrorCode> {
-        if !crate::ws::valid_peer_close_code(code) || reason.len() > 123 {
+        let code = CloseCode::from_wire(code).ok_or(ErrorCode::InvalidArgument)?;
+        if reason.len() > 123 {
             return Err(ErrorCode::InvalidArgument);
         }
         let target = self.target(conn)?;

@@ -15,7 +15,8 @@ use wasmtime::{Store, Trap};
 use super::bindings::{Connect, Flow, Message, Plugin, PluginPre, Request};
 use super::state::{CallCtx, Limiter, PluginEnv, StoreState};
 use super::wasi::{self, Capture};
-use crate::conn::ConnShared;
+use crate::hub::ConnShared;
+use crate::ws::CloseCode;
 
 /// The plugin exports, for metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,9 +134,9 @@ impl Loaded {
         })
     }
 
-    pub fn on_close(&self, conn: &Arc<ConnShared>, code: u16, reason: &str) -> Result<(), CallError> {
+    pub fn on_close(&self, conn: &Arc<ConnShared>, code: CloseCode, reason: &str) -> Result<(), CallError> {
         self.call(conn, Export::OnClose, 0, |api, store| {
-            api.wasmsock_plugin_handler().call_on_close(store, conn.id, code, reason)
+            api.wasmsock_plugin_handler().call_on_close(store, conn.id, code.get(), reason)
         })
     }
 

@@ -22,9 +22,10 @@ use super::engine::Runtime;
 use super::instance::{CallError, Export, Loaded, Ticks, VersionInfo};
 use super::state::PluginEnv;
 use crate::config::{OnError, Settings};
-use crate::conn::ConnShared;
+use crate::hub::ConnShared;
 use crate::hub::Hub;
 use crate::metrics::{PluginExportLabel, PluginKindLabel, PluginLabel, ReloadLabel};
+use crate::ws::CloseCode;
 
 /// Deadline allowance per MiB of a message (see [`Ticks`]): generous for a busy machine, and
 /// bounded, since the route's `max_message_size` bounds the message.
@@ -73,7 +74,7 @@ impl PluginSlot {
         self.guarded(Export::OnMessage, conn, |p| p.on_message(conn, msg))
     }
 
-    pub fn on_close(&self, conn: &Arc<ConnShared>, code: u16, reason: &str) -> Result<(), CallFailure> {
+    pub fn on_close(&self, conn: &Arc<ConnShared>, code: CloseCode, reason: &str) -> Result<(), CallFailure> {
         self.guarded(Export::OnClose, conn, |p| p.on_close(conn, code, reason))
     }
 

@@ -10,7 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::wasi::Capture;
 use crate::config::{HostLimits, PluginSettings};
-use crate::conn::ConnShared;
+use crate::hub::ConnShared;
 use crate::hub::Hub;
 
 /// Everything about a plugin that outlives its versions: name, settings, config and the hub.

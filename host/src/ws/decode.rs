@@ -1,6 +1,6 @@
 use thiserror::Error;
 
-use super::close::{CloseCode, valid_peer_close_code};
+use super::close::CloseCode;
 use super::encode::Opcode;
 use super::utf8::Utf8Progress;
 
@@ -12,7 +12,7 @@ pub enum Event {
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     /// A close frame: code and reason, or `None` for an empty close frame.
-    Close(Option<(u16, String)>),
+    Close(Option<(CloseCode, String)>),
 }
 
 /// A protocol violation by the peer, with the close code it earns.
@@ -27,7 +27,7 @@ pub enum WsError {
 }
 
 impl WsError {
-    pub fn close_code(&self) -> u16 {
+    pub fn close_code(&self) -> CloseCode {
         match self {
             WsError::Protocol(_) => CloseCode::PROTOCOL,
             WsError::InvalidUtf8 => CloseCode::INVALID_DATA,
@@ -84,7 +84,8 @@ impl Decoder {
     }
 
     /// True while a frame or a fragmented message is partly received.
-    pub fn in_progress(&self) -> bool {
+    #[cfg(test)]
+    fn in_progress(&self) -> bool {
         self.hdr_len > 0 || self.frame.is_some() || self.msg.is_some()
     }
 
@@ -213,10 +214,8 @@ impl Decoder {
                 0 => Event::Close(None),
                 1 => return Err(WsError::Protocol("close frame with a 1-byte payload")),
                 _ => {
-                    let code = u16::from_be_bytes([payload[0], payload[1]]);
-                    if !valid_peer_close_code(code) {
-                        return Err(WsError::Protocol("invalid close code"));
-                    }
+                    let code = CloseCode::from_wire(u16::from_be_bytes([payload[0], payload[1]]))
+                        .ok_or(WsError::Protocol("invalid close code"))?;
                     let reason = std::str::from_utf8(&payload[2..]).map_err(|_| WsError::InvalidUtf8)?.to_owned();
                     Event::Close(Some((code, reason)))
                 }
@@ -323,7 +322,7 @@ mod tests {
                 Event::Text("Hello".into()),
                 Event::Binary(vec![1, 2, 3]),
                 Event::Ping(b"hb".to_vec()),
-                Event::Close(Some((1000, "ok".into()))),
+                Event::Close(Some((CloseCode::NORMAL, "ok".into()))),
             ]
         );
     }
@@ -374,12 +373,12 @@ mod tests {
         for (bytes, code) in cases {
             let mut d = Decoder::new(1024, 1024);
             let err = decode_all(&mut d, &bytes).unwrap_err();
-            assert_eq!(err.close_code(), code, "{err} for {bytes:02x?}");
+            assert_eq!(err.close_code().get(), code, "{err} for {bytes:02x?}");
         }
         let mut d = Decoder::new(1024, 1024);
         let mut two = frame(false, 1, b"a");
         two.extend(frame(true, 2, b"b"));
-        assert_eq!(decode_all(&mut d, &two).unwrap_err().close_code(), 1002);
+        assert_eq!(decode_all(&mut d, &two).unwrap_err().close_code(), CloseCode::PROTOCOL);
     }
 
     #[test]

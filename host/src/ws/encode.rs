@@ -1,3 +1,5 @@
+use super::close::CloseCode;
+
 /// Frame opcodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -47,13 +49,13 @@ pub fn encode_header(opcode: Opcode, payload_len: usize, out: &mut [u8; 10]) -> 
 
 /// The payload of a close frame: code and a reason cut to fit a control frame (125 bytes) on a
 /// character boundary.
-pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+pub fn close_payload(code: CloseCode, reason: &str) -> Vec<u8> {
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
     let mut p = Vec::with_capacity(2 + end);
-    p.extend_from_slice(&code.to_be_bytes());
+    p.extend_from_slice(&code.get().to_be_bytes());
     p.extend_from_slice(&reason.as_bytes()[..end]);
     p
 }
@@ -76,7 +78,7 @@ mod tests {
     #[test]
     fn close_reason_is_cut_on_a_char_boundary() {
         let reason = "€".repeat(60);
-        let p = close_payload(1000, &reason);
+        let p = close_payload(CloseCode::NORMAL, &reason);
         assert!(p.len() <= 125);
         assert!(std::str::from_utf8(&p[2..]).is_ok());
     }

@@ -6,7 +6,7 @@ mod decode;
 mod encode;
 mod utf8;
 
-pub use close::{CloseCode, valid_peer_close_code};
+pub use close::CloseCode;
 pub use decode::{Decoder, Event, WsError};
 pub use encode::{Opcode, close_payload, encode_header};
 

@@ -1,5 +1,6 @@
 //! What the host knows about one connection, shared by its task, plugin calls, rooms and the
-//! heartbeat sweeper.
+//! heartbeat sweeper. The connection's task owns the socket; everyone else reaches the peer
+//! through the outbox here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,11 +10,11 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::RoomKey;
 use super::outbox::{Outbox, Outgoing, PushError};
 use crate::clock::now_ms;
-use crate::config::SlowConsumer;
-use crate::hub::RoomKey;
-use crate::router::Route;
+use crate::config::{RouteSettings, SlowConsumer};
+use crate::ws::CloseCode;
 
 /// Who a connection belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +95,8 @@ pub struct Activity {
 
 pub struct ConnShared {
     pub id: u64,
-    pub route: Arc<Route>,
+    /// The route's settings (its limits, and which plugins may address the connection).
+    pub route: Arc<RouteSettings>,
     pub remote: SocketAddr,
     pub opened_at: SystemTime,
     identity: Mutex<Option<Arc<Identity>>>,
@@ -121,7 +123,7 @@ impl std::fmt::Debug for ConnShared {
 impl ConnShared {
     pub fn new(
         id: u64,
-        route: Arc<Route>,
+        route: Arc<RouteSettings>,
         remote: SocketAddr,
         drops: prometheus_client::metrics::counter::Counter,
     ) -> Self {
@@ -146,6 +148,11 @@ impl ConnShared {
         conn.activity.last_rx.store(now, Relaxed);
         conn.activity.last_message.store(now, Relaxed);
         conn
+    }
+
+    /// True if `plugin` is in the chain of this connection's route: it may address it.
+    pub fn serves(&self, plugin: &str) -> bool {
+        self.route.plugins.iter().any(|p| p == plugin)
     }
 
     pub fn identity(&self) -> Option<Arc<Identity>> {
@@ -173,7 +180,7 @@ impl ConnShared {
                 self.stats.dropped.fetch_add(1, Relaxed);
                 self.drops.inc();
                 if self.route.limits.slow_consumer == SlowConsumer::Close {
-                    self.out.lock().close_now(1008, "slow consumer".into());
+                    self.out.lock().close_now(CloseCode::POLICY, "slow consumer".into());
                     self.wake.notify_one();
                 }
             }
@@ -211,7 +218,7 @@ impl ConnShared {
     }
 
     /// Asks for a close handshake after the frames already queued; false if one is under way.
-    pub fn close(&self, code: u16, reason: &str) -> bool {
+    pub fn close(&self, code: CloseCode, reason: &str) -> bool {
         let queued = self.out.lock().push_close(code, reason.to_owned());
         if queued {
             self.wake.notify_one();
@@ -220,7 +227,7 @@ impl ConnShared {
     }
 
     /// Closes at once, discarding the backlog (for protocol errors and policy closes).
-    pub fn close_now(&self, code: u16, reason: &str) {
+    pub fn close_now(&self, code: CloseCode, reason: &str) {
         self.out.lock().close_now(code, reason.to_owned());
         self.wake.notify_one();
     }

@@ -4,6 +4,8 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use crate::ws::CloseCode;
+
 /// A frame to send. Payloads are `Bytes` so one publish to N members shares one buffer.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
@@ -11,11 +13,12 @@ pub enum Outgoing {
     Binary(Bytes),
     Ping(Bytes),
     Pong(Bytes),
-    Close(u16, String),
+    Close(CloseCode, String),
 }
 
 impl Outgoing {
-    fn weight(&self) -> usize {
+    /// Payload bytes (the close reason for a close frame).
+    pub fn payload_len(&self) -> usize {
         match self {
             Outgoing::Text(b) | Outgoing::Binary(b) | Outgoing::Ping(b) | Outgoing::Pong(b) => b.len(),
             Outgoing::Close(_, r) => r.len(),
@@ -57,7 +60,7 @@ impl Outbox {
         if self.closing {
             return Err(PushError::Closed);
         }
-        let w = item.weight();
+        let w = item.payload_len();
         if !self.queue.is_empty() && (self.queue.len() >= self.max_messages || self.bytes + w > self.max_bytes) {
             return Err(PushError::Full);
         }
@@ -75,13 +78,13 @@ impl Outbox {
         if self.queue.len() >= self.max_messages.saturating_mul(2).max(16) {
             return Err(PushError::Full);
         }
-        self.bytes += item.weight();
+        self.bytes += item.payload_len();
         self.queue.push_back(item);
         Ok(())
     }
 
     /// Queues the close frame after everything already queued; false if one was queued already.
-    pub fn push_close(&mut self, code: u16, reason: String) -> bool {
+    pub fn push_close(&mut self, code: CloseCode, reason: String) -> bool {
         if self.closing {
             return false;
         }
@@ -93,7 +96,7 @@ impl Outbox {
 
     /// Drops queued data frames and queues a close frame at once (for kills and errors, where
     /// delivering a backlog would only delay the close).
-    pub fn close_now(&mut self, code: u16, reason: String) {
+    pub fn close_now(&mut self, code: CloseCode, reason: String) {
         self.queue.clear();
         self.closing = true;
         self.bytes = reason.len();
@@ -121,7 +124,7 @@ impl Outbox {
     pub fn drain_into(&mut self, into: &mut Vec<Outgoing>, max: usize) {
         let n = self.queue.len().min(max);
         for item in self.queue.drain(..n) {
-            self.bytes -= item.weight();
+            self.bytes -= item.payload_len();
             into.push(item);
         }
         if self.queue.is_empty() && self.queue.capacity() > 32 {
@@ -162,11 +165,11 @@ mod tests {
     fn nothing_follows_a_close() {
         let mut o = Outbox::new(8, 1000);
         o.push(text(1)).unwrap();
-        assert!(o.push_close(1000, "bye".into()));
-        assert!(!o.push_close(1001, "again".into()));
+        assert!(o.push_close(CloseCode::NORMAL, "bye".into()));
+        assert!(!o.push_close(CloseCode::GOING_AWAY, "again".into()));
         assert_eq!(o.push(text(1)), Err(PushError::Closed));
         let mut v = Vec::new();
         o.drain_into(&mut v, 10);
-        assert!(matches!(v.last(), Some(Outgoing::Close(1000, _))));
+        assert!(matches!(v.last(), Some(Outgoing::Close(CloseCode::NORMAL, _))));
     }
 }

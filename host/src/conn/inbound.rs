@@ -1,0 +1,104 @@
+//! What a read brings: the plaintext of one read pass decoded into a small batch of events.
+//!
+//! Decoding runs inside the transport's read callback (while rustls lends its records); the
+//! events are handled after the read returns, outside any transport or TLS borrow. That is
+//! what lets a plugin call touch anything, and later wait, without the TLS layer calling it.
+
+use crate::ws::{Decoder, Event, WsError};
+
+/// The decoder and the events decoded but not yet handled.
+#[derive(Debug)]
+pub(crate) struct Inbound {
+    decoder: Decoder,
+    events: Vec<Event>,
+    /// A close frame or a protocol violation ended the peer's stream: later bytes are ignored.
+    stopped: bool,
+    /// The violation, handled after the events before it.
+    violation: Option<WsError>,
+}
+
+impl Inbound {
+    pub fn new(max_frame: usize, max_message: usize) -> Inbound {
+        Inbound { decoder: Decoder::new(max_frame, max_message), events: Vec::new(), stopped: false, violation: None }
+    }
+
+    /// Decodes `chunk`, adding complete events to the batch. Never fails: a violation ends
+    /// decoding and is reported by [`Inbound::take`] after the events before it.
+    pub fn decode(&mut self, chunk: &[u8]) {
+        let mut input = chunk;
+        while !input.is_empty() && !self.stopped {
+            match self.decoder.decode(&mut input) {
+                Ok(Some(ev)) => {
+                    self.stopped = matches!(ev, Event::Close(_));
+                    self.events.push(ev);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.stopped = true;
+                    self.violation = Some(e);
+                }
+            }
+        }
+    }
+
+    /// The events decoded so far, in order, and the violation that followed them, if any.
+    pub fn take(&mut self) -> (Vec<Event>, Option<WsError>) {
+        (std::mem::take(&mut self.events), self.violation.take())
+    }
+
+    /// True once the peer's stream ended at a close frame or a violation.
+    #[cfg(test)]
+    fn stopped(&self) -> bool {
+        self.stopped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ws::CloseCode;
+
+    fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [9, 8, 7, 6];
+        let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    #[test]
+    fn a_read_becomes_events_in_order_and_nothing_after_a_close() {
+        let mut bytes = masked(1, b"one");
+        bytes.extend(masked(9, b"ping"));
+        bytes.extend(masked(8, &[0x03, 0xe8]));
+        bytes.extend(masked(1, b"after the close"));
+        let mut inbound = Inbound::new(1 << 10, 1 << 10);
+        // Split anywhere: records and reads need not align with frames.
+        inbound.decode(&bytes[..5]);
+        inbound.decode(&bytes[5..]);
+        let (events, violation) = inbound.take();
+        assert_eq!(
+            events,
+            vec![
+                Event::Text("one".into()),
+                Event::Ping(b"ping".to_vec()),
+                Event::Close(Some((CloseCode::NORMAL, String::new())))
+            ]
+        );
+        assert!(violation.is_none() && inbound.stopped());
+    }
+
+    #[test]
+    fn a_violation_comes_after_the_events_before_it() {
+        let mut bytes = masked(1, b"fine");
+        bytes.extend([0x81, 0x01, b'x']); // unmasked
+        bytes.extend(masked(1, b"never"));
+        let mut inbound = Inbound::new(1 << 10, 1 << 10);
+        inbound.decode(&bytes);
+        let (events, violation) = inbound.take();
+        assert_eq!(events, vec![Event::Text("fine".into())]);
+        assert_eq!(violation.map(|v| v.close_code()), Some(CloseCode::PROTOCOL));
+        inbound.decode(&masked(1, b"ignored"));
+        assert_eq!(inbound.take().0, Vec::<Event>::new());
+    }
+}

@@ -1,0 +1,143 @@
+//! Frames out: from the connection's outbox into the transport, many frames per TLS write,
+//! remembering how far a frame got when the socket stopped taking bytes.
+
+use std::io::{self, IoSlice};
+
+use bytes::Bytes;
+
+use super::close::CloseFrame;
+use crate::hub::{ConnShared, Outgoing};
+use crate::transport::{Socket, Transport};
+use crate::ws::{Opcode, close_payload, encode_header};
+
+/// Frames taken from the queue per write pass.
+const BATCH: usize = 64;
+
+/// Frames taken from the outbox and not yet all handed to the transport. Empty between bursts,
+/// so an idle connection keeps no memory here.
+#[derive(Debug, Default)]
+pub(crate) struct Writer {
+    batch: Vec<(Opcode, Bytes)>,
+    pos: usize,
+    /// Bytes of `batch[pos]` (header + payload) already handed to the transport.
+    offset: usize,
+    /// Our close frame was taken from the queue: nothing after it is sent.
+    closed: bool,
+}
+
+/// What one pass did.
+#[derive(Debug, Default)]
+pub(crate) struct Written {
+    /// Data messages and their payload bytes handed to the transport.
+    pub msgs: u64,
+    pub bytes: u64,
+    /// Our close frame left the queue in this pass.
+    pub close_taken: Option<CloseFrame>,
+    /// The transport has all of our close frame (in this pass).
+    pub close_sent: bool,
+    /// Everything handed over is written to the socket.
+    pub flushed: bool,
+}
+
+impl Writer {
+    /// Moves queued frames into the transport and writes what the socket takes now.
+    pub fn pump<S: Socket>(&mut self, t: &mut Transport<S>, conn: &ConnShared) -> io::Result<Written> {
+        let mut w = Written::default();
+        loop {
+            if self.pos >= self.batch.len() && !self.refill(conn, &mut w) {
+                break;
+            }
+            let offered = self.offer(t)?;
+            let all_taken = offered.0 == offered.1;
+            self.advance(offered.0, &mut w);
+            if !all_taken && !t.flush()? {
+                break; // the socket is full: wait until it is writable
+            }
+        }
+        if self.batch.is_empty() && self.batch.capacity() > BATCH * 4 {
+            self.batch = Vec::new();
+        }
+        w.flushed = t.flush()?;
+        Ok(w)
+    }
+
+    /// Takes the next frames from the outbox; false if there are none (or we closed).
+    fn refill(&mut self, conn: &ConnShared, w: &mut Written) -> bool {
+        self.batch.clear();
+        self.pos = 0;
+        if self.closed {
+            return false;
+        }
+        let mut items = Vec::new();
+        conn.take_outgoing(&mut items, BATCH);
+        for item in items {
+            let frame = match item {
+                Outgoing::Text(b) => (Opcode::Text, b),
+                Outgoing::Binary(b) => (Opcode::Binary, b),
+                Outgoing::Ping(b) => (Opcode::Ping, b),
+                Outgoing::Pong(b) => (Opcode::Pong, b),
+                Outgoing::Close(code, reason) => {
+                    let payload = Bytes::from(close_payload(code, &reason));
+                    w.close_taken = Some(CloseFrame { code, reason });
+                    self.closed = true;
+                    (Opcode::Close, payload)
+                }
+            };
+            self.batch.push(frame);
+        }
+        !self.batch.is_empty()
+    }
+
+    /// Hands the pending frames to the transport as one vectored write; returns (taken, offered).
+    fn offer<S: Socket>(&self, t: &mut Transport<S>) -> io::Result<(usize, usize)> {
+        let pending = &self.batch[self.pos..];
+        let mut headers = [[0u8; 10]; BATCH];
+        let mut slices: [IoSlice<'_>; BATCH * 2] = [IoSlice::new(&[]); BATCH * 2];
+        let (mut n, mut offered) = (0, 0);
+        for (i, ((opcode, payload), hdr)) in pending.iter().zip(headers.iter_mut()).enumerate() {
+            let hlen = encode_header(*opcode, payload.len(), hdr);
+            let skip = if i == 0 { self.offset } else { 0 };
+            let (h, p): (&[u8], &[u8]) =
+                if skip < hlen { (&hdr[skip..hlen], &payload[..]) } else { (&[], &payload[skip - hlen..]) };
+            for part in [h, p] {
+                if !part.is_empty() {
+                    slices[n] = IoSlice::new(part);
+                    n += 1;
+                    offered += part.len();
+                }
+            }
+        }
+        Ok((t.queue(&slices[..n])?, offered))
+    }
+
+    /// Moves past the `taken` bytes the transport accepted.
+    fn advance(&mut self, mut taken: usize, w: &mut Written) {
+        while self.pos < self.batch.len() {
+            let (opcode, payload) = &self.batch[self.pos];
+            let frame_len = header_len(payload.len()) + payload.len() - self.offset;
+            if taken < frame_len {
+                self.offset += taken;
+                return;
+            }
+            taken -= frame_len;
+            self.offset = 0;
+            self.pos += 1;
+            match opcode {
+                Opcode::Text | Opcode::Binary => {
+                    w.msgs += 1;
+                    w.bytes += payload.len() as u64;
+                }
+                Opcode::Close => w.close_sent = true,
+                _ => {}
+            }
+        }
+    }
+}
+
+fn header_len(payload_len: usize) -> usize {
+    match payload_len {
+        0..=125 => 2,
+        126..=65535 => 4,
+        _ => 10,
+    }
+}
