@@ -4,6 +4,8 @@
 
 pub(crate) mod defaults;
 mod file;
+#[cfg(test)]
+mod readme;
 mod units;
 
 use std::collections::{BTreeMap, HashMap};
