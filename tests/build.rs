@@ -17,7 +17,7 @@ fn main() {
     let target_dir = out_dir.ancestors().nth(4).map(Path::to_path_buf).unwrap_or_else(|| root.join("target"));
     let wasm_target_dir = target_dir.join("wasm-tests");
 
-    for dir in ["wit", "guest-sdk", "plugins", "tests/plugins"] {
+    for dir in ["wit", "guest-sdk", "limits", "plugins", "tests/plugins"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 

@@ -53,6 +53,7 @@ extern crate self as wasmsock_sdk;
 mod conn;
 mod error;
 pub mod kv;
+mod level;
 pub mod log;
 mod message;
 mod plugin;

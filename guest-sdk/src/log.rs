@@ -8,31 +8,7 @@
 
 use crate::sys;
 
-/// Log severity. Ordered from [`Level::Trace`] (least severe) to [`Level::Error`]; the server's
-/// log filter decides which levels are kept.
-///
-/// ```
-/// # let host = wasmsock_sdk::testing::TestHost::new();
-/// use wasmsock_sdk::log::{Level, log};
-/// let backlog = 900;
-/// let level = if backlog > 800 { Level::Warn } else { Level::Debug };
-/// log(level, "queue is filling up");
-/// assert!(Level::Warn > Level::Info);
-/// # assert_eq!(host.logs(), [(Level::Warn, "queue is filling up".to_owned())]);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    /// Very detailed tracing.
-    Trace,
-    /// Debugging detail.
-    Debug,
-    /// Normal operation.
-    Info,
-    /// Something unexpected that the plugin handled.
-    Warn,
-    /// Something failed.
-    Error,
-}
+pub use crate::level::Level;
 
 /// Writes one log line at `level`. The macros ([`info!`](crate::info) and friends) call this;
 /// use it directly when the level is chosen at run time, or for [`Level::Trace`], which has no

@@ -271,7 +271,7 @@ pub enum Flow {
 /// Conversions between the WIT bindings and SDK types, called by [`export_plugin!`](crate::export_plugin).
 #[cfg(target_arch = "wasm32")]
 #[allow(missing_docs)]
-pub mod glue {
+pub(crate) mod glue {
     use super::{Connect, Flow, Plugin};
     use crate::sys::bindings::wasmsock::plugin::types as wit;
     use crate::{Conn, Request};

@@ -22,89 +22,13 @@
 //! assert_eq!(host.sent(conn), vec![Message::from("HI")]);
 //! ```
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 
 use crate::log::Level;
+use crate::sys::memory::{self, ConnState, State, with};
 use crate::{Conn, Connect, Flow, Identity, Message, Plugin, Request};
 
-/// Size and count limits, defaulting to the server's defaults. Lower them to test how a plugin
-/// copes with a refusal without building huge values.
-///
-/// ```
-/// use wasmsock_sdk::{Error, testing::{Limits, TestHost}};
-///
-/// let host = TestHost::new().limits(Limits { max_rooms_per_conn: 1, ..Limits::default() });
-/// let conn = host.open("/chat");
-/// conn.join("a").unwrap();
-/// assert!(matches!(conn.join("b"), Err(Error::LimitReached)));
-/// ```
-///
-/// The send budget is per call, as on the server: each [`TestHost::connect`],
-/// [`TestHost::message`] and [`TestHost::close`] starts a fresh one.
-///
-/// ```
-/// use wasmsock_sdk::{Conn, Error, Flow, Message, Plugin, testing::{Limits, TestHost}};
-///
-/// /// Answers every message three times, and says how it went.
-/// #[derive(Default)]
-/// struct Chatty;
-/// impl Plugin for Chatty {
-///     fn on_message(&self, conn: Conn, _msg: Message) -> Flow {
-///         let refused = (0..3).filter(|_| conn.send_text("again").is_err()).count();
-///         wasmsock_sdk::kv::set("refused", refused.to_string().as_bytes()).unwrap();
-///         Flow::Done
-///     }
-/// }
-///
-/// let host = TestHost::new().limits(Limits { max_sends_per_call: 2, max_message_size: 8, ..Limits::default() });
-/// let conn = host.open("/chat");
-/// for _ in 0..2 {
-///     host.message(&Chatty, conn, "hi".into());
-///     assert_eq!(host.sent(conn).len(), 2);
-///     assert_eq!(host.kv("refused").as_deref(), Some(&b"1"[..]));
-/// }
-/// assert!(matches!(conn.send_text("longer than eight"), Err(Error::TooLarge)));
-/// ```
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Largest attachment in bytes.
-    pub max_attachment: usize,
-    /// Most rooms one connection may be in.
-    pub max_rooms_per_conn: usize,
-    /// Longest room name in bytes.
-    pub max_room_name: usize,
-    /// Largest key/value value in bytes.
-    pub max_kv_value: usize,
-    /// Longest key/value key in bytes.
-    pub max_kv_key: usize,
-    /// Most keys in the plugin's key/value store.
-    pub max_kv_keys: usize,
-    /// Largest message a plugin may send to one connection, in bytes (the route's
-    /// `max_message_size` on the server).
-    pub max_message_size: usize,
-    /// Most sends and publishes in one call of `on_connect`, `on_message` or `on_close`.
-    pub max_sends_per_call: u32,
-    /// Most bytes sent and published in one call.
-    pub max_send_bytes_per_call: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_attachment: 16 * 1024,
-            max_rooms_per_conn: 64,
-            max_room_name: 128,
-            max_kv_value: 64 * 1024,
-            max_kv_key: 256,
-            max_kv_keys: 10_000,
-            max_message_size: 1 << 20,
-            max_sends_per_call: 10_000,
-            max_send_bytes_per_call: 64 << 20,
-        }
-    }
-}
+pub use crate::sys::memory::Limits;
 
 /// The test host of the current thread; dropping it discards all recorded state.
 ///
@@ -127,47 +51,6 @@ pub struct TestHost {
     _not_send: PhantomData<*const ()>,
 }
 
-#[derive(Default)]
-struct ConnState {
-    route: String,
-    identity: Option<Identity>,
-    attachment: Option<Vec<u8>>,
-    sent: Vec<Message>,
-    rooms: BTreeSet<String>,
-    closing: Option<(u16, String)>,
-}
-
-#[derive(Default)]
-struct State {
-    next_id: u64,
-    limits: Limits,
-    conns: BTreeMap<u64, ConnState>,
-    closed: BTreeMap<u64, (u16, String)>,
-    rooms: BTreeMap<String, BTreeSet<u64>>,
-    kv: BTreeMap<String, Vec<u8>>,
-    config: BTreeMap<String, String>,
-    logs: Vec<(Level, String)>,
-    /// Sends and bytes charged to the current call (reset when the next call starts).
-    spent: (u32, usize),
-}
-
-/// Starts a plugin call: a fresh send budget, as on the server.
-fn begin_call() {
-    with(|s| s.spent = (0, 0));
-}
-
-thread_local! {
-    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
-}
-
-fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
-    STATE.with(|s| {
-        let mut s = s.borrow_mut();
-        let state = s.as_mut().expect("wasmsock_sdk host call outside a TestHost: create one with TestHost::new()");
-        f(state)
-    })
-}
-
 impl Default for TestHost {
     fn default() -> Self {
         Self::new()
@@ -184,7 +67,7 @@ impl TestHost {
     /// # drop(host);
     /// ```
     pub fn new() -> Self {
-        STATE.with(|s| *s.borrow_mut() = Some(State { next_id: 1, ..State::default() }));
+        memory::install(Some(State { next_id: 1, ..State::default() }));
         TestHost { _not_send: PhantomData }
     }
 
@@ -277,7 +160,7 @@ impl TestHost {
         // attachment or join rooms there) and is gone again if the plugin refuses it.
         let state = ConnState { route: req.route.clone(), identity: req.identity.clone(), ..ConnState::default() };
         with(|s| s.conns.insert(id, state));
-        begin_call();
+        memory::begin_call();
         let answer = plugin.on_connect(conn, &req);
         match &answer {
             Connect::Accept { identity: Some(identity), .. } => with(|s| {
@@ -287,7 +170,7 @@ impl TestHost {
             }),
             Connect::Accept { .. } => {}
             _ => {
-                with(|s| forget(s, id));
+                with(|s| memory::forget(s, id));
             }
         }
         (conn, answer)
@@ -307,7 +190,7 @@ impl TestHost {
     /// assert_eq!(host.message(&Nothing, conn, "hi".into()), Flow::Pass);
     /// ```
     pub fn message<P: Plugin>(&self, plugin: &P, conn: Conn, msg: Message) -> Flow {
-        begin_call();
+        memory::begin_call();
         plugin.on_message(conn, msg)
     }
 
@@ -329,10 +212,10 @@ impl TestHost {
     /// assert!(conn.send_text("late").is_err());
     /// ```
     pub fn close<P: Plugin>(&self, plugin: &P, conn: Conn, code: u16, reason: &str) {
-        begin_call();
+        memory::begin_call();
         plugin.on_close(conn, code, reason);
         with(|s| {
-            if let Some(state) = forget(s, conn.id()) {
+            if let Some(state) = memory::forget(s, conn.id()) {
                 let closing = state.closing.unwrap_or((code, reason.to_owned()));
                 s.closed.insert(conn.id(), closing);
             }
@@ -435,7 +318,7 @@ impl TestHost {
 
 impl Drop for TestHost {
     fn drop(&mut self) {
-        STATE.with(|s| *s.borrow_mut() = None);
+        memory::install(None);
     }
 }
 
@@ -449,174 +332,5 @@ impl TestHost {
     /// ```
     pub fn route(&self, conn: Conn) -> Option<String> {
         with(|s| s.conns.get(&conn.id()).map(|c| c.route.clone()))
-    }
-}
-
-/// Drops a connection and its room memberships, as the server does when it ends.
-fn forget(s: &mut State, conn: u64) -> Option<ConnState> {
-    let mut state = s.conns.remove(&conn)?;
-    for room in std::mem::take(&mut state.rooms) {
-        remove_member(s, &room, conn);
-    }
-    Some(state)
-}
-
-fn remove_member(s: &mut State, room: &str, conn: u64) {
-    if let Some(members) = s.rooms.get_mut(room) {
-        members.remove(&conn);
-        if members.is_empty() {
-            s.rooms.remove(room);
-        }
-    }
-}
-
-/// The host calls, as `sys` sees them.
-pub(crate) mod host {
-    use super::{remove_member, with};
-    use crate::log::Level;
-    use crate::{Error, Identity, Message};
-
-    fn open_conn(s: &mut super::State, conn: u64) -> Result<&mut super::ConnState, Error> {
-        match s.conns.get_mut(&conn) {
-            Some(c) if c.closing.is_none() => Ok(c),
-            _ => Err(Error::UnknownConnection),
-        }
-    }
-
-    /// Charges one send of `len` bytes to the current call's budget.
-    fn charge(s: &mut super::State, len: usize) -> Result<(), Error> {
-        let (sends, bytes) = s.spent;
-        if sends >= s.limits.max_sends_per_call || bytes + len > s.limits.max_send_bytes_per_call {
-            return Err(Error::LimitReached);
-        }
-        s.spent = (sends + 1, bytes + len);
-        Ok(())
-    }
-
-    pub(crate) fn send(conn: u64, msg: Message) -> Result<(), Error> {
-        with(|s| {
-            open_conn(s, conn)?;
-            if msg.len() > s.limits.max_message_size {
-                return Err(Error::TooLarge);
-            }
-            charge(s, msg.len())?;
-            open_conn(s, conn).map(|c| c.sent.push(msg))
-        })
-    }
-
-    pub(crate) fn close(conn: u64, code: u16, reason: &str) -> Result<(), Error> {
-        // The codes the server accepts from a plugin (those a peer may legitimately send).
-        if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) || reason.len() > 123 {
-            return Err(Error::InvalidArgument);
-        }
-        with(|s| open_conn(s, conn).map(|c| c.closing = Some((code, reason.to_owned()))))
-    }
-
-    pub(crate) fn identity(conn: u64) -> Option<Identity> {
-        with(|s| s.conns.get(&conn).and_then(|c| c.identity.clone()))
-    }
-
-    pub(crate) fn attachment(conn: u64) -> Option<Vec<u8>> {
-        with(|s| s.conns.get(&conn).and_then(|c| c.attachment.clone()))
-    }
-
-    pub(crate) fn set_attachment(conn: u64, data: &[u8]) -> Result<(), Error> {
-        with(|s| {
-            let max = s.limits.max_attachment;
-            let c = s.conns.get_mut(&conn).ok_or(Error::UnknownConnection)?;
-            if data.len() > max {
-                return Err(Error::TooLarge);
-            }
-            c.attachment = (!data.is_empty()).then(|| data.to_vec());
-            Ok(())
-        })
-    }
-
-    pub(crate) fn join(conn: u64, room: &str) -> Result<(), Error> {
-        with(|s| {
-            if room.is_empty() || room.len() > s.limits.max_room_name {
-                return Err(Error::InvalidArgument);
-            }
-            let max = s.limits.max_rooms_per_conn;
-            let c = open_conn(s, conn)?;
-            if !c.rooms.contains(room) && c.rooms.len() >= max {
-                return Err(Error::LimitReached);
-            }
-            c.rooms.insert(room.to_owned());
-            s.rooms.entry(room.to_owned()).or_default().insert(conn);
-            Ok(())
-        })
-    }
-
-    pub(crate) fn leave(conn: u64, room: &str) -> bool {
-        with(|s| {
-            let was = s.conns.get_mut(&conn).is_some_and(|c| c.rooms.remove(room));
-            if was {
-                remove_member(s, room, conn);
-            }
-            was
-        })
-    }
-
-    pub(crate) fn rooms(conn: u64) -> Vec<String> {
-        with(|s| s.conns.get(&conn).map(|c| c.rooms.iter().cloned().collect()).unwrap_or_default())
-    }
-
-    pub(crate) fn publish(room: &str, msg: Message, except: Option<u64>) -> Result<u32, Error> {
-        with(|s| {
-            if room.is_empty() || room.len() > s.limits.max_room_name {
-                return Err(Error::InvalidArgument);
-            }
-            charge(s, msg.len())?;
-            let members: Vec<u64> = s.rooms.get(room).map(|m| m.iter().copied().collect()).unwrap_or_default();
-            let mut queued = 0;
-            for id in members.into_iter().filter(|id| Some(*id) != except) {
-                if let Ok(c) = open_conn(s, id) {
-                    c.sent.push(msg.clone());
-                    queued += 1;
-                }
-            }
-            Ok(queued)
-        })
-    }
-
-    pub(crate) fn members(room: &str, limit: u32) -> Vec<u64> {
-        with(|s| s.rooms.get(room).map(|m| m.iter().copied().take(limit as usize).collect()).unwrap_or_default())
-    }
-
-    pub(crate) fn member_count(room: &str) -> u32 {
-        with(|s| s.rooms.get(room).map_or(0, |m| m.len() as u32))
-    }
-
-    pub(crate) fn kv_get(key: &str) -> Option<Vec<u8>> {
-        with(|s| s.kv.get(key).cloned())
-    }
-
-    pub(crate) fn kv_set(key: &str, value: &[u8]) -> Result<(), Error> {
-        with(|s| {
-            if key.is_empty() || key.len() > s.limits.max_kv_key {
-                return Err(Error::InvalidArgument);
-            }
-            if value.len() > s.limits.max_kv_value {
-                return Err(Error::TooLarge);
-            }
-            if !s.kv.contains_key(key) && s.kv.len() >= s.limits.max_kv_keys {
-                return Err(Error::LimitReached);
-            }
-            s.kv.insert(key.to_owned(), value.to_vec());
-            Ok(())
-        })
-    }
-
-    pub(crate) fn kv_delete(key: &str) -> bool {
-        with(|s| s.kv.remove(key).is_some())
-    }
-
-    pub(crate) fn config(key: &str) -> Option<String> {
-        with(|s| s.config.get(key).cloned())
-    }
-
-    pub(crate) fn log(level: Level, message: &str) {
-        with(|s| s.logs.push((level, message.to_owned())))
     }
 }

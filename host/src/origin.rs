@@ -2,8 +2,6 @@
 
 use anyhow::{Result, bail};
 
-use crate::config::OriginsFile;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pattern {
     /// `https://app.example.com` (scheme, host and optional port, compared case-insensitively).
@@ -31,16 +29,12 @@ pub enum OriginVerdict {
 }
 
 impl OriginPolicy {
-    /// `over` on top of `base`. Without an allowlist only same-origin browser requests pass
-    /// (`allow = ["*"]` lets every origin in); requests without an Origin header (non-browser
-    /// clients) pass unless `allow_missing = false`.
-    pub fn new(base: &OriginsFile, over: &OriginsFile) -> Result<OriginPolicy> {
-        let list = over.allow.as_ref().or(base.allow.as_ref());
-        let mut allow = Vec::new();
-        for p in list.into_iter().flatten() {
-            allow.push(parse(p)?);
-        }
-        Ok(OriginPolicy { allow, allow_missing: over.allow_missing.or(base.allow_missing).unwrap_or(true) })
+    /// With an empty allowlist only same-origin browser requests pass (`["*"]` lets every
+    /// origin in); requests without an Origin header (non-browser clients) pass if
+    /// `allow_missing`.
+    pub fn new(allow: &[String], allow_missing: bool) -> Result<OriginPolicy> {
+        let allow = allow.iter().map(|p| parse(p)).collect::<Result<_>>()?;
+        Ok(OriginPolicy { allow, allow_missing })
     }
 
     /// `request_host` is the request's Host header, for the same-origin default.
@@ -117,14 +111,14 @@ fn parse(p: &str) -> Result<Pattern> {
 mod tests {
     use super::*;
 
-    fn policy(allow: &[&str], missing: Option<bool>) -> OriginPolicy {
-        let f = OriginsFile { allow: Some(allow.iter().map(|s| s.to_string()).collect()), allow_missing: missing };
-        OriginPolicy::new(&OriginsFile::default(), &f).unwrap()
+    fn policy(allow: &[&str], allow_missing: bool) -> OriginPolicy {
+        let allow: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
+        OriginPolicy::new(&allow, allow_missing).unwrap()
     }
 
     #[test]
     fn exact_and_wildcard_origins() {
-        let p = policy(&["https://app.example.com", "*.trusted.org", "http://localhost:8080"], None);
+        let p = policy(&["https://app.example.com", "*.trusted.org", "http://localhost:8080"], true);
         assert_eq!(p.check(Some("https://app.example.com"), None), OriginVerdict::Allowed);
         assert_eq!(p.check(Some("HTTPS://APP.EXAMPLE.COM"), None), OriginVerdict::Allowed);
         assert_eq!(p.check(Some("http://app.example.com"), None), OriginVerdict::Forbidden);
@@ -136,30 +130,29 @@ mod tests {
         assert_eq!(p.check(Some("http://localhost:8080"), None), OriginVerdict::Allowed);
         assert_eq!(p.check(Some("null"), None), OriginVerdict::Forbidden);
         assert_eq!(p.check(None, None), OriginVerdict::Allowed);
-        assert_eq!(policy(&["https://a.com"], Some(false)).check(None, None), OriginVerdict::Missing);
+        assert_eq!(policy(&["https://a.com"], false).check(None, None), OriginVerdict::Missing);
     }
 
     #[test]
     fn scheme_bound_wildcard_and_bad_patterns() {
-        let p = policy(&["https://*.example.com"], None);
+        let p = policy(&["https://*.example.com"], true);
         assert_eq!(p.check(Some("https://x.example.com"), None), OriginVerdict::Allowed);
         assert_eq!(p.check(Some("http://x.example.com"), None), OriginVerdict::Forbidden);
         for bad in ["example.com", "https://a.*.com", "https://a.com/path", "*."] {
-            let f = OriginsFile { allow: Some(vec![bad.into()]), allow_missing: None };
-            assert!(OriginPolicy::new(&OriginsFile::default(), &f).is_err(), "{bad}");
+            assert!(OriginPolicy::new(&[bad.into()], true).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn without_an_allowlist_only_the_same_origin_passes() {
-        let p = OriginPolicy::new(&OriginsFile::default(), &OriginsFile::default()).unwrap();
+        let p = OriginPolicy::new(&[], true).unwrap();
         assert_eq!(p.check(Some("https://localhost:8443"), Some("localhost:8443")), OriginVerdict::Allowed);
         assert_eq!(p.check(Some("https://LOCALHOST:8443"), Some("localhost:8443")), OriginVerdict::Allowed);
         assert_eq!(p.check(Some("https://evil.com"), Some("localhost:8443")), OriginVerdict::Forbidden);
         assert_eq!(p.check(Some("https://localhost:9999"), Some("localhost:8443")), OriginVerdict::Forbidden);
         assert_eq!(p.check(Some("https://localhost:8443"), None), OriginVerdict::Forbidden);
         assert_eq!(p.check(None, Some("localhost:8443")), OriginVerdict::Allowed);
-        let any = policy(&["*"], None);
+        let any = policy(&["*"], true);
         assert_eq!(any.check(Some("https://evil.com"), Some("localhost")), OriginVerdict::Allowed);
         assert_eq!(any.check(Some("null"), Some("localhost")), OriginVerdict::Allowed);
     }

@@ -42,18 +42,16 @@ pub struct FileConfig {
     pub broker: Option<BrokerFile>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    #[default]
     Text,
     Json,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientAuth {
-    #[default]
     Off,
     Optional,
     Required,
@@ -116,11 +114,10 @@ pub enum Builtin {
     Echo,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SlowConsumer {
     /// Close the connection (1008) when its outgoing queue is full.
-    #[default]
     Close,
     /// Drop the message that does not fit, keep the connection.
     Drop,
@@ -177,13 +174,13 @@ pub struct PluginFile {
     pub max_idle_instances: Option<usize>,
     /// Settings the plugin reads with `config(key)`: a string, a number or boolean, or
     /// `{ env = "VAR" }` / `{ env = "VAR", default = "..." }` to take it from the environment.
-    pub config: Option<BTreeMap<String, ConfigValue>>,
+    #[serde(default)]
+    pub config: BTreeMap<String, ConfigValue>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
-    #[default]
     Close,
     Bypass,
 }
@@ -258,3 +255,65 @@ pub struct BrokerFile {
     /// The client certificate's private key (PEM).
     pub key: Option<PathBuf>,
 }
+
+/// A table that falls back, key by key, to a more general one: a route's `limits` and `origins`
+/// to `[limits]` and `[origins]`, a `[plugins.NAME]` table to `[plugin_defaults]`.
+pub(crate) trait Overlay {
+    /// Each key set in `self`, else the key of `base`.
+    fn over(&self, base: &Self) -> Self;
+}
+
+impl<T: Clone> Overlay for Option<T> {
+    fn over(&self, base: &Self) -> Self {
+        self.clone().or_else(|| base.clone())
+    }
+}
+
+/// Plugin settings merge key by key too: `[plugin_defaults.config]` applies to every plugin.
+impl Overlay for BTreeMap<String, ConfigValue> {
+    fn over(&self, base: &Self) -> Self {
+        let mut merged = base.clone();
+        merged.extend(self.iter().map(|(k, v)| (k.clone(), v.clone())));
+        merged
+    }
+}
+
+/// `Overlay` for a table: every field, each overlaid on its own (the struct literal names them
+/// all, so a new key cannot be forgotten).
+macro_rules! overlay_fields {
+    ($table:ident { $($key:ident),* $(,)? }) => {
+        impl Overlay for $table {
+            fn over(&self, base: &Self) -> Self {
+                $table { $($key: self.$key.over(&base.$key)),* }
+            }
+        }
+    };
+}
+
+overlay_fields!(LimitsFile {
+    max_message_size,
+    max_frame_size,
+    write_timeout,
+    idle_timeout,
+    outbox_messages,
+    outbox_bytes,
+    slow_consumer,
+    ping_interval,
+    pong_timeout,
+});
+overlay_fields!(OriginsFile { allow, allow_missing });
+overlay_fields!(PluginFile {
+    deadline,
+    slow_call,
+    max_memory,
+    max_table_elements,
+    on_error,
+    max_failures,
+    failure_window,
+    quarantine,
+    max_sends_per_call,
+    max_send_bytes_per_call,
+    max_log_bytes,
+    max_idle_instances,
+    config,
+});

@@ -2,7 +2,10 @@
 //! server runs on. Everything is checked before anything starts: a bad config exits with a
 //! message naming the problem, never a half-started server.
 
+pub(crate) mod defaults;
 mod file;
+#[cfg(test)]
+mod readme;
 mod units;
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,7 +18,9 @@ pub use file::{
     BrokerFile, Builtin, ClientAuth, ConfigValue, FileConfig, LimitsFile, LogFormat, OnError, OriginsFile, PluginFile,
     SlowConsumer,
 };
-pub use units::{parse_duration, parse_size};
+
+use file::Overlay;
+use units::{ByteSize, Dur};
 
 use crate::origin::OriginPolicy;
 
@@ -70,6 +75,23 @@ pub struct ServerLimits {
     pub proxy_protocol: bool,
 }
 
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: defaults::server::MAX_CONNECTIONS,
+            max_connections_per_ip: defaults::server::MAX_CONNECTIONS_PER_IP,
+            max_pending_handshakes: defaults::server::MAX_PENDING_HANDSHAKES,
+            tls_handshake_timeout: defaults::server::TLS_HANDSHAKE_TIMEOUT,
+            ws_handshake_timeout: defaults::server::WS_HANDSHAKE_TIMEOUT,
+            max_header_bytes: defaults::server::MAX_HEADER_BYTES,
+            shutdown_grace: defaults::server::SHUTDOWN_GRACE,
+            close_timeout: defaults::server::CLOSE_TIMEOUT,
+            nofile_limit: defaults::server::NOFILE_LIMIT,
+            proxy_protocol: defaults::server::PROXY_PROTOCOL,
+        }
+    }
+}
+
 /// Per-connection limits of a route.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
@@ -84,6 +106,22 @@ pub struct Limits {
     /// `None` disables pings.
     pub ping_interval: Option<Duration>,
     pub pong_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: defaults::limits::MAX_MESSAGE_SIZE,
+            max_frame_size: defaults::limits::MAX_MESSAGE_SIZE,
+            write_timeout: defaults::limits::WRITE_TIMEOUT,
+            idle_timeout: defaults::limits::IDLE_TIMEOUT,
+            outbox_messages: defaults::limits::OUTBOX_MESSAGES,
+            outbox_bytes: defaults::limits::OUTBOX_BYTES,
+            slow_consumer: defaults::limits::SLOW_CONSUMER,
+            ping_interval: Some(defaults::limits::PING_INTERVAL),
+            pong_timeout: defaults::limits::PONG_TIMEOUT,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +151,26 @@ pub struct PluginSettings {
     pub config: HashMap<String, String>,
 }
 
+impl Default for PluginSettings {
+    fn default() -> Self {
+        PluginSettings {
+            deadline: defaults::plugin::DEADLINE,
+            slow_call: defaults::plugin::slow_call(defaults::plugin::DEADLINE),
+            max_memory: defaults::plugin::MAX_MEMORY,
+            max_table_elements: defaults::plugin::MAX_TABLE_ELEMENTS,
+            on_error: defaults::plugin::ON_ERROR,
+            max_failures: defaults::plugin::MAX_FAILURES,
+            failure_window: defaults::plugin::FAILURE_WINDOW,
+            quarantine: defaults::plugin::QUARANTINE,
+            max_sends_per_call: defaults::plugin::MAX_SENDS_PER_CALL,
+            max_send_bytes_per_call: defaults::plugin::MAX_SEND_BYTES_PER_CALL,
+            max_log_bytes: defaults::plugin::MAX_LOG_BYTES,
+            max_idle_instances: defaults::plugin::MAX_IDLE_INSTANCES,
+            config: HashMap::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct HostLimits {
     pub max_attachment: usize,
@@ -123,11 +181,34 @@ pub struct HostLimits {
     pub kv_max_value: usize,
 }
 
+impl Default for HostLimits {
+    fn default() -> Self {
+        HostLimits {
+            max_attachment: defaults::host::MAX_ATTACHMENT,
+            max_rooms_per_connection: defaults::host::MAX_ROOMS_PER_CONNECTION,
+            max_room_name: defaults::host::MAX_ROOM_NAME,
+            kv_max_keys: defaults::host::KV_MAX_KEYS,
+            kv_max_key: defaults::host::KV_MAX_KEY,
+            kv_max_value: defaults::host::KV_MAX_VALUE,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
     pub max_instances: u32,
     pub max_memory: usize,
     pub epoch_tick: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            max_instances: defaults::engine::MAX_INSTANCES,
+            max_memory: defaults::engine::MAX_MEMORY,
+            epoch_tick: defaults::engine::EPOCH_TICK,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -206,23 +287,25 @@ impl Settings {
             if p.is_relative() && !base.as_os_str().is_empty() { base.join(p) } else { p }
         };
 
-        let listen = o.listen.clone().or(f.listen).unwrap_or_else(|| "127.0.0.1:8443".into());
-        let plugin_dir = o.plugin_dir.clone().or(f.plugin_dir.map(rel)).unwrap_or_else(|| "plugins/dist".into());
-        let state_dir = f.state_dir.map(rel).unwrap_or_else(|| ".wasmsock".into());
+        let listen = o.listen.clone().or(f.listen).unwrap_or_else(|| defaults::LISTEN.into());
+        let plugin_dir = o.plugin_dir.clone().or(f.plugin_dir.map(rel)).unwrap_or_else(|| defaults::PLUGIN_DIR.into());
+        let state_dir = f.state_dir.map(rel).unwrap_or_else(|| defaults::STATE_DIR.into());
 
         let tls = resolve_tls(&f.tls, o, &rel)?;
         let server = resolve_server(&f.server)?;
-        let limits = merge_limits(&LimitsFile::default(), &f.limits)?;
-        let origins = OriginPolicy::new(&OriginsFile::default(), &f.origins).context("[origins]")?;
+        let limits = resolve_limits(&f.limits)?;
+        let origins = resolve_origins(&f.origins).context("[origins]")?;
 
         let mut routes: Vec<RouteSettings> = Vec::new();
         for r in &f.routes {
             let origins = match &r.origins {
-                Some(ro) => OriginPolicy::new(&f.origins, ro).with_context(|| format!("route {}: origins", r.path))?,
+                Some(ro) => {
+                    resolve_origins(&ro.over(&f.origins)).with_context(|| format!("route {}: origins", r.path))?
+                }
                 None => origins.clone(),
             };
             let limits = match &r.limits {
-                Some(rl) => merge_limits(&f.limits, rl).with_context(|| format!("route {}: limits", r.path))?,
+                Some(rl) => resolve_limits(&rl.over(&f.limits)).with_context(|| format!("route {}: limits", r.path))?,
                 None => limits.clone(),
             };
             routes.push(RouteSettings {
@@ -251,29 +334,15 @@ impl Settings {
         }
         validate_routes(&routes)?;
 
-        let plugin_defaults = resolve_plugin("plugin_defaults", &PluginFile::default(), &f.plugin_defaults)?;
+        let plugin_defaults = resolve_plugin("plugin_defaults", &f.plugin_defaults)?;
         let mut plugins = BTreeMap::new();
         for (name, p) in &f.plugins {
             validate_plugin_name(name).with_context(|| format!("[plugins.{name}]"))?;
-            plugins.insert(name.clone(), resolve_plugin(name, &f.plugin_defaults, p)?);
+            plugins.insert(name.clone(), resolve_plugin(name, &p.over(&f.plugin_defaults))?);
         }
 
-        let host = HostLimits {
-            max_attachment: size_or(f.host.max_attachment, 16 << 10),
-            max_rooms_per_connection: f.host.max_rooms_per_connection.unwrap_or(64),
-            max_room_name: f.host.max_room_name.unwrap_or(128),
-            kv_max_keys: f.host.kv_max_keys.unwrap_or(10_000),
-            kv_max_key: f.host.kv_max_key.unwrap_or(256),
-            kv_max_value: size_or(f.host.kv_max_value, 64 << 10),
-        };
-        let engine = EngineSettings {
-            max_instances: f.engine.max_instances.unwrap_or(256),
-            max_memory: size_or(f.engine.max_memory, 256 << 20),
-            epoch_tick: f.engine.epoch_tick.map_or(Duration::from_millis(1), |d| d.0),
-        };
-        if engine.epoch_tick.is_zero() {
-            bail!("[engine] epoch_tick must be positive");
-        }
+        let host = resolve_host(&f.host);
+        let engine = resolve_engine(&f.engine)?;
         for (name, p) in plugins.iter().map(|(n, p)| (n.as_str(), p)).chain([("plugin_defaults", &plugin_defaults)]) {
             if p.max_memory > engine.max_memory {
                 bail!("plugin {name}: max_memory {} exceeds [engine] max_memory {}", p.max_memory, engine.max_memory);
@@ -283,7 +352,7 @@ impl Settings {
         let admin = match o.admin.clone().or(f.admin.listen) {
             Some(a) if a == "off" => None,
             Some(a) => Some(a),
-            None => Some("127.0.0.1:9090".into()),
+            None => Some(defaults::admin::LISTEN.into()),
         };
         let static_dir = f.static_files.map(|s| rel(s.dir));
         if let Some(dir) = &static_dir
@@ -297,7 +366,7 @@ impl Settings {
             listen,
             plugin_dir,
             state_dir,
-            log_format: o.log_format.or(f.log_format).unwrap_or_default(),
+            log_format: o.log_format.or(f.log_format).unwrap_or(defaults::LOG_FORMAT),
             tls,
             server,
             routes,
@@ -318,12 +387,23 @@ impl Settings {
     }
 }
 
-fn size_or(v: Option<units::ByteSize>, default: u64) -> usize {
-    v.map_or(default, |s| s.0) as usize
+// Each resolve function below starts from the defaults and overlays what the file sets.
+
+fn size(s: ByteSize) -> usize {
+    s.0 as usize
+}
+
+fn dur(d: Dur) -> Duration {
+    d.0
+}
+
+/// `"0s"` turns it off.
+fn off_if_zero(d: Dur) -> Option<Duration> {
+    Some(d.0).filter(|d| !d.is_zero())
 }
 
 fn resolve_tls(t: &file::TlsFile, o: &Overrides, rel: &dyn Fn(PathBuf) -> PathBuf) -> Result<TlsSettings> {
-    let plain = o.plain || t.plain.unwrap_or(false);
+    let plain = o.plain || t.plain.unwrap_or(defaults::tls::PLAIN);
     let cert = o.cert.clone().or(t.cert.clone().map(rel));
     let key = o.key.clone().or(t.key.clone().map(rel));
     let mode = match (plain, cert, key) {
@@ -361,18 +441,18 @@ fn resolve_tls(t: &file::TlsFile, o: &Overrides, rel: &dyn Fn(PathBuf) -> PathBu
 }
 
 fn resolve_server(s: &file::ServerFile) -> Result<ServerLimits> {
-    let d = |v: Option<units::Dur>, default: u64| v.map_or(Duration::from_secs(default), |d| d.0);
+    let d = ServerLimits::default();
     let limits = ServerLimits {
-        max_connections: s.max_connections.unwrap_or(100_000),
-        max_connections_per_ip: s.max_connections_per_ip.unwrap_or(10_000),
-        max_pending_handshakes: s.max_pending_handshakes.unwrap_or(4096),
-        tls_handshake_timeout: d(s.tls_handshake_timeout, 10),
-        ws_handshake_timeout: d(s.ws_handshake_timeout, 10),
-        max_header_bytes: size_or(s.max_header_bytes, 16 << 10),
-        shutdown_grace: d(s.shutdown_grace, 10),
-        close_timeout: d(s.close_timeout, 3),
-        nofile_limit: s.nofile_limit.unwrap_or(1 << 20),
-        proxy_protocol: s.proxy_protocol.unwrap_or(false),
+        max_connections: s.max_connections.unwrap_or(d.max_connections),
+        max_connections_per_ip: s.max_connections_per_ip.unwrap_or(d.max_connections_per_ip),
+        max_pending_handshakes: s.max_pending_handshakes.unwrap_or(d.max_pending_handshakes),
+        tls_handshake_timeout: s.tls_handshake_timeout.map_or(d.tls_handshake_timeout, dur),
+        ws_handshake_timeout: s.ws_handshake_timeout.map_or(d.ws_handshake_timeout, dur),
+        max_header_bytes: s.max_header_bytes.map_or(d.max_header_bytes, size),
+        shutdown_grace: s.shutdown_grace.map_or(d.shutdown_grace, dur),
+        close_timeout: s.close_timeout.map_or(d.close_timeout, dur),
+        nofile_limit: s.nofile_limit.unwrap_or(d.nofile_limit),
+        proxy_protocol: s.proxy_protocol.unwrap_or(d.proxy_protocol),
     };
     for (name, v) in [
         ("tls_handshake_timeout", limits.tls_handshake_timeout),
@@ -392,32 +472,27 @@ fn resolve_server(s: &file::ServerFile) -> Result<ServerLimits> {
     Ok(limits)
 }
 
-/// `over` on top of `base` on top of the built-in defaults.
-fn merge_limits(base: &LimitsFile, over: &LimitsFile) -> Result<Limits> {
-    macro_rules! pick {
-        ($f:ident) => {
-            over.$f.or(base.$f)
-        };
-    }
-    let max_message_size = pick!(max_message_size).map_or(1 << 20, |s| s.0 as usize);
-    let max_frame_size = pick!(max_frame_size).map_or(max_message_size as u64, |s| s.0) as usize;
-    let write_timeout = pick!(write_timeout).map_or(Duration::from_secs(10), |d| d.0);
-    let idle_timeout = pick!(idle_timeout).map(|d| d.0).filter(|d| !d.is_zero());
-    let ping_interval = match pick!(ping_interval) {
-        Some(d) if d.0.is_zero() => None,
-        Some(d) => Some(d.0),
-        None => Some(Duration::from_secs(30)),
-    };
+fn resolve_origins(o: &OriginsFile) -> Result<OriginPolicy> {
+    OriginPolicy::new(
+        o.allow.as_deref().unwrap_or_default(),
+        o.allow_missing.unwrap_or(defaults::origins::ALLOW_MISSING),
+    )
+}
+
+/// A route's limits are its own table overlaid on `[limits]`.
+fn resolve_limits(l: &LimitsFile) -> Result<Limits> {
+    let d = Limits::default();
+    let max_message_size = l.max_message_size.map_or(d.max_message_size, size);
     let limits = Limits {
         max_message_size,
-        max_frame_size,
-        write_timeout,
-        idle_timeout,
-        outbox_messages: pick!(outbox_messages).unwrap_or(1024),
-        outbox_bytes: pick!(outbox_bytes).map_or(4 << 20, |s| s.0 as usize),
-        slow_consumer: pick!(slow_consumer).unwrap_or_default(),
-        ping_interval,
-        pong_timeout: pick!(pong_timeout).map_or(Duration::from_secs(30), |d| d.0),
+        max_frame_size: l.max_frame_size.map_or(max_message_size, size),
+        write_timeout: l.write_timeout.map_or(d.write_timeout, dur),
+        idle_timeout: l.idle_timeout.map_or(d.idle_timeout, off_if_zero),
+        outbox_messages: l.outbox_messages.unwrap_or(d.outbox_messages),
+        outbox_bytes: l.outbox_bytes.map_or(d.outbox_bytes, size),
+        slow_consumer: l.slow_consumer.unwrap_or(d.slow_consumer),
+        ping_interval: l.ping_interval.map_or(d.ping_interval, off_if_zero),
+        pong_timeout: l.pong_timeout.map_or(d.pong_timeout, dur),
     };
     if limits.max_message_size == 0 || limits.max_frame_size == 0 {
         bail!("max_message_size and max_frame_size must be positive");
@@ -437,25 +512,19 @@ fn merge_limits(base: &LimitsFile, over: &LimitsFile) -> Result<Limits> {
     Ok(limits)
 }
 
-fn resolve_plugin(name: &str, base: &PluginFile, p: &PluginFile) -> Result<PluginSettings> {
-    macro_rules! pick {
-        ($f:ident) => {
-            p.$f.or(base.$f)
-        };
-    }
-    let deadline = pick!(deadline).map_or(Duration::from_millis(50), |d| d.0);
+/// A plugin's settings are its `[plugins.NAME]` table overlaid on `[plugin_defaults]`.
+fn resolve_plugin(name: &str, p: &PluginFile) -> Result<PluginSettings> {
+    let d = PluginSettings::default();
+    let deadline = p.deadline.map_or(d.deadline, dur);
     if deadline.is_zero() {
         bail!("plugin {name}: deadline must be positive");
     }
-    let max_tables = crate::plugin::MAX_TABLE_ELEMENTS;
-    if pick!(max_table_elements).is_some_and(|n| n as usize > max_tables) {
+    let max_tables = defaults::engine::MAX_TABLE_ELEMENTS;
+    if p.max_table_elements.is_some_and(|n| n as usize > max_tables) {
         bail!("plugin {name}: max_table_elements can be at most {max_tables} (the engine's per-instance table size)");
     }
     let mut config = HashMap::new();
-    // Keys of `[plugin_defaults.config]` apply to every plugin; its own table overrides them.
-    let mut merged: BTreeMap<&String, &ConfigValue> = base.config.iter().flatten().collect();
-    merged.extend(p.config.iter().flatten());
-    for (key, value) in merged {
+    for (key, value) in &p.config {
         let text = match value {
             ConfigValue::Text(s) => s.clone(),
             ConfigValue::Integer(i) => i.to_string(),
@@ -475,19 +544,44 @@ fn resolve_plugin(name: &str, base: &PluginFile, p: &PluginFile) -> Result<Plugi
     }
     Ok(PluginSettings {
         deadline,
-        slow_call: pick!(slow_call).map_or(deadline / 5, |d| d.0),
-        max_memory: pick!(max_memory).map_or(64 << 20, |s| s.0 as usize),
-        max_table_elements: pick!(max_table_elements).unwrap_or(100_000) as usize,
-        on_error: pick!(on_error).unwrap_or_default(),
-        max_failures: pick!(max_failures).unwrap_or(10),
-        failure_window: pick!(failure_window).map_or(Duration::from_secs(10), |d| d.0),
-        quarantine: pick!(quarantine).map_or(Duration::from_secs(30), |d| d.0),
-        max_sends_per_call: pick!(max_sends_per_call).unwrap_or(10_000),
-        max_send_bytes_per_call: pick!(max_send_bytes_per_call).map_or(64 << 20, |s| s.0 as usize),
-        max_log_bytes: pick!(max_log_bytes).map_or(4096, |s| s.0 as usize),
-        max_idle_instances: pick!(max_idle_instances).unwrap_or(8),
+        slow_call: p.slow_call.map_or(defaults::plugin::slow_call(deadline), dur),
+        max_memory: p.max_memory.map_or(d.max_memory, size),
+        max_table_elements: p.max_table_elements.map_or(d.max_table_elements, |n| n as usize),
+        on_error: p.on_error.unwrap_or(d.on_error),
+        max_failures: p.max_failures.unwrap_or(d.max_failures),
+        failure_window: p.failure_window.map_or(d.failure_window, dur),
+        quarantine: p.quarantine.map_or(d.quarantine, dur),
+        max_sends_per_call: p.max_sends_per_call.unwrap_or(d.max_sends_per_call),
+        max_send_bytes_per_call: p.max_send_bytes_per_call.map_or(d.max_send_bytes_per_call, size),
+        max_log_bytes: p.max_log_bytes.map_or(d.max_log_bytes, size),
+        max_idle_instances: p.max_idle_instances.unwrap_or(d.max_idle_instances),
         config,
     })
+}
+
+fn resolve_host(h: &file::HostFile) -> HostLimits {
+    let d = HostLimits::default();
+    HostLimits {
+        max_attachment: h.max_attachment.map_or(d.max_attachment, size),
+        max_rooms_per_connection: h.max_rooms_per_connection.unwrap_or(d.max_rooms_per_connection),
+        max_room_name: h.max_room_name.unwrap_or(d.max_room_name),
+        kv_max_keys: h.kv_max_keys.unwrap_or(d.kv_max_keys),
+        kv_max_key: h.kv_max_key.unwrap_or(d.kv_max_key),
+        kv_max_value: h.kv_max_value.map_or(d.kv_max_value, size),
+    }
+}
+
+fn resolve_engine(e: &file::EngineFile) -> Result<EngineSettings> {
+    let d = EngineSettings::default();
+    let engine = EngineSettings {
+        max_instances: e.max_instances.unwrap_or(d.max_instances),
+        max_memory: e.max_memory.map_or(d.max_memory, size),
+        epoch_tick: e.epoch_tick.map_or(d.epoch_tick, dur),
+    };
+    if engine.epoch_tick.is_zero() {
+        bail!("[engine] epoch_tick must be positive");
+    }
+    Ok(engine)
 }
 
 fn resolve_broker(b: &BrokerFile, rel: &dyn Fn(PathBuf) -> PathBuf) -> Result<BrokerSettings> {
@@ -522,10 +616,10 @@ fn resolve_broker(b: &BrokerFile, rel: &dyn Fn(PathBuf) -> PathBuf) -> Result<Br
     Ok(BrokerSettings {
         url: b.url.clone(),
         password,
-        prefix: b.prefix.clone().unwrap_or_else(|| "wasmsock".into()),
-        shared_kv: b.shared_kv.unwrap_or(false),
-        max_pending: b.max_pending.unwrap_or(10_000),
-        max_pending_bytes: b.max_pending_bytes.map_or(16 << 20, |s| s.0 as usize),
+        prefix: b.prefix.clone().unwrap_or_else(|| defaults::broker::PREFIX.into()),
+        shared_kv: b.shared_kv.unwrap_or(defaults::broker::SHARED_KV),
+        max_pending: b.max_pending.unwrap_or(defaults::broker::MAX_PENDING),
+        max_pending_bytes: b.max_pending_bytes.map_or(defaults::broker::MAX_PENDING_BYTES, size),
         ca,
         client_cert,
     })

@@ -14,12 +14,10 @@ use super::bindings::Plugin;
 use super::state::StoreState;
 use super::wasi;
 use crate::config::EngineSettings;
+use crate::config::defaults::engine::MAX_TABLE_ELEMENTS;
 
 /// The engine, the linker every plugin is checked against, and the thread that advances the
 /// epoch (joined on drop).
-/// Table slots every pooled instance reserves: the ceiling of a plugin's `max_table_elements`.
-pub const MAX_TABLE_ELEMENTS: usize = 100_000;
-
 pub struct Runtime {
     pub engine: Engine,
     linker: Linker<StoreState>,

@@ -15,7 +15,7 @@ mod watcher;
 
 pub use bindings::{Connect, Flow, Message, Request};
 pub use contract::{CONTRACT_PACKAGE, CONTRACT_VERSION, ComponentSummary, inspect, is_trapped_import};
-pub use engine::{MAX_TABLE_ELEMENTS, Runtime};
+pub use engine::Runtime;
 pub(crate) use host_api::outgoing;
 pub use instance::{CallError, Export, Loaded};
 pub use registry::{CallFailure, LoadOutcome, PluginListing, PluginSlot, Registry, check_bytes, plugin_name};

@@ -25,10 +25,11 @@ pub mod bindings {
 pub use bindings::export;
 
 /// The real host calls: thin wrappers converting between SDK types and WIT types. Each
-/// function has a twin of the same signature in `testing::host`; keep the two in step.
+/// function has a twin of the same signature in `memory`; keep the two in step.
 #[cfg(target_arch = "wasm32")]
 mod imp {
     use super::bindings::wasmsock::plugin::{host, types};
+    use crate::level::Level;
     use crate::{Error, Identity, Message};
 
     pub(crate) fn send(conn: u64, msg: Message) -> Result<(), Error> {
@@ -76,8 +77,7 @@ mod imp {
     pub(crate) fn config(key: &str) -> Option<String> {
         host::config(key)
     }
-    pub(crate) fn log(level: crate::log::Level, message: &str) {
-        use crate::log::Level;
+    pub(crate) fn log(level: Level, message: &str) {
         let level = match level {
             Level::Trace => types::LogLevel::Trace,
             Level::Debug => types::LogLevel::Debug,
@@ -133,6 +133,12 @@ mod imp {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) use crate::testing::host::*;
+pub(crate) mod memory;
+
 #[cfg(target_arch = "wasm32")]
 pub(crate) use imp::*;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use memory::{
+    attachment, close, config, identity, join, kv_delete, kv_get, kv_set, leave, log, member_count, members, publish,
+    rooms, send, set_attachment,
+};
