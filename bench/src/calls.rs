@@ -30,7 +30,7 @@ pub fn plugin_call_overhead(kit: &Kit, quick: bool) -> Result<()> {
     let metrics = Arc::new(Metrics::new());
     let hub = Arc::new(Hub::new(KvLimits { max_key: 256, max_value: 1 << 16, max_keys: 100 }, metrics.clone()));
     let runtime = Arc::new(Runtime::new(&settings.engine)?);
-    let registry = Arc::new(Registry::new(runtime, hub.clone(), Arc::new(settings.clone()), None));
+    let registry = Arc::new(Registry::new(runtime, hub.clone(), Arc::new(settings.clone())));
     registry.load_all()?;
     let router = Router::new(&settings.routes, &registry);
     let route = router.get("/echo").context("route")?.clone();

@@ -6,7 +6,7 @@
 //! Plugins are reloaded live when their files change.
 
 pub mod admin;
-pub mod broker;
+mod broker;
 pub mod build;
 pub mod cli;
 mod clock;
