@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::config::Settings;
 use crate::conn;
@@ -30,6 +31,8 @@ pub struct Server {
     ctx: Arc<ServerCtx>,
     listeners: Vec<TcpListener>,
     admin: Option<crate::admin::Admin>,
+    /// Rooms (and shared key/value stores) across nodes, when configured.
+    broker: Option<Broker>,
     _watch: crate::plugin::WatchGuard,
     pub dev_cert: Option<PathBuf>,
 }
@@ -59,8 +62,8 @@ impl Server {
             Arc::new(crate::metrics::Metrics::new()),
         ));
         let runtime = Arc::new(Runtime::new(&settings.engine)?);
-        let broker = settings.broker.as_ref().map(|b| crate::broker::Broker::start(b, hub.clone())).transpose()?;
-        let registry = Arc::new(Registry::new(runtime, hub.clone(), settings.clone(), broker));
+        let broker = settings.broker.as_ref().map(|b| Broker::start(b, hub.clone())).transpose()?;
+        let registry = Arc::new(Registry::new(runtime, hub.clone(), settings.clone()));
         let router = Router::new(&settings.routes, &registry, settings.static_dir.clone());
         let outcomes = {
             let reg = registry.clone();
@@ -86,7 +89,7 @@ impl Server {
             Some(addr) => Some(crate::admin::Admin::bind(addr, ctx.clone()).await?),
             None => None,
         };
-        Ok(Server { ctx, listeners, admin, _watch: watch, dev_cert })
+        Ok(Server { ctx, listeners, admin, broker, _watch: watch, dev_cert })
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -157,7 +160,7 @@ impl Server {
             let _ = tokio::time::timeout(Duration::from_secs(5), ctx.tasks.wait_idle()).await;
         }
         sweeper.abort();
-        if let Some(broker) = ctx.registry.broker() {
+        if let Some(broker) = &self.broker {
             broker.stop();
         }
         drop(self.admin);

@@ -5,12 +5,14 @@ mod admission;
 mod conn;
 mod kv;
 mod outbox;
+mod peers;
 mod rooms;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 
@@ -18,7 +20,8 @@ pub use admission::{Admission, AdmitGuard};
 pub use conn::{ConnShared, Identity, Kill};
 pub use kv::{Kv, KvError, KvLimits};
 pub use outbox::{Outgoing, PushError};
-pub use rooms::{RoomKey, Rooms};
+pub(crate) use peers::Peers;
+pub use rooms::{Delivery, RoomKey, Rooms};
 
 const SHARDS: usize = 16;
 
@@ -31,6 +34,8 @@ pub struct Hub {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Notified whenever a connection is unregistered (shutdown waits on it).
     pub departed: Notify,
+    /// The other nodes, when a broker connects this node to them (installed once, at start).
+    peers: OnceLock<Arc<dyn Peers>>,
 }
 
 impl Hub {
@@ -43,7 +48,13 @@ impl Hub {
             admission: Arc::default(),
             metrics,
             departed: Notify::new(),
+            peers: OnceLock::new(),
         }
+    }
+
+    /// Connects this hub to other nodes: its publishes and key/value writes go to `peers` too.
+    pub(crate) fn set_peers(&self, peers: Arc<dyn Peers>) -> anyhow::Result<()> {
+        self.peers.set(peers).map_err(|_| anyhow::anyhow!("the hub is already connected to other nodes"))
     }
 
     pub fn next_id(&self) -> u64 {
@@ -129,6 +140,47 @@ impl Hub {
         data.rooms.swap_remove(i);
         self.rooms.remove(key, conn.id);
         true
+    }
+
+    /// Publishes `item` to a room: queued to its members on this node but `except`, then taken
+    /// to the other nodes. The delivery counts this node's members.
+    pub(crate) fn publish(&self, key: &RoomKey, item: &Outgoing, except: Option<u64>) -> Delivery {
+        self.metrics.publishes.inc();
+        let delivery = self.rooms.publish(key, item, except);
+        if let Some(peers) = self.peers.get() {
+            peers.publish(key, item);
+        }
+        delivery
+    }
+
+    /// Sets a plugin's key on this node and, with a shared store, on the other nodes.
+    pub(crate) fn kv_set(&self, plugin: &Arc<str>, key: &str, value: Bytes) -> Result<(), KvError> {
+        let mut result = Ok(());
+        self.kv_write(plugin, key, Some(value.clone()), &mut || {
+            result = self.kv.set(plugin, key, value.clone());
+            result.is_ok()
+        });
+        result
+    }
+
+    /// Deletes a plugin's key on this node and, with a shared store, on the other nodes; whether
+    /// this node had it.
+    pub(crate) fn kv_delete(&self, plugin: &Arc<str>, key: &str) -> bool {
+        let mut had = false;
+        self.kv_write(plugin, key, None, &mut || {
+            had = self.kv.delete(plugin, key);
+            had
+        });
+        had
+    }
+
+    fn kv_write(&self, plugin: &Arc<str>, key: &str, value: Option<Bytes>, local: &mut dyn FnMut() -> bool) {
+        match self.peers.get() {
+            Some(peers) => peers.kv_write(plugin, key, value, local),
+            None => {
+                local();
+            }
+        }
     }
 }
 

@@ -145,13 +145,7 @@ impl host::Host for StoreState {
         let key = self.room(&room)?;
         let len = message_len(&msg);
         self.charge(len)?;
-        self.env.hub.metrics.publishes.inc();
-        let item = outgoing(msg);
-        let delivery = self.env.hub.rooms.publish(&key, &item, except);
-        if let Some(broker) = &self.env.broker {
-            broker.publish(&key, &item);
-        }
-        Ok(delivery.queued)
+        Ok(self.env.hub.publish(&key, &outgoing(msg), except).queued)
     }
 
     fn members(&mut self, room: String, limit: u32) -> Vec<u64> {
@@ -171,17 +165,7 @@ impl host::Host for StoreState {
     }
 
     fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), ErrorCode> {
-        let (kv, name, value) = (&self.env.hub.kv, &self.env.name, Bytes::from(value));
-        let local = || {
-            let r = kv.set(name, &key, value.clone());
-            let changed = r.is_ok();
-            (r, changed)
-        };
-        let result = match &self.env.broker {
-            Some(broker) => broker.kv_write(name, &key, Some(value.clone()), local),
-            None => local().0,
-        };
-        result.map_err(|e| match e {
+        self.env.hub.kv_set(&self.env.name, &key, Bytes::from(value)).map_err(|e| match e {
             KvError::InvalidKey => ErrorCode::InvalidArgument,
             KvError::TooLarge => ErrorCode::TooLarge,
             KvError::TooManyKeys => ErrorCode::LimitReached,
@@ -189,15 +173,7 @@ impl host::Host for StoreState {
     }
 
     fn kv_delete(&mut self, key: String) -> bool {
-        let (kv, name) = (&self.env.hub.kv, &self.env.name);
-        let local = || {
-            let was = kv.delete(name, &key);
-            (was, was)
-        };
-        match &self.env.broker {
-            Some(broker) => broker.kv_write(name, &key, None, local),
-            None => local().0,
-        }
+        self.env.hub.kv_delete(&self.env.name, &key)
     }
 
     fn config(&mut self, key: String) -> Option<String> {

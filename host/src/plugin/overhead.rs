@@ -39,7 +39,7 @@ pub fn measure(plugin: &Path, work_dir: &Path, sizes: &[usize], calls: usize) ->
     let metrics = Arc::new(Metrics::new());
     let hub = Arc::new(Hub::new(KvLimits { max_key: 256, max_value: 1 << 16, max_keys: 100 }, metrics.clone()));
     let runtime = Arc::new(Runtime::new(&settings.engine)?);
-    let registry = Arc::new(Registry::new(runtime, hub.clone(), Arc::new(settings.clone()), None));
+    let registry = Arc::new(Registry::new(runtime, hub.clone(), Arc::new(settings.clone())));
     registry.load_all()?;
     let route = Arc::new(settings.routes.first().context("route")?.clone());
     let addr: SocketAddr = "127.0.0.1:1".parse()?;

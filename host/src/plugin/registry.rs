@@ -162,25 +162,15 @@ pub struct PluginListing {
 pub struct Registry {
     runtime: Arc<Runtime>,
     hub: Arc<Hub>,
-    broker: Option<Arc<crate::broker::Broker>>,
     settings: Arc<Settings>,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
     dir: PathBuf,
 }
 
 impl Registry {
-    pub fn new(
-        runtime: Arc<Runtime>,
-        hub: Arc<Hub>,
-        settings: Arc<Settings>,
-        broker: Option<Arc<crate::broker::Broker>>,
-    ) -> Registry {
+    pub fn new(runtime: Arc<Runtime>, hub: Arc<Hub>, settings: Arc<Settings>) -> Registry {
         let dir = settings.plugin_dir.clone();
-        Registry { runtime, hub, broker, settings, slots: RwLock::new(BTreeMap::new()), dir }
-    }
-
-    pub fn broker(&self) -> Option<&Arc<crate::broker::Broker>> {
-        self.broker.as_ref()
+        Registry { runtime, hub, settings, slots: RwLock::new(BTreeMap::new()), dir }
     }
 
     pub fn dir(&self) -> &Path {
@@ -214,7 +204,6 @@ impl Registry {
                         settings,
                         host_limits: self.settings.host,
                         hub: self.hub.clone(),
-                        broker: self.broker.clone(),
                         call_seconds: [
                             histogram(Export::OnConnect),
                             histogram(Export::OnMessage),

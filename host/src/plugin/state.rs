@@ -20,8 +20,6 @@ pub struct PluginEnv {
     pub config: HashMap<String, String>,
     pub host_limits: HostLimits,
     pub hub: Arc<Hub>,
-    /// Rooms (and shared key/value stores) across nodes, when configured.
-    pub broker: Option<Arc<crate::broker::Broker>>,
     /// Call latency histograms by export (on-connect, on-message, on-close), resolved once.
     pub call_seconds: [Histogram; 3],
 }

@@ -1,0 +1,134 @@
+//! The publishing connection: takes what has queued up, sends it to Redis as one pipeline (one
+//! round trip for many publishes), and on a connection failure reconnects and sends the same
+//! pipeline again. Every frame is numbered from the node's sequence, so the receivers drop the
+//! frames Redis had already relayed before the failure: one publisher's messages arrive once
+//! and in order while Redis is up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::kv_sync::PendingKv;
+use super::link::{BACKOFF_MIN, Link, PUBLISHING, jitter, next_backoff, retryable};
+use super::queue::{Outbound, Receiver};
+use super::wire::{Channels, Frame, KIND_BINARY, KIND_KV_DELETE, KIND_KV_SET, KIND_TEXT};
+use crate::metrics::Metrics;
+
+/// A Redis that stops answering counts as down: reconnect rather than wait forever.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(super) struct Publisher {
+    pub client: redis::Client,
+    pub ch: Channels,
+    pub node: u64,
+    pub queue: Receiver,
+    pub metrics: Arc<Metrics>,
+    pub link: Arc<Link>,
+    pub pending_kv: Arc<PendingKv>,
+}
+
+impl Publisher {
+    /// Publishes until the queue's sending end is gone.
+    pub async fn run(mut self) {
+        let m = self.metrics.clone();
+        let mut backoff = BACKOFF_MIN;
+        let mut seq = 0u64;
+        let mut batch = Vec::new();
+        // A pipeline that failed, kept (with its sequence numbers) to be sent again.
+        let mut unsent: Option<(redis::Pipeline, u64)> = None;
+        loop {
+            let mut conn = match self.client.get_multiplexed_async_connection().await {
+                Ok(c) => {
+                    backoff = BACKOFF_MIN;
+                    self.link.set(PUBLISHING, true);
+                    c
+                }
+                Err(e) => {
+                    m.broker_errors.inc();
+                    tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "broker: cannot connect to Redis for publishing");
+                    tokio::select! {
+                        _ = tokio::time::sleep(jitter(backoff)) => {}
+                        _ = self.link.redis_back.notified() => {}
+                    }
+                    backoff = next_backoff(backoff);
+                    continue;
+                }
+            };
+            loop {
+                let (pipe, publishes) = match unsent.take() {
+                    Some(p) => p,
+                    None => {
+                        batch.clear();
+                        if !self.queue.next_batch(&mut batch).await {
+                            return; // the node is shutting down
+                        }
+                        pipeline(&batch, &self.ch, self.node, &mut seq)
+                    }
+                };
+                let sent = tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(&mut conn)).await;
+                match sent {
+                    Ok(Ok(())) => {
+                        m.broker_published.inc_by(publishes);
+                        self.answered(&batch);
+                    }
+                    // Redis answered, with an error (e.g. a key of another type): sending the
+                    // same commands again would fail the same way, so this batch is given up.
+                    Ok(Err(e)) if !retryable(&e) => {
+                        m.broker_errors.inc();
+                        tracing::warn!(error = %e, "broker: Redis refused a batch; it is dropped");
+                        self.answered(&batch);
+                    }
+                    failed => {
+                        m.broker_errors.inc();
+                        let error = failed.map_or_else(
+                            |_| "timed out".to_owned(),
+                            |r| r.err().map(|e| e.to_string()).unwrap_or_default(),
+                        );
+                        tracing::warn!(%error, "broker: publishing to Redis failed; reconnecting");
+                        self.link.set(PUBLISHING, false);
+                        unsent = Some((pipe, publishes)); // sent again once reconnected
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Redis has answered `batch`: it is no longer pending.
+    fn answered(&self, batch: &[Outbound]) {
+        self.metrics.broker_pending.dec_by(batch.len() as i64);
+        self.pending_kv.settle(batch);
+    }
+}
+
+/// One round trip's commands for `batch`, numbered from `seq`; and how many are room publishes.
+fn pipeline(batch: &[Outbound], ch: &Channels, node: u64, seq: &mut u64) -> (redis::Pipeline, u64) {
+    let mut pipe = redis::pipe();
+    let mut publishes = 0;
+    for out in batch {
+        *seq += 1;
+        match out {
+            Outbound::Publish { key, text, payload } => {
+                let kind = if *text { KIND_TEXT } else { KIND_BINARY };
+                let frame = Frame::encode(node, *seq, kind, &key.plugin, &key.name, payload);
+                pipe.cmd("PUBLISH").arg(&ch.rooms).arg(frame).ignore();
+                publishes += 1;
+            }
+            Outbound::Kv { plugin, key, value } => {
+                let hash = format!("{}{plugin}", ch.kv_prefix);
+                let kind = match value {
+                    Some(v) => {
+                        pipe.cmd("HSET").arg(&hash).arg(key).arg(v.as_ref()).ignore();
+                        KIND_KV_SET
+                    }
+                    None => {
+                        pipe.cmd("HDEL").arg(&hash).arg(key).ignore();
+                        KIND_KV_DELETE
+                    }
+                };
+                let frame = Frame::encode(node, *seq, kind, plugin, key, value.as_deref().unwrap_or_default());
+                pipe.cmd("PUBLISH").arg(&ch.kv).arg(frame).ignore();
+            }
+        }
+    }
+    (pipe, publishes)
+}

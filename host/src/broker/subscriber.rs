@@ -1,0 +1,154 @@
+//! The subscribed connection: receives what the other nodes publish and delivers it to this
+//! node's members and key/value stores, and only there (what comes from Redis is never sent
+//! out again). A node skips its own frames, and frames it has had already (a pipeline sent
+//! again after a failure), by the sender's sequence number. On every (re)connection, with a
+//! shared store, it reloads the store from Redis first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use super::kv_sync::{self, PendingKv};
+use super::link::{BACKOFF_MIN, Link, SUBSCRIBED, jitter, next_backoff};
+use super::wire::{Channels, Frame, KIND_BINARY, KIND_KV_DELETE, KIND_KV_SET, KIND_TEXT};
+use crate::hub::Outgoing;
+use crate::hub::{Hub, RoomKey};
+
+pub(super) struct Subscriber {
+    pub client: redis::Client,
+    pub ch: Channels,
+    pub node: u64,
+    pub shared_kv: bool,
+    pub hub: Arc<Hub>,
+    pub link: Arc<Link>,
+    pub pending_kv: Arc<PendingKv>,
+    pub seen: Seen,
+}
+
+impl Subscriber {
+    /// Subscribes, and subscribes again whenever the subscription ends, for ever.
+    pub async fn run(mut self) {
+        let m = self.hub.metrics.clone();
+        let mut backoff = BACKOFF_MIN;
+        let mut first = true;
+        loop {
+            match self.subscribe_once(&mut first, &mut backoff).await {
+                Ok(()) => tracing::warn!("broker: Redis subscription ended; reconnecting"),
+                Err(e) => {
+                    m.broker_errors.inc();
+                    // The step that failed and the underlying cause (the Redis error repeats its
+                    // own source in its message, so the full chain would say it twice).
+                    let (step, cause) = (e.to_string(), e.root_cause().to_string());
+                    let error = if step == cause { cause } else { format!("{step}: {cause}") };
+                    tracing::warn!(%error, retry_ms = backoff.as_millis() as u64, "broker: Redis subscription failed; reconnecting");
+                }
+            }
+            self.link.set(SUBSCRIBED, false);
+            tokio::time::sleep(jitter(backoff)).await;
+            backoff = next_backoff(backoff);
+        }
+    }
+
+    async fn subscribe_once(&mut self, first: &mut bool, backoff: &mut Duration) -> Result<()> {
+        let m = self.hub.metrics.clone();
+        let mut pubsub = self.client.get_async_pubsub().await.context("connecting")?;
+        pubsub.subscribe(&self.ch.rooms).await.context("subscribing")?;
+        if self.shared_kv {
+            pubsub.subscribe(&self.ch.kv).await.context("subscribing")?;
+            kv_sync::load(&self.client, &self.ch, &self.hub, &self.pending_kv)
+                .await
+                .context("loading the shared key/value store")?;
+        }
+        self.link.set(SUBSCRIBED, true);
+        if !std::mem::take(first) {
+            m.broker_reconnects.inc();
+            tracing::info!("broker: reconnected to Redis");
+        } else {
+            tracing::info!("broker: connected to Redis");
+        }
+        *backoff = BACKOFF_MIN;
+        let mut messages = pubsub.into_on_message();
+        while let Some(msg) = messages.next().await {
+            let payload: &[u8] = msg.get_payload_bytes();
+            if let Err(e) = self.deliver(payload) {
+                m.broker_errors.inc();
+                tracing::warn!(error = %e, "broker: ignoring a malformed message");
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a message from another node, on this node only.
+    fn deliver(&mut self, frame: &[u8]) -> Result<()> {
+        let f = Frame::decode(frame)?;
+        if f.node == self.node {
+            return Ok(()); // our own publish: local members already have it
+        }
+        if !self.seen.first_time(f.node, f.seq) {
+            return Ok(()); // sent again after a connection failure, but Redis had relayed it
+        }
+        let hub = &self.hub;
+        let plugin: Arc<str> = Arc::from(f.plugin);
+        match f.kind {
+            KIND_TEXT | KIND_BINARY => {
+                hub.metrics.broker_received.inc();
+                let payload = Bytes::copy_from_slice(f.payload);
+                let item = if f.kind == KIND_TEXT { Outgoing::Text(payload) } else { Outgoing::Binary(payload) };
+                hub.rooms.publish(&RoomKey::new(&plugin, f.name), &item, None);
+            }
+            KIND_KV_SET => {
+                let _ = hub.kv.set(&plugin, f.name, Bytes::copy_from_slice(f.payload));
+            }
+            KIND_KV_DELETE => {
+                hub.kv.delete(&plugin, f.name);
+            }
+            k => bail!("unknown message kind {k}"),
+        }
+        Ok(())
+    }
+}
+
+/// Nodes whose sequence numbers a node remembers (a cluster has a handful; node ids change on
+/// restart, so old ones pile up slowly and are forgotten all at once past this).
+const MAX_KNOWN_NODES: usize = 4096;
+
+/// The highest sequence number seen from every other node. The subscriber alone reads and
+/// writes it, so it needs no lock (and no lock can fail and let a frame through twice).
+#[derive(Default)]
+pub(super) struct Seen(HashMap<u64, u64>);
+
+impl Seen {
+    /// Whether `seq` is new from `node` (one node's frames arrive in order).
+    fn first_time(&mut self, node: u64, seq: u64) -> bool {
+        let seen = &mut self.0;
+        if seen.len() >= MAX_KNOWN_NODES && !seen.contains_key(&node) {
+            seen.clear();
+        }
+        let last = seen.entry(node).or_insert(0);
+        if seq <= *last {
+            return false;
+        }
+        *last = seq;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_sent_again_after_a_failure_is_delivered_once() {
+        let mut b = Seen::default();
+        assert!(b.first_time(7, 1));
+        assert!(b.first_time(7, 2));
+        assert!(!b.first_time(7, 2), "resent");
+        assert!(!b.first_time(7, 1), "resent");
+        assert!(b.first_time(8, 1), "another node counts on its own");
+        assert!(b.first_time(7, 3));
+    }
+}
