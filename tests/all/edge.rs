@@ -523,6 +523,20 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// Completes TLS, sends the start of an upgrade request and never its end (a WebSocket client
+/// cannot stall mid-request, so rustls directly); resolves to whatever the server answers.
+fn half_request(s: &TestServer) -> tokio::task::JoinHandle<String> {
+    let tls = rustls::ClientConnection::new(s.tls_client_config(), "localhost".try_into().unwrap()).unwrap();
+    let mut stream = rustls::StreamOwned::new(tls, std::net::TcpStream::connect(s.addr).unwrap());
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        stream.write_all(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n").unwrap();
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+}
+
 #[tokio::test]
 async fn handshake_timeouts_close_stalled_clients() {
     let s = Setup::new(
@@ -546,18 +560,7 @@ plugins = ["echo"]
     assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "the stalled TCP client was not dropped: {n:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
     // TLS done, but the HTTP request never completes: 408 after the WebSocket handshake timeout.
-    // (A WebSocket client cannot stall mid-request, so rustls directly.)
-    let tls = rustls::ClientConnection::new(s.tls_client_config(), "localhost".try_into().unwrap()).unwrap();
-    let mut stream = rustls::StreamOwned::new(tls, std::net::TcpStream::connect(s.addr).unwrap());
-    let reply = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        stream.write_all(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n").unwrap();
-        let mut out = Vec::new();
-        let _ = stream.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    })
-    .await
-    .unwrap();
+    let reply = half_request(&s).await.unwrap();
     assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
     let _ = tcp.shutdown().await;
 }
@@ -579,15 +582,7 @@ plugins = ["echo"]
     .await;
     // One socket that never starts TLS, one with TLS done but a request that never ends.
     let mut silent = TcpStream::connect(s.addr).await.unwrap();
-    let tls = rustls::ClientConnection::new(s.tls_client_config(), "localhost".try_into().unwrap()).unwrap();
-    let mut stream = rustls::StreamOwned::new(tls, std::net::TcpStream::connect(s.addr).unwrap());
-    let half_request = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        stream.write_all(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n").unwrap();
-        let mut out = Vec::new();
-        let _ = stream.read_to_end(&mut out);
-        out
-    });
+    let half_request = half_request(&s);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = tokio::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(5), s.shutdown()).await.expect("shutdown did not wait").unwrap();
@@ -596,5 +591,5 @@ plugins = ["echo"]
     let n = tokio::time::timeout(Duration::from_secs(2), tokio::io::AsyncReadExt::read(&mut silent, &mut buf)).await;
     assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "the silent socket is still open: {n:?}");
     let reply = tokio::time::timeout(Duration::from_secs(2), half_request).await.expect("still open").unwrap();
-    assert!(reply.is_empty(), "{}", String::from_utf8_lossy(&reply));
+    assert!(reply.is_empty(), "{reply}");
 }
