@@ -6,8 +6,17 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PLUGINS: &[&str] =
-    &["echo", "auth", "rooms", "test-probe", "test-probe-v2", "test-echo-v2", "test-hostile", "test-wrong-contract"];
+const PLUGINS: &[&str] = &[
+    "echo",
+    "auth",
+    "rooms",
+    "test-probe",
+    "test-probe-v2",
+    "test-echo-v2",
+    "test-hostile",
+    "test-wrong-contract",
+    "test-legacy-v0-1",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));

@@ -71,7 +71,8 @@ pub use request::{Identity, Request};
 
 /// The version of the WIT contract (`wasmsock:plugin`) this SDK builds plugins for.
 ///
-/// The host links plugins built for a semver-compatible contract (0.1.x with 0.1.y) and refuses
+/// The host links plugins built for a semver-compatible contract (0.2.x with 0.2.y), still serves
+/// plugins built for the older contracts it keeps (0.1.x), and refuses
 /// others at load time; logging this from a plugin helps when tracking down such a refusal.
 ///
 /// ```
@@ -79,7 +80,7 @@ pub use request::{Identity, Request};
 /// wasmsock_sdk::info!("built for wasmsock:plugin@{}", wasmsock_sdk::CONTRACT_VERSION);
 /// # assert_eq!(host.logs()[0].1, format!("built for wasmsock:plugin@{}", wasmsock_sdk::CONTRACT_VERSION));
 /// ```
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// A setting of this plugin from the host configuration (`[plugins.<name>.config]`), including
 /// secrets the host resolved from environment variables. `None` when unset.

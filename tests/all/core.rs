@@ -167,7 +167,7 @@ async fn corrupt_or_foreign_wasm_leaves_the_old_version_serving() {
     }
     match s.install("echo", "wrong-contract").await {
         LoadOutcome::Failed { error, .. } => {
-            assert!(error.contains("0.2.0") && error.contains("0.1.0"), "{error}");
+            assert!(error.contains("0.9.0") && error.contains("0.2.0"), "{error}");
         }
         other => panic!("expected a failed load, got {other:?}"),
     }

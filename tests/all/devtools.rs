@@ -87,8 +87,8 @@ fn check_accepts_good_plugins_and_explains_bad_ones() {
     assert!(ok, "{out}");
     for expected in [
         "plugin:    echo",
-        "contract:  wasmsock:plugin@0.1.0",
-        "wasmsock:plugin/handler@0.1.0",
+        "contract:  wasmsock:plugin@0.2.0",
+        "wasmsock:plugin/handler@0.2.0",
         "wasi:cli/stdout",
         "ok: compatible",
     ] {
@@ -102,7 +102,7 @@ fn check_accepts_good_plugins_and_explains_bad_ones() {
     let (ok, out) = run(Command::new(BIN).arg("check").arg(wasm("wrong-contract")));
     assert!(!ok);
     assert!(
-        out.contains("built for contract wasmsock:plugin@0.2.0") && out.contains("speaks wasmsock:plugin@0.1.0"),
+        out.contains("built for contract wasmsock:plugin@0.9.0") && out.contains("speaks wasmsock:plugin@0.2.0"),
         "{out}"
     );
 

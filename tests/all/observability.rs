@@ -87,7 +87,7 @@ async fn health_readiness_and_the_plugin_listing() {
     let echo = s.plugin_listing("echo").await;
     assert_eq!(echo["loaded"], true);
     assert_eq!(echo["hash"].as_str().unwrap().len(), 16);
-    assert_eq!(echo["contract"], "0.1.0");
+    assert_eq!(echo["contract"], "0.2.0");
     assert_eq!(echo["routes"], serde_json::json!(["/echo"]));
     assert!(echo["calls"].as_u64().unwrap() >= 1);
     assert_eq!(echo["errors"], 0);

@@ -61,7 +61,7 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr,
         let limits = &ctx.settings.server;
         let ended = session::run(&mut t, &conn, &route, &ctx.hub.metrics, &leftover, limits.close_timeout).await;
         respond::finish(&mut t).await;
-        registration.end(ended);
+        registration.finish(ended).await;
     }
     .instrument(span)
     .await

@@ -5,23 +5,32 @@
 //! One task per connection does everything. It owns no read buffer (plaintext goes straight
 //! from rustls into the decoder) and its write batch is empty between bursts, so an idle
 //! connection costs only its small state.
+//!
+//! Messages are handled one at a time, in order. A plugin call that does not finish at once
+//! (it moved to the slow lane, or waits) stays in flight while the loop goes on writing what
+//! others queue for this connection; reading resumes, and the next event is handled, once it
+//! is done.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
 use super::close::{CloseState, Ended, Initiator};
-use super::dispatch::{self, Received};
+use super::dispatch::{self, Handling};
 use super::inbound::Inbound;
 use super::writer::{Writer, Written};
 use crate::clock::coarse_ms;
 use crate::hub::{ConnShared, Kill};
 use crate::metrics::Metrics;
+use crate::plugin::Message;
 use crate::router::Route;
 use crate::transport::{ReadError, ReadStatus, Socket, Transport};
+use crate::ws::{Event, WsError};
 
 /// Plaintext processed per wakeup before yielding to other connections.
 const READ_BUDGET: usize = 256 << 10;
@@ -31,6 +40,7 @@ enum Wake {
     Readable,
     Writable,
     Queue,
+    Handled,
     CloseTimeout,
     Failed(std::io::Error),
 }
@@ -39,7 +49,7 @@ enum Wake {
 pub(crate) async fn run<S: Socket>(
     t: &mut Transport<S>,
     conn: &Arc<ConnShared>,
-    route: &Route,
+    route: &Arc<Route>,
     metrics: &Metrics,
     leftover: &[u8],
     close_timeout: Duration,
@@ -52,13 +62,16 @@ pub(crate) async fn run<S: Socket>(
         inbound: Inbound::new(limits.max_frame_size, limits.max_message_size),
         close: CloseState::Open,
         writer: Writer::default(),
+        input: VecDeque::new(),
+        handling: None,
         violated: false,
         eof: false,
     };
     if !leftover.is_empty() {
         s.conn.begin_busy();
         s.inbound.decode(leftover);
-        s.handle_input();
+        s.take_input();
+        s.handle_events().await;
     }
     let mut close_timer: Option<Pin<Box<Sleep>>> = None;
     loop {
@@ -79,9 +92,13 @@ pub(crate) async fn run<S: Socket>(
         if s.close.ours_out() && close_timer.is_none() {
             close_timer = Some(Box::pin(tokio::time::sleep_until(Instant::now() + close_timeout)));
         }
-        let reading = !s.eof && s.close.reading();
+        // Nothing more is read while a message is being handled: the peer waits (TCP pushes
+        // back) and its messages stay in order.
+        let reading = !s.eof && s.close.reading() && s.handling.is_none();
+        let handling = &mut s.handling;
         let wake = tokio::select! {
             r = t.readable(), if reading => r.map_or_else(Wake::Failed, |_| Wake::Readable),
+            _ = async { handling.as_mut().expect("guarded").await }, if handling.is_some() => Wake::Handled,
             r = t.writable(), if !flushed => r.map_or_else(Wake::Failed, |_| Wake::Writable),
             _ = conn.woken() => Wake::Queue,
             _ = async { close_timer.as_mut().expect("guarded").await }, if close_timer.is_some() => Wake::CloseTimeout,
@@ -93,7 +110,8 @@ pub(crate) async fn run<S: Socket>(
                     s.inbound.decode(chunk);
                     Ok::<(), std::convert::Infallible>(())
                 });
-                s.handle_input();
+                s.take_input();
+                s.handle_events().await;
                 match status {
                     Ok(ReadStatus::WouldBlock) => {}
                     // Let other connections run; the loop then writes replies, notices kills
@@ -105,6 +123,11 @@ pub(crate) async fn run<S: Socket>(
                 }
             }
             Wake::Writable | Wake::Queue => {}
+            Wake::Handled => {
+                s.handling = None;
+                conn.begin_busy();
+                s.handle_events().await;
+            }
             Wake::CloseTimeout => {
                 conn.kill(Kill::CloseTimeout);
                 return match s.close.ours() {
@@ -119,34 +142,73 @@ pub(crate) async fn run<S: Socket>(
 
 struct Session<'a> {
     conn: &'a Arc<ConnShared>,
-    route: &'a Route,
+    route: &'a Arc<Route>,
     metrics: &'a Metrics,
     inbound: Inbound,
     close: CloseState,
     writer: Writer,
+    /// What reads brought and is not yet handled, in order.
+    input: VecDeque<Input>,
+    /// The message being handled, when its plugin calls did not finish at once.
+    handling: Option<Handling>,
     /// The peer broke the protocol: our close answers it, and its reply is not awaited.
     violated: bool,
     eof: bool,
 }
 
+/// One thing a read brought: an event, or the protocol violation that ended the peer's stream.
+enum Input {
+    Event(Event),
+    Violation(WsError),
+}
+
 impl Session<'_> {
-    /// Handles what the last read decoded, outside any transport borrow: the events in order,
-    /// then the protocol violation that ended them, if any.
-    fn handle_input(&mut self) {
-        let conn = self.conn;
-        conn.activity.last_rx.store(coarse_ms(), Relaxed);
+    /// Takes what the last read decoded (outside any transport borrow), in order.
+    fn take_input(&mut self) {
+        self.conn.activity.last_rx.store(coarse_ms(), Relaxed);
         let (events, violation) = self.inbound.take();
-        if !events.is_empty() {
-            let received = dispatch::events(conn, self.route, events, &mut self.close);
-            self.count_in(received);
+        self.input.extend(events.into_iter().map(Input::Event));
+        self.input.extend(violation.map(Input::Violation));
+    }
+
+    /// Handles input in order until it is all handled or a message is still being handled.
+    /// A message's plugin calls get one poll here, so the usual call, which does not wait,
+    /// finishes without leaving this loop.
+    async fn handle_events(&mut self) {
+        let (mut msgs, mut bytes) = (0u64, 0u64);
+        while self.handling.is_none() {
+            let Some(input) = self.input.pop_front() else { break };
+            let msg = match input {
+                Input::Event(Event::Text(text)) => Message::Text(text),
+                Input::Event(Event::Binary(data)) => Message::Binary(data),
+                Input::Event(Event::Ping(payload)) => {
+                    dispatch::ping(self.conn, payload);
+                    continue;
+                }
+                Input::Event(Event::Pong(_)) => continue,
+                Input::Event(Event::Close(frame)) => {
+                    dispatch::peer_close(self.conn, &mut self.close, frame);
+                    continue;
+                }
+                Input::Violation(e) => {
+                    tracing::debug!(conn = self.conn.id, error = %e, "peer violated the protocol");
+                    self.violated = true;
+                    self.close.peer_violated();
+                    // Replies to the messages before the violation went out first.
+                    self.conn.close(e.close_code(), &e.to_string());
+                    continue;
+                }
+            };
+            msgs += 1;
+            bytes += crate::plugin::message_len(&msg) as u64;
+            if let Some(mut handling) = dispatch::message(self.conn, self.route, &self.close, msg) {
+                let done = std::future::poll_fn(|cx| Poll::Ready(handling.as_mut().poll(cx).is_ready())).await;
+                if !done {
+                    self.handling = Some(handling);
+                }
+            }
         }
-        if let Some(e) = violation {
-            tracing::debug!(conn = conn.id, error = %e, "peer violated the protocol");
-            // Replies to the messages before the violation still go out, then the close.
-            self.violated = true;
-            self.close.peer_violated();
-            conn.close(e.close_code(), &e.to_string());
-        }
+        self.count_in(msgs, bytes);
     }
 
     /// Writes what is queued; true when everything is out.
@@ -162,15 +224,15 @@ impl Session<'_> {
         Ok(w.flushed)
     }
 
-    fn count_in(&self, r: Received) {
-        if r.msgs == 0 {
+    fn count_in(&self, msgs: u64, bytes: u64) {
+        if msgs == 0 {
             return;
         }
         let stats = &self.conn.stats;
-        stats.msgs_in.fetch_add(r.msgs, Relaxed);
-        stats.bytes_in.fetch_add(r.bytes, Relaxed);
-        self.metrics.messages_in.inc_by(r.msgs);
-        self.metrics.bytes_in.inc_by(r.bytes);
+        stats.msgs_in.fetch_add(msgs, Relaxed);
+        stats.bytes_in.fetch_add(bytes, Relaxed);
+        self.metrics.messages_in.inc_by(msgs);
+        self.metrics.bytes_in.inc_by(bytes);
     }
 
     fn count_out(&self, w: &Written) {
@@ -209,7 +271,8 @@ mod tests {
         )
         .expect("settings");
         let route_settings = Arc::new(settings.routes[0].clone());
-        let route = Route { settings: route_settings.clone(), chain: Vec::new(), builtin: route_settings.builtin };
+        let route =
+            Arc::new(Route { settings: route_settings.clone(), chain: Vec::new(), builtin: route_settings.builtin });
         let metrics = Arc::new(Metrics::new());
         let addr = "127.0.0.1:9".parse().expect("addr");
         let conn = Arc::new(ConnShared::new(1, route_settings, addr, metrics.outbox_drops.clone()));

@@ -10,7 +10,7 @@ use super::registration::Registration;
 use super::respond::{Refusal, write_all};
 use crate::ctx::ServerCtx;
 use crate::http::{self, HttpRequest};
-use crate::hub::{ConnShared, Identity};
+use crate::hub::ConnShared;
 use crate::origin::OriginVerdict;
 use crate::plugin::{self, CallError, Connect};
 use crate::router::Route;
@@ -55,12 +55,12 @@ pub(crate) async fn upgrade<S: Socket>(
     }
 
     let conn = ConnShared::new(ctx.hub.next_id(), route.settings.clone(), peer, ctx.hub.metrics.outbox_drops.clone());
-    let mut registration = Registration::new(&ctx.hub, route, conn);
+    let mut registration = Registration::new(&ctx.hub, ctx.tasks.enter(), route, conn);
     tracing::Span::current().record("id", registration.conn().id);
-    let protocol = match on_connect(&mut registration, route, req, t.client_cert_subject()) {
+    let protocol = match on_connect(&mut registration, route, req, t.client_cert_subject()).await {
         Ok(p) => p,
         Err(r) => {
-            registration.end(Ended::abnormal("handshake rejected", Initiator::Server));
+            registration.finish(Ended::abnormal("handshake rejected", Initiator::Server)).await;
             return Err(r.into());
         }
     };
@@ -68,7 +68,7 @@ pub(crate) async fn upgrade<S: Socket>(
     let written = tokio::time::timeout(limits.ws_handshake_timeout, write_all(t, &response)).await;
     if let Err(e) = written.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())) {
         tracing::debug!(error = %e, "could not send the 101 response");
-        registration.end(Ended::abnormal("upgrade response failed", Initiator::Nobody));
+        registration.finish(Ended::abnormal("upgrade response failed", Initiator::Nobody)).await;
         return Err(NotUpgraded::Gone);
     }
     registration.establish(admitted);
@@ -115,7 +115,7 @@ fn valid_key(key: &str) -> bool {
 /// Runs `on-connect` along the chain, recording each plugin that sees the connection open (it
 /// accepted, or failed and was bypassed: either way it is owed `on-close`). Returns the
 /// subprotocol to answer with, or the refusal.
-fn on_connect(
+async fn on_connect(
     registration: &mut Registration,
     route: &Route,
     req: &HttpRequest,
@@ -133,21 +133,21 @@ fn on_connect(
     };
     let mut protocol = None;
     for slot in &route.chain {
-        match slot.on_connect(&conn, &wit_req) {
-            Ok(Connect::Accept(a)) => {
+        match slot.on_connect(&conn, wit_req.clone()).await {
+            Ok(Connect::Accept { identity, protocol: chosen }) => {
                 registration.owe_close();
-                if let Some(id) = a.identity {
-                    conn.set_identity(Identity { id: id.id.clone(), claims: id.claims.clone() });
+                if let Some(id) = identity {
+                    conn.set_identity(id.clone());
                     tracing::Span::current().record("user", id.id.as_str());
                     wit_req.identity = Some(id);
                 }
-                if a.protocol.is_some() {
-                    protocol = a.protocol;
+                if chosen.is_some() {
+                    protocol = chosen;
                 }
             }
-            Ok(Connect::Reject(r)) => {
-                let status = if (400..=599).contains(&r.status) { r.status } else { 403 };
-                let reason = sanitize_reason(&r.reason);
+            Ok(Connect::Reject { status, reason }) => {
+                let status = if (400..=599).contains(&status) { status } else { 403 };
+                let reason = sanitize_reason(&reason);
                 tracing::debug!(plugin = slot.name(), status, reason = %reason, "plugin rejected the connection");
                 return Err(Refusal::new(status, "plugin_rejected", reason));
             }

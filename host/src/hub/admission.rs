@@ -48,10 +48,6 @@ impl Admission {
         self.total.fetch_add(1, Relaxed);
         Ok(AdmitGuard { admission: self.clone(), ip })
     }
-
-    pub fn current(&self) -> usize {
-        self.total.load(Relaxed)
-    }
 }
 
 impl Drop for AdmitGuard {

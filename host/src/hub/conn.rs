@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
-use std::time::SystemTime;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -98,7 +97,6 @@ pub struct ConnShared {
     /// The route's settings (its limits, and which plugins may address the connection).
     pub route: Arc<RouteSettings>,
     pub remote: SocketAddr,
-    pub opened_at: SystemTime,
     identity: Mutex<Option<Arc<Identity>>>,
     out: Mutex<Outbox>,
     wake: Notify,
@@ -134,7 +132,6 @@ impl ConnShared {
             out: Mutex::new(Outbox::new(limits.outbox_messages, limits.outbox_bytes)),
             route,
             remote,
-            opened_at: SystemTime::now(),
             identity: Mutex::new(None),
             wake: Notify::new(),
             kill: AtomicU8::new(0),

@@ -61,9 +61,4 @@ impl Kv {
         }
         was
     }
-
-    /// Number of keys a plugin holds.
-    pub fn len(&self, plugin: &str) -> usize {
-        self.spaces.lock().get(plugin).map_or(0, |s| s.len())
-    }
 }

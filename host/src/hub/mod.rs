@@ -92,19 +92,6 @@ impl Hub {
         self.shards.iter().map(|s| s.read().len()).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Every registered connection (a snapshot, so no lock is held while the caller works).
-    pub fn snapshot(&self) -> Vec<Arc<ConnShared>> {
-        let mut all = Vec::with_capacity(self.len());
-        for shard in &self.shards {
-            all.extend(shard.read().values().cloned());
-        }
-        all
-    }
-
     /// Calls `f` for each connection, one shard at a time.
     pub fn for_each(&self, mut f: impl FnMut(&Arc<ConnShared>)) {
         for shard in &self.shards {

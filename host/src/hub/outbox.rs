@@ -24,10 +24,6 @@ impl Outgoing {
             Outgoing::Close(_, r) => r.len(),
         }
     }
-
-    pub fn is_data(&self) -> bool {
-        matches!(self, Outgoing::Text(_) | Outgoing::Binary(_))
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,10 @@ use wasmtime::component::Component;
 /// The WIT package of the contract.
 pub const CONTRACT_PACKAGE: &str = "wasmsock:plugin";
 /// The contract version this host implements (from `wit/wasmsock.wit`).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
+/// Every contract version this host serves: the current one, and the older ones kept in
+/// `wit/v<version>/` so that plugins built against them keep working.
+pub const SERVED_VERSIONS: &[&str] = &[CONTRACT_VERSION, "0.1.0"];
 
 /// Interfaces the host provides; a plugin importing anything else loads, but those calls trap.
 const PROVIDED: &[&str] =
@@ -35,7 +38,7 @@ pub fn inspect(engine: &Engine, component: &Component) -> ComponentSummary {
 }
 
 /// Semver compatibility as the component model links it: same major, and for 0.x the same minor.
-fn compatible(a: &str, b: &str) -> bool {
+pub(crate) fn compatible(a: &str, b: &str) -> bool {
     let parse = |v: &str| -> Option<(u64, u64)> {
         let mut it = v.split(['.', '-', '+']);
         Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
@@ -61,15 +64,17 @@ impl ComponentSummary {
                 if self.exports.is_empty() { "none".into() } else { self.exports.join(", ") }
             );
         };
-        if !compatible(version, ours) {
+        let served = |v: &str| SERVED_VERSIONS.iter().any(|s| compatible(v, s));
+        if !served(version) {
             bail!(
-                "built for contract {CONTRACT_PACKAGE}@{version}, but this host speaks {CONTRACT_PACKAGE}@{ours}; \
-                 rebuild the plugin with wasmsock-sdk {ours} (or run a wasmsock that speaks {version})"
+                "built for contract {CONTRACT_PACKAGE}@{version}, but this host speaks {CONTRACT_PACKAGE}@{ours} \
+                 (and serves {}); rebuild the plugin with wasmsock-sdk {ours} (or run a wasmsock that speaks {version})",
+                SERVED_VERSIONS.join(", ")
             );
         }
         for import in &self.imports {
             if let Some(v) = import.strip_prefix("wasmsock:plugin/").and_then(|r| r.split_once('@')).map(|(_, v)| v)
-                && !compatible(v, ours)
+                && !compatible(v, version)
             {
                 bail!(
                     "imports {import}, but this host speaks {CONTRACT_PACKAGE}@{ours}; rebuild it with wasmsock-sdk {ours}"
@@ -90,13 +95,15 @@ mod tests {
         assert!(!compatible("0.2.0", "0.1.0"));
         assert!(compatible("1.2.0", "1.0.0"));
         assert!(!compatible("2.0.0", "1.0.0"));
-        let s = ComponentSummary {
-            imports: vec![],
-            exports: vec!["wasmsock:plugin/handler@0.2.0".into()],
-            contract: Some("0.2.0".into()),
+        let built_for = |v: &str| ComponentSummary {
+            imports: vec![format!("wasmsock:plugin/host@{v}")],
+            exports: vec![format!("wasmsock:plugin/handler@{v}")],
+            contract: Some(v.into()),
         };
-        let e = s.check().unwrap_err().to_string();
-        assert!(e.contains("0.2.0") && e.contains("0.1.0"), "{e}");
+        assert!(built_for("0.1.0").check().is_ok(), "an older contract this host still serves");
+        assert!(built_for("0.2.3").check().is_ok());
+        let e = built_for("0.9.0").check().unwrap_err().to_string();
+        assert!(e.contains("0.9.0") && e.contains(CONTRACT_VERSION), "{e}");
         let s = ComponentSummary { imports: vec![], exports: vec!["wasi:cli/run@0.2.0".into()], contract: None };
         assert!(s.check().unwrap_err().to_string().contains("not a wasmsock plugin"));
     }

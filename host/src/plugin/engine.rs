@@ -10,7 +10,8 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceType};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
-use super::bindings::Plugin;
+use super::bindings::{v0_1, v0_2};
+use super::lanes::Lanes;
 use super::state::StoreState;
 use super::wasi;
 use crate::config::EngineSettings;
@@ -20,6 +21,8 @@ use crate::config::defaults::engine::MAX_TABLE_ELEMENTS;
 /// epoch (joined on drop).
 pub struct Runtime {
     pub engine: Engine,
+    /// Where long calls finish (see `lanes`).
+    pub(crate) lanes: Arc<Lanes>,
     linker: Linker<StoreState>,
     pub tick: Duration,
     stop: Arc<AtomicBool>,
@@ -33,6 +36,8 @@ impl Runtime {
             .epoch_interruption(true)
             .cranelift_opt_level(OptLevel::Speed)
             .max_wasm_stack(512 << 10)
+            // Calls run on fibers: a stack per running call, reused by the instance's store.
+            .async_stack_size(1 << 20)
             .memory_init_cow(true);
 
         // Pooled slots make (re)instantiation after a trap or reload a few microseconds, and
@@ -49,16 +54,22 @@ impl Runtime {
             .max_core_instances_per_component(16)
             .max_memory_size(settings.max_memory)
             .table_elements(MAX_TABLE_ELEMENTS)
-            .total_stacks(0)
+            .total_stacks(n)
             .max_unused_warm_slots(n.min(64));
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&cfg).map_err(anyhow::Error::from).context("creating the wasm engine")?;
 
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
-        Plugin::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)
+        // Every contract version this host serves, each under its own versioned name.
+        v0_1::Plugin::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)
-            .context("linking the wasmsock host interface")?;
+            .context("linking the wasmsock host interface 0.1")?;
+        v0_2::Plugin::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)
+            .context("linking the wasmsock host interface 0.2")?;
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let lanes = Arc::new(Lanes::new(threads)?);
 
         let stop = Arc::new(AtomicBool::new(false));
         let ticker = {
@@ -76,7 +87,7 @@ impl Runtime {
                 })
                 .context("starting the epoch thread")?
         };
-        Ok(Runtime { engine, linker, tick: settings.epoch_tick, stop, ticker: Some(ticker) })
+        Ok(Runtime { engine, lanes, linker, tick: settings.epoch_tick, stop, ticker: Some(ticker) })
     }
 
     /// Compiles a component (CPU-heavy: call it off the async runtime).

@@ -1,12 +1,14 @@
 //! The `host` interface plugins import. Every call is checked: a plugin addresses only
 //! connections of routes it serves, and sizes and counts are bounded.
+//!
+//! The calls are written once, on host types, as methods of [`StoreState`]; each contract
+//! version's generated `Host` trait is implemented by converting at the edge (`contract_host!`).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::bindings::wasmsock::plugin::{host, types};
-use super::bindings::{ErrorCode, Identity, LogLevel, Message};
+use super::bindings::{ErrorCode, Identity, LogLevel, Message, v0_1, v0_2};
 use super::state::StoreState;
 use crate::hub::{ConnShared, JoinError, KvError, Outgoing, PushError, RoomKey};
 use crate::ws::CloseCode;
@@ -16,8 +18,6 @@ const MAX_MEMBERS_LISTED: u32 = 10_000;
 /// Most log lines one call may write, and the longest line kept.
 const MAX_LOG_LINES: u32 = 100;
 const MAX_LOG_LINE: usize = 2048;
-
-impl types::Host for StoreState {}
 
 impl StoreState {
     /// The connection `id`, if this plugin may address it.
@@ -61,7 +61,7 @@ pub(crate) fn outgoing(msg: Message) -> Outgoing {
     }
 }
 
-pub(super) fn message_len(msg: &Message) -> usize {
+pub(crate) fn message_len(msg: &Message) -> usize {
     match msg {
         Message::Text(t) => t.len(),
         Message::Binary(b) => b.len(),
@@ -75,8 +75,9 @@ fn push_error(e: PushError) -> ErrorCode {
     }
 }
 
-impl host::Host for StoreState {
-    fn send(&mut self, conn: u64, msg: Message) -> Result<(), ErrorCode> {
+/// The host calls, on host types.
+impl StoreState {
+    pub(super) fn send(&mut self, conn: u64, msg: Message) -> Result<(), ErrorCode> {
         let target = self.target(conn)?;
         let len = message_len(&msg);
         if len > target.route.limits.max_message_size {
@@ -86,7 +87,7 @@ impl host::Host for StoreState {
         target.send(outgoing(msg)).map_err(push_error)
     }
 
-    fn close(&mut self, conn: u64, code: u16, reason: String) -> Result<(), ErrorCode> {
+    pub(super) fn close(&mut self, conn: u64, code: u16, reason: String) -> Result<(), ErrorCode> {
         let code = CloseCode::from_wire(code).ok_or(ErrorCode::InvalidArgument)?;
         if reason.len() > 123 {
             return Err(ErrorCode::InvalidArgument);
@@ -96,16 +97,16 @@ impl host::Host for StoreState {
         Ok(())
     }
 
-    fn identity_of(&mut self, conn: u64) -> Option<Identity> {
+    pub(super) fn identity_of(&mut self, conn: u64) -> Option<Identity> {
         let target = self.target(conn).ok()?;
         target.identity().map(|i| Identity { id: i.id.clone(), claims: i.claims.clone() })
     }
 
-    fn attachment(&mut self, conn: u64) -> Option<Vec<u8>> {
+    pub(super) fn attachment(&mut self, conn: u64) -> Option<Vec<u8>> {
         self.target(conn).ok()?.attachment(&self.env.name)
     }
 
-    fn set_attachment(&mut self, conn: u64, data: Vec<u8>) -> Result<(), ErrorCode> {
+    pub(super) fn set_attachment(&mut self, conn: u64, data: Vec<u8>) -> Result<(), ErrorCode> {
         if data.len() > self.env.host_limits.max_attachment {
             return Err(ErrorCode::TooLarge);
         }
@@ -117,7 +118,7 @@ impl host::Host for StoreState {
         Ok(())
     }
 
-    fn join(&mut self, conn: u64, room: String) -> Result<(), ErrorCode> {
+    pub(super) fn join(&mut self, conn: u64, room: String) -> Result<(), ErrorCode> {
         let key = self.room(&room)?;
         let target = self.target(conn)?;
         self.env.hub.join(&target, key, self.env.host_limits.max_rooms_per_connection).map_err(|e| match e {
@@ -126,14 +127,14 @@ impl host::Host for StoreState {
         })
     }
 
-    fn leave(&mut self, conn: u64, room: String) -> bool {
+    pub(super) fn leave(&mut self, conn: u64, room: String) -> bool {
         let (Ok(key), Ok(target)) = (self.room(&room), self.target(conn)) else {
             return false;
         };
         self.env.hub.leave(&target, &key)
     }
 
-    fn rooms(&mut self, conn: u64) -> Vec<String> {
+    pub(super) fn rooms(&mut self, conn: u64) -> Vec<String> {
         let Ok(target) = self.target(conn) else {
             return Vec::new();
         };
@@ -141,30 +142,30 @@ impl host::Host for StoreState {
         data.rooms.iter().filter(|k| k.plugin == self.env.name).map(|k| k.name.to_string()).collect()
     }
 
-    fn publish(&mut self, room: String, msg: Message, except: Option<u64>) -> Result<u32, ErrorCode> {
+    pub(super) fn publish(&mut self, room: String, msg: Message, except: Option<u64>) -> Result<u32, ErrorCode> {
         let key = self.room(&room)?;
         let len = message_len(&msg);
         self.charge(len)?;
         Ok(self.env.hub.publish(&key, &outgoing(msg), except).queued)
     }
 
-    fn members(&mut self, room: String, limit: u32) -> Vec<u64> {
+    pub(super) fn members(&mut self, room: String, limit: u32) -> Vec<u64> {
         let Ok(key) = self.room(&room) else {
             return Vec::new();
         };
         self.env.hub.rooms.members(&key, limit.min(MAX_MEMBERS_LISTED) as usize)
     }
 
-    fn member_count(&mut self, room: String) -> u32 {
+    pub(super) fn member_count(&mut self, room: String) -> u32 {
         let Ok(key) = self.room(&room) else { return 0 };
         self.env.hub.rooms.count(&key) as u32
     }
 
-    fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
+    pub(super) fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
         self.env.hub.kv.get(&self.env.name, &key).map(|b| b.to_vec())
     }
 
-    fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), ErrorCode> {
+    pub(super) fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), ErrorCode> {
         self.env.hub.kv_set(&self.env.name, &key, Bytes::from(value)).map_err(|e| match e {
             KvError::InvalidKey => ErrorCode::InvalidArgument,
             KvError::TooLarge => ErrorCode::TooLarge,
@@ -172,15 +173,15 @@ impl host::Host for StoreState {
         })
     }
 
-    fn kv_delete(&mut self, key: String) -> bool {
+    pub(super) fn kv_delete(&mut self, key: String) -> bool {
         self.env.hub.kv_delete(&self.env.name, &key)
     }
 
-    fn config(&mut self, key: String) -> Option<String> {
+    pub(super) fn config(&mut self, key: String) -> Option<String> {
         self.env.config.get(&key).cloned()
     }
 
-    fn log(&mut self, level: LogLevel, message: String) {
+    pub(super) fn log(&mut self, level: LogLevel, message: String) {
         self.call.logs += 1;
         if self.call.logs > MAX_LOG_LINES {
             return;
@@ -201,3 +202,82 @@ impl host::Host for StoreState {
         }
     }
 }
+
+/// Implements one contract version's `host` interface by converting to the calls above.
+macro_rules! contract_host {
+    ($v:ident) => {
+        impl $v::wasmsock::plugin::types::Host for StoreState {}
+
+        impl $v::wasmsock::plugin::host::Host for StoreState {
+            fn send(
+                &mut self,
+                conn: u64,
+                msg: $v::wasmsock::plugin::types::Message,
+            ) -> Result<(), $v::wasmsock::plugin::types::ErrorCode> {
+                StoreState::send(self, conn, msg.into()).map_err(Into::into)
+            }
+            fn close(
+                &mut self,
+                conn: u64,
+                code: u16,
+                reason: String,
+            ) -> Result<(), $v::wasmsock::plugin::types::ErrorCode> {
+                StoreState::close(self, conn, code, reason).map_err(Into::into)
+            }
+            fn identity_of(&mut self, conn: u64) -> Option<$v::wasmsock::plugin::types::Identity> {
+                StoreState::identity_of(self, conn).map(Into::into)
+            }
+            fn attachment(&mut self, conn: u64) -> Option<Vec<u8>> {
+                StoreState::attachment(self, conn)
+            }
+            fn set_attachment(
+                &mut self,
+                conn: u64,
+                data: Vec<u8>,
+            ) -> Result<(), $v::wasmsock::plugin::types::ErrorCode> {
+                StoreState::set_attachment(self, conn, data).map_err(Into::into)
+            }
+            fn join(&mut self, conn: u64, room: String) -> Result<(), $v::wasmsock::plugin::types::ErrorCode> {
+                StoreState::join(self, conn, room).map_err(Into::into)
+            }
+            fn leave(&mut self, conn: u64, room: String) -> bool {
+                StoreState::leave(self, conn, room)
+            }
+            fn rooms(&mut self, conn: u64) -> Vec<String> {
+                StoreState::rooms(self, conn)
+            }
+            fn publish(
+                &mut self,
+                room: String,
+                msg: $v::wasmsock::plugin::types::Message,
+                except: Option<u64>,
+            ) -> Result<u32, $v::wasmsock::plugin::types::ErrorCode> {
+                StoreState::publish(self, room, msg.into(), except).map_err(Into::into)
+            }
+            fn members(&mut self, room: String, limit: u32) -> Vec<u64> {
+                StoreState::members(self, room, limit)
+            }
+            fn member_count(&mut self, room: String) -> u32 {
+                StoreState::member_count(self, room)
+            }
+            fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
+                StoreState::kv_get(self, key)
+            }
+            fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), $v::wasmsock::plugin::types::ErrorCode> {
+                StoreState::kv_set(self, key, value).map_err(Into::into)
+            }
+            fn kv_delete(&mut self, key: String) -> bool {
+                StoreState::kv_delete(self, key)
+            }
+            fn config(&mut self, key: String) -> Option<String> {
+                StoreState::config(self, key)
+            }
+            fn log(&mut self, level: $v::wasmsock::plugin::types::LogLevel, message: String) {
+                StoreState::log(self, level.into(), message)
+            }
+        }
+    };
+}
+
+contract_host!(v0_1);
+contract_host!(v0_2);

@@ -1,25 +1,37 @@
 //! One loaded version of a plugin: its pre-linked component and a pool of warm instances.
 //!
 //! Instances are reused across connections and calls (an idle connection costs no wasm
-//! memory). A call takes an instance from the pool, runs under the plugin's CPU deadline, and
+//! memory). A call takes an instance from the pool, runs under the plugin's deadline, and
 //! returns it; an instance that trapped is dropped and the next call gets a fresh one.
+//!
+//! Calls are async: wasm runs on a fiber. The deadline counts epoch ticks of the call's own
+//! execution (a call that waits, later on the network, does not use it up), and a call that
+//! runs past a short slice moves to the slow lane ([`super::lanes`]) so it cannot hold up the
+//! I/O threads.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Instant, SystemTime};
 
 use parking_lot::Mutex;
 use thiserror::Error;
+use tracing::Instrument;
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::{Connect, Flow, Message, Plugin, PluginPre, Request};
+use super::bindings::{Connect, Flow, Message, Request, v0_1, v0_2};
+use super::lanes::Lanes;
 use super::state::{CallCtx, Limiter, PluginEnv, StoreState};
 use super::wasi::{self, Capture};
 use crate::hub::ConnShared;
 use crate::ws::CloseCode;
 
-/// The plugin exports, for metrics and logs.
+/// The plugin exports, for metrics and logs (named as in the contract: `on-...`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)]
 pub enum Export {
     OnConnect = 0,
     OnMessage = 1,
@@ -67,9 +79,32 @@ impl CallError {
     }
 }
 
+/// A component pre-linked for the contract version it was built for.
+pub(crate) enum Pre {
+    V0_1(v0_1::PluginPre<StoreState>),
+    V0_2(v0_2::PluginPre<StoreState>),
+}
+
+/// An instance's exports, in the contract version it was built for.
+enum Api {
+    V0_1(v0_1::Plugin),
+    V0_2(v0_2::Plugin),
+}
+
+/// Runs `$body` with `$p` bound to the instance's exports, whatever their version; the body's
+/// conversions to and from the version's types are inferred per version.
+macro_rules! each_version {
+    ($api:expr, $p:ident => $body:expr) => {
+        match $api {
+            Api::V0_1($p) => $body,
+            Api::V0_2($p) => $body,
+        }
+    };
+}
+
 struct Instance {
     store: Store<StoreState>,
-    api: Plugin,
+    api: Api,
 }
 
 /// Facts about a loaded version, for listings and logs.
@@ -81,13 +116,15 @@ pub struct VersionInfo {
     pub contract: String,
 }
 
-/// A call's epoch deadline: the plugin's CPU deadline, plus an allowance per MiB of the message
-/// for the copies a big message costs (into the guest, validated, and a reply out), so that a
-/// message the route's size limit admits is not refused for its size alone.
+/// A call's budget in epoch ticks: the plugin's deadline, plus an allowance per MiB of the
+/// message for the copies a big message costs (into the guest, validated, and a reply out), so
+/// that a message the route's size limit admits is not refused for its size alone; and the
+/// slice after which a call leaves the I/O threads.
 #[derive(Debug, Clone, Copy)]
 pub struct Ticks {
     pub base: u64,
     pub per_mib: u64,
+    pub slice: u64,
 }
 
 impl Ticks {
@@ -97,11 +134,22 @@ impl Ticks {
     }
 }
 
+/// What a call's future gives back: the instance (to pool or drop), what the caller lent the
+/// call and wants back whatever happens (the message, for the next plugin of a chain), and the
+/// result.
+type Outcome<K, R> = (Box<Instance>, K, wasmtime::Result<R>);
+type CallFuture<K, R> = Pin<Box<dyn Future<Output = Outcome<K, R>> + Send>>;
+
 pub struct Loaded {
     pub info: VersionInfo,
     env: Arc<PluginEnv>,
-    pre: PluginPre<StoreState>,
+    pre: Pre,
     ticks: Ticks,
+    lanes: Arc<Lanes>,
+    /// Per export: its last call ran past the slice. The next one then starts on the slow lane
+    /// at once, instead of taking a slice of an I/O thread first (many long calls arriving
+    /// together would otherwise add up their slices there).
+    runs_long: [AtomicBool; 3],
     /// Boxed so taking one out of the pool or putting it back moves a pointer, not the store.
     #[allow(clippy::vec_box)]
     idle: Mutex<Vec<Box<Instance>>>,
@@ -109,35 +157,65 @@ pub struct Loaded {
 
 impl Loaded {
     /// Wraps a pre-linked component and instantiates it once, so a component that cannot
-    /// start is refused at load time rather than on the first message.
-    pub fn new(
+    /// start is refused at load time rather than on the first message. Blocking (called where
+    /// plugins are compiled, off the async runtime).
+    pub(crate) fn new(
         env: Arc<PluginEnv>,
-        pre: PluginPre<StoreState>,
+        pre: Pre,
         ticks: Ticks,
+        lanes: Arc<Lanes>,
         info: VersionInfo,
     ) -> anyhow::Result<Loaded> {
-        let loaded = Loaded { info, env, pre, ticks, idle: Mutex::new(Vec::new()) };
-        let first = loaded.instantiate().map_err(|e| anyhow::anyhow!("instantiation failed: {e}"))?;
+        let runs_long = Default::default();
+        let loaded = Loaded { info, env, pre, ticks, lanes, runs_long, idle: Mutex::new(Vec::new()) };
+        let first = block_on(loaded.instantiate()).map_err(|e| anyhow::anyhow!("instantiation failed: {e}"))?;
         loaded.idle.lock().push(first);
         Ok(loaded)
     }
 
-    pub fn on_connect(&self, conn: &Arc<ConnShared>, req: &Request) -> Result<Connect, CallError> {
-        self.call(conn, Export::OnConnect, 0, |api, store| {
-            api.wasmsock_plugin_handler().call_on_connect(store, conn.id, req)
-        })
+    pub async fn on_connect(&self, conn: &Arc<ConnShared>, req: Request) -> Result<Connect, CallError> {
+        let id = conn.id;
+        let call = move |mut inst: Box<Instance>, (): ()| -> CallFuture<(), Connect> {
+            Box::pin(async move {
+                let Instance { store, api } = &mut *inst;
+                let r = each_version!(api, p => {
+                    p.wasmsock_plugin_handler().call_on_connect(&mut *store, id, &req.into()).await.map(Connect::from)
+                });
+                (inst, (), r)
+            })
+        };
+        self.call(conn, Export::OnConnect, 0, (), call).await.1
     }
 
-    pub fn on_message(&self, conn: &Arc<ConnShared>, msg: &Message) -> Result<Flow, CallError> {
-        self.call(conn, Export::OnMessage, super::host_api::message_len(msg), |api, store| {
-            api.wasmsock_plugin_handler().call_on_message(store, conn.id, msg)
-        })
+    /// Runs `on-message`; gives the message back, for the next plugin of the chain.
+    pub async fn on_message(&self, conn: &Arc<ConnShared>, msg: Message) -> (Message, Result<Flow, CallError>) {
+        let (id, bytes) = (conn.id, super::host_api::message_len(&msg));
+        let call = move |mut inst: Box<Instance>, msg: Message| -> CallFuture<Message, Flow> {
+            Box::pin(async move {
+                let Instance { store, api } = &mut *inst;
+                let (msg, r) = each_version!(api, p => {
+                    let wit = msg.into();
+                    let r = p.wasmsock_plugin_handler().call_on_message(&mut *store, id, &wit).await;
+                    (Message::from(wit), r.map(Flow::from))
+                });
+                (inst, msg, r)
+            })
+        };
+        self.call(conn, Export::OnMessage, bytes, msg, call).await
     }
 
-    pub fn on_close(&self, conn: &Arc<ConnShared>, code: CloseCode, reason: &str) -> Result<(), CallError> {
-        self.call(conn, Export::OnClose, 0, |api, store| {
-            api.wasmsock_plugin_handler().call_on_close(store, conn.id, code.get(), reason)
-        })
+    pub async fn on_close(&self, conn: &Arc<ConnShared>, code: CloseCode, reason: &str) -> Result<(), CallError> {
+        let (id, reason) = (conn.id, reason.to_owned());
+        let call = move |mut inst: Box<Instance>, (): ()| -> CallFuture<(), ()> {
+            Box::pin(async move {
+                let Instance { store, api } = &mut *inst;
+                let r = each_version!(api, p => {
+                    p.wasmsock_plugin_handler().call_on_close(&mut *store, id, code.get(), &reason).await
+                });
+                (inst, (), r)
+            })
+        };
+        self.call(conn, Export::OnClose, 0, (), call).await.1
     }
 
     /// Idle instances in the pool.
@@ -145,7 +223,7 @@ impl Loaded {
         self.idle.lock().len()
     }
 
-    fn instantiate(&self) -> Result<Box<Instance>, CallError> {
+    async fn instantiate(&self) -> Result<Box<Instance>, CallError> {
         let s = &self.env.settings;
         let capture = Capture::new(s.max_log_bytes);
         let state = StoreState {
@@ -160,12 +238,23 @@ impl Loaded {
             capture,
             env: self.env.clone(),
             call: CallCtx::default(),
+            move_to_lane: Arc::new(AtomicBool::new(false)),
         };
-        let mut store = Store::new(self.pre.engine(), state);
+        let engine = match &self.pre {
+            Pre::V0_1(p) => p.engine(),
+            Pre::V0_2(p) => p.engine(),
+        };
+        let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(self.ticks.base);
-        match self.pre.instantiate(&mut store) {
+        store.epoch_deadline_callback(on_tick);
+        // Start functions run under the plugin's deadline too.
+        store.data_mut().call = CallCtx { budget: self.ticks.base, slice: u64::MAX, ..CallCtx::default() };
+        store.set_epoch_deadline(1);
+        let api = match &self.pre {
+            Pre::V0_1(p) => p.instantiate_async(&mut store).await.map(Api::V0_1),
+            Pre::V0_2(p) => p.instantiate_async(&mut store).await.map(Api::V0_2),
+        };
+        match api {
             Ok(api) => Ok(Box::new(Instance { store, api })),
             Err(e) => Err(classify(&e, &store, self.deadline_ms(), true)),
         }
@@ -175,25 +264,69 @@ impl Loaded {
         self.env.settings.deadline.as_millis() as u64
     }
 
-    fn call<R>(
+    /// Runs one call: an instance from the pool, the call's budget, the call itself (moved to
+    /// the slow lane if it runs long), then accounting, the plugin's output, and the instance
+    /// back to the pool (or dropped after a trap).
+    async fn call<K: Default + Send + 'static, R: Send + 'static>(
         &self,
         conn: &Arc<ConnShared>,
         export: Export,
         bytes: usize,
-        f: impl FnOnce(&Plugin, &mut Store<StoreState>) -> wasmtime::Result<R>,
-    ) -> Result<R, CallError> {
+        lent: K,
+        make: impl FnOnce(Box<Instance>, K) -> CallFuture<K, R>,
+    ) -> (K, Result<R, CallError>) {
         let pooled = self.idle.lock().pop();
         let mut inst = match pooled {
             Some(i) => i,
-            None => self.instantiate()?,
+            None => match self.instantiate().await {
+                Ok(i) => i,
+                Err(e) => return (lent, Err(e)),
+            },
         };
-        let Instance { store, api } = &mut *inst;
-        store.data_mut().call = CallCtx { conn: Some(conn.clone()), ..CallCtx::default() };
-        store.set_epoch_deadline(self.ticks.for_message(bytes));
+        let lane = inst.store.data().move_to_lane.clone();
+        lane.store(false, Relaxed);
+        inst.store.data_mut().call = CallCtx {
+            conn: Some(conn.clone()),
+            budget: self.ticks.for_message(bytes),
+            slice: self.ticks.slice,
+            ..CallCtx::default()
+        };
+        inst.store.set_epoch_deadline(1);
         let span =
             tracing::debug_span!("plugin_call", plugin = %self.env.name, export = export.as_str(), conn = conn.id);
         let started = Instant::now();
-        let result = span.in_scope(|| f(api, store));
+        let mut call = make(inst, lent);
+        let runs_long = &self.runs_long[export as usize];
+        // Inline until the call asks to leave the I/O threads (a call that waits on something
+        // else stays with its connection), unless this export's calls run long lately.
+        let inline = match runs_long.load(Relaxed) {
+            true => None,
+            false => {
+                std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
+                    Poll::Ready(out) => Poll::Ready(Some(out)),
+                    Poll::Pending if lane.load(Relaxed) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                })
+                .instrument(span.clone())
+                .await
+            }
+        };
+        let (mut inst, kept, result) = match inline {
+            Some(out) => out,
+            None => {
+                let moved = self.lanes.spawn(call.instrument(span));
+                match moved {
+                    Some(task) => match task.await {
+                        Ok(out) => out,
+                        // The lane stopped (shutdown) or the host panicked: the instance and what
+                        // the call held are gone with it.
+                        Err(e) => return (K::default(), Err(CallError::Trap(format!("call stopped: {e}")))),
+                    },
+                    None => return (K::default(), Err(CallError::Trap("call stopped: shutting down".into()))),
+                }
+            }
+        };
+        runs_long.store(inst.store.data().call.ticks >= self.ticks.slice, Relaxed);
         let took = started.elapsed();
         self.env.call_seconds[export as usize].observe(took.as_secs_f64());
         let slow = self.env.settings.slow_call;
@@ -203,9 +336,9 @@ impl Loaded {
                 took_us = took.as_micros() as u64, "slow plugin call"
             );
         }
-        store.data_mut().call.conn = None;
-        self.drain_output(store, conn.id);
-        match result {
+        inst.store.data_mut().call.conn = None;
+        self.drain_output(&inst.store, conn.id);
+        let result = match result {
             Ok(v) => {
                 let mut idle = self.idle.lock();
                 if idle.len() < self.env.settings.max_idle_instances {
@@ -214,8 +347,9 @@ impl Loaded {
                 Ok(v)
             }
             // The instance may be in any state after a trap: it is dropped here.
-            Err(e) => Err(classify(&e, store, self.deadline_ms(), false)),
-        }
+            Err(e) => Err(classify(&e, &inst.store, self.deadline_ms(), false)),
+        };
+        (kept, result)
     }
 
     /// Logs what the guest printed during the call, line by line, attributed to the plugin.
@@ -239,6 +373,23 @@ impl Loaded {
     }
 }
 
+/// The epoch callback: one more tick of this call's own execution. Past its budget the call
+/// is stopped; past its slice it yields (the first time, asking to move to the slow lane; then
+/// every tick, so long calls there take turns).
+fn on_tick(mut cx: wasmtime::StoreContextMut<'_, StoreState>) -> wasmtime::Result<UpdateDeadline> {
+    let state = cx.data_mut();
+    let call = &mut state.call;
+    call.ticks += 1;
+    if call.ticks >= call.budget {
+        return Ok(UpdateDeadline::Interrupt);
+    }
+    if call.ticks >= call.slice {
+        state.move_to_lane.store(true, Relaxed);
+        return Ok(UpdateDeadline::Yield(1));
+    }
+    Ok(UpdateDeadline::Continue(1))
+}
+
 fn classify(e: &wasmtime::Error, store: &Store<StoreState>, deadline_ms: u64, instantiating: bool) -> CallError {
     if store.data().limiter.hit {
         return CallError::ResourceLimit(format!("{}", e.root_cause()));
@@ -254,6 +405,26 @@ fn classify(e: &wasmtime::Error, store: &Store<StoreState>, deadline_ms: u64, in
             tracing::debug!(error = ?e, "plugin error with backtrace");
             let cause = e.root_cause().to_string();
             if instantiating { CallError::Instantiate(cause) } else { CallError::Trap(cause) }
+        }
+    }
+}
+
+/// Runs a future to completion on this thread (for instantiating at load time, which happens
+/// off the async runtime). A yielding start function is polled again when it wakes us.
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        match f.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
         }
     }
 }

@@ -15,11 +15,11 @@ use arc_swap::ArcSwapOption;
 use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 
-use super::bindings::{Connect, Flow, Message, PluginPre, Request};
+use super::bindings::{Connect, Flow, Message, Request, v0_1, v0_2};
 use super::breaker::Breaker;
 use super::contract;
 use super::engine::Runtime;
-use super::instance::{CallError, Export, Loaded, Ticks, VersionInfo};
+use super::instance::{CallError, Export, Loaded, Pre, Ticks, VersionInfo};
 use super::state::PluginEnv;
 use crate::config::{OnError, Settings};
 use crate::hub::ConnShared;
@@ -30,6 +30,10 @@ use crate::ws::CloseCode;
 /// Deadline allowance per MiB of a message (see [`Ticks`]): generous for a busy machine, and
 /// bounded, since the route's `max_message_size` bounds the message.
 const DEADLINE_PER_MIB: std::time::Duration = std::time::Duration::from_millis(10);
+/// Execution time after which a call leaves the I/O threads for the slow lane: long enough
+/// that ordinary calls (microseconds) never move, short enough that a long one delays the
+/// connections sharing its thread by about this much at most.
+const SLICE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A failed call, and whether the plugin's policy says to carry on without it.
 #[derive(Debug, Clone)]
@@ -66,45 +70,51 @@ impl PluginSlot {
         self.current.load_full()
     }
 
-    pub fn on_connect(&self, conn: &Arc<ConnShared>, req: &Request) -> Result<Connect, CallFailure> {
-        self.guarded(Export::OnConnect, conn, |p| p.on_connect(conn, req))
+    pub async fn on_connect(&self, conn: &Arc<ConnShared>, req: Request) -> Result<Connect, CallFailure> {
+        let loaded = self.admit(Export::OnConnect)?;
+        let r = loaded.on_connect(conn, req).await;
+        self.outcome(Export::OnConnect, conn, r)
     }
 
-    pub fn on_message(&self, conn: &Arc<ConnShared>, msg: &Message) -> Result<Flow, CallFailure> {
-        self.guarded(Export::OnMessage, conn, |p| p.on_message(conn, msg))
-    }
-
-    pub fn on_close(&self, conn: &Arc<ConnShared>, code: CloseCode, reason: &str) -> Result<(), CallFailure> {
-        self.guarded(Export::OnClose, conn, |p| p.on_close(conn, code, reason))
-    }
-
-    fn guarded<R>(
-        &self,
-        export: Export,
-        conn: &ConnShared,
-        f: impl FnOnce(&Loaded) -> Result<R, CallError>,
-    ) -> Result<R, CallFailure> {
-        let fail = |error: CallError| CallFailure {
-            plugin: self.env.name.clone(),
-            bypass: self.env.settings.on_error == OnError::Bypass,
-            error,
+    /// Runs `on-message`; the message comes back for the next plugin of the chain.
+    pub async fn on_message(&self, conn: &Arc<ConnShared>, msg: Message) -> (Message, Result<Flow, CallFailure>) {
+        let loaded = match self.admit(Export::OnMessage) {
+            Ok(l) => l,
+            Err(f) => return (msg, Err(f)),
         };
+        let (msg, r) = loaded.on_message(conn, msg).await;
+        (msg, self.outcome(Export::OnMessage, conn, r))
+    }
+
+    pub async fn on_close(&self, conn: &Arc<ConnShared>, code: CloseCode, reason: &str) -> Result<(), CallFailure> {
+        let loaded = self.admit(Export::OnClose)?;
+        let r = loaded.on_close(conn, code, reason).await;
+        self.outcome(Export::OnClose, conn, r)
+    }
+
+    fn failure(&self, error: CallError) -> CallFailure {
+        CallFailure { plugin: self.env.name.clone(), bypass: self.env.settings.on_error == OnError::Bypass, error }
+    }
+
+    /// The version to call, unless the plugin is absent or quarantined.
+    fn admit(&self, export: Export) -> Result<Arc<Loaded>, CallFailure> {
         let Some(loaded) = self.current.load_full() else {
-            return Err(fail(CallError::NotLoaded));
+            return Err(self.failure(CallError::NotLoaded));
         };
         // on-close still runs in quarantine: it is owed exactly once per accepted connection
         // (a plugin's bookkeeping depends on it), and it is at most one call per connection.
         if self.breaker.is_open() && export != Export::OnClose {
-            return Err(fail(CallError::Quarantined(self.breaker.quarantined_for_ms())));
+            return Err(self.failure(CallError::Quarantined(self.breaker.quarantined_for_ms())));
         }
         self.calls.fetch_add(1, Relaxed);
-        match f(&loaded) {
-            Ok(v) => Ok(v),
-            Err(error) => {
-                self.record_failure(export, conn, &error);
-                Err(fail(error))
-            }
-        }
+        Ok(loaded)
+    }
+
+    fn outcome<R>(&self, export: Export, conn: &ConnShared, r: Result<R, CallError>) -> Result<R, CallFailure> {
+        r.map_err(|error| {
+            self.record_failure(export, conn, &error);
+            self.failure(error)
+        })
     }
 
     fn record_failure(&self, export: Export, conn: &ConnShared, error: &CallError) {
@@ -175,10 +185,6 @@ impl Registry {
 
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    pub fn runtime(&self) -> &Arc<Runtime> {
-        &self.runtime
     }
 
     /// The slot for `name`, created empty if new.
@@ -282,8 +288,9 @@ impl Registry {
         let ticks = Ticks {
             base: self.runtime.ticks(slot.env.settings.deadline),
             per_mib: self.runtime.ticks(DEADLINE_PER_MIB),
+            slice: self.runtime.ticks(SLICE),
         };
-        let loaded = Loaded::new(slot.env.clone(), pre, ticks, info)?;
+        let loaded = Loaded::new(slot.env.clone(), pre, ticks, self.runtime.lanes.clone(), info)?;
         slot.current.store(Some(Arc::new(loaded)));
         slot.breaker.reset();
         Ok(LoadOutcome::Loaded { name: name.to_owned(), hash, replaced: previous.is_some() })
@@ -341,11 +348,8 @@ pub fn check_bytes(runtime: &Runtime, bytes: &[u8]) -> Result<contract::Componen
 }
 
 /// Compiles `bytes`, checks the contract version and links it (imports satisfiable, handler
-/// export with the right types).
-fn prepare(
-    runtime: &Runtime,
-    bytes: &[u8],
-) -> Result<(PluginPre<super::state::StoreState>, contract::ComponentSummary)> {
+/// export with the right types) for the contract version it was built for.
+fn prepare(runtime: &Runtime, bytes: &[u8]) -> Result<(Pre, contract::ComponentSummary)> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         bail!("not a WebAssembly file (bad magic number)");
     }
@@ -354,7 +358,11 @@ fn prepare(
     summary.check()?;
     let linker = runtime.linker_for(&component)?;
     let instance_pre = linker.instantiate_pre(&component).map_err(|e| anyhow::anyhow!("cannot link: {e:#}"))?;
-    let pre = PluginPre::new(instance_pre).map_err(|e| anyhow::anyhow!("exports do not match the contract: {e:#}"))?;
+    let mismatch = |e: wasmtime::Error| anyhow::anyhow!("exports do not match the contract: {e:#}");
+    let pre = match summary.contract.as_deref() {
+        Some(v) if contract::compatible(v, "0.1.0") => Pre::V0_1(v0_1::PluginPre::new(instance_pre).map_err(mismatch)?),
+        _ => Pre::V0_2(v0_2::PluginPre::new(instance_pre).map_err(mismatch)?),
+    };
     Ok((pre, summary))
 }
 

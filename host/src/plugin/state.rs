@@ -31,6 +31,11 @@ pub struct CallCtx {
     pub sends: u32,
     pub send_bytes: usize,
     pub logs: u32,
+    /// Epoch ticks of this call's own execution so far, its budget, and the slice after which
+    /// it leaves the I/O threads.
+    pub ticks: u64,
+    pub budget: u64,
+    pub slice: u64,
 }
 
 pub struct StoreState {
@@ -40,6 +45,9 @@ pub struct StoreState {
     pub capture: Capture,
     pub env: Arc<PluginEnv>,
     pub call: CallCtx,
+    /// Set by the epoch callback when the running call should move to the slow lane; shared
+    /// with the code awaiting the call, which does the moving.
+    pub move_to_lane: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl WasiView for StoreState {

@@ -98,6 +98,16 @@ impl Plugin for Probe {
                 let _ = conn.send_text(&format!("published to {n}"));
                 Flow::Done
             }
+            // Uses the CPU for N milliseconds (a legitimately slow handler), then answers.
+            (Some("burn"), Some(ms), _) => {
+                let until = std::time::Instant::now() + std::time::Duration::from_millis(ms.parse().unwrap_or(1));
+                let mut spins = 0u64;
+                while std::time::Instant::now() < until {
+                    spins = std::hint::black_box(spins + 1);
+                }
+                let _ = conn.send_text("burned");
+                Flow::Done
+            }
             (Some("pass"), _, _) => Flow::Pass,
             (Some("forward"), Some(rest), _) => Flow::Forward(Message::Text(rest.to_owned())),
             _ => {

@@ -1,0 +1,63 @@
+//! Where long plugin calls finish. Every call starts on the task of the connection it is for,
+//! on the server's I/O threads, where a short call costs nothing extra. A call still running
+//! after a short slice of its own execution time moves here: to threads of lower OS priority,
+//! where it runs on (yielding every epoch tick, so several long calls share the threads) until it
+//! returns or reaches its deadline. The I/O threads stay free for every other connection,
+//! handshake and heartbeat, and the kernel gives them the CPU first.
+
+use std::future::Future;
+
+use anyhow::{Context, Result};
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+
+/// How much lower the slow lane's threads run than the I/O threads (`nice` levels: at 10 a
+/// thread gets about a tenth of the CPU of one at 0 when both want it).
+const NICE: i32 = 10;
+
+pub(crate) struct Lanes {
+    runtime: Option<Runtime>,
+}
+
+impl Lanes {
+    pub fn new(threads: usize) -> Result<Lanes> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("wasmsock-slow-lane")
+            .on_thread_start(lower_priority)
+            .enable_all()
+            .build()
+            .context("starting the slow lane for long plugin calls")?;
+        Ok(Lanes { runtime: Some(runtime) })
+    }
+
+    pub fn spawn<F>(&self, call: F) -> Option<JoinHandle<F::Output>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime.as_ref().map(|r| r.spawn(call))
+    }
+}
+
+impl Drop for Lanes {
+    fn drop(&mut self) {
+        // Dropped from async code at shutdown: do not block on the calls still running.
+        if let Some(r) = self.runtime.take() {
+            r.shutdown_background();
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn lower_priority() {
+    // SAFETY: gettid and setpriority take no pointers; `who` is this thread's id, so only this
+    // thread's nice value changes (Linux keeps one per thread).
+    let failed = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, NICE) != 0
+    };
+    if failed {
+        tracing::debug!("could not lower the slow lane's thread priority");
+    }
+}
