@@ -31,3 +31,5 @@ pub const KV_MAX_KEYS: usize = 10_000;
 pub const KV_MAX_KEY: usize = 256;
 /// `[host] kv_max_value`: bytes of a key/value value.
 pub const KV_MAX_VALUE: usize = 64 << 10;
+/// Most keys one `kv-list` call returns (not configurable: a page; the plugin asks for the next).
+pub const KV_MAX_KEYS_LISTED: u32 = 1000;

@@ -332,3 +332,39 @@ async fn a_write_redis_refuses_does_not_stall_the_broker() {
     publish(&mut ada, "lobby", json!("after the refusal")).await;
     assert_eq!(next_data(&mut bob).await, json!("after the refusal"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_voters_split_across_two_nodes_lose_no_vote() {
+    use crate::state::{counts, vote};
+    let Some(redis) = Redis::start(None) else { return skip() };
+    let a = node(redis.port, "shared_kv = true").await;
+    let b = node(redis.port, "shared_kv = true").await;
+    // Half the voters on each node, all at once: Redis decides every increment.
+    let replies = vote(&[&a, &b], 200, "kv-incr votes:yes").await;
+    assert_eq!(counts(&replies), (1..=200).collect::<Vec<_>>(), "each vote counted once, across nodes");
+    let replies = vote(&[&a, &b], 200, "kv-cas-incr votes:cas").await;
+    assert_eq!(counts(&replies), (1..=200).collect::<Vec<_>>(), "compare-and-set: two nodes never both win");
+    let hash = format!("t{}:kv:probe", redis.port);
+    assert_eq!(redis_command(redis.port, &["HGET", &hash, "votes:yes"]), "$3");
+    // Every node's copy follows Redis, in Redis's order.
+    for node in [&a, &b] {
+        let mut ws = node.connect("/probe").await;
+        let settled = eventually(Duration::from_secs(5), async || {
+            send(&mut ws, "kv-get votes:yes").await;
+            let yes = recv_text(&mut ws).await;
+            send(&mut ws, "kv-get votes:cas").await;
+            yes == "200" && recv_text(&mut ws).await == "200"
+        })
+        .await;
+        assert!(settled, "a node's copy did not reach 200");
+    }
+    // Redis down: atomic operations fail (`unavailable`) instead of deciding alone.
+    redis.kill();
+    let mut ws = a.connect("/probe").await;
+    let failed = eventually(Duration::from_secs(10), async || {
+        send(&mut ws, "kv-incr votes:yes").await;
+        recv_text(&mut ws).await == "kv-incr failed: unavailable"
+    })
+    .await;
+    assert!(failed);
+}

@@ -18,3 +18,4 @@ mod observability;
 mod process;
 mod rooms;
 mod sandbox;
+mod state;

@@ -295,6 +295,67 @@ pub(crate) fn kv_delete(key: &str) -> bool {
     with(|s| s.kv.remove(key).is_some())
 }
 
+fn kv_check(s: &State, key: &str, value: Option<&[u8]>) -> Result<(), Error> {
+    if key.is_empty() || key.len() > s.limits.max_kv_key {
+        return Err(Error::InvalidArgument);
+    }
+    if value.is_some_and(|v| v.len() > s.limits.max_kv_value) {
+        return Err(Error::TooLarge);
+    }
+    if value.is_some() && !s.kv.contains_key(key) && s.kv.len() >= s.limits.max_kv_keys {
+        return Err(Error::LimitReached);
+    }
+    Ok(())
+}
+
+pub(crate) fn kv_increment(key: &str, delta: i64) -> Result<i64, Error> {
+    with(|s| {
+        kv_check(s, key, Some(b""))?;
+        let current = match s.kv.get(key) {
+            Some(v) => std::str::from_utf8(v).ok().and_then(|v| v.parse::<i64>().ok()).ok_or(Error::NotANumber)?,
+            None => 0,
+        };
+        let new = current.checked_add(delta).ok_or(Error::NotANumber)?;
+        s.kv.insert(key.to_owned(), new.to_string().into_bytes());
+        Ok(new)
+    })
+}
+
+pub(crate) fn kv_compare_and_set(key: &str, expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bool, Error> {
+    with(|s| {
+        kv_check(s, key, new)?;
+        if s.kv.get(key).map(Vec::as_slice) != expected {
+            return Ok(false);
+        }
+        match new {
+            Some(v) => s.kv.insert(key.to_owned(), v.to_vec()),
+            None => s.kv.remove(key),
+        };
+        Ok(true)
+    })
+}
+
+pub(crate) fn kv_list(prefix: &str, after: Option<&str>, limit: u32) -> crate::kv::Page {
+    with(|s| {
+        let limit = limit.min(wasmsock_limits::KV_MAX_KEYS_LISTED) as usize;
+        let mut keys: Vec<String> = s
+            .kv
+            .range::<str, _>((
+                after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
+                std::ops::Bound::Unbounded,
+            ))
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with(prefix))
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let more = keys.len() > limit;
+        keys.truncate(limit);
+        let next = if more { keys.last().cloned() } else { None };
+        crate::kv::Page { keys, next }
+    })
+}
+
 pub(crate) fn config(key: &str) -> Option<String> {
     with(|s| s.config.get(key).cloned())
 }

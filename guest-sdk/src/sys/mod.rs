@@ -74,6 +74,28 @@ mod imp {
     pub(crate) fn kv_delete(key: &str) -> bool {
         host::kv_delete(key)
     }
+    pub(crate) fn kv_increment(key: &str, delta: i64) -> Result<i64, Error> {
+        host::kv_increment(key, delta).map_err(Error::from)
+    }
+    pub(crate) fn kv_compare_and_set(key: &str, expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bool, Error> {
+        host::kv_compare_and_set(key, expected, new).map_err(Error::from)
+    }
+    pub(crate) fn kv_list(prefix: &str, after: Option<&str>, limit: u32) -> crate::kv::Page {
+        let page = host::kv_list(prefix, after, limit);
+        crate::kv::Page { keys: page.keys, next: page.next }
+    }
+
+    impl From<host::KvError> for Error {
+        fn from(e: host::KvError) -> Self {
+            match e {
+                host::KvError::InvalidKey => Error::InvalidArgument,
+                host::KvError::TooLarge => Error::TooLarge,
+                host::KvError::LimitReached => Error::LimitReached,
+                host::KvError::NotANumber => Error::NotANumber,
+                host::KvError::Unavailable => Error::Unavailable,
+            }
+        }
+    }
     pub(crate) fn config(key: &str) -> Option<String> {
         host::config(key)
     }
@@ -139,6 +161,6 @@ pub(crate) mod memory;
 pub(crate) use imp::*;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use memory::{
-    attachment, close, config, identity, join, kv_delete, kv_get, kv_set, leave, log, member_count, members, publish,
-    rooms, send, set_attachment,
+    attachment, close, config, identity, join, kv_compare_and_set, kv_delete, kv_get, kv_increment, kv_list, kv_set,
+    leave, log, member_count, members, publish, rooms, send, set_attachment,
 };

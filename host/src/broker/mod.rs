@@ -18,6 +18,8 @@
 //! The shared key/value store is eventually consistent: reads are local, writes go to Redis
 //! (`HSET <prefix>:kv:<plugin>`) and to the other nodes (`<prefix>:kv`), and a node (re)loads
 //! the whole store from Redis whenever its subscription (re)connects (see [`kv_sync`]).
+//! Atomic operations (increment, compare-and-set) are decided by Redis, in a script that also
+//! announces the change to every node in Redis's order (see [`atomic`]).
 //!
 //! The server starts and stops the broker; the hub reaches it only as its [`Peers`] hook,
 //! installed at start. The parts, in the order a publish meets them: [`queue`] (bounded, in
@@ -26,6 +28,7 @@
 //! store's reloads), [`link`] (the two connections' gauge and backoff) and [`client`] (the
 //! Redis URL and `rediss://` files).
 
+mod atomic;
 mod client;
 mod kv_sync;
 mod link;
@@ -41,7 +44,8 @@ use bytes::Bytes;
 
 use crate::config::BrokerSettings;
 use crate::hub::Outgoing;
-use crate::hub::{Hub, Peers, RoomKey};
+use crate::hub::{Hub, Peers, RoomKey, SharedKv};
+use atomic::{Applied, RedisKv};
 use kv_sync::PendingKv;
 use link::Link;
 use publisher::Publisher;
@@ -60,13 +64,25 @@ impl Broker {
     /// not wait for Redis: a node serves its own clients whether or not Redis is up.
     pub(crate) fn start(settings: &BrokerSettings, hub: Arc<Hub>) -> Result<Broker> {
         let client = client::client(settings)?;
-        let node = random_u64();
+        // Never `atomic::ATOMIC_NODE` (0), the id of what Redis itself announces.
+        let node = random_u64().max(1);
         let ch = Channels::new(&settings.prefix);
         let (to_redis, queue) = queue::bounded(settings.max_pending, settings.max_pending_bytes, hub.metrics.clone());
         let pending_kv = Arc::new(PendingKv::default());
         let link = Arc::new(Link::new(hub.metrics.broker_connected.clone()));
         let shared_kv = settings.shared_kv;
-        hub.set_peers(Arc::new(Fanout { shared_kv, queue: to_redis, pending_kv: pending_kv.clone() }))?;
+        let applied = Arc::new(Applied::default());
+        let atomic = shared_kv.then(|| {
+            Arc::new(RedisKv {
+                client: client.clone(),
+                ch: ch.clone(),
+                seq_key: format!("{}:kvseq", settings.prefix),
+                hub: Arc::downgrade(&hub),
+                applied: applied.clone(),
+                conn: tokio::sync::Mutex::new(None),
+            })
+        });
+        hub.set_peers(Arc::new(Fanout { shared_kv, queue: to_redis, pending_kv: pending_kv.clone(), atomic }))?;
         let publisher = Publisher {
             client: client.clone(),
             ch: ch.clone(),
@@ -76,7 +92,8 @@ impl Broker {
             link: link.clone(),
             pending_kv: pending_kv.clone(),
         };
-        let subscriber = Subscriber { client, ch, node, shared_kv, hub, link, pending_kv, seen: Seen::default() };
+        let subscriber =
+            Subscriber { client, ch, node, shared_kv, hub, link, pending_kv, applied, seen: Seen::default() };
         let tasks = vec![tokio::spawn(publisher.run()).abort_handle(), tokio::spawn(subscriber.run()).abort_handle()];
         tracing::info!(node = format!("{node:016x}"), url = %client::redact(&settings.url), shared_kv, "broker: Redis pub/sub for rooms across nodes");
         Ok(Broker { tasks })
@@ -103,6 +120,8 @@ struct Fanout {
     queue: queue::Sender,
     /// Key/value writes of this node not yet through to Redis.
     pending_kv: Arc<PendingKv>,
+    /// With a shared store: where atomic operations are decided.
+    atomic: Option<Arc<RedisKv>>,
 }
 
 impl Peers for Fanout {
@@ -128,6 +147,10 @@ impl Peers for Fanout {
         if !changed || !self.queue.send(Outbound::Kv { plugin: plugin.clone(), key: key.to_owned(), value }) {
             self.pending_kv.done(plugin, key);
         }
+    }
+
+    fn shared_kv(&self) -> Option<&dyn SharedKv> {
+        self.atomic.as_ref().map(|a| a as &dyn SharedKv)
     }
 }
 

@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use super::atomic::{ATOMIC_NODE, Applied};
 use super::kv_sync::{self, PendingKv};
 use super::link::{BACKOFF_MIN, Link, SUBSCRIBED, jitter, next_backoff};
 use super::wire::{Channels, Frame, KIND_BINARY, KIND_KV_DELETE, KIND_KV_SET, KIND_TEXT};
@@ -26,6 +27,8 @@ pub(super) struct Subscriber {
     pub hub: Arc<Hub>,
     pub link: Arc<Link>,
     pub pending_kv: Arc<PendingKv>,
+    /// The atomic changes applied so far, shared with the calls that make them.
+    pub applied: Arc<Applied>,
     pub seen: Seen,
 }
 
@@ -59,6 +62,10 @@ impl Subscriber {
         pubsub.subscribe(&self.ch.rooms).await.context("subscribing")?;
         if self.shared_kv {
             pubsub.subscribe(&self.ch.kv).await.context("subscribing")?;
+            // Redis may have restarted and numbers its atomic changes from 1 again; the
+            // reload below brings every value up to date meanwhile.
+            self.seen.forget(ATOMIC_NODE);
+            self.applied.clear();
             kv_sync::load(&self.client, &self.ch, &self.hub, &self.pending_kv)
                 .await
                 .context("loading the shared key/value store")?;
@@ -93,6 +100,11 @@ impl Subscriber {
         }
         let hub = &self.hub;
         let plugin: Arc<str> = Arc::from(f.plugin);
+        if f.node == ATOMIC_NODE && matches!(f.kind, KIND_KV_SET | KIND_KV_DELETE) {
+            let value = (f.kind == KIND_KV_SET).then(|| Bytes::copy_from_slice(f.payload));
+            self.applied.apply(hub, &plugin, f.name, f.seq, value);
+            return Ok(());
+        }
         match f.kind {
             KIND_TEXT | KIND_BINARY => {
                 hub.metrics.broker_received.inc();
@@ -134,6 +146,10 @@ impl Seen {
         }
         *last = seq;
         true
+    }
+
+    fn forget(&mut self, node: u64) {
+        self.0.remove(&node);
     }
 }
 

@@ -19,8 +19,9 @@ use tokio::sync::Notify;
 pub use admission::{Admission, AdmitGuard};
 pub use conn::{ConnShared, Identity, Kill};
 pub use kv::{Kv, KvError, KvLimits};
+pub use kv::{AtomicError, KvPage, parse_counter};
 pub use outbox::{Outgoing, PushError};
-pub(crate) use peers::Peers;
+pub(crate) use peers::{AtomicFuture, Peers, SharedKv};
 pub use rooms::{Delivery, RoomKey, Rooms};
 
 const SHARDS: usize = 16;
@@ -167,6 +168,36 @@ impl Hub {
             None => {
                 local();
             }
+        }
+    }
+}
+
+/// The atomic key/value operations: decided by this node's store, or, when the store is shared
+/// between nodes, by Redis (the call then waits for it).
+impl Hub {
+    fn shared_kv(&self) -> Option<&dyn SharedKv> {
+        self.peers.get().and_then(|p| p.shared_kv())
+    }
+
+    pub(crate) async fn kv_increment(&self, plugin: &Arc<str>, key: &str, delta: i64) -> Result<i64, AtomicError> {
+        self.kv.check_key(key)?;
+        match self.shared_kv() {
+            Some(shared) => shared.increment(plugin.clone(), key.to_owned(), delta).await,
+            None => self.kv.increment(plugin, key, delta),
+        }
+    }
+
+    pub(crate) async fn kv_compare_and_set(
+        &self,
+        plugin: &Arc<str>,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Option<Bytes>,
+    ) -> Result<bool, AtomicError> {
+        self.kv.check_key(key)?;
+        match self.shared_kv() {
+            Some(shared) => shared.compare_and_set(plugin.clone(), key.to_owned(), expected, new).await,
+            None => self.kv.compare_and_set(plugin, key, expected.as_deref(), new),
         }
     }
 }

@@ -2,11 +2,13 @@
 //! key/value writes to them. The hub calls it after the local delivery or write, and knows
 //! nothing of how it gets there (the broker installs it, through Redis); a node alone has none.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::RoomKey;
+use super::{AtomicError, RoomKey};
 use crate::hub::Outgoing;
 
 pub(crate) trait Peers: Send + Sync {
@@ -17,6 +19,28 @@ pub(crate) trait Peers: Send + Sync {
     /// anything, and shares a change with the other nodes (`value` `None` is a delete). The
     /// write itself is this node's: `local` runs exactly once, whether or not it is shared.
     fn kv_write(&self, plugin: &Arc<str>, key: &str, value: Option<Bytes>, local: &mut dyn FnMut() -> bool);
+
+    /// The store that decides atomic key/value operations for every node, when the key/value
+    /// store is shared; `None`: this node's store decides.
+    fn shared_kv(&self) -> Option<&dyn SharedKv> {
+        None
+    }
+}
+
+/// What an atomic operation waits for.
+pub(crate) type AtomicFuture<T> = Pin<Box<dyn Future<Output = Result<T, AtomicError>> + Send>>;
+
+/// Atomic key/value operations decided by a store every node shares: the result is the shared
+/// store's, and every node's copy (this one's included) follows it. Keys are checked already.
+pub(crate) trait SharedKv: Send + Sync {
+    fn increment(&self, plugin: Arc<str>, key: String, delta: i64) -> AtomicFuture<i64>;
+    fn compare_and_set(
+        &self,
+        plugin: Arc<str>,
+        key: String,
+        expected: Option<Bytes>,
+        new: Option<Bytes>,
+    ) -> AtomicFuture<bool>;
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! conversion to and from each version's generated types happens here, at the edge.
 //!
 //! Calls into plugins are async (they run on a fiber, so a long one can yield and a call that
-//! waits holds no thread); the host functions plugins import are plain calls.
+//! waits holds no thread); the host functions plugins import are plain calls, except the
+//! atomic key/value operations, which may wait for Redis.
 
 pub(crate) mod v0_1 {
     wasmtime::component::bindgen!({
@@ -19,6 +20,12 @@ pub(crate) mod v0_2 {
         path: "../wit",
         world: "plugin",
         exports: { default: async },
+        // With a shared store, atomic operations are decided by Redis: the call waits for its
+        // answer without holding a thread.
+        imports: {
+            "wasmsock:plugin/host.kv-increment": async,
+            "wasmsock:plugin/host.kv-compare-and-set": async,
+        },
     });
 }
 

@@ -4,17 +4,20 @@
 //! The calls are written once, on host types, as methods of [`StoreState`]; each contract
 //! version's generated `Host` trait is implemented by converting at the edge (`contract_host!`).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::bindings::{ErrorCode, Identity, LogLevel, Message, v0_1, v0_2};
 use super::state::StoreState;
-use crate::hub::{ConnShared, JoinError, KvError, Outgoing, PushError, RoomKey};
+use crate::hub::{AtomicError, ConnShared, JoinError, KvError, KvPage, Outgoing, PushError, RoomKey};
 use crate::ws::CloseCode;
 
 /// Most members returned by one `members` call.
 const MAX_MEMBERS_LISTED: u32 = 10_000;
+/// Most keys returned by one `kv-list` call (a page: the plugin asks for the next).
+const MAX_KEYS_LISTED: u32 = wasmsock_limits::KV_MAX_KEYS_LISTED;
 /// Most log lines one call may write, and the longest line kept.
 const MAX_LOG_LINES: u32 = 100;
 const MAX_LOG_LINE: usize = 2048;
@@ -177,6 +180,27 @@ impl StoreState {
         self.env.hub.kv_delete(&self.env.name, &key)
     }
 
+    /// The call waits for the shared store when there is one; it holds nothing of the store
+    /// meanwhile (the future owns what it needs).
+    pub(super) fn kv_increment(&mut self, key: String, delta: i64) -> impl Future<Output = Result<i64, AtomicError>> + Send + 'static {
+        let (hub, plugin) = (self.env.hub.clone(), self.env.name.clone());
+        async move { hub.kv_increment(&plugin, &key, delta).await }
+    }
+
+    pub(super) fn kv_compare_and_set(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> impl Future<Output = Result<bool, AtomicError>> + Send + 'static {
+        let (hub, plugin) = (self.env.hub.clone(), self.env.name.clone());
+        async move { hub.kv_compare_and_set(&plugin, &key, expected.map(Bytes::from), new.map(Bytes::from)).await }
+    }
+
+    pub(super) fn kv_list(&mut self, prefix: String, after: Option<String>, limit: u32) -> KvPage {
+        self.env.hub.kv.list(&self.env.name, &prefix, after.as_deref(), limit.min(MAX_KEYS_LISTED) as usize)
+    }
+
     pub(super) fn config(&mut self, key: String) -> Option<String> {
         self.env.config.get(&key).cloned()
     }
@@ -284,4 +308,33 @@ macro_rules! contract_host {
 }
 
 contract_host!(v0_1 {});
-contract_host!(v0_2 {});
+contract_host!(v0_2 {
+    async fn kv_increment(&mut self, key: String, delta: i64) -> Result<i64, v0_2::wasmsock::plugin::host::KvError> {
+        StoreState::kv_increment(self, key, delta).await.map_err(Into::into)
+    }
+    async fn kv_compare_and_set(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> Result<bool, v0_2::wasmsock::plugin::host::KvError> {
+        StoreState::kv_compare_and_set(self, key, expected, new).await.map_err(Into::into)
+    }
+    fn kv_list(&mut self, prefix: String, after: Option<String>, limit: u32) -> v0_2::wasmsock::plugin::host::KvPage {
+        let KvPage { keys, next } = StoreState::kv_list(self, prefix, after, limit);
+        v0_2::wasmsock::plugin::host::KvPage { keys, next }
+    }
+});
+
+impl From<AtomicError> for v0_2::wasmsock::plugin::host::KvError {
+    fn from(e: AtomicError) -> Self {
+        use v0_2::wasmsock::plugin::host::KvError as E;
+        match e {
+            AtomicError::Kv(KvError::InvalidKey) => E::InvalidKey,
+            AtomicError::Kv(KvError::TooLarge) => E::TooLarge,
+            AtomicError::Kv(KvError::TooManyKeys) => E::LimitReached,
+            AtomicError::NotANumber => E::NotANumber,
+            AtomicError::Unavailable => E::Unavailable,
+        }
+    }
+}

@@ -70,6 +70,34 @@ impl Plugin for Probe {
                 let _ = conn.send_text(&format!("kv-set {}", if r.is_ok() { "ok" } else { "failed" }));
                 Flow::Done
             }
+            // One vote: an atomic increment, answered with the new count.
+            (Some("kv-incr"), Some(k), _) => {
+                let reply = match wasmsock_sdk::kv::increment(k, 1) {
+                    Ok(n) => format!("kv-incr {n}"),
+                    Err(e) => format!("kv-incr failed: {e}"),
+                };
+                let _ = conn.send_text(&reply);
+                Flow::Done
+            }
+            // One vote as read-modify-write with compare-and-set: retried until it wins.
+            (Some("kv-cas-incr"), Some(k), _) => {
+                let reply = loop {
+                    let old = wasmsock_sdk::kv::get(k);
+                    let n: u64 = old.as_deref().and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
+                    match wasmsock_sdk::kv::compare_and_set(k, old.as_deref(), Some((n + 1).to_string().as_bytes())) {
+                        Ok(true) => break format!("kv-cas-incr {}", n + 1),
+                        Ok(false) => continue,
+                        Err(e) => break format!("kv-cas-incr failed: {e}"),
+                    }
+                };
+                let _ = conn.send_text(&reply);
+                Flow::Done
+            }
+            (Some("kv-list"), Some(prefix), _) => {
+                let page = wasmsock_sdk::kv::list(prefix, None, 1000);
+                let _ = conn.send_text(&format!("kv-list {}", page.keys.join(",")));
+                Flow::Done
+            }
             (Some("kv-get"), Some(k), _) => {
                 let v = wasmsock_sdk::kv::get(k).map(|v| String::from_utf8_lossy(&v).into_owned());
                 let _ = conn.send_text(&v.unwrap_or_else(|| "(none)".into()));
