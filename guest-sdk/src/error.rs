@@ -44,10 +44,49 @@ pub enum Error {
     /// The host refused an argument (empty room name, bad close code, ...).
     #[error("invalid argument")]
     InvalidArgument,
-    /// A message or stored value was not the expected JSON.
-    #[error("invalid JSON: {0}")]
+    /// A message or stored value was not the expected JSON: not JSON at all (`invalid JSON`),
+    /// or well-formed JSON of another shape than the type asked for (`unexpected JSON`, e.g. a
+    /// missing field).
+    #[error("{}", describe_json(.0))]
     Json(#[from] serde_json::Error),
     /// A text operation was applied to a binary message.
     #[error("expected a text message")]
     NotText,
+    /// [`kv::increment`](crate::kv::increment) found a value that is not a decimal 64-bit
+    /// integer, or the sum overflows.
+    #[error("not a number")]
+    NotANumber,
+    /// The shared key/value store (Redis) could not be reached; nothing was changed.
+    #[error("unavailable")]
+    Unavailable,
+}
+
+/// A client that sends `{"name": 1}` where a string is expected sent valid JSON: saying
+/// "invalid JSON" would send its author looking for a syntax error.
+fn describe_json(e: &serde_json::Error) -> String {
+    match e.classify() {
+        serde_json::error::Category::Data => format!("unexpected JSON: {e}"),
+        _ => format!("invalid JSON: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Message;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Vote {
+        option: String,
+    }
+
+    #[test]
+    fn json_errors_tell_malformed_text_from_the_wrong_shape() {
+        let malformed = Message::from("{\"option\": ").parse_json::<Vote>().unwrap_err().to_string();
+        assert!(malformed.starts_with("invalid JSON: "), "{malformed}");
+        let shape = Message::from("{\"opt\": \"a\"}").parse_json::<Vote>().unwrap_err().to_string();
+        assert!(shape.starts_with("unexpected JSON: missing field `option`"), "{shape}");
+        let kind = Message::from("{\"option\": 1}").parse_json::<Vote>().unwrap_err().to_string();
+        assert!(kind.starts_with("unexpected JSON: invalid type"), "{kind}");
+    }
 }

@@ -128,8 +128,9 @@ impl TestHost {
     /// the plugin returned (or the one in `req`). Returns the connection (not open when
     /// rejected) and the plugin's answer.
     ///
-    /// The connection is registered only after `on_connect` returns, so host calls on it from
-    /// inside `on_connect` fail here with [`Error::UnknownConnection`](crate::Error::UnknownConnection).
+    /// As on the server, the connection exists during `on_connect`: host calls on it from
+    /// there work (set its attachment, join rooms, send it a greeting). If the plugin rejects
+    /// the connection, it is gone afterwards, with what those calls left (rooms, attachment).
     ///
     /// ```
     /// use wasmsock_sdk::{Conn, Connect, Plugin, Request, testing::TestHost};
@@ -137,7 +138,9 @@ impl TestHost {
     /// #[derive(Default)]
     /// struct NeedsToken;
     /// impl Plugin for NeedsToken {
-    ///     fn on_connect(&self, _conn: Conn, req: &Request) -> Connect {
+    ///     fn on_connect(&self, conn: Conn, req: &Request) -> Connect {
+    ///         // Host calls work here, accepted or not.
+    ///         conn.join("lobby").unwrap();
     ///         if req.query_param("token").is_some() { Connect::accept() } else { Connect::reject(401, "no token") }
     ///     }
     /// }
@@ -148,6 +151,7 @@ impl TestHost {
     /// assert!(!host.is_open(conn));
     /// let (conn, _) = host.connect(&NeedsToken, Request { query: "token=t".into(), ..Request::default() });
     /// assert!(host.is_open(conn));
+    /// assert_eq!(host.members("lobby"), vec![conn]);
     /// ```
     pub fn connect<P: Plugin>(&self, plugin: &P, req: Request) -> (Conn, Connect) {
         let id = with(|s| {

@@ -61,6 +61,15 @@ fn build_one(path: &Path) -> Result<Vec<PathBuf>> {
     if !manifest.is_file() {
         bail!("{} is not a crate directory (no Cargo.toml)", path.display());
     }
+    // Without it the component has no handler to export, and the wasm linker fails with a
+    // long trace that does not say so.
+    if !mentions(&path.join("src"), "export_plugin!") {
+        bail!(
+            "{} exports no plugin: add `wasmsock_sdk::export_plugin!(YourPlugin);` to its library (src/lib.rs), \
+             naming the type that implements `Plugin`",
+            path.display()
+        );
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let child = Command::new(cargo)
         .args(["build", "--release", "--target", TARGET, "--message-format=json-render-diagnostics"])
@@ -98,6 +107,18 @@ fn build_one(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(wasm)
 }
 
+/// Whether any `.rs` file under `dir` contains `text`.
+fn mentions(dir: &Path, text: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.filter_map(|e| e.ok().map(|e| e.path())).any(|p| {
+        if p.is_dir() {
+            mentions(&p, text)
+        } else {
+            p.extension().is_some_and(|e| e == "rs") && std::fs::read_to_string(&p).is_ok_and(|s| s.contains(text))
+        }
+    })
+}
+
 fn package_name(crate_dir: &Path) -> Option<String> {
     let text = std::fs::read_to_string(crate_dir.join("Cargo.toml")).ok()?;
     let manifest: toml::Table = toml::from_str(&text).ok()?;
@@ -120,4 +141,26 @@ fn install_file(wasm: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
     std::fs::copy(wasm, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, &dest).with_context(|| format!("cannot install {}", dest.display()))?;
     Ok(dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crate_without_export_plugin_is_told_what_is_missing() {
+        let dir = std::env::temp_dir().join(format!("wasmsock-build-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("Cargo.toml"), "[package]\nname = \"p\"\n[lib]\ncrate-type = [\"cdylib\"]\n")
+            .unwrap();
+        std::fs::create_dir_all(dir.join("src/inner")).unwrap();
+        std::fs::write(dir.join("src/lib.rs"), "pub struct P;\nmod inner;\n").unwrap();
+        let err = format!("{:#}", build_one(&dir).unwrap_err());
+        assert!(err.contains("exports no plugin") && err.contains("export_plugin!("), "{err}");
+        // Found anywhere under src/.
+        std::fs::write(dir.join("src/inner/mod.rs"), "wasmsock_sdk::export_plugin!(super::P);\n").unwrap();
+        assert!(mentions(&dir.join("src"), "export_plugin!"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub plugin_failures: Family<PluginKindLabel, Counter>,
     pub plugin_deadline_hits: Family<PluginLabel, Counter>,
     pub plugin_reloads: Family<ReloadLabel, Counter>,
+    pub plugin_compiles: Family<PluginLabel, Counter>,
+    pub plugin_file_bytes_read: Counter,
     pub plugin_quarantines: Family<PluginLabel, Counter>,
     pub plugin_log_dropped: Family<PluginLabel, Counter>,
     pub rooms: Gauge,
@@ -82,7 +84,18 @@ fn call_histogram() -> Histogram {
 }
 
 impl Metrics {
+    /// The metrics of a node without a broker: no `broker_*` series (a `broker_connected 0`
+    /// would read as a broker that is down).
     pub fn new() -> Self {
+        Self::build(false)
+    }
+
+    /// The metrics of a node with a broker: the `broker_*` series too.
+    pub fn with_broker() -> Self {
+        Self::build(true)
+    }
+
+    fn build(broker: bool) -> Self {
         let mut r = Registry::with_prefix("wasmsock");
         let traffic = Family::<DirectionLabel, Counter>::default();
         let bytes = Family::<DirectionLabel, Counter>::default();
@@ -104,6 +117,8 @@ impl Metrics {
             plugin_failures: Family::default(),
             plugin_deadline_hits: Family::default(),
             plugin_reloads: Family::default(),
+            plugin_compiles: Family::default(),
+            plugin_file_bytes_read: Counter::default(),
             plugin_quarantines: Family::default(),
             plugin_log_dropped: Family::default(),
             rooms: Gauge::default(),
@@ -129,6 +144,12 @@ impl Metrics {
         r.register("plugin_failures", "Plugin calls that failed, by kind", m.plugin_failures.clone());
         r.register("plugin_deadline_hits", "Plugin calls cut off at the CPU deadline", m.plugin_deadline_hits.clone());
         r.register("plugin_reloads", "Plugin loads and reloads, by result", m.plugin_reloads.clone());
+        r.register("plugin_compiles", "Plugin files compiled (loads and failed loads)", m.plugin_compiles.clone());
+        r.register(
+            "plugin_file_read_bytes",
+            "Bytes read from plugin files (only when a file's content may have changed)",
+            m.plugin_file_bytes_read.clone(),
+        );
         r.register("plugin_quarantines", "Times a plugin was quarantined for failing", m.plugin_quarantines.clone());
         r.register(
             "plugin_log_dropped_bytes",
@@ -139,6 +160,13 @@ impl Metrics {
         r.register("room_members", "Room memberships", m.room_members.clone());
         r.register("outbox_drops", "Messages refused by full outgoing queues", m.outbox_drops.clone());
         r.register("publishes", "Room publishes", m.publishes.clone());
+        if broker {
+            Self::register_broker(&mut r, &m);
+        }
+        Metrics { registry: r, ..m }
+    }
+
+    fn register_broker(r: &mut Registry, m: &Metrics) {
         r.register("broker_published", "Publishes sent to the broker", m.broker_published.clone());
         r.register("broker_received", "Publishes received from the broker", m.broker_received.clone());
         r.register("broker_errors", "Broker errors", m.broker_errors.clone());
@@ -154,7 +182,6 @@ impl Metrics {
             "Publishes and key/value writes Redis has not yet taken (queued or in flight)",
             m.broker_pending.clone(),
         );
-        Metrics { registry: r, ..m }
     }
 
     /// The text exposition format.

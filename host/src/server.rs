@@ -59,7 +59,10 @@ impl Server {
                 max_value: settings.host.kv_max_value,
                 max_keys: settings.host.kv_max_keys,
             },
-            Arc::new(crate::metrics::Metrics::new()),
+            Arc::new(match settings.broker {
+                Some(_) => crate::metrics::Metrics::with_broker(),
+                None => crate::metrics::Metrics::new(),
+            }),
         ));
         let runtime = Arc::new(Runtime::new(&settings.engine)?);
         let broker = settings.broker.as_ref().map(|b| Broker::start(b, hub.clone())).transpose()?;

@@ -189,6 +189,14 @@ impl TestServer {
         while self.reloads.try_recv().is_ok() {}
     }
 
+    /// The outcomes reported since the last call that waited for one, other than `Unchanged`
+    /// (a change event for a file whose content did not change).
+    pub fn outcomes_since(&mut self) -> Vec<LoadOutcome> {
+        std::iter::from_fn(|| self.reloads.try_recv().ok())
+            .filter(|o| !matches!(o, LoadOutcome::Unchanged { .. }))
+            .collect()
+    }
+
     /// The next load outcome concerning `name` (within 20 s). A repeated report of a file
     /// already loaded (`Unchanged`) is skipped: it is not news.
     pub async fn next_outcome(&mut self, name: &str) -> LoadOutcome {

@@ -93,4 +93,7 @@ async fn health_readiness_and_the_plugin_listing() {
     assert_eq!(echo["errors"], 0);
     assert!(echo["loaded_at_unix_ms"].as_u64().unwrap() > 1_700_000_000_000);
     assert_eq!(s.admin_get("/nothing").await.0, 404);
+    // No broker configured: no broker series (a `broker_connected 0` would read as a broker down).
+    let (_, metrics) = s.admin_get("/metrics").await;
+    assert!(!metrics.contains("wasmsock_broker_"), "{metrics}");
 }

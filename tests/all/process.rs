@@ -259,6 +259,34 @@ async fn a_slow_plugin_call_is_logged_with_the_plugin_and_export() {
 }
 
 #[tokio::test]
+async fn a_plugin_failure_is_logged_once_at_warn_in_one_line_and_the_client_told_nothing() {
+    let routes = "[[routes]]\npath = \"/hostile\"\nplugins = [\"hostile\"]\n";
+    let p = Proc::start(routes, &["hostile"], "");
+    let mut ws = p.connect("/hostile").await;
+    send(&mut ws, "panic").await;
+    assert_eq!(expect_close(&mut ws).await, (1011, "internal error".to_owned()));
+    assert!(eventually(Duration::from_secs(5), async || !p.find("plugin call failed").is_empty()).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let failed = p.find("plugin call failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let line = &failed[0];
+    assert_eq!(line["level"], "WARN");
+    assert_eq!(line["plugin"], "hostile");
+    assert_eq!(line["export"], "on-message");
+    let error = line["error"].as_str().unwrap();
+    assert!(error.contains("panicked") && error.contains("wasm backtrace"), "{error}");
+    assert!(!error.contains('\n'), "one line: {error:?}");
+    // No other host line repeats it (the plugin's own stderr is logged as its output).
+    let repeats: Vec<_> = p
+        .logs()
+        .into_iter()
+        .filter(|v| v["stream"].is_null() && v.to_string().contains("unreachable"))
+        .filter(|v| v["message"] != "plugin call failed")
+        .collect();
+    assert!(repeats.is_empty(), "{repeats:?}");
+}
+
+#[tokio::test]
 async fn command_line_flags_alone_configure_the_server() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("p")).unwrap();

@@ -54,6 +54,8 @@ pub(crate) mod server {
     pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
     pub(crate) const NOFILE_LIMIT: u64 = 1 << 20;
     pub(crate) const PROXY_PROTOCOL: bool = false;
+    /// Clients are told `internal error` or `unavailable`, never a plugin's name or trap.
+    pub(crate) const DETAILED_ERRORS: bool = false;
 }
 
 /// `[admin]`.
@@ -98,6 +100,9 @@ pub(crate) mod engine {
     pub(crate) const MAX_INSTANCES: u32 = 256;
     pub(crate) const MAX_MEMORY: usize = 256 << 20;
     pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
+    /// Far above any plugin seen (a few MiB with a full standard library), far below what
+    /// reading and compiling a stray big file would cost.
+    pub(crate) const MAX_PLUGIN_SIZE: usize = 64 << 20;
     /// Table slots every pooled instance reserves (not configurable): the ceiling of a plugin's
     /// `max_table_elements`.
     pub(crate) const MAX_TABLE_ELEMENTS: usize = 100_000;

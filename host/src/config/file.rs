@@ -90,6 +90,8 @@ pub struct ServerFile {
     pub nofile_limit: Option<u64>,
     /// Every connection starts with a PROXY protocol (v1 or v2) header from a load balancer.
     pub proxy_protocol: Option<bool>,
+    /// Close reasons and refusal bodies name the plugin and its error (development only).
+    pub detailed_errors: Option<bool>,
 }
 
 /// Per-connection limits; `[limits]` sets defaults, a route's `limits` table overrides them.
@@ -215,6 +217,8 @@ pub struct EngineFile {
     pub max_memory: Option<ByteSize>,
     /// Granularity of CPU deadlines.
     pub epoch_tick: Option<Dur>,
+    /// Largest plugin file loaded.
+    pub max_plugin_size: Option<ByteSize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -73,6 +73,9 @@ pub struct ServerLimits {
     pub nofile_limit: u64,
     /// Connections start with a PROXY protocol header naming the client.
     pub proxy_protocol: bool,
+    /// Close reasons and refusal bodies name the failing plugin and its error, instead of a
+    /// generic `internal error` / `unavailable` (development only: internals reach clients).
+    pub detailed_errors: bool,
 }
 
 impl Default for ServerLimits {
@@ -88,6 +91,7 @@ impl Default for ServerLimits {
             close_timeout: defaults::server::CLOSE_TIMEOUT,
             nofile_limit: defaults::server::NOFILE_LIMIT,
             proxy_protocol: defaults::server::PROXY_PROTOCOL,
+            detailed_errors: defaults::server::DETAILED_ERRORS,
         }
     }
 }
@@ -199,6 +203,8 @@ pub struct EngineSettings {
     pub max_instances: u32,
     pub max_memory: usize,
     pub epoch_tick: Duration,
+    /// Plugin files larger than this are refused from their size, without being read.
+    pub max_plugin_size: usize,
 }
 
 impl Default for EngineSettings {
@@ -207,6 +213,7 @@ impl Default for EngineSettings {
             max_instances: defaults::engine::MAX_INSTANCES,
             max_memory: defaults::engine::MAX_MEMORY,
             epoch_tick: defaults::engine::EPOCH_TICK,
+            max_plugin_size: defaults::engine::MAX_PLUGIN_SIZE,
         }
     }
 }
@@ -264,6 +271,12 @@ impl Settings {
         let mut warnings = Vec::new();
         // The built-in configuration is used from anywhere; its example page only exists in a
         // checkout of the repository.
+        // `--route` without a file asks for those routes alone: the built-in ones (and the
+        // chat page, which needs `/chat`) would make readiness wait for plugins nobody wanted.
+        if path.is_none() && !overrides.routes.is_empty() {
+            file.routes.clear();
+            file.static_files = None;
+        }
         if path.is_none() && file.static_files.as_ref().is_some_and(|s| !s.dir.is_dir()) {
             warnings.push(
                 "examples/chat not found here: the chat page is not served (run from the repository root)".into(),
@@ -453,6 +466,7 @@ fn resolve_server(s: &file::ServerFile) -> Result<ServerLimits> {
         close_timeout: s.close_timeout.map_or(d.close_timeout, dur),
         nofile_limit: s.nofile_limit.unwrap_or(d.nofile_limit),
         proxy_protocol: s.proxy_protocol.unwrap_or(d.proxy_protocol),
+        detailed_errors: s.detailed_errors.unwrap_or(d.detailed_errors),
     };
     for (name, v) in [
         ("tls_handshake_timeout", limits.tls_handshake_timeout),
@@ -577,6 +591,7 @@ fn resolve_engine(e: &file::EngineFile) -> Result<EngineSettings> {
         max_instances: e.max_instances.unwrap_or(d.max_instances),
         max_memory: e.max_memory.map_or(d.max_memory, size),
         epoch_tick: e.epoch_tick.map_or(d.epoch_tick, dur),
+        max_plugin_size: e.max_plugin_size.map_or(d.max_plugin_size, size),
     };
     if engine.epoch_tick.is_zero() {
         bail!("[engine] epoch_tick must be positive");
@@ -720,6 +735,18 @@ mod tests {
         assert_eq!(echo.limits.max_message_size, 2 << 20);
         assert_eq!(echo.limits.write_timeout, Duration::from_secs(5));
         assert!(s.routes.iter().any(|r| r.path == "/new"));
+    }
+
+    #[test]
+    fn route_flags_without_a_config_file_serve_only_those_routes() {
+        let o = Overrides { routes: vec!["/x=@echo".into(), "/y=shout".into()], ..Overrides::default() };
+        let s = Settings::load(None, &o).unwrap();
+        let paths: Vec<&str> = s.routes.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(paths, ["/x", "/y"]);
+        assert!(s.static_dir.is_none());
+        // Without flags, the built-in routes.
+        let s = Settings::load(None, &Overrides::default()).unwrap();
+        assert!(s.routes.iter().any(|r| r.path == "/chat"));
     }
 
     #[test]

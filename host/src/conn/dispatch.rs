@@ -51,7 +51,7 @@ async fn chain(conn: Arc<ConnShared>, route: Arc<Route>, msg: Message) {
             Ok(Flow::Done) => return,
             Err(f) if f.bypass => {}
             Err(f) => {
-                conn.close_now(CloseCode::INTERNAL, &format!("plugin {} {}", f.plugin, f.error));
+                conn.close_now(CloseCode::INTERNAL, &f.reason());
                 return;
             }
         }

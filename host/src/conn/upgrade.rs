@@ -12,7 +12,7 @@ use crate::ctx::ServerCtx;
 use crate::http::{self, HttpRequest};
 use crate::hub::ConnShared;
 use crate::origin::OriginVerdict;
-use crate::plugin::{self, CallError, Connect};
+use crate::plugin::{self, Connect};
 use crate::router::Route;
 use crate::transport::{Socket, Transport};
 use crate::ws::accept_key;
@@ -51,13 +51,19 @@ pub(crate) async fn upgrade<S: Socket>(
         .admit(peer.ip(), limits.max_connections, limits.max_connections_per_ip)
         .map_err(|e| Refusal::new(503, "connection_limit", e.reason()))?;
     if let Some(missing) = route.missing_plugin() {
-        return Err(Refusal::new(503, "plugin_unavailable", format!("plugin {missing} is not loaded")).into());
+        tracing::debug!(plugin = missing, route = route.path(), "refused: a plugin of the route is not loaded");
+        let reason = match ctx.settings.server.detailed_errors {
+            true => format!("plugin {missing} is not loaded"),
+            false => "unavailable".to_owned(),
+        };
+        return Err(Refusal::new(503, "plugin_unavailable", reason).into());
     }
 
     let conn = ConnShared::new(ctx.hub.next_id(), route.settings.clone(), peer, ctx.hub.metrics.outbox_drops.clone());
     let mut registration = Registration::new(&ctx.hub, ctx.tasks.enter(), route, conn);
     tracing::Span::current().record("id", registration.conn().id);
-    let protocol = match on_connect(&mut registration, route, req, t.client_cert_subject()).await {
+    let detailed = ctx.settings.server.detailed_errors;
+    let protocol = match on_connect(&mut registration, route, req, t.client_cert_subject(), detailed).await {
         Ok(p) => p,
         Err(r) => {
             registration.finish(Ended::abnormal("handshake rejected", Initiator::Server)).await;
@@ -120,6 +126,7 @@ async fn on_connect(
     route: &Route,
     req: &HttpRequest,
     client_cert_subject: Option<String>,
+    detailed: bool,
 ) -> Result<Option<String>, Refusal> {
     let conn = registration.conn().clone();
     let mut wit_req = plugin::Request {
@@ -153,12 +160,10 @@ async fn on_connect(
             }
             Err(f) if f.bypass => registration.owe_close(),
             Err(f) => {
-                return Err(match f.error {
-                    // Not the request's fault, and temporary: say so, like an absent plugin.
-                    CallError::Quarantined(_) | CallError::NotLoaded => {
-                        Refusal::new(503, "plugin_unavailable", format!("plugin {} is unavailable", f.plugin))
-                    }
-                    _ => Refusal::new(500, "plugin_failed", format!("plugin {} failed", f.plugin)),
+                // Not the request's fault, and temporary: say so, like an absent plugin.
+                return Err(match f.is_unavailable() {
+                    true => Refusal::new(503, "plugin_unavailable", f.reason()),
+                    false => Refusal::new(500, "plugin_failed", f.reason()),
                 });
             }
         }
@@ -167,6 +172,8 @@ async fn on_connect(
         && !req.protocols().any(|offered| offered == p)
     {
         let reason = format!("a plugin chose subprotocol {p:?}, which the client did not offer");
+        tracing::warn!(route = route.path(), chain = ?route.chain_names(), "{reason}");
+        let reason = if detailed { reason } else { "internal error".to_owned() };
         return Err(Refusal::new(500, "plugin_failed", reason));
     }
     Ok(protocol)

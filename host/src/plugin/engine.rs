@@ -11,6 +11,7 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceType};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use super::bindings::{v0_1, v0_2};
+use super::capacity::Capacity;
 use super::lanes::Lanes;
 use super::state::StoreState;
 use super::wasi;
@@ -23,6 +24,8 @@ pub struct Runtime {
     pub engine: Engine,
     /// Where long calls finish (see `lanes`).
     pub(crate) lanes: Arc<Lanes>,
+    /// The instance slots, shared fairly between plugins.
+    pub(crate) capacity: Arc<Capacity>,
     linker: Linker<StoreState>,
     pub tick: Duration,
     stop: Arc<AtomicBool>,
@@ -87,7 +90,8 @@ impl Runtime {
                 })
                 .context("starting the epoch thread")?
         };
-        Ok(Runtime { engine, lanes, linker, tick: settings.epoch_tick, stop, ticker: Some(ticker) })
+        let capacity = Capacity::new(n);
+        Ok(Runtime { engine, lanes, capacity, linker, tick: settings.epoch_tick, stop, ticker: Some(ticker) })
     }
 
     /// Compiles a component (CPU-heavy: call it off the async runtime).

@@ -23,6 +23,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{Connect, Flow, Message, Request, v0_1, v0_2};
+use super::capacity::{Capacity, Slot};
 use super::lanes::Lanes;
 use super::state::{CallCtx, Limiter, PluginEnv, StoreState};
 use super::wasi::{self, Capture};
@@ -105,6 +106,8 @@ macro_rules! each_version {
 struct Instance {
     store: Store<StoreState>,
     api: Api,
+    /// Its slot of `[engine] max_instances`, given back when the instance is dropped.
+    _slot: Slot,
 }
 
 /// Facts about a loaded version, for listings and logs.
@@ -146,6 +149,7 @@ pub struct Loaded {
     pre: Pre,
     ticks: Ticks,
     lanes: Arc<Lanes>,
+    capacity: Arc<Capacity>,
     /// Per export: its last call ran past the slice. The next one then starts on the slow lane
     /// at once, instead of taking a slice of an I/O thread first (many long calls arriving
     /// together would otherwise add up their slices there).
@@ -164,11 +168,16 @@ impl Loaded {
         pre: Pre,
         ticks: Ticks,
         lanes: Arc<Lanes>,
+        capacity: Arc<Capacity>,
         info: VersionInfo,
     ) -> anyhow::Result<Loaded> {
         let runs_long = Default::default();
-        let loaded = Loaded { info, env, pre, ticks, lanes, runs_long, idle: Mutex::new(Vec::new()) };
-        let first = block_on(loaded.instantiate()).map_err(|e| anyhow::anyhow!("instantiation failed: {e}"))?;
+        let loaded = Loaded { info, env, pre, ticks, lanes, capacity, runs_long, idle: Mutex::new(Vec::new()) };
+        let slot = loaded
+            .capacity
+            .try_take(&loaded.env.name)
+            .ok_or_else(|| anyhow::anyhow!("no instance slot free ([engine] max_instances)"))?;
+        let first = block_on(loaded.instantiate(slot)).map_err(|e| anyhow::anyhow!("instantiation failed: {e}"))?;
         loaded.idle.lock().push(first);
         Ok(loaded)
     }
@@ -177,7 +186,7 @@ impl Loaded {
         let id = conn.id;
         let call = move |mut inst: Box<Instance>, (): ()| -> CallFuture<(), Connect> {
             Box::pin(async move {
-                let Instance { store, api } = &mut *inst;
+                let Instance { store, api, .. } = &mut *inst;
                 let r = each_version!(api, p => {
                     p.wasmsock_plugin_handler().call_on_connect(&mut *store, id, &req.into()).await.map(Connect::from)
                 });
@@ -192,7 +201,7 @@ impl Loaded {
         let (id, bytes) = (conn.id, super::host_api::message_len(&msg));
         let call = move |mut inst: Box<Instance>, msg: Message| -> CallFuture<Message, Flow> {
             Box::pin(async move {
-                let Instance { store, api } = &mut *inst;
+                let Instance { store, api, .. } = &mut *inst;
                 let (msg, r) = each_version!(api, p => {
                     let wit = msg.into();
                     let r = p.wasmsock_plugin_handler().call_on_message(&mut *store, id, &wit).await;
@@ -208,7 +217,7 @@ impl Loaded {
         let (id, reason) = (conn.id, reason.to_owned());
         let call = move |mut inst: Box<Instance>, (): ()| -> CallFuture<(), ()> {
             Box::pin(async move {
-                let Instance { store, api } = &mut *inst;
+                let Instance { store, api, .. } = &mut *inst;
                 let r = each_version!(api, p => {
                     p.wasmsock_plugin_handler().call_on_close(&mut *store, id, code.get(), &reason).await
                 });
@@ -223,7 +232,26 @@ impl Loaded {
         self.idle.lock().len()
     }
 
-    async fn instantiate(&self) -> Result<Box<Instance>, CallError> {
+    /// An instance for a call: an idle one, or a new one if the plugin may have another slot
+    /// (see `capacity`), or, after waiting up to the plugin's deadline, an idle one another
+    /// call gave back or a slot freed meanwhile.
+    async fn instance(&self) -> Result<Box<Instance>, CallError> {
+        if let Some(inst) = self.idle.lock().pop() {
+            return Ok(inst);
+        }
+        let name = &self.env.name;
+        let slot = match self.capacity.try_take(name) {
+            Some(slot) => slot,
+            None => match self.capacity.wait_for(name, self.env.settings.deadline, || self.idle.lock().pop()).await {
+                Some(Ok(inst)) => return Ok(inst),
+                Some(Err(slot)) => slot,
+                None => return Err(CallError::Instantiate("no instance slot free ([engine] max_instances)".into())),
+            },
+        };
+        self.instantiate(slot).await
+    }
+
+    async fn instantiate(&self, slot: Slot) -> Result<Box<Instance>, CallError> {
         let s = &self.env.settings;
         let capture = Capture::new(s.max_log_bytes);
         let state = StoreState {
@@ -255,7 +283,7 @@ impl Loaded {
             Pre::V0_2(p) => p.instantiate_async(&mut store).await.map(Api::V0_2),
         };
         match api {
-            Ok(api) => Ok(Box::new(Instance { store, api })),
+            Ok(api) => Ok(Box::new(Instance { store, api, _slot: slot })),
             Err(e) => Err(classify(&e, &store, self.deadline_ms(), true)),
         }
     }
@@ -275,13 +303,9 @@ impl Loaded {
         lent: K,
         make: impl FnOnce(Box<Instance>, K) -> CallFuture<K, R>,
     ) -> (K, Result<R, CallError>) {
-        let pooled = self.idle.lock().pop();
-        let mut inst = match pooled {
-            Some(i) => i,
-            None => match self.instantiate().await {
-                Ok(i) => i,
-                Err(e) => return (lent, Err(e)),
-            },
+        let mut inst = match self.instance().await {
+            Ok(i) => i,
+            Err(e) => return (lent, Err(e)),
         };
         let lane = inst.store.data().move_to_lane.clone();
         lane.store(false, Relaxed);
@@ -340,10 +364,14 @@ impl Loaded {
         self.drain_output(&inst.store, conn.id);
         let result = match result {
             Ok(v) => {
-                let mut idle = self.idle.lock();
-                if idle.len() < self.env.settings.max_idle_instances {
-                    idle.push(inst);
+                {
+                    let mut idle = self.idle.lock();
+                    if idle.len() < self.env.settings.max_idle_instances {
+                        idle.push(inst);
+                    }
                 }
+                // Back in the pool (or its slot freed): a call waiting for one can go on.
+                self.capacity.returned();
                 Ok(v)
             }
             // The instance may be in any state after a trap: it is dropped here.
@@ -394,19 +422,46 @@ fn classify(e: &wasmtime::Error, store: &Store<StoreState>, deadline_ms: u64, in
     if store.data().limiter.hit {
         return CallError::ResourceLimit(format!("{}", e.root_cause()));
     }
+    let trap = |cause: &str| CallError::Trap(with_backtrace(cause, e));
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallError::Deadline(deadline_ms),
-        Some(Trap::StackOverflow) => CallError::Trap("stack overflow".into()),
-        Some(Trap::UnreachableCodeReached) => CallError::Trap("panicked (unreachable reached)".into()),
-        Some(t) => CallError::Trap(t.to_string()),
+        Some(Trap::StackOverflow) => trap("stack overflow"),
+        Some(Trap::UnreachableCodeReached) => trap("panicked (unreachable reached)"),
+        Some(t) => trap(&t.to_string()),
         // A host-side error (an import that traps, a bad resource handle): its root cause says
-        // what happened; the wasm backtrace wrapped around it goes to the debug log.
+        // what happened.
         None => {
-            tracing::debug!(error = ?e, "plugin error with backtrace");
-            let cause = e.root_cause().to_string();
+            let cause = with_backtrace(&e.root_cause().to_string(), e);
             if instantiating { CallError::Instantiate(cause) } else { CallError::Trap(cause) }
         }
     }
+}
+
+/// Longest backtrace kept in a failure (it goes to the log, in the failure's one line).
+const MAX_BACKTRACE: usize = 2048;
+
+/// The cause with the wasm backtrace, on one line (the failure is logged as one line, and
+/// only there: clients are told a generic reason, see `CallFailure::reason`).
+fn with_backtrace(cause: &str, e: &wasmtime::Error) -> String {
+    let cause = one_line(cause);
+    let Some(bt) = e.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return cause;
+    };
+    let mut frames = one_line(&bt.to_string());
+    if frames.len() > MAX_BACKTRACE {
+        let mut end = MAX_BACKTRACE;
+        while !frames.is_char_boundary(end) {
+            end -= 1;
+        }
+        frames.truncate(end);
+        frames.push_str(" ...");
+    }
+    if frames.is_empty() { cause } else { format!("{cause} [{frames}]") }
+}
+
+/// Lines joined with ` | `, blank ones and indentation dropped.
+fn one_line(text: &str) -> String {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ")
 }
 
 /// Runs a future to completion on this thread (for instantiating at load time, which happens

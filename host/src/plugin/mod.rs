@@ -3,6 +3,7 @@
 
 mod bindings;
 mod breaker;
+mod capacity;
 mod contract;
 mod engine;
 mod host_api;
@@ -18,7 +19,6 @@ pub(crate) use bindings::{Connect, Flow, Message, Request};
 pub(crate) use contract::{CONTRACT_PACKAGE, CONTRACT_VERSION, is_trapped_import};
 pub(crate) use engine::Runtime;
 pub(crate) use host_api::{message_len, outgoing};
-pub(crate) use instance::CallError;
 pub use registry::LoadOutcome;
 pub(crate) use registry::{PluginSlot, Registry, check_bytes, plugin_name};
 pub(crate) use watcher::{WatchGuard, watch};

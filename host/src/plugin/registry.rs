@@ -4,7 +4,7 @@
 //! already running finish on the old code, the next call runs the new code, and no connection
 //! notices. Failures are accounted here, where the plugin's failure policy is applied.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use arc_swap::ArcSwapOption;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 
 use super::bindings::{Connect, Flow, Message, Request, v0_1, v0_2};
@@ -41,6 +41,26 @@ pub struct CallFailure {
     pub plugin: Arc<str>,
     pub error: CallError,
     pub bypass: bool,
+    /// `[server] detailed_errors`: [`CallFailure::reason`] names the plugin and its error.
+    pub detailed: bool,
+}
+
+impl CallFailure {
+    /// Whether the failure is the plugin's absence (not loaded, quarantined): temporary, and
+    /// not the client's doing.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self.error, CallError::Quarantined(_) | CallError::NotLoaded)
+    }
+
+    /// What the client is told (a close reason, a refusal body): what it needs to know, no
+    /// internals. The details were logged where the failure was recorded.
+    pub fn reason(&self) -> String {
+        match (self.detailed, self.is_unavailable()) {
+            (true, _) => format!("plugin {} {}", self.plugin, self.error),
+            (false, true) => "unavailable".to_owned(),
+            (false, false) => "internal error".to_owned(),
+        }
+    }
 }
 
 pub struct PluginSlot {
@@ -93,7 +113,12 @@ impl PluginSlot {
     }
 
     fn failure(&self, error: CallError) -> CallFailure {
-        CallFailure { plugin: self.env.name.clone(), bypass: self.env.settings.on_error == OnError::Bypass, error }
+        CallFailure {
+            plugin: self.env.name.clone(),
+            bypass: self.env.settings.on_error == OnError::Bypass,
+            detailed: self.env.detailed_errors,
+            error,
+        }
     }
 
     /// The version to call, unless the plugin is absent or quarantined.
@@ -129,7 +154,7 @@ impl PluginSlot {
             plugin = %self.env.name, export = export.as_str(), conn = conn.id, remote = %conn.remote,
             route = %conn.route.path, error = %error, "plugin call failed"
         );
-        if self.breaker.failure(&self.env.settings) {
+        if self.breaker.failure(&self.env.settings, conn.id) {
             m.plugin_quarantines.get_or_create(&PluginLabel { plugin }).inc();
             tracing::error!(
                 plugin = %self.env.name,
@@ -174,13 +199,47 @@ pub struct Registry {
     hub: Arc<Hub>,
     settings: Arc<Settings>,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
+    /// What each plugin file looked like when last read, so that it is read, compiled and
+    /// reported only when its content changed (by name; one entry per file in the directory).
+    seen: Mutex<HashMap<String, Seen>>,
     dir: PathBuf,
+}
+
+/// A plugin file as last read: its stamp, and the hash of its content if it could be read.
+struct Seen {
+    stamp: Stamp,
+    hash: Option<String>,
+}
+
+/// What the file system says about a file without reading it. Any write changes it (size,
+/// modification or change time; a rename over it changes the inode); reading does not (the
+/// access time is not part of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    dev: u64,
+    ino: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            len: m.len(),
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
 }
 
 impl Registry {
     pub fn new(runtime: Arc<Runtime>, hub: Arc<Hub>, settings: Arc<Settings>) -> Registry {
         let dir = settings.plugin_dir.clone();
-        Registry { runtime, hub, settings, slots: RwLock::new(BTreeMap::new()), dir }
+        Registry { runtime, hub, settings, slots: RwLock::new(BTreeMap::new()), seen: Mutex::default(), dir }
     }
 
     pub fn dir(&self) -> &Path {
@@ -209,6 +268,7 @@ impl Registry {
                         config: settings.config.clone(),
                         settings,
                         host_limits: self.settings.host,
+                        detailed_errors: self.settings.server.detailed_errors,
                         hub: self.hub.clone(),
                         call_seconds: [
                             histogram(Export::OnConnect),
@@ -238,17 +298,28 @@ impl Registry {
         Ok(paths.iter().map(|p| self.sync_path(p)).collect())
     }
 
-    /// Brings the registry in line with `path`: loads it if it exists, unloads it if not.
-    /// Blocking (compiles): call it off the async runtime.
+    /// Brings the registry in line with `path`: loads it if it exists and its content changed
+    /// since it was last read, unloads it if it is gone. A file whose stamp did not change is
+    /// not even read (the watcher also hears about reads, ours included), and content already
+    /// tried (loaded or refused) is not compiled or reported again: a broken file is reported
+    /// once per change. Blocking (reads and compiles): call it off the async runtime.
     pub fn sync_path(&self, path: &Path) -> LoadOutcome {
         let Some(name) = plugin_name(path) else {
             return LoadOutcome::Ignored { path: path.to_owned() };
         };
-        if !path.is_file() {
-            return self.unload(&name);
+        let meta = match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => m,
+            _ => {
+                self.seen.lock().remove(&name);
+                return self.unload(&name);
+            }
+        };
+        let stamp = Stamp::of(&meta);
+        if self.seen.lock().get(&name).is_some_and(|s| s.stamp == stamp) {
+            return LoadOutcome::Unchanged { name };
         }
         let started = Instant::now();
-        let outcome = match self.load(&name, path) {
+        let outcome = match self.load(&name, path, stamp) {
             Ok(outcome) => outcome,
             Err(e) => LoadOutcome::Failed { name: name.clone(), error: format!("{e:#}") },
         };
@@ -274,14 +345,26 @@ impl Registry {
         outcome
     }
 
-    fn load(&self, name: &str, path: &Path) -> Result<LoadOutcome> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    fn load(&self, name: &str, path: &Path, stamp: Stamp) -> Result<LoadOutcome> {
+        // Remembered before reading: a file that cannot be read or is too big is retried when
+        // it changes, not on every event.
+        let tried = self.seen.lock().insert(name.to_owned(), Seen { stamp, hash: None }).and_then(|s| s.hash);
+        let max = self.settings.engine.max_plugin_size;
+        if stamp.len > max as u64 {
+            bail!("the file is {} bytes, more than [engine] max_plugin_size ({max} bytes); it was not read", stamp.len);
+        }
+        let bytes = read_at_most(path, max).with_context(|| format!("cannot read {}", path.display()))?;
+        self.hub.metrics.plugin_file_bytes_read.inc_by(bytes.len() as u64);
         let hash = hex16(&Sha256::digest(&bytes));
+        if let Some(seen) = self.seen.lock().get_mut(name) {
+            seen.hash = Some(hash.clone());
+        }
         let slot = self.slot(name);
         let previous = slot.current();
-        if previous.as_ref().is_some_and(|p| p.info.hash == hash) {
+        if tried.as_deref() == Some(hash.as_str()) || previous.as_ref().is_some_and(|p| p.info.hash == hash) {
             return Ok(LoadOutcome::Unchanged { name: name.to_owned() });
         }
+        self.hub.metrics.plugin_compiles.get_or_create(&PluginLabel { plugin: name.to_owned() }).inc();
         let (pre, summary) = prepare(&self.runtime, &bytes)?;
         let contract = summary.contract.unwrap_or_default();
         let info = VersionInfo { hash: hash.clone(), size: bytes.len(), loaded_at: SystemTime::now(), contract };
@@ -290,7 +373,12 @@ impl Registry {
             per_mib: self.runtime.ticks(DEADLINE_PER_MIB),
             slice: self.runtime.ticks(SLICE),
         };
-        let loaded = Loaded::new(slot.env.clone(), pre, ticks, self.runtime.lanes.clone(), info)?;
+        // Reserved before the first instance is made, so a plugin arriving on a busy engine
+        // still gets one.
+        let capacity = &self.runtime.capacity;
+        capacity.set_loaded(&slot.env.name, true);
+        let loaded = Loaded::new(slot.env.clone(), pre, ticks, self.runtime.lanes.clone(), capacity.clone(), info)
+            .inspect_err(|_| capacity.set_loaded(&slot.env.name, slot.is_loaded()))?;
         slot.current.store(Some(Arc::new(loaded)));
         slot.breaker.reset();
         Ok(LoadOutcome::Loaded { name: name.to_owned(), hash, replaced: previous.is_some() })
@@ -301,6 +389,7 @@ impl Registry {
         if let Some(slot) = slot
             && slot.current.swap(None).is_some()
         {
+            self.runtime.capacity.set_loaded(&slot.env.name, false);
             self.hub
                 .metrics
                 .plugin_reloads
@@ -376,6 +465,19 @@ pub fn plugin_name(path: &Path) -> Option<String> {
         return None;
     }
     Some(stem.to_owned())
+}
+
+/// Reads a file of at most `max` bytes; a file that grew past it since its size was checked is
+/// refused without reading more than that.
+fn read_at_most(path: &Path, max: usize) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(max as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > max {
+        bail!("the file grew past [engine] max_plugin_size ({max} bytes) while being read");
+    }
+    Ok(bytes)
 }
 
 fn hex16(digest: &[u8]) -> String {

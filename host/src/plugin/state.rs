@@ -19,6 +19,8 @@ pub struct PluginEnv {
     pub settings: PluginSettings,
     pub config: HashMap<String, String>,
     pub host_limits: HostLimits,
+    /// `[server] detailed_errors`: failures tell clients what failed.
+    pub detailed_errors: bool,
     pub hub: Arc<Hub>,
     /// Call latency histograms by export (on-connect, on-message, on-close), resolved once.
     pub call_seconds: [Histogram; 3],

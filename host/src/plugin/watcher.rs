@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use notify_debouncer_full::notify::RecursiveMode;
+use notify_debouncer_full::notify::event::{AccessKind, AccessMode, EventKind};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use tokio::sync::mpsc;
 
@@ -28,8 +29,13 @@ pub fn watch(registry: Arc<Registry>, on_change: Option<mpsc::UnboundedSender<Lo
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |res: DebounceEventResult| match res {
         Ok(events) => {
-            let paths: BTreeSet<PathBuf> =
-                events.iter().flat_map(|e| e.paths.iter()).filter(|p| plugin_name(p).is_some()).cloned().collect();
+            let paths: BTreeSet<PathBuf> = events
+                .iter()
+                .filter(|e| may_change_content(&e.kind))
+                .flat_map(|e| e.paths.iter())
+                .filter(|p| plugin_name(p).is_some())
+                .cloned()
+                .collect();
             if !paths.is_empty() {
                 let _ = tx.send(paths.into_iter().collect());
             }
@@ -63,4 +69,15 @@ pub fn watch(registry: Arc<Registry>, on_change: Option<mpsc::UnboundedSender<Lo
         }
     });
     Ok(WatchGuard { _debouncer: Box::new(debouncer) })
+}
+
+/// Whether an event may mean new content. Opening and reading a file are events too (inotify
+/// reports them), and the registry's own reads must not bring it back to read again; a writer
+/// closing its file is kept, it marks a write that finished.
+fn may_change_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
 }
