@@ -152,8 +152,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("wasmsock-build-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("Cargo.toml"), "[package]\nname = \"p\"\n[lib]\ncrate-type = [\"cdylib\"]\n")
-            .unwrap();
+        std::fs::write(dir.join("Cargo.toml"), "[package]\nname = \"p\"\n[lib]\ncrate-type = [\"cdylib\"]\n").unwrap();
         std::fs::create_dir_all(dir.join("src/inner")).unwrap();
         std::fs::write(dir.join("src/lib.rs"), "pub struct P;\nmod inner;\n").unwrap();
         let err = format!("{:#}", build_one(&dir).unwrap_err());

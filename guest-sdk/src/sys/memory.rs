@@ -338,9 +338,8 @@ pub(crate) fn kv_compare_and_set(key: &str, expected: Option<&[u8]>, new: Option
 pub(crate) fn kv_list(prefix: &str, after: Option<&str>, limit: u32) -> crate::kv::Page {
     with(|s| {
         let limit = limit.min(wasmsock_limits::KV_MAX_KEYS_LISTED) as usize;
-        let mut keys: Vec<String> = s
-            .kv
-            .range::<str, _>((
+        let mut keys: Vec<String> =
+            s.kv.range::<str, _>((
                 after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
                 std::ops::Bound::Unbounded,
             ))

@@ -178,11 +178,7 @@ impl Kv {
             let Some(space) = spaces.get(plugin) else {
                 return KvPage { keys: Vec::new(), next: None };
             };
-            space
-                .keys()
-                .filter(|k| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
-                .cloned()
-                .collect()
+            space.keys().filter(|k| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a)).cloned().collect()
         };
         keys.sort_unstable();
         let more = keys.len() > limit;

@@ -18,8 +18,8 @@ use tokio::sync::Notify;
 
 pub use admission::{Admission, AdmitGuard};
 pub use conn::{ConnShared, Identity, Kill};
-pub use kv::{Kv, KvError, KvLimits};
 pub use kv::{AtomicError, KvPage, parse_counter};
+pub use kv::{Kv, KvError, KvLimits};
 pub use outbox::{Outgoing, PushError};
 pub(crate) use peers::{AtomicFuture, Peers, SharedKv};
 pub use rooms::{Delivery, RoomKey, Rooms};

@@ -182,7 +182,11 @@ impl StoreState {
 
     /// The call waits for the shared store when there is one; it holds nothing of the store
     /// meanwhile (the future owns what it needs).
-    pub(super) fn kv_increment(&mut self, key: String, delta: i64) -> impl Future<Output = Result<i64, AtomicError>> + Send + 'static {
+    pub(super) fn kv_increment(
+        &mut self,
+        key: String,
+        delta: i64,
+    ) -> impl Future<Output = Result<i64, AtomicError>> + Send + 'static {
         let (hub, plugin) = (self.env.hub.clone(), self.env.name.clone());
         async move { hub.kv_increment(&plugin, &key, delta).await }
     }
