@@ -26,6 +26,8 @@ pub struct Runtime {
     pub(crate) lanes: Arc<Lanes>,
     /// The instance slots, shared fairly between plugins.
     pub(crate) capacity: Arc<Capacity>,
+    /// Set at the end of shutdown's grace period (see `Registry::stop_calls`).
+    pub(crate) stopping: Arc<AtomicBool>,
     linker: Linker<StoreState>,
     pub tick: Duration,
     stop: Arc<AtomicBool>,
@@ -91,7 +93,8 @@ impl Runtime {
                 .context("starting the epoch thread")?
         };
         let capacity = Capacity::new(n);
-        Ok(Runtime { engine, lanes, capacity, linker, tick: settings.epoch_tick, stop, ticker: Some(ticker) })
+        let stopping = Arc::new(AtomicBool::new(false));
+        Ok(Runtime { engine, lanes, capacity, stopping, linker, tick: settings.epoch_tick, stop, ticker: Some(ticker) })
     }
 
     /// Compiles a component (CPU-heavy: call it off the async runtime).
