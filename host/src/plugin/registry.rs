@@ -46,10 +46,10 @@ pub struct CallFailure {
 }
 
 impl CallFailure {
-    /// Whether the failure is the plugin's absence (not loaded, quarantined): temporary, and
-    /// not the client's doing.
+    /// Whether the failure is the plugin's absence (not loaded, quarantined, the server
+    /// shutting down): temporary, and not the client's doing.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self.error, CallError::Quarantined(_) | CallError::NotLoaded)
+        matches!(self.error, CallError::Quarantined(_) | CallError::NotLoaded | CallError::Stopped)
     }
 
     /// What the client is told (a close reason, a refusal body): what it needs to know, no
