@@ -66,6 +66,12 @@ pub struct Metrics {
     pub rooms: Gauge,
     pub room_members: Gauge,
     pub outbox_drops: Counter,
+    /// Bytes held for peers (partial messages and outgoing queues), as last counted.
+    pub buffered_bytes: Gauge,
+    /// Connections shed because the bytes held exceeded `max_buffered_bytes`.
+    pub buffered_sheds: Counter,
+    /// Connections closed because a message was not complete within `message_timeout`.
+    pub message_timeouts: Counter,
     pub publishes: Counter,
     pub broker_published: Counter,
     pub broker_received: Counter,
@@ -109,6 +115,9 @@ impl Metrics {
             rooms: Gauge::default(),
             room_members: Gauge::default(),
             outbox_drops: Counter::default(),
+            buffered_bytes: Gauge::default(),
+            buffered_sheds: Counter::default(),
+            message_timeouts: Counter::default(),
             publishes: Counter::default(),
             broker_published: Counter::default(),
             broker_received: Counter::default(),
@@ -138,6 +147,21 @@ impl Metrics {
         r.register("rooms", "Rooms with at least one member", m.rooms.clone());
         r.register("room_members", "Room memberships", m.room_members.clone());
         r.register("outbox_drops", "Messages refused by full outgoing queues", m.outbox_drops.clone());
+        r.register(
+            "buffered_bytes",
+            "Bytes held for peers: partial messages and outgoing queues",
+            m.buffered_bytes.clone(),
+        );
+        r.register(
+            "buffered_sheds",
+            "Connections closed (1013) because the bytes held exceeded max_buffered_bytes",
+            m.buffered_sheds.clone(),
+        );
+        r.register(
+            "message_timeouts",
+            "Connections closed (1008) because a message was not complete within message_timeout",
+            m.message_timeouts.clone(),
+        );
         r.register("publishes", "Room publishes", m.publishes.clone());
         r.register("broker_published", "Publishes sent to the broker", m.broker_published.clone());
         r.register("broker_received", "Publishes received from the broker", m.broker_received.clone());

@@ -2,6 +2,7 @@
 //! each connection, rooms, the plugin key/value store and connection admission.
 
 mod admission;
+mod budget;
 mod conn;
 mod kv;
 mod outbox;
@@ -16,7 +17,8 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 
-pub use admission::{Admission, AdmitGuard};
+pub use admission::{Admission, AdmitError, AdmitGuard};
+pub use budget::Budget;
 pub use conn::{ConnShared, Identity, Kill};
 pub use kv::{Kv, KvError, KvLimits};
 pub use outbox::{Outgoing, PushError};
@@ -31,6 +33,8 @@ pub struct Hub {
     pub rooms: Rooms,
     pub kv: Kv,
     pub admission: Arc<Admission>,
+    /// Bytes held for peers (partial messages, outgoing queues) against `max_buffered_bytes`.
+    pub budget: Budget,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Notified whenever a connection is unregistered (shutdown waits on it).
     pub departed: Notify,
@@ -46,6 +50,7 @@ impl Hub {
             rooms: Rooms::new(),
             kv: Kv::new(kv_limits),
             admission: Arc::default(),
+            budget: Budget::default(),
             metrics,
             departed: Notify::new(),
             peers: OnceLock::new(),
