@@ -29,7 +29,7 @@ pub struct Admin {
 
 /// One admin connection being served: whether it is still waiting for its request, and how to
 /// end it.
-struct Served {
+struct AdminConn {
     since: tokio::time::Instant,
     awaiting_request: Arc<AtomicBool>,
     done: Arc<AtomicBool>,
@@ -42,7 +42,7 @@ impl Admin {
             TcpListener::bind(addr).await.with_context(|| format!("cannot bind the admin listener on {addr}"))?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
-            let mut served: Vec<Served> = Vec::new();
+            let mut served: Vec<AdminConn> = Vec::new();
             loop {
                 let stream = match listener.accept().await {
                     Ok((stream, _)) => stream,
@@ -67,7 +67,7 @@ impl Admin {
                         None => continue,
                     }
                 }
-                let s = Served {
+                let s = AdminConn {
                     since: tokio::time::Instant::now(),
                     awaiting_request: Arc::new(AtomicBool::new(true)),
                     done: Arc::new(AtomicBool::new(false)),

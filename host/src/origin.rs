@@ -171,7 +171,9 @@ impl Served {
             }
             // A wildcard certificate name covers exactly one label.
             n.strip_prefix("*.").is_some_and(|d| {
-                host.strip_suffix(d).and_then(|h| h.strip_suffix('.')).is_some_and(|l| !l.is_empty() && !l.contains('.'))
+                host.strip_suffix(d)
+                    .and_then(|h| h.strip_suffix('.'))
+                    .is_some_and(|l| !l.is_empty() && !l.contains('.'))
             })
         })
     }

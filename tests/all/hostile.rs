@@ -115,10 +115,12 @@ async fn close_code(t: &mut Tls, within: Duration) -> u16 {
 
 #[tokio::test]
 async fn origins_that_merely_contain_an_allowed_domain_are_refused() {
-    let s = Setup::new("[origins]\nallow = [\"https://*.example.com\"]\n[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\n")
-        .plugin("echo", "echo")
-        .start()
-        .await;
+    let s = Setup::new(
+        "[origins]\nallow = [\"https://*.example.com\"]\n[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\n",
+    )
+    .plugin("echo", "echo")
+    .start()
+    .await;
     assert_eq!(answer(&s, &upgrade(&s, "/echo", &["Origin: https://app.example.com"])).await, 101, "control");
     for evil in ["https://evil.com/x.example.com", "https://evil.com#.example.com", "https://evil.com?.example.com"] {
         assert_eq!(answer(&s, &upgrade(&s, "/echo", &[&format!("Origin: {evil}")])).await, 403, "{evil}");
@@ -127,20 +129,24 @@ async fn origins_that_merely_contain_an_allowed_domain_are_refused() {
 
 #[tokio::test]
 async fn two_origin_headers_are_refused() {
-    let s = Setup::new("[origins]\nallow = [\"https://app.example.com\"]\n[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\n")
-        .plugin("echo", "echo")
-        .start()
-        .await;
+    let s = Setup::new(
+        "[origins]\nallow = [\"https://app.example.com\"]\n[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\n",
+    )
+    .plugin("echo", "echo")
+    .start()
+    .await;
     let two = ["Origin: https://app.example.com", "Origin: https://evil.com"];
     assert_eq!(answer(&s, &upgrade(&s, "/echo", &two)).await, 403);
 }
 
 #[tokio::test]
 async fn an_explicit_default_port_is_the_same_origin() {
-    let s = Setup::new("[origins]\nallow = [\"https://app.example.com\"]\n[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\n")
-        .plugin("echo", "echo")
-        .start()
-        .await;
+    let s = Setup::new(
+        "[origins]\nallow = [\"https://app.example.com\"]\n[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\n",
+    )
+    .plugin("echo", "echo")
+    .start()
+    .await;
     assert_eq!(answer(&s, &upgrade(&s, "/echo", &["Origin: https://app.example.com:443"])).await, 101);
 }
 
@@ -234,7 +240,9 @@ async fn a_fragmented_message_kept_open_with_control_frames_is_closed_1008() {
     let _ = tokio::time::timeout(Duration::from_millis(800), keep_busy).await;
     assert_eq!(close_code(&mut t, Duration::from_secs(3)).await, 1008);
     assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
-    assert!(eventually(Duration::from_secs(2), async || s.metric("wasmsock_message_timeouts_total").await >= 1.0).await);
+    assert!(
+        eventually(Duration::from_secs(2), async || s.metric("wasmsock_message_timeouts_total").await >= 1.0).await
+    );
 }
 
 #[tokio::test]
@@ -337,10 +345,11 @@ async fn static_files_serve_no_dotfiles_and_stream_large_files() {
     std::fs::write(site.path().join(".git/config"), "[core]").unwrap();
     let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(site.path().join("big.bin"), &big).unwrap();
-    let s = Setup::new(&format!("[static]\ndir = {:?}\n[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\n", site.path()))
-        .plugin("echo", "echo")
-        .start()
-        .await;
+    let s =
+        Setup::new(&format!("[static]\ndir = {:?}\n[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\n", site.path()))
+            .plugin("echo", "echo")
+            .start()
+            .await;
     let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(answer(&s, &get("/index.html")).await, 200);
     for hidden in ["/.env", "/.git/config", "/a/../.env"] {

@@ -51,7 +51,6 @@ impl Budget {
         }
     }
 
-
     /// Resolves when growth took the partial bytes over the budget.
     pub async fn exceeded(&self) {
         self.over.notified().await;

@@ -158,7 +158,9 @@ fn oracle(bytes: &[u8]) -> Outcome {
             Ok(Message::Binary(b)) => events.push(Event::Binary(b.to_vec())),
             Ok(Message::Ping(p)) => events.push(Event::Ping(p.to_vec())),
             Ok(Message::Pong(p)) => events.push(Event::Pong(p.to_vec())),
-            Ok(Message::Close(Some(c))) if c.code == CloseCode::Protocol && c.reason.as_str() == "Protocol violation" => {
+            Ok(Message::Close(Some(c)))
+                if c.code == CloseCode::Protocol && c.reason.as_str() == "Protocol violation" =>
+            {
                 // How tungstenite reports a reserved close code: it answers 1002 in its place.
                 // (The generated reasons never read like that.)
                 return Outcome { events, violated: true };
