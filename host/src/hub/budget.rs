@@ -74,7 +74,7 @@ impl Budget {
         if left <= max {
             return (total, 0);
         }
-        holders.sort_by(|a, b| b.0.cmp(&a.0));
+        holders.sort_by_key(|h| std::cmp::Reverse(h.0));
         let mut shed = 0;
         for (held, c) in holders {
             if left <= max {
