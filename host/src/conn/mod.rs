@@ -61,7 +61,10 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr,
         let hub = &ctx.hub;
         let ended =
             session::run(&mut t, &conn, &route, &hub.metrics, &hub.budget, &leftover, limits.close_timeout).await;
-        respond::finish(&mut t).await;
+        // A killed connection (dead peer, shutdown) gets no polite goodbye that could wait.
+        if conn.killed() == crate::hub::Kill::None {
+            respond::finish(&mut t).await;
+        }
         registration.finish(ended).await;
     }
     .instrument(span)
