@@ -248,6 +248,14 @@ impl ConnShared {
         self.out.lock().drain_into(into, max);
     }
 
+    /// The writer handed `bytes` of frames it took (their payload lengths) to the transport: the
+    /// outbox's byte limit stops counting them.
+    pub fn release_outgoing(&self, bytes: usize) {
+        if bytes > 0 {
+            self.out.lock().release(bytes);
+        }
+    }
+
     pub fn has_outgoing(&self) -> bool {
         !self.out.lock().is_empty()
     }
