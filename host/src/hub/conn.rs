@@ -275,18 +275,4 @@ impl ConnShared {
         let data = self.data.lock();
         data.attachments.iter().find(|(p, _)| &**p == plugin).map(|(_, v)| v.clone())
     }
-
-    /// Replaces this plugin's attachment; empty removes it.
-    pub fn set_attachment(&self, plugin: &Arc<str>, value: Vec<u8>) {
-        let mut data = self.data.lock();
-        let pos = data.attachments.iter().position(|(p, _)| p == plugin);
-        match (pos, value.is_empty()) {
-            (Some(i), true) => {
-                data.attachments.swap_remove(i);
-            }
-            (Some(i), false) => data.attachments[i].1 = value,
-            (None, false) => data.attachments.push((plugin.clone(), value)),
-            (None, true) => {}
-        }
-    }
 }
