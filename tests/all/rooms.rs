@@ -220,7 +220,8 @@ struct Audience {
 
 impl Audience {
     async fn join(s: &TestServer, room: &str, n: usize) -> Audience {
-        let (bytes, msgs, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        let (bytes, msgs, stop) =
+            (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
         let (ready_tx, ready) = tokio::sync::oneshot::channel();
         let (addr, config, url, room) = (s.addr, s.tls_client_config(), s.url("/hostile"), room.to_owned());
         let (b, m, st) = (bytes.clone(), msgs.clone(), stop.clone());
@@ -372,7 +373,10 @@ limits = { max_message_size = "1MiB" }
 /// Resident memory of process `pid`.
 fn rss_of(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
     kib.unwrap_or(0) << 10
 }
 
@@ -413,8 +417,13 @@ async fn members_that_do_not_read_hold_no_more_than_their_outbox_bound() {
     // Each member: its 4 MiB outbox (frames the writer holds included) and the TLS send buffer
     // (< 0.5 MiB); 2 MiB of slack each for the allocator and the plugin instance's own memory.
     let bound = MEMBERS as u64 * (6 << 20);
-    eprintln!("{MEMBERS} members that do not read: server RSS {} MiB -> peak {} MiB (+{} MiB, bound {} MiB); last call: {report}",
-        before >> 20, peak >> 20, growth >> 20, bound >> 20);
+    eprintln!(
+        "{MEMBERS} members that do not read: server RSS {} MiB -> peak {} MiB (+{} MiB, bound {} MiB); last call: {report}",
+        before >> 20,
+        peak >> 20,
+        growth >> 20,
+        bound >> 20
+    );
     assert!(report.ends_with("limit reached"), "{report}");
     assert!(growth <= bound, "the server grew by {} MiB for {MEMBERS} members that do not read", growth >> 20);
     drop(members);

@@ -300,10 +300,14 @@ pub(crate) fn publish(room: &str, msg: Message, except: Option<u64>) -> Result<u
         }
         // As on the server: one send per member (each is a copy the server writes), at least
         // one, and nothing at all when the budget left does not cover every member.
-        let members: Vec<u64> = s.rooms.get(room).map(|m| m.iter().copied().filter(|id| Some(*id) != except).collect()).unwrap_or_default();
+        let members: Vec<u64> =
+            s.rooms.get(room).map(|m| m.iter().copied().filter(|id| Some(*id) != except).collect()).unwrap_or_default();
         let (sends, bytes) = s.spent;
         let copies = members.len().max(1);
-        let left = (s.limits.max_sends_per_call.saturating_sub(sends) as usize, s.limits.max_send_bytes_per_call.saturating_sub(bytes));
+        let left = (
+            s.limits.max_sends_per_call.saturating_sub(sends) as usize,
+            s.limits.max_send_bytes_per_call.saturating_sub(bytes),
+        );
         if copies > left.0 || copies.saturating_mul(msg.len()) > left.1 {
             return Err(Error::LimitReached);
         }

@@ -62,7 +62,9 @@ impl StoreState {
     fn host_memory_full(&self) -> ErrorCode {
         let memory = &self.env.hub.memory;
         tracing::debug!(
-            plugin = &*self.env.name, used = memory.used(&self.env.name), total = memory.total(),
+            plugin = &*self.env.name,
+            used = memory.used(&self.env.name),
+            total = memory.total(),
             "plugin host memory full: key/value, attachment or room write refused"
         );
         ErrorCode::HostMemoryFull
