@@ -68,6 +68,7 @@ impl Server {
                 max_value: settings.host.kv_max_value,
                 max_keys: settings.host.kv_max_keys,
             },
+            settings.host.max_memory,
             Arc::new(crate::metrics::Metrics::new()),
         ));
         let runtime = Arc::new(Runtime::new(&settings.engine)?);

@@ -87,12 +87,15 @@ pub(crate) mod plugin {
     pub(crate) const QUARANTINE: Duration = Duration::from_secs(30);
     pub(crate) const MAX_LOG_BYTES: usize = 4096;
     pub(crate) const MAX_IDLE_INSTANCES: usize = 8;
+    /// Off: the plugin's share of `[host] max_memory` is the total divided by the number of
+    /// plugins.
+    pub(crate) const MAX_HOST_MEMORY: Option<usize> = None;
 }
 
 /// `[host]`, what plugins may keep in the host.
 pub(crate) mod host {
     pub(crate) use wasmsock_limits::{
-        KV_MAX_KEY, KV_MAX_KEYS, KV_MAX_VALUE, MAX_ATTACHMENT, MAX_ROOM_NAME, MAX_ROOMS_PER_CONNECTION,
+        KV_MAX_KEY, KV_MAX_KEYS, KV_MAX_VALUE, MAX_ATTACHMENT, MAX_HOST_MEMORY, MAX_ROOM_NAME, MAX_ROOMS_PER_CONNECTION,
     };
 }
 

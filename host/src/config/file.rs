@@ -177,6 +177,9 @@ pub struct PluginFile {
     pub quarantine: Option<Dur>,
     pub max_sends_per_call: Option<u32>,
     pub max_send_bytes_per_call: Option<ByteSize>,
+    /// This plugin's share of `[host] max_memory` (default: the total divided by the number of
+    /// plugins).
+    pub max_host_memory: Option<ByteSize>,
     /// Bytes of stdout/stderr logged per call; the rest is counted and dropped.
     pub max_log_bytes: Option<ByteSize>,
     /// Idle instances kept warm.
@@ -213,6 +216,9 @@ pub struct HostFile {
     pub kv_max_keys: Option<usize>,
     pub kv_max_key: Option<usize>,
     pub kv_max_value: Option<ByteSize>,
+    /// Bytes the host keeps for all plugins together: key/value entries, attachments, room
+    /// memberships.
+    pub max_memory: Option<ByteSize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -323,6 +329,7 @@ overlay_fields!(PluginFile {
     quarantine,
     max_sends_per_call,
     max_send_bytes_per_call,
+    max_host_memory,
     max_log_bytes,
     max_idle_instances,
     config,

@@ -155,6 +155,8 @@ pub struct PluginSettings {
     pub quarantine: Duration,
     pub max_sends_per_call: u32,
     pub max_send_bytes_per_call: usize,
+    /// The plugin's share of `[host] max_memory`; `None`: the total divided by the plugins.
+    pub max_host_memory: Option<usize>,
     pub max_log_bytes: usize,
     pub max_idle_instances: usize,
     pub config: HashMap<String, String>,
@@ -173,6 +175,7 @@ impl Default for PluginSettings {
             quarantine: defaults::plugin::QUARANTINE,
             max_sends_per_call: defaults::plugin::MAX_SENDS_PER_CALL,
             max_send_bytes_per_call: defaults::plugin::MAX_SEND_BYTES_PER_CALL,
+            max_host_memory: defaults::plugin::MAX_HOST_MEMORY,
             max_log_bytes: defaults::plugin::MAX_LOG_BYTES,
             max_idle_instances: defaults::plugin::MAX_IDLE_INSTANCES,
             config: HashMap::new(),
@@ -188,6 +191,8 @@ pub struct HostLimits {
     pub kv_max_keys: usize,
     pub kv_max_key: usize,
     pub kv_max_value: usize,
+    /// Bytes the host keeps for all plugins together.
+    pub max_memory: usize,
 }
 
 impl Default for HostLimits {
@@ -199,6 +204,7 @@ impl Default for HostLimits {
             kv_max_keys: defaults::host::KV_MAX_KEYS,
             kv_max_key: defaults::host::KV_MAX_KEY,
             kv_max_value: defaults::host::KV_MAX_VALUE,
+            max_memory: defaults::host::MAX_HOST_MEMORY,
         }
     }
 }
@@ -576,6 +582,7 @@ fn resolve_plugin(name: &str, p: &PluginFile) -> Result<PluginSettings> {
         quarantine: p.quarantine.map_or(d.quarantine, dur),
         max_sends_per_call: p.max_sends_per_call.unwrap_or(d.max_sends_per_call),
         max_send_bytes_per_call: p.max_send_bytes_per_call.map_or(d.max_send_bytes_per_call, size),
+        max_host_memory: p.max_host_memory.map(size).or(d.max_host_memory),
         max_log_bytes: p.max_log_bytes.map_or(d.max_log_bytes, size),
         max_idle_instances: p.max_idle_instances.unwrap_or(d.max_idle_instances),
         config,
@@ -591,6 +598,7 @@ fn resolve_host(h: &file::HostFile) -> HostLimits {
         kv_max_keys: h.kv_max_keys.unwrap_or(d.kv_max_keys),
         kv_max_key: h.kv_max_key.unwrap_or(d.kv_max_key),
         kv_max_value: h.kv_max_value.map_or(d.kv_max_value, size),
+        max_memory: h.max_memory.map_or(d.max_memory, size),
     }
 }
 

@@ -271,6 +271,14 @@ impl ConnShared {
         self.out.lock().drain_into(into, max);
     }
 
+    /// The writer handed `bytes` of frames it took (their payload lengths) to the transport: the
+    /// outbox's byte limit stops counting them.
+    pub fn release_outgoing(&self, bytes: usize) {
+        if bytes > 0 {
+            self.out.lock().release(bytes);
+        }
+    }
+
     pub fn has_outgoing(&self) -> bool {
         !self.out.lock().is_empty()
     }
@@ -289,19 +297,5 @@ impl ConnShared {
     pub fn attachment(&self, plugin: &str) -> Option<Vec<u8>> {
         let data = self.data.lock();
         data.attachments.iter().find(|(p, _)| &**p == plugin).map(|(_, v)| v.clone())
-    }
-
-    /// Replaces this plugin's attachment; empty removes it.
-    pub fn set_attachment(&self, plugin: &Arc<str>, value: Vec<u8>) {
-        let mut data = self.data.lock();
-        let pos = data.attachments.iter().position(|(p, _)| p == plugin);
-        match (pos, value.is_empty()) {
-            (Some(i), true) => {
-                data.attachments.swap_remove(i);
-            }
-            (Some(i), false) => data.attachments[i].1 = value,
-            (None, false) => data.attachments.push((plugin.clone(), value)),
-            (None, true) => {}
-        }
     }
 }
