@@ -17,12 +17,16 @@ const BATCH: usize = 64;
 /// so an idle connection keeps no memory here.
 #[derive(Debug, Default)]
 pub(crate) struct Writer {
-    batch: Vec<(Opcode, Bytes)>,
+    /// Each frame with what the outbox charged for it (its `payload_len`), released to the
+    /// outbox once the transport has the whole frame.
+    batch: Vec<(Opcode, Bytes, usize)>,
     pos: usize,
     /// Bytes of `batch[pos]` (header + payload) already handed to the transport.
     offset: usize,
     /// Our close frame was taken from the queue: nothing after it is sent.
     closed: bool,
+    /// Charged bytes of frames handed over in this pass, not yet released to the outbox.
+    handed: usize,
 }
 
 /// What one pass did.
@@ -57,6 +61,7 @@ impl Writer {
         if self.batch.is_empty() && self.batch.capacity() > BATCH * 4 {
             self.batch = Vec::new();
         }
+        conn.release_outgoing(std::mem::take(&mut self.handed));
         w.flushed = t.flush()?;
         Ok(w)
     }
@@ -71,7 +76,8 @@ impl Writer {
         let mut items = Vec::new();
         conn.take_outgoing(&mut items, BATCH);
         for item in items {
-            let frame = match item {
+            let charged = item.payload_len();
+            let (opcode, payload) = match item {
                 Outgoing::Text(b) => (Opcode::Text, b),
                 Outgoing::Binary(b) => (Opcode::Binary, b),
                 Outgoing::Ping(b) => (Opcode::Ping, b),
@@ -83,7 +89,7 @@ impl Writer {
                     (Opcode::Close, payload)
                 }
             };
-            self.batch.push(frame);
+            self.batch.push((opcode, payload, charged));
         }
         !self.batch.is_empty()
     }
@@ -94,7 +100,7 @@ impl Writer {
         let mut headers = [[0u8; 10]; BATCH];
         let mut slices: [IoSlice<'_>; BATCH * 2] = [IoSlice::new(&[]); BATCH * 2];
         let (mut n, mut offered) = (0, 0);
-        for (i, ((opcode, payload), hdr)) in pending.iter().zip(headers.iter_mut()).enumerate() {
+        for (i, ((opcode, payload, _), hdr)) in pending.iter().zip(headers.iter_mut()).enumerate() {
             let hlen = encode_header(*opcode, payload.len(), hdr);
             let skip = if i == 0 { self.offset } else { 0 };
             let (h, p): (&[u8], &[u8]) =
@@ -113,7 +119,7 @@ impl Writer {
     /// Moves past the `taken` bytes the transport accepted.
     fn advance(&mut self, mut taken: usize, w: &mut Written) {
         while self.pos < self.batch.len() {
-            let (opcode, payload) = &self.batch[self.pos];
+            let (opcode, payload, charged) = &self.batch[self.pos];
             let frame_len = header_len(payload.len()) + payload.len() - self.offset;
             if taken < frame_len {
                 self.offset += taken;
@@ -122,6 +128,7 @@ impl Writer {
             taken -= frame_len;
             self.offset = 0;
             self.pos += 1;
+            self.handed += charged;
             match opcode {
                 Opcode::Text | Opcode::Binary => {
                     w.msgs += 1;
