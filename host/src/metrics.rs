@@ -71,6 +71,12 @@ pub struct Metrics {
     pub host_memory: Gauge,
     pub host_memory_limit: Gauge,
     pub outbox_drops: Counter,
+    /// Bytes held for peers (partial messages and outgoing queues), as last counted.
+    pub buffered_bytes: Gauge,
+    /// Connections shed because the bytes held exceeded `max_buffered_bytes`.
+    pub buffered_sheds: Counter,
+    /// Connections closed because a message was not complete within `message_timeout`.
+    pub message_timeouts: Counter,
     pub publishes: Counter,
     pub broker_published: Counter,
     pub broker_received: Counter,
@@ -118,6 +124,9 @@ impl Metrics {
             host_memory: Gauge::default(),
             host_memory_limit: Gauge::default(),
             outbox_drops: Counter::default(),
+            buffered_bytes: Gauge::default(),
+            buffered_sheds: Counter::default(),
+            message_timeouts: Counter::default(),
             publishes: Counter::default(),
             broker_published: Counter::default(),
             broker_received: Counter::default(),
@@ -155,6 +164,21 @@ impl Metrics {
         r.register("host_memory_bytes", "Bytes the host keeps for all plugins", m.host_memory.clone());
         r.register("host_memory_limit_bytes", "[host] max_memory", m.host_memory_limit.clone());
         r.register("outbox_drops", "Messages refused by full outgoing queues", m.outbox_drops.clone());
+        r.register(
+            "buffered_bytes",
+            "Bytes held for peers: partial messages and outgoing queues",
+            m.buffered_bytes.clone(),
+        );
+        r.register(
+            "buffered_sheds",
+            "Connections closed (1013) because the bytes held exceeded max_buffered_bytes",
+            m.buffered_sheds.clone(),
+        );
+        r.register(
+            "message_timeouts",
+            "Connections closed (1008) because a message was not complete within message_timeout",
+            m.message_timeouts.clone(),
+        );
         r.register("publishes", "Room publishes", m.publishes.clone());
         r.register("broker_published", "Publishes sent to the broker", m.broker_published.clone());
         r.register("broker_received", "Publishes received from the broker", m.broker_received.clone());

@@ -14,6 +14,7 @@ mod contract;
 mod core;
 mod devtools;
 mod edge;
+mod hostile;
 mod observability;
 mod process;
 mod rooms;

@@ -79,6 +79,10 @@ pub struct ServerFile {
     pub max_connections_per_ip: Option<usize>,
     /// TCP connections still in the TLS or HTTP handshake; beyond it, new ones are dropped.
     pub max_pending_handshakes: Option<usize>,
+    /// Handshakes in flight from one client address.
+    pub max_pending_handshakes_per_ip: Option<usize>,
+    /// Bytes held for peers over all connections (partial messages and outgoing queues).
+    pub max_buffered_bytes: Option<ByteSize>,
     pub tls_handshake_timeout: Option<Dur>,
     pub ws_handshake_timeout: Option<Dur>,
     pub max_header_bytes: Option<ByteSize>,
@@ -105,6 +109,8 @@ pub struct LimitsFile {
     pub slow_consumer: Option<SlowConsumer>,
     pub ping_interval: Option<Dur>,
     pub pong_timeout: Option<Dur>,
+    /// How long one message may take to arrive, from its first byte to its last.
+    pub message_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -132,6 +138,9 @@ pub struct OriginsFile {
     pub allow: Option<Vec<String>>,
     /// Whether a request without an Origin header (non-browser clients) is allowed.
     pub allow_missing: Option<bool>,
+    /// The server's own public origins (`"https://app.example.com"`): with an empty `allow`,
+    /// "same origin" means one of these, whatever `Host` header the client sends.
+    pub public: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -306,8 +315,9 @@ overlay_fields!(LimitsFile {
     slow_consumer,
     ping_interval,
     pong_timeout,
+    message_timeout,
 });
-overlay_fields!(OriginsFile { allow, allow_missing });
+overlay_fields!(OriginsFile { allow, allow_missing, public });
 overlay_fields!(PluginFile {
     deadline,
     slow_call,

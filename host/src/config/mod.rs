@@ -65,6 +65,10 @@ pub struct ServerLimits {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_pending_handshakes: usize,
+    pub max_pending_handshakes_per_ip: usize,
+    /// Bytes held for peers (partial messages, outgoing queues) over all connections; beyond,
+    /// the biggest holders are shed (1013).
+    pub max_buffered_bytes: usize,
     pub tls_handshake_timeout: Duration,
     pub ws_handshake_timeout: Duration,
     pub max_header_bytes: usize,
@@ -81,6 +85,8 @@ impl Default for ServerLimits {
             max_connections: defaults::server::MAX_CONNECTIONS,
             max_connections_per_ip: defaults::server::MAX_CONNECTIONS_PER_IP,
             max_pending_handshakes: defaults::server::MAX_PENDING_HANDSHAKES,
+            max_pending_handshakes_per_ip: defaults::server::MAX_PENDING_HANDSHAKES_PER_IP,
+            max_buffered_bytes: defaults::server::MAX_BUFFERED_BYTES,
             tls_handshake_timeout: defaults::server::TLS_HANDSHAKE_TIMEOUT,
             ws_handshake_timeout: defaults::server::WS_HANDSHAKE_TIMEOUT,
             max_header_bytes: defaults::server::MAX_HEADER_BYTES,
@@ -106,6 +112,8 @@ pub struct Limits {
     /// `None` disables pings.
     pub ping_interval: Option<Duration>,
     pub pong_timeout: Duration,
+    /// From a message's first byte to its last (fragments, and frames trickled in).
+    pub message_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -120,6 +128,7 @@ impl Default for Limits {
             slow_consumer: defaults::limits::SLOW_CONSUMER,
             ping_interval: Some(defaults::limits::PING_INTERVAL),
             pong_timeout: defaults::limits::PONG_TIMEOUT,
+            message_timeout: defaults::limits::MESSAGE_TIMEOUT,
         }
     }
 }
@@ -452,6 +461,8 @@ fn resolve_server(s: &file::ServerFile) -> Result<ServerLimits> {
         max_connections: s.max_connections.unwrap_or(d.max_connections),
         max_connections_per_ip: s.max_connections_per_ip.unwrap_or(d.max_connections_per_ip),
         max_pending_handshakes: s.max_pending_handshakes.unwrap_or(d.max_pending_handshakes),
+        max_pending_handshakes_per_ip: s.max_pending_handshakes_per_ip.unwrap_or(d.max_pending_handshakes_per_ip),
+        max_buffered_bytes: s.max_buffered_bytes.map_or(d.max_buffered_bytes, size),
         tls_handshake_timeout: s.tls_handshake_timeout.map_or(d.tls_handshake_timeout, dur),
         ws_handshake_timeout: s.ws_handshake_timeout.map_or(d.ws_handshake_timeout, dur),
         max_header_bytes: s.max_header_bytes.map_or(d.max_header_bytes, size),
@@ -469,11 +480,18 @@ fn resolve_server(s: &file::ServerFile) -> Result<ServerLimits> {
             bail!("[server] {name} must be positive");
         }
     }
-    if limits.max_connections == 0 || limits.max_connections_per_ip == 0 || limits.max_pending_handshakes == 0 {
+    if limits.max_connections == 0
+        || limits.max_connections_per_ip == 0
+        || limits.max_pending_handshakes == 0
+        || limits.max_pending_handshakes_per_ip == 0
+    {
         bail!("[server] connection limits must be at least 1");
     }
     if limits.max_header_bytes < 1024 {
         bail!("[server] max_header_bytes must be at least 1KiB");
+    }
+    if limits.max_buffered_bytes == 0 {
+        bail!("[server] max_buffered_bytes must be positive");
     }
     Ok(limits)
 }
@@ -481,6 +499,7 @@ fn resolve_server(s: &file::ServerFile) -> Result<ServerLimits> {
 fn resolve_origins(o: &OriginsFile) -> Result<OriginPolicy> {
     OriginPolicy::new(
         o.allow.as_deref().unwrap_or_default(),
+        o.public.as_deref().unwrap_or_default(),
         o.allow_missing.unwrap_or(defaults::origins::ALLOW_MISSING),
     )
 }
@@ -499,6 +518,7 @@ fn resolve_limits(l: &LimitsFile) -> Result<Limits> {
         slow_consumer: l.slow_consumer.unwrap_or(d.slow_consumer),
         ping_interval: l.ping_interval.map_or(d.ping_interval, off_if_zero),
         pong_timeout: l.pong_timeout.map_or(d.pong_timeout, dur),
+        message_timeout: l.message_timeout.map_or(d.message_timeout, dur),
     };
     if limits.max_message_size == 0 || limits.max_frame_size == 0 {
         bail!("max_message_size and max_frame_size must be positive");
@@ -514,6 +534,9 @@ fn resolve_limits(l: &LimitsFile) -> Result<Limits> {
     }
     if limits.pong_timeout.is_zero() {
         bail!("pong_timeout must be positive");
+    }
+    if limits.message_timeout.is_zero() {
+        bail!("message_timeout must be positive");
     }
     Ok(limits)
 }

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -105,6 +105,11 @@ pub struct ConnShared {
     /// Set while the connection's own task is processing input; it pumps the queue right
     /// after, so sends in the meantime (its plugins' replies) need not wake it.
     busy: AtomicBool,
+    /// Bytes of the message being assembled (kept by the connection's task, for the budget).
+    pub partial_bytes: AtomicUsize,
+    /// The server's buffer budget shed this connection, or its message timed out: its task
+    /// drops what it assembles and ends once the close frame is out.
+    shed: AtomicBool,
     pub activity: Activity,
     pub data: Mutex<PluginData>,
     pub stats: ConnStats,
@@ -137,6 +142,8 @@ impl ConnShared {
             kill: AtomicU8::new(0),
             established: AtomicBool::new(false),
             busy: AtomicBool::new(false),
+            partial_bytes: AtomicUsize::new(0),
+            shed: AtomicBool::new(false),
             activity: Activity::default(),
             data: Mutex::new(PluginData::default()),
             stats: ConnStats::default(),
@@ -227,6 +234,22 @@ impl ConnShared {
     pub fn close_now(&self, code: CloseCode, reason: &str) {
         self.out.lock().close_now(code, reason.to_owned());
         self.wake.notify_one();
+    }
+
+    /// Closes at once with `code`, dropping the backlog, and tells the connection's task to drop
+    /// its partial message and not wait for the peer's reply.
+    pub fn shed(&self, code: CloseCode, reason: &str) {
+        self.shed.store(true, Relaxed);
+        self.close_now(code, reason);
+    }
+
+    pub fn is_shed(&self) -> bool {
+        self.shed.load(Relaxed)
+    }
+
+    /// Payload bytes in the outgoing queue.
+    pub fn outbox_bytes(&self) -> usize {
+        self.out.lock().bytes()
     }
 
     /// Ends the connection without a close handshake.

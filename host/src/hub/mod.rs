@@ -2,6 +2,7 @@
 //! each connection, rooms, the plugin key/value store and connection admission.
 
 mod admission;
+mod budget;
 mod conn;
 mod host_memory;
 mod kv;
@@ -17,7 +18,8 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 
-pub use admission::{Admission, AdmitGuard};
+pub use admission::{Admission, AdmitError, AdmitGuard};
+pub use budget::Budget;
 pub use conn::{ConnShared, Identity, Kill};
 pub use host_memory::{ENTRY_OVERHEAD, HostMemory};
 pub use kv::{Kv, KvError, KvLimits};
@@ -35,6 +37,8 @@ pub struct Hub {
     /// What plugins keep here (key/value, attachments, memberships), bounded.
     pub memory: Arc<HostMemory>,
     pub admission: Arc<Admission>,
+    /// Bytes held for peers (partial messages, outgoing queues) against `max_buffered_bytes`.
+    pub budget: Budget,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Notified whenever a connection is unregistered (shutdown waits on it).
     pub departed: Notify,
@@ -53,6 +57,7 @@ impl Hub {
             kv: Kv::new(kv_limits, memory.clone()),
             memory,
             admission: Arc::default(),
+            budget: Budget::default(),
             metrics,
             departed: Notify::new(),
             peers: OnceLock::new(),

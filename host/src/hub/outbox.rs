@@ -117,6 +117,11 @@ impl Outbox {
         dropped
     }
 
+    /// Payload bytes queued.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     pub fn is_closing(&self) -> bool {
         self.closing
     }
