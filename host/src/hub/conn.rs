@@ -247,7 +247,7 @@ impl ConnShared {
         self.shed.load(Relaxed)
     }
 
-    /// Payload bytes in the outgoing queue.
+    /// Payload bytes in the outgoing queue and in the writer's hands (see `Outbox::bytes`).
     pub fn outbox_bytes(&self) -> usize {
         self.out.lock().bytes()
     }

@@ -117,9 +117,9 @@ impl Outbox {
         dropped
     }
 
-    /// Payload bytes queued.
+    /// Payload bytes held: queued, and taken by the writer but not yet handed to the transport.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes + self.in_flight
     }
 
     pub fn is_closing(&self) -> bool {
