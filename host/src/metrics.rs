@@ -67,6 +67,8 @@ pub struct Metrics {
     pub room_members: Gauge,
     pub outbox_drops: Counter,
     pub publishes: Counter,
+    /// Messages compressed for permessage-deflate (a shared message once per parameter set).
+    pub compressions: Counter,
     pub broker_published: Counter,
     pub broker_received: Counter,
     pub broker_errors: Counter,
@@ -110,6 +112,7 @@ impl Metrics {
             room_members: Gauge::default(),
             outbox_drops: Counter::default(),
             publishes: Counter::default(),
+            compressions: Counter::default(),
             broker_published: Counter::default(),
             broker_received: Counter::default(),
             broker_errors: Counter::default(),
@@ -139,6 +142,11 @@ impl Metrics {
         r.register("room_members", "Room memberships", m.room_members.clone());
         r.register("outbox_drops", "Messages refused by full outgoing queues", m.outbox_drops.clone());
         r.register("publishes", "Room publishes", m.publishes.clone());
+        r.register(
+            "compressions",
+            "Messages compressed with permessage-deflate (a room publish once per parameter set, not per member)",
+            m.compressions.clone(),
+        );
         r.register("broker_published", "Publishes sent to the broker", m.broker_published.clone());
         r.register("broker_received", "Publishes received from the broker", m.broker_received.clone());
         r.register("broker_errors", "Broker errors", m.broker_errors.clone());

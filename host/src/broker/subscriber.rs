@@ -98,7 +98,7 @@ impl Subscriber {
                 hub.metrics.broker_received.inc();
                 let payload = Bytes::copy_from_slice(f.payload);
                 let item = if f.kind == KIND_TEXT { Outgoing::Text(payload) } else { Outgoing::Binary(payload) };
-                hub.rooms.publish(&RoomKey::new(&plugin, f.name), &item, None);
+                hub.rooms.publish(&RoomKey::new(&plugin, f.name), &item.to_shared(), None);
             }
             KIND_KV_SET => {
                 let _ = hub.kv.set(&plugin, f.name, Bytes::copy_from_slice(f.payload));

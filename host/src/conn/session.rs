@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::plugin::Message;
 use crate::router::Route;
 use crate::transport::{ReadError, ReadStatus, Socket, Transport};
+use crate::ws::deflate::{Agreed, Deflater};
 use crate::ws::{Event, WsError};
 
 /// Plaintext processed per wakeup before yielding to other connections.
@@ -53,15 +54,16 @@ pub(crate) async fn run<S: Socket>(
     metrics: &Metrics,
     leftover: &[u8],
     close_timeout: Duration,
+    deflate: Option<Agreed>,
 ) -> Ended {
     let limits = &route.settings.limits;
     let mut s = Session {
         conn,
         route,
         metrics,
-        inbound: Inbound::new(limits.max_frame_size, limits.max_message_size),
+        inbound: Inbound::new(limits.max_frame_size, limits.max_message_size, deflate.map(|a| a.client_takeover)),
         close: CloseState::Open,
-        writer: Writer::default(),
+        writer: Writer::new(deflate.map(|a| Deflater::new(a, metrics.compressions.clone()))),
         input: VecDeque::new(),
         handling: None,
         violated: false,
@@ -279,7 +281,7 @@ mod tests {
         let (server_end, client_end) = UnixStream::pair().expect("pair");
         let task = tokio::spawn(async move {
             let mut t = Transport::plain(server_end);
-            run(&mut t, &conn, &route, &metrics, &[], Duration::from_secs(2)).await
+            run(&mut t, &conn, &route, &metrics, &[], Duration::from_secs(2), None).await
         });
         (client_end, task)
     }

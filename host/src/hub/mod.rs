@@ -133,7 +133,8 @@ impl Hub {
     /// to the other nodes. The delivery counts this node's members.
     pub(crate) fn publish(&self, key: &RoomKey, item: &Outgoing, except: Option<u64>) -> Delivery {
         self.metrics.publishes.inc();
-        let delivery = self.rooms.publish(key, item, except);
+        // Shared by every member, so it is compressed once per parameter set, not per member.
+        let delivery = self.rooms.publish(key, &item.to_shared(), except);
         if let Some(peers) = self.peers.get() {
             peers.publish(key, item);
         }
