@@ -18,7 +18,10 @@ pub enum Outgoing {
     Close(CloseCode, String),
     /// A data message queued to many connections (a room publish): one payload, compressed at
     /// most once per permessage-deflate parameter set, whatever the number of members.
-    Shared { text: bool, msg: Arc<Shared> },
+    Shared {
+        text: bool,
+        msg: Arc<Shared>,
+    },
 }
 
 impl Outgoing {

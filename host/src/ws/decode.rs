@@ -505,17 +505,23 @@ mod tests {
         let cases: Vec<(Vec<u8>, u16)> = vec![
             (with_rsv1(frame(true, 1, &[0xff, 0xff, 0xff])), 1007), // not deflate data
             (with_rsv1(frame(true, 1, &deflated(&[0xc3, 0x28]))), 1007), // not UTF-8
-            (with_rsv1(frame(true, 9, b"")), 1002), // RSV1 on a ping
-            ({
-                let mut f = with_rsv1(frame(false, 1, &deflated(b"a")));
-                f.extend(with_rsv1(frame(true, 0, b"")));
-                f
-            }, 1002), // RSV1 on a continuation
-            ({
-                let mut f = frame(true, 1, b"x");
-                f[0] |= 0x20;
-                f
-            }, 1002), // RSV2 is never ours
+            (with_rsv1(frame(true, 9, b"")), 1002),                 // RSV1 on a ping
+            (
+                {
+                    let mut f = with_rsv1(frame(false, 1, &deflated(b"a")));
+                    f.extend(with_rsv1(frame(true, 0, b"")));
+                    f
+                },
+                1002,
+            ), // RSV1 on a continuation
+            (
+                {
+                    let mut f = frame(true, 1, b"x");
+                    f[0] |= 0x20;
+                    f
+                },
+                1002,
+            ), // RSV2 is never ours
             (with_rsv1(frame(true, 2, &deflated(&[7; 5000]))), 1009), // inflates past the limit
         ];
         for (bytes, code) in cases {

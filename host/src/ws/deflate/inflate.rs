@@ -86,8 +86,7 @@ fn inflate(d: &mut Decompress, mut input: &[u8], out: &mut Vec<u8>, max: usize) 
             out.reserve_exact(out.len().clamp(MIN_GROWTH, MAX_GROWTH).min(room));
         }
         let (in_before, out_before) = (d.total_in(), out.len());
-        let status =
-            d.decompress_vec(input, out, FlushDecompress::None).map_err(|_| WsError::BadCompressed)?;
+        let status = d.decompress_vec(input, out, FlushDecompress::None).map_err(|_| WsError::BadCompressed)?;
         let consumed = (d.total_in() - in_before) as usize;
         input = &input[consumed..];
         if out.len() > max {

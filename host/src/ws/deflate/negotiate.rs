@@ -132,8 +132,7 @@ mod tests {
 
     #[test]
     fn a_browser_offer_gets_no_context_takeover_both_ways() {
-        let (agreed, response) =
-            negotiate(["permessage-deflate; client_max_window_bits"], &cfg()).expect("accepted");
+        let (agreed, response) = negotiate(["permessage-deflate; client_max_window_bits"], &cfg()).expect("accepted");
         assert_eq!(response, "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
         assert!(!agreed.server_takeover && !agreed.client_takeover);
         assert_eq!(agreed.window_bits, 15);
@@ -152,7 +151,9 @@ mod tests {
         let r = answer(&["permessage-deflate; server_max_window_bits=10"], &cfg());
         assert_eq!(
             r.as_deref(),
-            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10")
+            Some(
+                "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10"
+            )
         );
         let small = Config { window_bits: 12, ..cfg() };
         let (agreed, r) = negotiate(["permessage-deflate"], &small).expect("accepted");
