@@ -3,10 +3,12 @@
 //! members, and what a deflate bomb or corrupt data earns (with the server's memory measured
 //! in a real process).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{Connector, MaybeTlsStream};
@@ -59,7 +61,7 @@ fn frame(fin: bool, rsv1: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// The next server frame: its first byte (FIN, RSV1, opcode) and payload.
-async fn read_frame(raw: &mut Raw) -> (u8, Vec<u8>) {
+async fn read_frame<R: AsyncRead + Unpin>(raw: &mut R) -> (u8, Vec<u8>) {
     let read = async {
         let mut head = [0u8; 2];
         raw.read_exact(&mut head).await.unwrap();
@@ -322,4 +324,63 @@ async fn a_deflate_bomb_against_the_real_binary_leaves_its_memory_alone() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(grew < 16 << 20, "the peak resident memory grew by {} MiB", grew >> 20);
+}
+
+#[tokio::test]
+async fn a_hot_reload_under_compressed_traffic_loses_and_duplicates_nothing() {
+    let mut s = server("").await;
+    let (raw, ext) = connect_raw(&s, "/echo", Some(BROWSER_OFFER)).await;
+    assert_eq!(ext.as_deref(), Some(NO_TAKEOVER));
+    let (mut rd, mut wr) = tokio::io::split(raw);
+    let stop = Arc::new(AtomicBool::new(false));
+    let body = json(600);
+    let sender = tokio::spawn({
+        let (stop, body) = (stop.clone(), body.clone());
+        async move {
+            let mut i = 0usize;
+            while !stop.load(Relaxed) {
+                let text = format!("{i} {body}");
+                wr.write_all(&frame(true, true, 1, &deflate(text.as_bytes()))).await.unwrap();
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            // A short marker, answered uncompressed, ends the replies.
+            wr.write_all(&frame(true, false, 1, b"end")).await.unwrap();
+            i
+        }
+    });
+    let reader = tokio::spawn(async move {
+        let mut replies = Vec::new();
+        loop {
+            match read_frame(&mut rd).await {
+                (0x81, end) if end.ends_with(b"end") => break,
+                (0xc1, payload) => replies.push(String::from_utf8(inflate(&payload)).unwrap()),
+                other => panic!("unexpected frame after {} replies: {other:?}", replies.len()),
+            }
+        }
+        replies
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(matches!(s.install("echo", "echo-v2").await, wasmsock::plugin::LoadOutcome::Loaded { replaced: true, .. }));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Relaxed);
+    let sent = sender.await.unwrap();
+    let replies = reader.await.unwrap();
+    assert_eq!(replies.len(), sent, "every message answered exactly once");
+    let mut switched_at = None;
+    for (i, r) in replies.iter().enumerate() {
+        let expected = format!("{i} {body}");
+        match r.strip_prefix("v2:") {
+            Some(rest) => {
+                assert_eq!(rest, expected);
+                switched_at.get_or_insert(i);
+            }
+            None => {
+                assert_eq!(r, &expected);
+                assert!(switched_at.is_none(), "reply {i} came from v1 after v2 had answered");
+            }
+        }
+    }
+    let at = switched_at.expect("the new version answered");
+    assert!(at > 0 && at < sent, "the switch happened mid-stream (at {at} of {sent})");
 }
