@@ -58,12 +58,6 @@ impl Writer {
         Writer { deflater, ..Writer::default() }
     }
 
-    /// True while it holds compression state (only with server context takeover).
-    #[cfg(test)]
-    pub fn holds_deflate_state(&self) -> bool {
-        self.deflater.as_ref().is_some_and(Deflater::holds_state)
-    }
-
     /// Moves queued frames into the transport and writes what the socket takes now.
     pub fn pump<S: Socket>(&mut self, t: &mut Transport<S>, conn: &ConnShared) -> io::Result<Written> {
         let mut w = Written::default();
