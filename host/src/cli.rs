@@ -139,6 +139,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         server.announce();
         server.run(signals.first()).await
     })?;
+    // The server has ended every connection; do not wait on anything the runtime still holds.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -61,7 +61,10 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr,
         let limits = &ctx.settings.server;
         let ended =
             session::run(&mut t, &conn, &route, &ctx.hub.metrics, &leftover, limits.close_timeout, deflate).await;
-        respond::finish(&mut t).await;
+        // A killed connection (dead peer, shutdown) gets no polite goodbye that could wait.
+        if conn.killed() == crate::hub::Kill::None {
+            respond::finish(&mut t).await;
+        }
         registration.finish(ended).await;
     }
     .instrument(span)

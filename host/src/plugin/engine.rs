@@ -23,6 +23,8 @@ pub struct Runtime {
     pub engine: Engine,
     /// Where long calls finish (see `lanes`).
     pub(crate) lanes: Arc<Lanes>,
+    /// Set at the end of shutdown's grace period (see `Registry::stop_calls`).
+    pub(crate) stopping: Arc<AtomicBool>,
     linker: Linker<StoreState>,
     pub tick: Duration,
     stop: Arc<AtomicBool>,
@@ -87,7 +89,8 @@ impl Runtime {
                 })
                 .context("starting the epoch thread")?
         };
-        Ok(Runtime { engine, lanes, linker, tick: settings.epoch_tick, stop, ticker: Some(ticker) })
+        let stopping = Arc::new(AtomicBool::new(false));
+        Ok(Runtime { engine, lanes, stopping, linker, tick: settings.epoch_tick, stop, ticker: Some(ticker) })
     }
 
     /// Compiles a component (CPU-heavy: call it off the async runtime).

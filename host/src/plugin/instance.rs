@@ -63,6 +63,8 @@ pub enum CallError {
     Quarantined(u64),
     #[error("not loaded")]
     NotLoaded,
+    #[error("stopped: the server is shutting down")]
+    Stopped,
 }
 
 impl CallError {
@@ -75,6 +77,7 @@ impl CallError {
             CallError::Instantiate(_) => "instantiate",
             CallError::Quarantined(_) => "quarantined",
             CallError::NotLoaded => "not_loaded",
+            CallError::Stopped => "stopped",
         }
     }
 }
@@ -299,8 +302,11 @@ impl Loaded {
         let runs_long = &self.runs_long[export as usize];
         // Inline until the call asks to leave the I/O threads (a call that waits on something
         // else stays with its connection), unless this export's calls run long lately.
-        let inline = match runs_long.load(Relaxed) {
-            true => None,
+        let inline = match runs_long.load(Relaxed) && !self.env.stopping.load(Relaxed) {
+            true => {
+                lane.store(true, Relaxed); // it starts there: no yield to move it
+                None
+            }
             false => {
                 std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
                     Poll::Ready(out) => Poll::Ready(Some(out)),
@@ -313,18 +319,10 @@ impl Loaded {
         };
         let (mut inst, kept, result) = match inline {
             Some(out) => out,
-            None => {
-                let moved = self.lanes.spawn(call.instrument(span));
-                match moved {
-                    Some(task) => match task.await {
-                        Ok(out) => out,
-                        // The lane stopped (shutdown) or the host panicked: the instance and what
-                        // the call held are gone with it.
-                        Err(e) => return (K::default(), Err(CallError::Trap(format!("call stopped: {e}")))),
-                    },
-                    None => return (K::default(), Err(CallError::Trap("call stopped: shutting down".into()))),
-                }
-            }
+            None => match self.on_lane(call.instrument(span)).await {
+                Ok(out) => out,
+                Err(e) => return (K::default(), Err(e)),
+            },
         };
         runs_long.store(inst.store.data().call.ticks >= self.ticks.slice, Relaxed);
         let took = started.elapsed();
@@ -373,24 +371,81 @@ impl Loaded {
     }
 }
 
-/// The epoch callback: one more tick of this call's own execution. Past its budget the call
-/// is stopped; past its slice it yields (the first time, asking to move to the slow lane; then
-/// every tick, so long calls there take turns).
+impl Loaded {
+    /// Runs a call on the slow lane. When shutdown stops plugin calls, one that already ran
+    /// there is stopped (dropped where it stands); one still waiting for its first turn is
+    /// taken back and made here, on the I/O threads, under the stop allowance: a call owed
+    /// (on-close) is made, and not at the slow lane's low priority.
+    async fn on_lane<O: Send + 'static>(&self, call: impl Future<Output = O> + Send + 'static) -> Result<O, CallError> {
+        let waiting = Arc::new(Mutex::new(Some(call)));
+        let on_lane = {
+            let (waiting, stopping) = (waiting.clone(), self.env.stopping.clone());
+            async move {
+                if stopping.load(Relaxed) {
+                    return None;
+                }
+                let call = waiting.lock().take();
+                match call {
+                    Some(call) => Some(call.await),
+                    None => None,
+                }
+            }
+        };
+        let Some(mut task) = self.lanes.spawn(on_lane) else {
+            return Err(CallError::Stopped);
+        };
+        let finished = tokio::select! {
+            biased;
+            out = &mut task => match out {
+                Ok(Some(out)) => return Ok(out),
+                Ok(None) => true,
+                // The host panicked: the instance and what the call held are gone with it.
+                Err(e) => return Err(CallError::Trap(format!("the call's task failed: {e}"))),
+            },
+            _ = self.lanes.stopped() => false,
+        };
+        let unstarted = waiting.lock().take();
+        if !finished {
+            task.abort();
+        }
+        match unstarted {
+            Some(call) => Ok(call.await),
+            None => Err(CallError::Stopped),
+        }
+    }
+}
+
+/// Ticks a call may still run once shutdown stopped plugin calls (1 to 2 ms of its own
+/// execution at the default tick: its first tick comes anywhere within a tick's time): enough
+/// for an on-close that does its bookkeeping and returns, not for one that runs long, and
+/// small enough that hundreds of on-close calls still owed fit in the shutdown margin.
+const STOP_ALLOWANCE: u64 = 2;
+
+/// The epoch callback: one more tick of this call's own execution. Past its budget (or, once
+/// shutdown stopped calls, its allowance) the call is stopped.
 fn on_tick(mut cx: wasmtime::StoreContextMut<'_, StoreState>) -> wasmtime::Result<UpdateDeadline> {
     let state = cx.data_mut();
     let call = &mut state.call;
     call.ticks += 1;
-    if call.ticks >= call.budget {
+    if state.env.stopping.load(Relaxed) {
+        call.ticks_since_stop += 1;
+    }
+    if call.ticks >= call.budget || call.ticks_since_stop >= STOP_ALLOWANCE {
         return Ok(UpdateDeadline::Interrupt);
     }
-    if call.ticks >= call.slice {
-        state.move_to_lane.store(true, Relaxed);
+    // Past the slice, yield once: the code awaiting the call then moves it to the slow lane,
+    // where it runs on to its end (calls there take their turns, first come first served).
+    // Once stopping, the slow lane's low priority would only slow the end down.
+    if call.ticks >= call.slice && call.ticks_since_stop == 0 && !state.move_to_lane.swap(true, Relaxed) {
         return Ok(UpdateDeadline::Yield(1));
     }
     Ok(UpdateDeadline::Continue(1))
 }
 
 fn classify(e: &wasmtime::Error, store: &Store<StoreState>, deadline_ms: u64, instantiating: bool) -> CallError {
+    if store.data().env.stopping.load(Relaxed) && matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        return CallError::Stopped;
+    }
     if store.data().limiter.hit {
         return CallError::ResourceLimit(format!("{}", e.root_cause()));
     }

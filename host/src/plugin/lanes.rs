@@ -1,22 +1,25 @@
 //! Where long plugin calls finish. Every call starts on the task of the connection it is for,
 //! on the server's I/O threads, where a short call costs nothing extra. A call still running
-//! after a short slice of its own execution time moves here: to threads of lower OS priority,
-//! where it runs on (yielding every epoch tick, so several long calls share the threads) until it
-//! returns or reaches its deadline. The I/O threads stay free for every other connection,
-//! handshake and heartbeat, and the kernel gives them the CPU first.
+//! after a short slice of its own execution time moves here: to threads of lower OS priority
+//! than the I/O threads, where calls run on, first come first served, until they return or
+//! reach their deadline. The I/O threads stay free for every other connection, handshake and
+//! heartbeat, and the kernel gives them the CPU first.
 
 use std::future::Future;
 
 use anyhow::{Context, Result};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-/// How much lower the slow lane's threads run than the I/O threads (`nice` levels: at 10 a
-/// thread gets about a tenth of the CPU of one at 0 when both want it).
+/// How much lower the slow lane's threads run than the I/O threads (`nice` levels, relative to
+/// the server's own: 10 lower gets about a tenth of the CPU when both want it).
 const NICE: i32 = 10;
 
 pub(crate) struct Lanes {
     runtime: Option<Runtime>,
+    /// Cancelled when shutdown's grace period is over: calls here are then not waited for.
+    stopped: CancellationToken,
 }
 
 impl Lanes {
@@ -28,7 +31,16 @@ impl Lanes {
             .enable_all()
             .build()
             .context("starting the slow lane for long plugin calls")?;
-        Ok(Lanes { runtime: Some(runtime) })
+        Ok(Lanes { runtime: Some(runtime), stopped: CancellationToken::new() })
+    }
+
+    /// Shutdown's grace period is over (see `Registry::stop_calls`).
+    pub fn stop(&self) {
+        self.stopped.cancel();
+    }
+
+    pub async fn stopped(&self) {
+        self.stopped.cancelled().await
     }
 
     pub fn spawn<F>(&self, call: F) -> Option<JoinHandle<F::Output>>
@@ -51,11 +63,13 @@ impl Drop for Lanes {
 
 #[allow(unsafe_code)]
 fn lower_priority() {
-    // SAFETY: gettid and setpriority take no pointers; `who` is this thread's id, so only this
-    // thread's nice value changes (Linux keeps one per thread).
+    // SAFETY: gettid, getpriority and setpriority take no pointers; `who` is this thread's id,
+    // so only this thread's nice value changes (Linux keeps one per thread). A new thread starts
+    // with the nice value of the thread that made it: the server's.
     let failed = unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, NICE) != 0
+        let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, (current + NICE).min(19)) != 0
     };
     if failed {
         tracing::debug!("could not lower the slow lane's thread priority");

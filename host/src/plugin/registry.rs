@@ -118,6 +118,9 @@ impl PluginSlot {
     }
 
     fn record_failure(&self, export: Export, conn: &ConnShared, error: &CallError) {
+        if *error == CallError::Stopped {
+            return; // shutdown's doing, not the plugin's
+        }
         self.errors.fetch_add(1, Relaxed);
         let m = &self.env.hub.metrics;
         let plugin = self.env.name.to_string();
@@ -187,6 +190,14 @@ impl Registry {
         &self.dir
     }
 
+    /// From now on every plugin call stops at its next epoch tick (shutdown's grace period is
+    /// over): calls still running end within a tick, and calls still owed (`on-close`) are made
+    /// and stopped at once, so they are neither abandoned nor waited for.
+    pub fn stop_calls(&self) {
+        self.runtime.stopping.store(true, Relaxed);
+        self.runtime.lanes.stop();
+    }
+
     /// The slot for `name`, created empty if new.
     pub fn slot(&self, name: &str) -> Arc<PluginSlot> {
         if let Some(s) = self.slots.read().get(name) {
@@ -215,6 +226,7 @@ impl Registry {
                             histogram(Export::OnMessage),
                             histogram(Export::OnClose),
                         ],
+                        stopping: self.runtime.stopping.clone(),
                     }),
                     current: ArcSwapOption::empty(),
                     breaker: Breaker::default(),

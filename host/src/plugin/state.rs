@@ -22,6 +22,8 @@ pub struct PluginEnv {
     pub hub: Arc<Hub>,
     /// Call latency histograms by export (on-connect, on-message, on-close), resolved once.
     pub call_seconds: [Histogram; 3],
+    /// Set when shutdown's grace period is over: every call stops at its next tick.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Per-call budget and the connection the call is about.
@@ -36,6 +38,8 @@ pub struct CallCtx {
     pub ticks: u64,
     pub budget: u64,
     pub slice: u64,
+    /// Ticks since shutdown stopped plugin calls (see `Registry::stop_calls`).
+    pub ticks_since_stop: u64,
 }
 
 pub struct StoreState {

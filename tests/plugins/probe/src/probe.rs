@@ -16,6 +16,9 @@ impl Plugin for Probe {
             let _ = conn.join("monitor");
             let _ = conn.set_attachment(b"monitor");
         }
+        if req.query_param("slow-close").is_some() {
+            let _ = conn.set_attachment(b"slow-close");
+        }
         let answer = match req.query_param("as").as_deref() {
             Some("cert") => {
                 let subject = req.client_cert_subject.clone().unwrap_or_else(|| "no certificate".into());
@@ -119,8 +122,13 @@ impl Plugin for Probe {
 
     fn on_close(&self, conn: Conn, code: u16, reason: &str) {
         wasmsock_sdk::info!("probe on_close {} {}", conn.id(), code);
-        if conn.attachment().as_deref() == Some(b"monitor".as_slice()) {
-            return;
+        match conn.attachment().as_deref() {
+            Some(b"monitor") => return,
+            // Uses its whole deadline (an on-close that does heavy bookkeeping).
+            Some(b"slow-close") => loop {
+                std::hint::black_box(conn.id());
+            },
+            _ => {}
         }
         let line = format!("closed {} {} {}", conn.id(), code, reason);
         let _ = rooms::publish("monitor", Message::Text(line), None);
