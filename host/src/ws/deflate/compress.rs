@@ -24,7 +24,7 @@ thread_local! {
 pub struct Deflater {
     agreed: Agreed,
     /// Our window, kept between messages (server context takeover only).
-    kept: Option<Box<Compress>>,
+    kept: Option<Compress>,
     /// Messages this side compressed (the server's count).
     compressions: Counter,
 }
@@ -68,7 +68,7 @@ impl Deflater {
         self.compressions.inc();
         if self.agreed.server_takeover {
             let a = self.agreed;
-            let c = self.kept.get_or_insert_with(|| Box::new(compressor(a.key())));
+            let c = self.kept.get_or_insert_with(|| compressor(a.key()));
             return match compress(c, payload) {
                 Some(out) => (out, true),
                 None => {

@@ -10,7 +10,8 @@ use crate::ws::WsError;
 /// Idle inflaters kept for reuse across connections (each holds a 32 KiB window and its
 /// tables; making one per message would cost more than inflating a small message).
 const POOL_MAX: usize = 64;
-static POOL: Mutex<Vec<Box<Decompress>>> = Mutex::new(Vec::new());
+// `Decompress` keeps its state on the heap: moving it in and out of the pool copies no tables.
+static POOL: Mutex<Vec<Decompress>> = Mutex::new(Vec::new());
 
 /// Growth step of a message's buffer while inflating (doubling up to the limit).
 const MIN_GROWTH: usize = 4 << 10;
@@ -21,7 +22,7 @@ const MAX_GROWTH: usize = 1 << 20;
 #[derive(Debug)]
 pub struct Inflater {
     keep: bool,
-    state: Option<Box<Decompress>>,
+    state: Option<Decompress>,
 }
 
 impl Inflater {
@@ -71,8 +72,8 @@ impl Drop for Inflater {
     }
 }
 
-fn take_pooled() -> Box<Decompress> {
-    POOL.lock().pop().unwrap_or_else(|| Box::new(Decompress::new(false)))
+fn take_pooled() -> Decompress {
+    POOL.lock().pop().unwrap_or_else(|| Decompress::new(false))
 }
 
 fn inflate(d: &mut Decompress, mut input: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), WsError> {
