@@ -44,6 +44,11 @@ pub enum Error {
     /// The host refused an argument (empty room name, bad close code, ...).
     #[error("invalid argument")]
     InvalidArgument,
+    /// What the host keeps for this plugin (key/value entries, attachments, room memberships)
+    /// is at the plugin's share of the server's bound (`[host] max_memory`); delete keys or
+    /// attachments, or leave rooms, before storing more.
+    #[error("host memory for this plugin is full")]
+    HostMemoryFull,
     /// A message or stored value was not the expected JSON.
     #[error("invalid JSON: {0}")]
     Json(#[from] serde_json::Error),

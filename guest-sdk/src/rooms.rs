@@ -23,6 +23,25 @@ use crate::{Conn, Error, Message, sys};
 /// node only (members on other nodes get it through the broker), and members whose queue is full
 /// are skipped rather than failing the whole publish. Publishing to an empty room is not an error.
 ///
+/// A publish is charged to the call's send budget (`max_sends_per_call`,
+/// `max_send_bytes_per_call`) once per member it reaches, as that many sends would be (and at
+/// least once). When what is left of the budget does not cover every member, nobody gets the
+/// message and the call returns [`Error::LimitReached`]; when the message is larger than the
+/// members' `max_message_size`, [`Error::TooLarge`].
+///
+/// ```
+/// use wasmsock_sdk::{Error, Message, rooms, testing::{Limits, TestHost}};
+/// let host = TestHost::new().limits(Limits { max_sends_per_call: 3, ..Limits::default() });
+/// let (a, b) = (host.open("/chat"), host.open("/chat"));
+/// a.join("lobby").unwrap();
+/// b.join("lobby").unwrap();
+/// assert_eq!(rooms::publish("lobby", Message::from("1"), None).unwrap(), 2);
+/// // One send left, two members: refused whole.
+/// assert!(matches!(rooms::publish("lobby", Message::from("2"), None), Err(Error::LimitReached)));
+/// assert_eq!(rooms::publish("lobby", Message::from("3"), Some(a)).unwrap(), 1);
+/// assert_eq!(host.sent(b), vec![Message::from("1"), Message::from("3")]);
+/// ```
+///
 /// ```
 /// # let host = wasmsock_sdk::testing::TestHost::new();
 /// # let (me, other) = (host.open("/chat"), host.open("/chat"));

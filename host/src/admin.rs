@@ -3,20 +3,37 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 
 use crate::ctx::ServerCtx;
 use crate::http;
 
+/// Admin connections served at once. Beyond, a new connection takes the place of the oldest
+/// one still waiting for its request, so idle sockets cannot keep probes out.
 const MAX_ADMIN_CONNECTIONS: usize = 32;
+/// How long a connection may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long answering it may take (a scraper reading a large /metrics slowly).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Admin {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// One admin connection being served: whether it is still waiting for its request, and how to
+/// end it.
+struct AdminConn {
+    since: tokio::time::Instant,
+    awaiting_request: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
+    evict: CancellationToken,
 }
 
 impl Admin {
@@ -24,11 +41,9 @@ impl Admin {
         let listener =
             TcpListener::bind(addr).await.with_context(|| format!("cannot bind the admin listener on {addr}"))?;
         let addr = listener.local_addr()?;
-        // Scrapers and probes are few: a bounded number at a time, the rest wait in the backlog.
-        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
         let task = tokio::spawn(async move {
+            let mut served: Vec<AdminConn> = Vec::new();
             loop {
-                let Ok(slot) = slots.clone().acquire_owned().await else { return };
                 let stream = match listener.accept().await {
                     Ok((stream, _)) => stream,
                     Err(e) => {
@@ -38,10 +53,35 @@ impl Admin {
                         continue;
                     }
                 };
-                let ctx = ctx.clone();
+                served.retain(|s| !s.done.load(Relaxed));
+                if served.len() >= MAX_ADMIN_CONNECTIONS {
+                    let idle = served
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, s)| s.awaiting_request.load(Relaxed))
+                        .min_by_key(|(_, s)| s.since)
+                        .map(|(i, _)| i);
+                    match idle {
+                        Some(i) => served.swap_remove(i).evict.cancel(),
+                        // Every slot is answering a request: this one waits for none.
+                        None => continue,
+                    }
+                }
+                let s = AdminConn {
+                    since: tokio::time::Instant::now(),
+                    awaiting_request: Arc::new(AtomicBool::new(true)),
+                    done: Arc::new(AtomicBool::new(false)),
+                    evict: CancellationToken::new(),
+                };
+                let (ctx, awaiting, done, evict) =
+                    (ctx.clone(), s.awaiting_request.clone(), s.done.clone(), s.evict.clone());
+                served.push(s);
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(10), handle(stream, &ctx)).await;
-                    drop(slot);
+                    tokio::select! {
+                        _ = evict.cancelled() => {}
+                        _ = handle(stream, &ctx, &awaiting) => {}
+                    }
+                    done.store(true, Relaxed);
                 });
             }
         });
@@ -59,25 +99,45 @@ impl Drop for Admin {
     }
 }
 
-async fn handle(mut stream: TcpStream, ctx: &ServerCtx) -> std::io::Result<()> {
+async fn handle(stream: TcpStream, ctx: &ServerCtx, awaiting_request: &AtomicBool) {
+    let _ = answer(stream, ctx, awaiting_request).await;
+}
+
+async fn answer(mut stream: TcpStream, ctx: &ServerCtx, awaiting_request: &AtomicBool) -> std::io::Result<()> {
+    let read = tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream));
+    let Ok(Some(req)) = read.await? else { return Ok(()) };
+    awaiting_request.store(false, Relaxed);
+    let resp = response(&req, ctx);
+    tokio::time::timeout(RESPONSE_TIMEOUT, async {
+        stream.write_all(&resp).await?;
+        stream.shutdown().await
+    })
+    .await?
+}
+
+/// The request, `None` if the peer closed first or sent no valid request (then answered 400).
+async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<http::HttpRequest>> {
     let mut buf = Vec::with_capacity(1024);
-    let req = loop {
+    loop {
         let mut chunk = [0u8; 1024];
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
         buf.extend_from_slice(&chunk[..n]);
         match http::parse(&buf, 8192) {
-            Ok(Some((req, _))) => break req,
+            Ok(Some((req, _))) => return Ok(Some(req)),
             Ok(None) => continue,
             Err(_) => {
                 stream.write_all(&http::response(400, &[], "bad request")).await?;
-                return Ok(());
+                return Ok(None);
             }
         }
-    };
-    let resp = match (req.method.as_str(), req.path.as_str()) {
+    }
+}
+
+fn response(req: &http::HttpRequest, ctx: &ServerCtx) -> Vec<u8> {
+    match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/metrics") => {
             let m = &ctx.hub.metrics;
             let (rooms, members) = ctx.hub.rooms.totals();
@@ -116,7 +176,5 @@ async fn handle(mut stream: TcpStream, ctx: &ServerCtx) -> std::io::Result<()> {
             http::response_bytes(200, &[], "application/json", &body)
         }
         _ => http::response(404, &[], "not found: try /metrics, /healthz, /readyz or /plugins\n"),
-    };
-    stream.write_all(&resp).await?;
-    stream.shutdown().await
+    }
 }

@@ -15,6 +15,13 @@ use crate::router::Router;
 pub(crate) struct ServerCtx {
     pub settings: Arc<Settings>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// What this server is, for same-origin checks: its scheme and certificate names.
+    pub served: crate::origin::Served,
+    /// Connections still in their handshake, in total and per client address.
+    pub pending: Arc<crate::hub::Admission>,
+    /// Behind a balancer (PROXY protocol): handshakes pending per client address, counted once
+    /// the PROXY header names it.
+    pub pending_clients: Arc<crate::hub::Admission>,
     pub router: Router,
     pub registry: Arc<Registry>,
     pub hub: Arc<Hub>,

@@ -8,6 +8,11 @@ const MAX_HEADERS: usize = 64;
 #[derive(Debug, Clone)]
 pub struct HttpRequest {
     pub method: String,
+    /// The minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub version: u8,
+    /// The authority of an absolute-form target (`GET https://host/path`), which stands for
+    /// the `Host` header (RFC 9112 3.2.2).
+    pub authority: Option<String>,
     pub path: String,
     pub query: String,
     /// Names lower-cased, values as sent (lossily decoded).
@@ -22,7 +27,45 @@ pub enum HttpError {
     TooLarge,
 }
 
+/// A request target in origin form (`/path?query`) or absolute form (`https://host/path`):
+/// the authority of the latter, then the path and query. `None` for anything else.
+fn split_target(target: &str) -> Option<(Option<String>, &str, &str)> {
+    let (authority, rest) = if target.starts_with('/') {
+        (None, target)
+    } else {
+        let (scheme, rest) = target.split_once("://")?;
+        if !["http", "https", "ws", "wss"].iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
+            return None;
+        }
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, rest) = rest.split_at(end);
+        if authority.is_empty() || authority.contains('@') {
+            return None;
+        }
+        (Some(authority.to_owned()), rest)
+    };
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    Some((authority, if path.is_empty() { "/" } else { path }, query))
+}
+
 impl HttpRequest {
+    /// The host the request is for: an absolute-form target's authority, else the `Host` header.
+    pub fn host(&self) -> Option<&str> {
+        self.authority.as_deref().or_else(|| self.header("host"))
+    }
+
+    /// Why the request cannot be served over HTTP/1.1 (RFC 9112): `Some((status, reason))`.
+    pub fn unacceptable(&self) -> Option<(u16, &'static str)> {
+        if self.version != 1 {
+            return Some((505, "HTTP/1.1 is required"));
+        }
+        match self.headers.iter().filter(|(k, _)| k == "host").count() {
+            0 => Some((400, "missing Host header")),
+            1 => None,
+            _ => Some((400, "more than one Host header")),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
@@ -53,11 +96,16 @@ pub fn parse(buf: &[u8], max_bytes: usize) -> Result<Option<(HttpRequest, usize)
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
+        // The limit holds for the request however it arrived, in one read or many.
+        Ok(httparse::Status::Complete(n)) if n > max_bytes => Err(HttpError::TooLarge),
         Ok(httparse::Status::Complete(n)) => {
             let target = req.path.unwrap_or("/");
-            let (path, query) = target.split_once('?').unwrap_or((target, ""));
+            let (authority, path, query) =
+                split_target(target).ok_or_else(|| HttpError::Malformed(format!("bad request target {target:?}")))?;
             let request = HttpRequest {
                 method: req.method.unwrap_or("").to_owned(),
+                version: req.version.unwrap_or(0),
+                authority,
                 path: path.to_owned(),
                 query: query.to_owned(),
                 headers: req
@@ -87,6 +135,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         426 => "Upgrade Required",
+        505 => "HTTP Version Not Supported",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -102,10 +151,16 @@ pub fn response(status: u16, extra: &[(&str, &str)], body: &str) -> Vec<u8> {
 }
 
 pub fn response_bytes(status: u16, extra: &[(&str, &str)], content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut bytes = response_head(status, extra, content_type, body.len() as u64);
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// The status line and headers of a response whose body (`len` bytes) follows.
+pub fn response_head(status: u16, extra: &[(&str, &str)], content_type: &str, len: u64) -> Vec<u8> {
     let mut out = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\nConnection: close\r\nCache-Control: no-store\r\n",
         reason_phrase(status),
-        body.len()
     );
     for (k, v) in extra {
         out.push_str(k);
@@ -114,9 +169,7 @@ pub fn response_bytes(status: u16, extra: &[(&str, &str)], content_type: &str, b
         out.push_str("\r\n");
     }
     out.push_str("\r\n");
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(body);
-    bytes
+    out.into_bytes()
 }
 
 pub fn switching_protocols(accept: &str, protocol: Option<&str>, extensions: Option<&str>) -> Vec<u8> {
@@ -151,10 +204,102 @@ mod tests {
     }
 
     #[test]
+    fn absolute_form_targets_route_on_their_path() {
+        let raw = b"GET https://example.com:8443/echo?x=1 HTTP/1.1\r\nHost: other\r\n\r\n";
+        let (req, _) = parse(raw, 8192).unwrap().unwrap();
+        assert_eq!((req.path.as_str(), req.query.as_str()), ("/echo", "x=1"));
+        assert_eq!(req.host(), Some("example.com:8443"));
+        let (req, _) = parse(b"GET wss://h HTTP/1.1\r\nHost: h\r\n\r\n", 8192).unwrap().unwrap();
+        assert_eq!(req.path, "/");
+        for bad in ["*", "echo", "ftp://h/echo", "https:///echo", "https://u@h/echo"] {
+            let raw = format!("GET {bad} HTTP/1.1\r\nHost: h\r\n\r\n");
+            assert!(matches!(parse(raw.as_bytes(), 8192), Err(HttpError::Malformed(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn http_1_0_and_a_missing_or_doubled_host_are_unacceptable() {
+        let req = |raw: &str| parse(raw.as_bytes(), 8192).unwrap().unwrap().0;
+        assert_eq!(req("GET / HTTP/1.1\r\nHost: h\r\n\r\n").unacceptable(), None);
+        assert_eq!(req("GET / HTTP/1.0\r\nHost: h\r\n\r\n").unacceptable().map(|u| u.0), Some(505));
+        assert_eq!(req("GET / HTTP/1.1\r\n\r\n").unacceptable().map(|u| u.0), Some(400));
+        assert_eq!(req("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").unacceptable().map(|u| u.0), Some(400));
+    }
+
+    #[test]
+    fn a_complete_request_over_the_limit_is_too_large_even_in_one_read() {
+        let big = format!("GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n", "y".repeat(2000));
+        assert_eq!(parse(big.as_bytes(), 1024).unwrap_err(), HttpError::TooLarge);
+        assert!(parse(big.as_bytes(), 4096).unwrap().is_some());
+    }
+
+    #[test]
     fn partial_oversized_and_garbage() {
         assert!(parse(b"GET / HTTP/1.1\r\nHost:", 8192).unwrap().is_none());
         assert!(matches!(parse(b"\x01\x02 / HTTP/1.1\r\n\r\n", 50), Err(HttpError::Malformed(_))));
         let big = format!("GET / HTTP/1.1\r\nX: {}", "y".repeat(100));
         assert_eq!(parse(big.as_bytes(), 50).unwrap_err(), HttpError::TooLarge);
+    }
+}
+
+/// Property tests of the request parser (bounded case counts; failures kept in
+/// `host/proptest-regressions/`).
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn header() -> impl Strategy<Value = (String, String)> {
+        ("[A-Za-z][A-Za-z0-9-]{0,15}", "[ -~]{0,40}").prop_map(|(k, v)| (k, v.trim().to_owned()))
+    }
+
+    fn request() -> impl Strategy<Value = (String, String, Vec<(String, String)>)> {
+        ("/[a-z0-9/._~-]{0,30}", "[a-z0-9=&]{0,20}", proptest::collection::vec(header(), 0..10))
+    }
+
+    fn text(path: &str, query: &str, headers: &[(String, String)]) -> String {
+        let target = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };
+        let mut t = format!("GET {target} HTTP/1.1\r\n");
+        for (k, v) in headers {
+            t.push_str(&format!("{k}: {v}\r\n"));
+        }
+        t + "\r\n"
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic_nor_overrun(bytes in proptest::collection::vec(any::<u8>(), 0..400), max in 16usize..300) {
+            if let Ok(Some((_, n))) = parse(&bytes, max) {
+                prop_assert!(n <= bytes.len() && n <= max);
+            }
+        }
+
+        #[test]
+        fn a_request_reads_back_as_sent_and_its_prefixes_as_partial((path, query, headers) in request()) {
+            let raw = text(&path, &query, &headers);
+            let (req, n) = parse(raw.as_bytes(), 1 << 16).unwrap().unwrap();
+            prop_assert_eq!(n, raw.len());
+            prop_assert_eq!(&req.path, &path);
+            prop_assert_eq!(&req.query, &query);
+            let want: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
+            prop_assert_eq!(&req.headers, &want);
+            for cut in [1, raw.len() / 2, raw.len() - 1] {
+                prop_assert!(parse(&raw.as_bytes()[..cut], 1 << 16).unwrap().is_none());
+            }
+        }
+
+        #[test]
+        fn the_size_limit_holds_however_the_request_arrives((path, query, headers) in request(), max in 16usize..400) {
+            let raw = text(&path, &query, &headers);
+            let got = parse(raw.as_bytes(), max);
+            if raw.len() > max {
+                prop_assert_eq!(got.unwrap_err(), HttpError::TooLarge);
+            } else {
+                prop_assert!(got.unwrap().is_some());
+            }
+        }
     }
 }

@@ -65,7 +65,18 @@ pub struct Metrics {
     pub plugin_log_dropped: Family<PluginLabel, Counter>,
     pub rooms: Gauge,
     pub room_members: Gauge,
+    /// Bytes the host keeps for plugins (key/value, attachments, memberships), and their bounds.
+    pub plugin_host_bytes: Family<PluginLabel, Gauge>,
+    pub plugin_host_limit: Family<PluginLabel, Gauge>,
+    pub host_memory: Gauge,
+    pub host_memory_limit: Gauge,
     pub outbox_drops: Counter,
+    /// Bytes held for peers (partial messages and outgoing queues), as last counted.
+    pub buffered_bytes: Gauge,
+    /// Connections shed because the bytes held exceeded `max_buffered_bytes`.
+    pub buffered_sheds: Counter,
+    /// Connections closed because a message was not complete within `message_timeout`.
+    pub message_timeouts: Counter,
     pub publishes: Counter,
     /// Messages compressed for permessage-deflate (a shared message once per parameter set).
     pub compressions: Counter,
@@ -110,7 +121,14 @@ impl Metrics {
             plugin_log_dropped: Family::default(),
             rooms: Gauge::default(),
             room_members: Gauge::default(),
+            plugin_host_bytes: Family::default(),
+            plugin_host_limit: Family::default(),
+            host_memory: Gauge::default(),
+            host_memory_limit: Gauge::default(),
             outbox_drops: Counter::default(),
+            buffered_bytes: Gauge::default(),
+            buffered_sheds: Counter::default(),
+            message_timeouts: Counter::default(),
             publishes: Counter::default(),
             compressions: Counter::default(),
             broker_published: Counter::default(),
@@ -140,7 +158,30 @@ impl Metrics {
         );
         r.register("rooms", "Rooms with at least one member", m.rooms.clone());
         r.register("room_members", "Room memberships", m.room_members.clone());
+        r.register(
+            "plugin_host_bytes",
+            "Bytes the host keeps for a plugin: key/value entries, attachments, room memberships",
+            m.plugin_host_bytes.clone(),
+        );
+        r.register("plugin_host_limit_bytes", "A plugin's share of [host] max_memory", m.plugin_host_limit.clone());
+        r.register("host_memory_bytes", "Bytes the host keeps for all plugins", m.host_memory.clone());
+        r.register("host_memory_limit_bytes", "[host] max_memory", m.host_memory_limit.clone());
         r.register("outbox_drops", "Messages refused by full outgoing queues", m.outbox_drops.clone());
+        r.register(
+            "buffered_bytes",
+            "Bytes held for peers: partial messages and outgoing queues",
+            m.buffered_bytes.clone(),
+        );
+        r.register(
+            "buffered_sheds",
+            "Connections closed (1013) because the bytes held exceeded max_buffered_bytes",
+            m.buffered_sheds.clone(),
+        );
+        r.register(
+            "message_timeouts",
+            "Connections closed (1008) because a message was not complete within message_timeout",
+            m.message_timeouts.clone(),
+        );
         r.register("publishes", "Room publishes", m.publishes.clone());
         r.register(
             "compressions",

@@ -156,3 +156,52 @@ mod tests {
         assert_eq!(find_line_end(b"PROXY TCP4 1", b"0.0.0"), None);
     }
 }
+
+/// Property tests of the PROXY header parser (bounded case counts; failures kept in
+/// `host/proptest-regressions/`).
+#[cfg(test)]
+mod props {
+    use std::net::{IpAddr, SocketAddr};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_headers_never_panic(
+            line in proptest::collection::vec(any::<u8>(), 0..120),
+            text in "PROXY [A-Z0-9 .:]{0,100}\r\n",
+            ver_cmd in any::<u8>(),
+            family in any::<u8>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+            split in 0usize..120,
+        ) {
+            let _ = parse_v1(&line);
+            let _ = parse_v1(text.as_bytes());
+            let _ = parse_v2(ver_cmd, family, &payload);
+            let (a, b) = line.split_at(split.min(line.len()));
+            if let Some(n) = find_line_end(a, b) {
+                prop_assert!(n <= b.len());
+            }
+        }
+
+        #[test]
+        fn a_balancer_header_names_its_client(ip in any::<IpAddr>(), port in any::<u16>(), dport in any::<u16>()) {
+            let want = Some(SocketAddr::new(ip, port));
+            let family = if ip.is_ipv4() { "TCP4" } else { "TCP6" };
+            let dst = if ip.is_ipv4() { "192.0.2.1" } else { "2001:db8::2" };
+            let line = format!("PROXY {family} {ip} {dst} {port} {dport}\r\n");
+            prop_assert_eq!(parse_v1(line.as_bytes()).unwrap(), want);
+            let (fam, mut payload) = match ip {
+                IpAddr::V4(v4) => (0x11, [&v4.octets()[..], &[192, 0, 2, 1]].concat()),
+                IpAddr::V6(v6) => (0x21, [&v6.octets()[..], &[0; 16]].concat()),
+            };
+            payload.extend_from_slice(&port.to_be_bytes());
+            payload.extend_from_slice(&dport.to_be_bytes());
+            prop_assert_eq!(parse_v2(0x21, fam, &payload).unwrap(), want);
+        }
+    }
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
@@ -20,7 +20,7 @@ use crate::clock::now_ms;
 use crate::config::Settings;
 use crate::conn;
 use crate::ctx::{ServerCtx, TaskCount};
-use crate::hub::{Hub, KvLimits};
+use crate::hub::{AdmitError, Hub, KvLimits};
 use crate::hub::{Kill, Outgoing};
 use crate::plugin::{LoadOutcome, Registry, Runtime};
 use crate::router::Router;
@@ -57,6 +57,10 @@ impl Server {
         let listeners = bind_listeners(&settings.listen).await?;
         let tls = crate::tls::setup(&settings.tls, &settings.state_dir)?;
         let dev_cert = tls.as_ref().and_then(|t| t.dev_cert.clone());
+        let served = crate::origin::Served {
+            tls: tls.is_some(),
+            names: tls.as_ref().map(|t| t.names.clone()).unwrap_or_default(),
+        };
 
         let hub = Arc::new(Hub::new(
             KvLimits {
@@ -64,6 +68,7 @@ impl Server {
                 max_value: settings.host.kv_max_value,
                 max_keys: settings.host.kv_max_keys,
             },
+            settings.host.max_memory,
             Arc::new(crate::metrics::Metrics::new()),
         ));
         let runtime = Arc::new(Runtime::new(&settings.engine)?);
@@ -84,6 +89,9 @@ impl Server {
         let ctx = Arc::new(ServerCtx {
             settings: settings.clone(),
             tls: tls.map(|t| t.config),
+            served,
+            pending: Arc::default(),
+            pending_clients: Arc::default(),
             router,
             registry,
             hub,
@@ -111,6 +119,14 @@ impl Server {
         for w in &self.ctx.settings.warnings {
             tracing::warn!("{w}");
         }
+        if self.ctx.tls.is_none() {
+            for route in self.ctx.router.routes().filter(|r| r.origins().same_origin_without_public()) {
+                tracing::warn!(
+                    route = %route.path(),
+                    "same-origin checks on a plain listener admit only loopback pages: name the public origin with [origins] public"
+                );
+            }
+        }
         if let Some(a) = self.admin_addr() {
             tracing::info!(addr = %a, "admin (metrics, health, plugins) on http://{a}");
         }
@@ -137,12 +153,12 @@ impl Server {
     /// `on-close`, and returns once they are done or the grace period is over.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let ctx = self.ctx.clone();
-        let pending = Arc::new(Semaphore::new(ctx.settings.server.max_pending_handshakes));
         let mut accept_loops = tokio::task::JoinSet::new();
         for listener in self.listeners {
-            accept_loops.spawn(accept_loop(listener, ctx.clone(), pending.clone()));
+            accept_loops.spawn(accept_loop(listener, ctx.clone()));
         }
         let sweeper = tokio::spawn(sweep(ctx.clone()));
+        let budget_guard = tokio::spawn(guard_budget(ctx.clone()));
         shutdown.await;
 
         ctx.shutdown.cancel();
@@ -169,6 +185,7 @@ impl Server {
             }
         }
         sweeper.abort();
+        budget_guard.abort();
         if let Some(broker) = &self.broker {
             broker.stop();
         }
@@ -214,7 +231,11 @@ fn dedup(mut addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
     addrs
 }
 
-async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>, pending: Arc<Semaphore>) {
+async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>) {
+    let limits = &ctx.settings.server;
+    // Behind a balancer the socket's address is the balancer's: the client's own is known
+    // after the PROXY header, and its per-address bound applies then (see `conn::accept`).
+    let per_ip = if limits.proxy_protocol { usize::MAX } else { limits.max_pending_handshakes_per_ip };
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -225,14 +246,42 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<ServerCtx>, pending: Arc<Se
                 continue;
             }
         };
-        // Handshakes in flight are bounded: beyond the limit a new socket is dropped at once,
-        // so a flood of slow handshakes cannot exhaust memory.
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            ctx.hub.metrics.reject("too_many_pending_handshakes");
-            drop(tcp);
-            continue;
+        // Handshakes in flight are bounded, in total and per client address: beyond the limit
+        // a new socket is dropped at once, so a flood of slow handshakes cannot exhaust memory,
+        // and one address cannot take every slot.
+        let permit = match ctx.pending.admit(peer.ip(), limits.max_pending_handshakes, per_ip) {
+            Ok(permit) => permit,
+            Err(e) => {
+                ctx.hub.metrics.reject(match e {
+                    AdmitError::TooManyConnections => "too_many_pending_handshakes",
+                    AdmitError::TooManyFromAddress => "too_many_pending_handshakes_from_address",
+                });
+                drop(tcp);
+                continue;
+            }
         };
         tokio::spawn(conn::serve(ctx.clone(), tcp, peer, permit));
+    }
+}
+
+/// Keeps the bytes held for peers within `max_buffered_bytes`: counts them every quarter
+/// second, and at once when partial messages alone exceed it, and sheds the biggest holders
+/// (see [`crate::hub::Budget`]).
+async fn guard_budget(ctx: Arc<ServerCtx>) {
+    let hub = &ctx.hub;
+    hub.budget.set_max(ctx.settings.server.max_buffered_bytes);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = hub.budget.exceeded() => {}
+        }
+        let mut conns = Vec::with_capacity(hub.len());
+        hub.for_each(|c| conns.push(c.clone()));
+        let (held, shed) = hub.budget.enforce(&conns);
+        hub.metrics.buffered_bytes.set(held as i64);
+        hub.metrics.buffered_sheds.inc_by(shed as u64);
     }
 }
 

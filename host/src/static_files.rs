@@ -19,37 +19,55 @@ impl StaticFiles {
         StaticFiles { root, real_root }
     }
 
-    /// A response for `req`, or `None` to let the caller answer 404. Reads through tokio's
-    /// blocking pool so a slow disk never stalls the connection tasks.
-    pub async fn respond(&self, req: &HttpRequest) -> Option<Vec<u8>> {
+    /// A response for `req`, or `None` to let the caller answer 404. The file is opened here
+    /// and its body read in chunks as it is sent (through tokio's blocking pool, so a slow disk
+    /// never stalls the connection tasks), never whole into memory.
+    pub async fn respond(&self, req: &HttpRequest) -> Option<FileResponse> {
         if req.method != "GET" && req.method != "HEAD" {
             return None;
         }
         let path = self.resolve(&req.path)?;
-        // A symlink inside the directory must not lead out of it.
+        // A symlink inside the directory must not lead out of it, nor to a hidden file in it.
         let real = tokio::fs::canonicalize(&path).await.ok()?;
-        if !real.starts_with(&self.real_root) {
+        let inside = real.strip_prefix(&self.real_root).ok()?;
+        if inside.components().any(|c| !matches!(c, Component::Normal(n) if !is_hidden(n))) {
             return None;
         }
-        let meta = tokio::fs::metadata(&real).await.ok()?;
+        let file = tokio::fs::File::open(&real).await.ok()?;
+        let meta = file.metadata().await.ok()?;
         if !meta.is_file() || meta.len() > MAX_FILE {
             return None;
         }
-        let body = tokio::fs::read(&real).await.ok()?;
-        let body = if req.method == "HEAD" { Vec::new() } else { body };
-        Some(http::response_bytes(200, &[("X-Content-Type-Options", "nosniff")], content_type(&path), &body))
+        let len = meta.len();
+        let head = http::response_head(200, &[("X-Content-Type-Options", "nosniff")], content_type(&path), len);
+        let body = if req.method == "HEAD" { None } else { Some((file, len)) };
+        Some(FileResponse { head, body })
     }
 
-    /// Maps a URL path into the root, refusing anything that would leave it.
+    /// Maps a URL path into the root, refusing anything that would leave it and hidden files
+    /// and directories (`.env`, `.git/`): a path segment starting with a dot is not served.
     fn resolve(&self, url_path: &str) -> Option<PathBuf> {
         let rel = url_path.trim_start_matches('/');
         let rel = if rel.is_empty() || rel.ends_with('/') { format!("{rel}index.html") } else { rel.to_owned() };
         let rel = Path::new(&rel);
-        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        if rel.components().any(|c| !matches!(c, Component::Normal(n) if !is_hidden(n))) {
             return None;
         }
         Some(self.root.join(rel))
     }
+}
+
+/// A response's head and, unless it answers a HEAD, the open file and how many bytes to send.
+pub struct FileResponse {
+    pub head: Vec<u8>,
+    pub body: Option<(tokio::fs::File, u64)>,
+}
+
+/// Bytes read from a file per write.
+pub const CHUNK: usize = 64 << 10;
+
+fn is_hidden(segment: &std::ffi::OsStr) -> bool {
+    segment.as_encoded_bytes().first() == Some(&b'.')
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -77,6 +95,10 @@ mod tests {
         assert_eq!(s.resolve("/a/b.js"), Some(PathBuf::from("/srv/a/b.js")));
         assert_eq!(s.resolve("/../etc/passwd"), None);
         assert_eq!(s.resolve("/a/../../x"), None);
+        assert_eq!(s.resolve("/.env"), None);
+        assert_eq!(s.resolve("/.git/config"), None);
+        assert_eq!(s.resolve("/a/.hidden/b"), None);
+        assert_eq!(s.resolve("/a.b/c.d"), Some(PathBuf::from("/srv/a.b/c.d")));
     }
 
     #[tokio::test]
@@ -91,6 +113,8 @@ mod tests {
         let files = StaticFiles::new(dir.join("site"));
         let get = |path: &str| HttpRequest {
             method: "GET".into(),
+            version: 1,
+            authority: None,
             path: path.into(),
             query: String::new(),
             headers: Vec::new(),

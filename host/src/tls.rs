@@ -17,6 +17,9 @@ use crate::config::{ClientAuth, TlsMode, TlsSettings};
 pub struct TlsSetup {
     pub config: Arc<rustls::ServerConfig>,
     pub dev_cert: Option<PathBuf>,
+    /// The names the certificate is for (DNS names and IP addresses): the server's own hosts,
+    /// for same-origin checks.
+    pub names: Vec<String>,
 }
 
 /// `None` for plain ws://.
@@ -42,6 +45,7 @@ pub fn setup(settings: &TlsSettings, state_dir: &Path) -> Result<Option<TlsSetup
     if chain.is_empty() {
         bail!("certificate file {} holds no certificate", cert_path.display());
     }
+    let names = names_of(&chain[0]);
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .with_context(|| format!("cannot read a private key from {}", key_path.display()))?;
 
@@ -58,7 +62,7 @@ pub fn setup(settings: &TlsSettings, state_dir: &Path) -> Result<Option<TlsSetup
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     // The server's preference picks AES-128-GCM (hardware-accelerated) when the client offers it.
     config.ignore_client_order = true;
-    Ok(Some(TlsSetup { config: Arc::new(config), dev_cert }))
+    Ok(Some(TlsSetup { config: Arc::new(config), dev_cert, names }))
 }
 
 /// The ring provider with suites ordered cheapest-first; all remain modern AEAD suites.
@@ -140,4 +144,25 @@ fn write_private(path: &Path, data: &[u8]) -> Result<()> {
 pub fn subject_of(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     Some(cert.subject().to_string())
+}
+
+/// The subject alternative names of a DER certificate: DNS names as written (`*.example.com`
+/// included) and IP addresses, IPv6 without brackets.
+pub fn names_of(der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else { return Vec::new() };
+    let Ok(Some(san)) = cert.subject_alternative_name() else { return Vec::new() };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            GeneralName::IPAddress(ip) => match ip.len() {
+                4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*ip).ok()?).to_string()),
+                16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*ip).ok()?).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }

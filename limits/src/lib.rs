@@ -31,3 +31,7 @@ pub const KV_MAX_KEYS: usize = 10_000;
 pub const KV_MAX_KEY: usize = 256;
 /// `[host] kv_max_value`: bytes of a key/value value.
 pub const KV_MAX_VALUE: usize = 64 << 10;
+/// `[host] max_memory`: bytes the host keeps for all plugins together (key/value entries,
+/// attachments, room memberships, each charged its size plus 64 bytes); a plugin's share is
+/// this divided by the number of plugins, unless its `max_host_memory` says otherwise.
+pub const MAX_HOST_MEMORY: usize = 256 << 20;

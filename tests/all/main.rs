@@ -15,6 +15,7 @@ mod contract;
 mod core;
 mod devtools;
 mod edge;
+mod hostile;
 mod observability;
 mod process;
 mod rooms;

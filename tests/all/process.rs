@@ -17,8 +17,8 @@ use crate::harness::*;
 const BIN: &str = env!("CARGO_BIN_EXE_wasmsock-under-test");
 
 /// A running `wasmsock serve` with JSON logs collected line by line.
-struct Proc {
-    child: Child,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
     lines: Arc<Mutex<Vec<serde_json::Value>>>,
     port: u16,
     ca: PathBuf,
@@ -28,7 +28,7 @@ struct Proc {
 }
 
 impl Proc {
-    fn start(routes: &str, plugins: &[&str], extra: &str) -> Proc {
+    pub(crate) fn start(routes: &str, plugins: &[&str], extra: &str) -> Proc {
         let dir = tempfile::tempdir().unwrap();
         let plugin_dir = dir.path().join("plugins");
         std::fs::create_dir_all(&plugin_dir).unwrap();
@@ -82,7 +82,7 @@ impl Proc {
         format!("wss://localhost:{}{path}", self.port)
     }
 
-    async fn connect(&self, path: &str) -> Ws {
+    pub(crate) async fn connect(&self, path: &str) -> Ws {
         let config = client_config(&self.ca, None);
         let req = self.url(path).into_client_request().unwrap();
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();

@@ -1,9 +1,12 @@
 //! Rooms and host-held state: the rooms plugin behind auth, fan-out between clients, and
 //! subscriptions, attachments and the key/value store surviving hot reloads.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use wasmsock::plugin::LoadOutcome;
 
 use crate::harness::*;
@@ -174,4 +177,254 @@ async fn room_names_and_rooms_per_connection_are_bounded_by_config() {
     send(&mut ws, "publish c hello").await;
     assert_eq!(recv_text(&mut ws).await, "hello");
     assert_eq!(recv_text(&mut ws).await, "published to 1");
+}
+
+/// Amplification: a `hostile` plugin publishing in a loop to a big room, an echo route beside it.
+const AMPLIFY: &str = r#"
+[[routes]]
+path = "/hostile"
+plugins = ["hostile"]
+[[routes]]
+path = "/echo"
+builtin = "echo"
+[plugins.hostile]
+max_sends_per_call = 1000
+max_send_bytes_per_call = "512KiB"
+max_failures = 1000
+"#;
+
+/// Connects `n` clients to `path` and has each send `join ROOM` (the `hostile` plugin's
+/// command); returns them after every `joined`.
+async fn joined(s: &TestServer, path: &str, rooms: impl Fn(usize) -> String, n: usize) -> Vec<Ws> {
+    let mut members = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut ws = s.connect(path).await;
+        send(&mut ws, &format!("join {}", rooms(i))).await;
+        members.push(ws);
+    }
+    for ws in &mut members {
+        assert_eq!(recv_text(ws).await, "joined");
+    }
+    members
+}
+
+/// `n` members of `room` on the `hostile` route, on a runtime and thread of their own (so
+/// their reading does not queue behind the server's tasks, as remote clients' would not);
+/// counts the payload bytes and messages they receive until `stop` is set.
+struct Audience {
+    bytes: Arc<AtomicU64>,
+    msgs: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Audience {
+    async fn join(s: &TestServer, room: &str, n: usize) -> Audience {
+        let (bytes, msgs, stop) =
+            (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        let (addr, config, url, room) = (s.addr, s.tls_client_config(), s.url("/hostile"), room.to_owned());
+        let (b, m, st) = (bytes.clone(), msgs.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let mut readers = Vec::new();
+                for _ in 0..n {
+                    let req = url.as_str().into_client_request().unwrap();
+                    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    let connector = tokio_tungstenite::Connector::Rustls(config.clone());
+                    let (mut ws, _) =
+                        tokio_tungstenite::client_async_tls_with_config(req, tcp, None, Some(connector)).await.unwrap();
+                    send(&mut ws, &format!("join {room}")).await;
+                    assert_eq!(recv_text(&mut ws).await, "joined");
+                    let (b, m) = (b.clone(), m.clone());
+                    readers.push(tokio::spawn(async move {
+                        while let Some(Ok(msg)) = futures_util::StreamExt::next(&mut ws).await {
+                            if msg.is_text() || msg.is_binary() {
+                                b.fetch_add(msg.len() as u64, Ordering::Relaxed);
+                                m.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }));
+                }
+                let _ = ready_tx.send(());
+                while !st.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                readers.iter().for_each(|r| r.abort());
+            });
+        });
+        ready.await.expect("the members joined");
+        Audience { bytes, msgs, stop, thread: Some(thread) }
+    }
+
+    fn received(&self) -> (u64, u64) {
+        (self.bytes.load(Ordering::Relaxed), self.msgs.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Audience {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Round trips of `n` echo messages, 2 ms apart.
+async fn echo_rtts(ws: &mut Ws, n: usize) -> Vec<Duration> {
+    let mut rtts = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = std::time::Instant::now();
+        send(ws, &i.to_string()).await;
+        assert_eq!(recv_text(ws).await, i.to_string());
+        rtts.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    rtts
+}
+
+fn p99(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[(v.len() * 99 / 100).min(v.len() - 1)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_message_cannot_make_a_publish_loop_write_more_than_the_call_budget() {
+    const MEMBERS: usize = 500;
+    const SIZE: u64 = 1000;
+    const ROUNDS: u64 = 4;
+    let s = Setup::new(AMPLIFY).plugin("hostile", "hostile").start().await;
+    let audience = Audience::join(&s, "lobby", MEMBERS).await;
+    let mut attacker = s.connect("/hostile").await;
+    let mut echo = s.connect("/echo").await;
+    let out_before = s.metric("wasmsock_bytes_total{direction=\"out\"}").await;
+
+    // Alternate idle and attacked phases, so both see the same machine (other tests, other
+    // load). An attacked phase starts with one 23-byte message to the publishing plugin. The
+    // machine is shared, so a burst of unrelated load can land in an attacked phase: the
+    // latency comparison gets three tries (without the budget, every try fails by seconds).
+    let mut rounds = 0u64;
+    let (mut idle, mut attacked, mut worst) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    for _try in 0..3 {
+        let (mut idle_rtts, mut attacked_rtts) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            idle_rtts.extend(echo_rtts(&mut echo, 200).await);
+            send(&mut attacker, &format!("publish-loop lobby {SIZE}")).await;
+            attacked_rtts.extend(echo_rtts(&mut echo, 200).await);
+            rounds += 1;
+            // Each call may write 1000 copies and 512 KiB: one publish to the 500 members
+            // (500 KB), the second refused whole.
+            send(&mut attacker, "last").await;
+            assert_eq!(recv_text(&mut attacker).await, "published 1: limit reached");
+            let all = rounds * MEMBERS as u64 * SIZE;
+            eventually(Duration::from_secs(5), async || audience.received().0 >= all).await;
+        }
+        worst = attacked_rtts.iter().max().copied().unwrap_or_default();
+        (idle, attacked) = (p99(idle_rtts), p99(attacked_rtts));
+        eprintln!("echo p99 idle {idle:?}, attacked {attacked:?} (slowest {worst:?})");
+        if attacked <= idle * 2 {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (budget_bytes, budget_msgs) = (rounds * (512 << 10), rounds * 1000);
+    let (got_bytes, got_msgs) = audience.received();
+    let written = (s.metric("wasmsock_bytes_total{direction=\"out\"}").await - out_before) as u64;
+    eprintln!(
+        "{rounds} attack messages: members got {got_msgs} messages, {got_bytes} bytes (server wrote {written} payload \
+         bytes; budget {budget_msgs} messages, {budget_bytes} bytes); echo p99 idle {idle:?}, attacked {attacked:?} \
+         (slowest {worst:?})"
+    );
+    assert!(got_bytes <= budget_bytes && got_msgs <= budget_msgs, "members got more than the budget");
+    // The echo's own bytes and the replies to the attacker are the rest.
+    assert!(written <= budget_bytes + (64 << 10), "the server wrote {written} bytes");
+    assert_eq!(got_bytes, rounds * MEMBERS as u64 * SIZE, "every call's one publish reached every member");
+    assert!(attacked <= idle * 2, "echo p99 {attacked:?} after an attack message, {idle:?} idle");
+}
+
+#[tokio::test]
+async fn a_publish_larger_than_the_members_message_limit_reaches_none_and_the_plugin_is_told() {
+    let s = Setup::new(
+        r#"
+[[routes]]
+path = "/hostile"
+plugins = ["hostile"]
+limits = { max_message_size = "1MiB" }
+"#,
+    )
+    .plugin("hostile", "hostile")
+    .start()
+    .await;
+    let mut members = joined(&s, "/hostile", |_| "big".into(), 3).await;
+    send(&mut members[0], &format!("publish big {}", 8 << 20)).await;
+    assert_eq!(recv_text(&mut members[0]).await, "publish error: too large");
+    for ws in &mut members {
+        assert_silent(ws).await;
+    }
+    send(&mut members[1], "publish big 1000").await;
+    for ws in &mut members {
+        assert_eq!(recv_text(ws).await.len(), 1000, "a publish within the limit reaches every member");
+    }
+    assert_eq!(recv_text(&mut members[1]).await, "published to 3");
+}
+
+/// Resident memory of process `pid`.
+fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    kib.unwrap_or(0) << 10
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_that_do_not_read_hold_no_more_than_their_outbox_bound() {
+    // The real binary, so its resident memory is the server's alone. Default limits: 1 MiB
+    // messages, 4 MiB outboxes; "drop" keeps the full members connected.
+    const MEMBERS: usize = 30;
+    let p = crate::process::Proc::start(
+        "[[routes]]\npath = \"/hostile\"\nplugins = [\"hostile\"]\nlimits = { slow_consumer = \"drop\" }\n",
+        &["hostile"],
+        "[plugins.hostile]\nmax_failures = 1000\ndeadline = \"200ms\"\n",
+    );
+    let pid = p.child.id();
+    // One room each, so every member holds buffers of its own (shared ones would hide the bound).
+    let mut members = Vec::new();
+    for i in 0..MEMBERS {
+        let mut ws = p.connect("/hostile").await;
+        send(&mut ws, &format!("join m{i}")).await;
+        assert_eq!(recv_text(&mut ws).await, "joined");
+        members.push(ws); // never read again
+    }
+    let mut attacker = p.connect("/hostile").await;
+    let before = rss_of(pid);
+    let mut peak = before;
+    for _ in 0..40 {
+        send(&mut attacker, &format!("publish-each m {MEMBERS} {}", 1 << 20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        peak = peak.max(rss_of(pid));
+    }
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        peak = peak.max(rss_of(pid));
+    }
+    send(&mut attacker, "last").await;
+    let report = recv_text(&mut attacker).await;
+    let growth = peak.saturating_sub(before);
+    // Each member: its 4 MiB outbox (frames the writer holds included) and the TLS send buffer
+    // (< 0.5 MiB); 2 MiB of slack each for the allocator and the plugin instance's own memory.
+    let bound = MEMBERS as u64 * (6 << 20);
+    eprintln!(
+        "{MEMBERS} members that do not read: server RSS {} MiB -> peak {} MiB (+{} MiB, bound {} MiB); last call: {report}",
+        before >> 20,
+        peak >> 20,
+        growth >> 20,
+        bound >> 20
+    );
+    assert!(report.ends_with("limit reached"), "{report}");
+    assert!(growth <= bound, "the server grew by {} MiB for {MEMBERS} members that do not read", growth >> 20);
+    drop(members);
 }

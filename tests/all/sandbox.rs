@@ -351,3 +351,67 @@ deadline = "200ms"
     // Measured here: 0-8 ms with the slow lane, 85 ms without it.
     assert!(slowest_ms < 50, "an echo waited {slowest_ms} ms behind long calls on another route");
 }
+
+#[tokio::test]
+async fn a_plugin_filling_the_host_gets_host_memory_full_at_its_share_and_others_keep_theirs() {
+    let s = Setup::new(
+        r#"
+[[routes]]
+path = "/hostile"
+plugins = ["hostile"]
+[[routes]]
+path = "/probe"
+plugins = ["probe"]
+[[routes]]
+path = "/legacy"
+plugins = ["legacy"]
+[host]
+max_memory = "6MiB"
+[plugins.hostile]
+deadline = "200ms"
+[plugins.legacy]
+max_host_memory = "1KiB"
+"#,
+    )
+    .plugin("hostile", "hostile")
+    .plugin("probe", "probe")
+    .plugin("legacy", "legacy-v0-1")
+    .start()
+    .await;
+    let share = (6u64 << 20) / 3;
+    let mut hostile = s.connect("/hostile").await;
+    send(&mut hostile, "kv-fill k 65536").await;
+    let report = recv_text(&mut hostile).await;
+    let stored: u64 = report.split(' ').nth(2).and_then(|n| n.trim_end_matches(':').parse().ok()).unwrap_or(0);
+    // Each entry is charged its key, its value and 64 bytes.
+    assert_eq!(report, format!("kv-fill stored {stored}: host memory for this plugin is full"));
+    assert_eq!(stored, share / (65536 + 2 + 64), "{report}");
+    let held = s.metric("wasmsock_plugin_host_bytes{plugin=\"hostile\"}").await as u64;
+    assert!(held <= share && held > share - 65536 - 128, "hostile holds {held} of its {share}");
+    assert_eq!(s.metric("wasmsock_plugin_host_limit_bytes{plugin=\"hostile\"}").await as u64, share);
+    assert_eq!(s.metric("wasmsock_host_memory_limit_bytes").await as u64, 6 << 20);
+    assert!(s.metric("wasmsock_host_memory_bytes").await as u64 >= held);
+    // Memberships and attachments come out of the same share: fill what is left with tiny
+    // entries first.
+    send(&mut hostile, "kv-fill s 1").await;
+    let report = recv_text(&mut hostile).await;
+    assert!(report.ends_with(": host memory for this plugin is full"), "{report}");
+    send(&mut hostile, "join a-room-name-longer-than-a-tiny-entry").await;
+    assert_eq!(recv_text(&mut hostile).await, "join error: host memory for this plugin is full");
+    send(&mut hostile, "still here").await;
+    assert_eq!(recv_text(&mut hostile).await, "still here");
+
+    // The other plugins keep their shares and serve on.
+    let mut probe = s.connect("/probe").await;
+    send(&mut probe, "kv-set a b").await;
+    assert_eq!(recv_text(&mut probe).await, "kv-set ok");
+    send(&mut probe, "hello").await;
+    assert_eq!(recv_text(&mut probe).await, "hello");
+    // A contract 0.1.0 plugin, which has no host-memory-full, gets limit-reached.
+    let mut legacy = s.connect("/legacy").await;
+    send(&mut legacy, "kv-set small v").await;
+    assert_eq!(recv_text(&mut legacy).await, "kv-set ok");
+    send(&mut legacy, &format!("kv-set big {}", "x".repeat(2000))).await;
+    let refused = recv_text(&mut legacy).await;
+    assert!(refused.starts_with("kv-set failed") && refused.contains("limit-reached"), "{refused}");
+}

@@ -69,10 +69,25 @@ pub struct Limits {
     /// Largest message a plugin may send to one connection, in bytes (the route's
     /// `max_message_size` on the server).
     pub max_message_size: usize,
-    /// Most sends and publishes in one call of `on_connect`, `on_message` or `on_close`.
+    /// Most sends in one call of `on_connect`, `on_message` or `on_close`; a publish counts
+    /// one per member it reaches (at least one).
     pub max_sends_per_call: u32,
-    /// Most bytes sent and published in one call.
+    /// Most bytes sent in one call; a publish counts its size once per member it reaches.
     pub max_send_bytes_per_call: usize,
+    /// Most bytes the host keeps for the plugin: key/value entries, attachments and room
+    /// memberships, each counted as its size plus 64 bytes, as the server counts them (its
+    /// `[host] max_memory`, all of which a plugin alone may use). Beyond it, writes return
+    /// [`Error::HostMemoryFull`].
+    ///
+    /// ```
+    /// use wasmsock_sdk::{Error, kv, testing::{Limits, TestHost}};
+    /// let _host = TestHost::new().limits(Limits { max_host_memory: 200, ..Limits::default() });
+    /// kv::set("a", &[0; 100]).unwrap(); // 1 + 100 + 64 bytes
+    /// assert!(matches!(kv::set("b", &[0; 100]), Err(Error::HostMemoryFull)));
+    /// kv::set("a", &[0; 10]).unwrap(); // a smaller value frees the difference
+    /// kv::set("b", &[0; 10]).unwrap();
+    /// ```
+    pub max_host_memory: usize,
 }
 
 impl Default for Limits {
@@ -89,6 +104,7 @@ impl Default for Limits {
             max_message_size: server::MAX_MESSAGE_SIZE,
             max_sends_per_call: server::MAX_SENDS_PER_CALL,
             max_send_bytes_per_call: server::MAX_SEND_BYTES_PER_CALL,
+            max_host_memory: server::MAX_HOST_MEMORY,
         }
     }
 }
@@ -166,6 +182,31 @@ fn open_conn(s: &mut State, conn: u64) -> Result<&mut ConnState, Error> {
     }
 }
 
+/// What the server charges an entry it keeps for a plugin on top of its contents.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// Bytes the host keeps for the plugin now, counted as the server counts them.
+fn host_bytes(s: &State) -> usize {
+    let kv: usize = s.kv.iter().map(|(k, v)| k.len() + v.len() + ENTRY_OVERHEAD).sum();
+    let conns: usize = s
+        .conns
+        .values()
+        .map(|c| {
+            let attachment = c.attachment.as_ref().map_or(0, |a| a.len() + ENTRY_OVERHEAD);
+            attachment + c.rooms.iter().map(|r| r.len() + ENTRY_OVERHEAD).sum::<usize>()
+        })
+        .sum();
+    kv + conns
+}
+
+/// Refuses a write that would take what the host keeps from `old` to `new` bytes past the bound.
+fn fits_host_memory(s: &State, old: usize, new: usize) -> Result<(), Error> {
+    if new > old && host_bytes(s) - old + new > s.limits.max_host_memory {
+        return Err(Error::HostMemoryFull);
+    }
+    Ok(())
+}
+
 /// Charges one send of `len` bytes to the current call's budget.
 fn charge(s: &mut State, len: usize) -> Result<(), Error> {
     let (sends, bytes) = s.spent;
@@ -206,10 +247,13 @@ pub(crate) fn attachment(conn: u64) -> Option<Vec<u8>> {
 pub(crate) fn set_attachment(conn: u64, data: &[u8]) -> Result<(), Error> {
     with(|s| {
         let max = s.limits.max_attachment;
-        let c = s.conns.get_mut(&conn).ok_or(Error::UnknownConnection)?;
+        let c = s.conns.get(&conn).ok_or(Error::UnknownConnection)?;
         if data.len() > max {
             return Err(Error::TooLarge);
         }
+        let old = c.attachment.as_ref().map_or(0, |a| a.len() + ENTRY_OVERHEAD);
+        fits_host_memory(s, old, if data.is_empty() { 0 } else { data.len() + ENTRY_OVERHEAD })?;
+        let c = s.conns.get_mut(&conn).ok_or(Error::UnknownConnection)?;
         c.attachment = (!data.is_empty()).then(|| data.to_vec());
         Ok(())
     })
@@ -222,10 +266,14 @@ pub(crate) fn join(conn: u64, room: &str) -> Result<(), Error> {
         }
         let max = s.limits.max_rooms_per_conn;
         let c = open_conn(s, conn)?;
-        if !c.rooms.contains(room) && c.rooms.len() >= max {
+        if c.rooms.contains(room) {
+            return Ok(());
+        }
+        if c.rooms.len() >= max {
             return Err(Error::LimitReached);
         }
-        c.rooms.insert(room.to_owned());
+        fits_host_memory(s, 0, room.len() + ENTRY_OVERHEAD)?;
+        open_conn(s, conn)?.rooms.insert(room.to_owned());
         s.rooms.entry(room.to_owned()).or_default().insert(conn);
         Ok(())
     })
@@ -250,15 +298,31 @@ pub(crate) fn publish(room: &str, msg: Message, except: Option<u64>) -> Result<u
         if room.is_empty() || room.len() > s.limits.max_room_name {
             return Err(Error::InvalidArgument);
         }
-        charge(s, msg.len())?;
-        let members: Vec<u64> = s.rooms.get(room).map(|m| m.iter().copied().collect()).unwrap_or_default();
+        // As on the server: one send per member (each is a copy the server writes), at least
+        // one, and nothing at all when the budget left does not cover every member.
+        let members: Vec<u64> =
+            s.rooms.get(room).map(|m| m.iter().copied().filter(|id| Some(*id) != except).collect()).unwrap_or_default();
+        let (sends, bytes) = s.spent;
+        let copies = members.len().max(1);
+        let left = (
+            s.limits.max_sends_per_call.saturating_sub(sends) as usize,
+            s.limits.max_send_bytes_per_call.saturating_sub(bytes),
+        );
+        if copies > left.0 || copies.saturating_mul(msg.len()) > left.1 {
+            return Err(Error::LimitReached);
+        }
+        if !members.is_empty() && msg.len() > s.limits.max_message_size {
+            return Err(Error::TooLarge);
+        }
         let mut queued = 0;
-        for id in members.into_iter().filter(|id| Some(*id) != except) {
+        for id in members {
             if let Ok(c) = open_conn(s, id) {
                 c.sent.push(msg.clone());
                 queued += 1;
             }
         }
+        let charged = queued.max(1);
+        s.spent = (sends + charged, bytes + charged as usize * msg.len());
         Ok(queued)
     })
 }
@@ -286,6 +350,8 @@ pub(crate) fn kv_set(key: &str, value: &[u8]) -> Result<(), Error> {
         if !s.kv.contains_key(key) && s.kv.len() >= s.limits.max_kv_keys {
             return Err(Error::LimitReached);
         }
+        let old = s.kv.get(key).map_or(0, |v| key.len() + v.len() + ENTRY_OVERHEAD);
+        fits_host_memory(s, old, key.len() + value.len() + ENTRY_OVERHEAD)?;
         s.kv.insert(key.to_owned(), value.to_vec());
         Ok(())
     })

@@ -97,6 +97,7 @@ mod imp {
                 types::ErrorCode::TooLarge => Error::TooLarge,
                 types::ErrorCode::LimitReached => Error::LimitReached,
                 types::ErrorCode::InvalidArgument => Error::InvalidArgument,
+                types::ErrorCode::HostMemoryFull => Error::HostMemoryFull,
             }
         }
     }

@@ -16,7 +16,7 @@ use super::kv_sync::{self, PendingKv};
 use super::link::{BACKOFF_MIN, Link, SUBSCRIBED, jitter, next_backoff};
 use super::wire::{Channels, Frame, KIND_BINARY, KIND_KV_DELETE, KIND_KV_SET, KIND_TEXT};
 use crate::hub::Outgoing;
-use crate::hub::{Hub, RoomKey};
+use crate::hub::{Allowance, Hub, RoomKey};
 
 pub(super) struct Subscriber {
     pub client: redis::Client,
@@ -98,7 +98,9 @@ impl Subscriber {
                 hub.metrics.broker_received.inc();
                 let payload = Bytes::copy_from_slice(f.payload);
                 let item = if f.kind == KIND_TEXT { Outgoing::Text(payload) } else { Outgoing::Binary(payload) };
-                hub.rooms.publish(&RoomKey::new(&plugin, f.name), &item.to_shared(), None);
+                // No call on this node pays for these copies: the publishing node charged its
+                // plugin's budget for its own members only (see README, "Publish budget").
+                let _ = hub.rooms.publish(&RoomKey::new(&plugin, f.name), &item.to_shared(), None, Allowance::UNLIMITED);
             }
             KIND_KV_SET => {
                 let _ = hub.kv.set(&plugin, f.name, Bytes::copy_from_slice(f.payload));

@@ -35,6 +35,8 @@ pub(crate) mod limits {
     pub(crate) const IDLE_TIMEOUT: Option<Duration> = None;
     pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(30);
     pub(crate) const PONG_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How long one message may take to arrive, from its first byte to its last.
+    pub(crate) const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
     pub(crate) const OUTBOX_MESSAGES: usize = 1024;
     pub(crate) const OUTBOX_BYTES: usize = 4 << 20;
     pub(crate) const SLOW_CONSUMER: SlowConsumer = SlowConsumer::Close;
@@ -59,6 +61,9 @@ pub(crate) mod server {
     pub(crate) const MAX_CONNECTIONS: usize = 100_000;
     pub(crate) const MAX_CONNECTIONS_PER_IP: usize = 10_000;
     pub(crate) const MAX_PENDING_HANDSHAKES: usize = 4096;
+    pub(crate) const MAX_PENDING_HANDSHAKES_PER_IP: usize = 64;
+    /// Bytes held for peers (partial messages and outgoing queues) over all connections.
+    pub(crate) const MAX_BUFFERED_BYTES: usize = 1 << 30;
     pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
     pub(crate) const WS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
     pub(crate) const MAX_HEADER_BYTES: usize = 16 << 10;
@@ -94,12 +99,15 @@ pub(crate) mod plugin {
     pub(crate) const QUARANTINE: Duration = Duration::from_secs(30);
     pub(crate) const MAX_LOG_BYTES: usize = 4096;
     pub(crate) const MAX_IDLE_INSTANCES: usize = 8;
+    /// Off: the plugin's share of `[host] max_memory` is the total divided by the number of
+    /// plugins.
+    pub(crate) const MAX_HOST_MEMORY: Option<usize> = None;
 }
 
 /// `[host]`, what plugins may keep in the host.
 pub(crate) mod host {
     pub(crate) use wasmsock_limits::{
-        KV_MAX_KEY, KV_MAX_KEYS, KV_MAX_VALUE, MAX_ATTACHMENT, MAX_ROOM_NAME, MAX_ROOMS_PER_CONNECTION,
+        KV_MAX_KEY, KV_MAX_KEYS, KV_MAX_VALUE, MAX_ATTACHMENT, MAX_HOST_MEMORY, MAX_ROOM_NAME, MAX_ROOMS_PER_CONNECTION,
     };
 }
 

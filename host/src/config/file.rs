@@ -81,6 +81,10 @@ pub struct ServerFile {
     pub max_connections_per_ip: Option<usize>,
     /// TCP connections still in the TLS or HTTP handshake; beyond it, new ones are dropped.
     pub max_pending_handshakes: Option<usize>,
+    /// Handshakes in flight from one client address.
+    pub max_pending_handshakes_per_ip: Option<usize>,
+    /// Bytes held for peers over all connections (partial messages and outgoing queues).
+    pub max_buffered_bytes: Option<ByteSize>,
     pub tls_handshake_timeout: Option<Dur>,
     pub ws_handshake_timeout: Option<Dur>,
     pub max_header_bytes: Option<ByteSize>,
@@ -107,6 +111,8 @@ pub struct LimitsFile {
     pub slow_consumer: Option<SlowConsumer>,
     pub ping_interval: Option<Dur>,
     pub pong_timeout: Option<Dur>,
+    /// How long one message may take to arrive, from its first byte to its last.
+    pub message_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -134,6 +140,9 @@ pub struct OriginsFile {
     pub allow: Option<Vec<String>>,
     /// Whether a request without an Origin header (non-browser clients) is allowed.
     pub allow_missing: Option<bool>,
+    /// The server's own public origins (`"https://app.example.com"`): with an empty `allow`,
+    /// "same origin" means one of these, whatever `Host` header the client sends.
+    pub public: Option<Vec<String>>,
 }
 
 /// permessage-deflate (RFC 7692); `[compression]` sets defaults, a route's `compression` table
@@ -188,6 +197,9 @@ pub struct PluginFile {
     pub quarantine: Option<Dur>,
     pub max_sends_per_call: Option<u32>,
     pub max_send_bytes_per_call: Option<ByteSize>,
+    /// This plugin's share of `[host] max_memory` (default: the total divided by the number of
+    /// plugins).
+    pub max_host_memory: Option<ByteSize>,
     /// Bytes of stdout/stderr logged per call; the rest is counted and dropped.
     pub max_log_bytes: Option<ByteSize>,
     /// Idle instances kept warm.
@@ -224,6 +236,9 @@ pub struct HostFile {
     pub kv_max_keys: Option<usize>,
     pub kv_max_key: Option<usize>,
     pub kv_max_value: Option<ByteSize>,
+    /// Bytes the host keeps for all plugins together: key/value entries, attachments, room
+    /// memberships.
+    pub max_memory: Option<ByteSize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -320,8 +335,9 @@ overlay_fields!(LimitsFile {
     slow_consumer,
     ping_interval,
     pong_timeout,
+    message_timeout,
 });
-overlay_fields!(OriginsFile { allow, allow_missing });
+overlay_fields!(OriginsFile { allow, allow_missing, public });
 overlay_fields!(CompressionFile { enabled, context_takeover, window_bits, min_size, level });
 overlay_fields!(PluginFile {
     deadline,
@@ -334,6 +350,7 @@ overlay_fields!(PluginFile {
     quarantine,
     max_sends_per_call,
     max_send_bytes_per_call,
+    max_host_memory,
     max_log_bytes,
     max_idle_instances,
     config,

@@ -66,6 +66,10 @@ pub struct ServerLimits {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_pending_handshakes: usize,
+    pub max_pending_handshakes_per_ip: usize,
+    /// Bytes held for peers (partial messages, outgoing queues) over all connections; beyond,
+    /// the biggest holders are shed (1013).
+    pub max_buffered_bytes: usize,
     pub tls_handshake_timeout: Duration,
     pub ws_handshake_timeout: Duration,
     pub max_header_bytes: usize,
@@ -82,6 +86,8 @@ impl Default for ServerLimits {
             max_connections: defaults::server::MAX_CONNECTIONS,
             max_connections_per_ip: defaults::server::MAX_CONNECTIONS_PER_IP,
             max_pending_handshakes: defaults::server::MAX_PENDING_HANDSHAKES,
+            max_pending_handshakes_per_ip: defaults::server::MAX_PENDING_HANDSHAKES_PER_IP,
+            max_buffered_bytes: defaults::server::MAX_BUFFERED_BYTES,
             tls_handshake_timeout: defaults::server::TLS_HANDSHAKE_TIMEOUT,
             ws_handshake_timeout: defaults::server::WS_HANDSHAKE_TIMEOUT,
             max_header_bytes: defaults::server::MAX_HEADER_BYTES,
@@ -107,6 +113,8 @@ pub struct Limits {
     /// `None` disables pings.
     pub ping_interval: Option<Duration>,
     pub pong_timeout: Duration,
+    /// From a message's first byte to its last (fragments, and frames trickled in).
+    pub message_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -121,6 +129,7 @@ impl Default for Limits {
             slow_consumer: defaults::limits::SLOW_CONSUMER,
             ping_interval: Some(defaults::limits::PING_INTERVAL),
             pong_timeout: defaults::limits::PONG_TIMEOUT,
+            message_timeout: defaults::limits::MESSAGE_TIMEOUT,
         }
     }
 }
@@ -149,6 +158,8 @@ pub struct PluginSettings {
     pub quarantine: Duration,
     pub max_sends_per_call: u32,
     pub max_send_bytes_per_call: usize,
+    /// The plugin's share of `[host] max_memory`; `None`: the total divided by the plugins.
+    pub max_host_memory: Option<usize>,
     pub max_log_bytes: usize,
     pub max_idle_instances: usize,
     pub config: HashMap<String, String>,
@@ -167,6 +178,7 @@ impl Default for PluginSettings {
             quarantine: defaults::plugin::QUARANTINE,
             max_sends_per_call: defaults::plugin::MAX_SENDS_PER_CALL,
             max_send_bytes_per_call: defaults::plugin::MAX_SEND_BYTES_PER_CALL,
+            max_host_memory: defaults::plugin::MAX_HOST_MEMORY,
             max_log_bytes: defaults::plugin::MAX_LOG_BYTES,
             max_idle_instances: defaults::plugin::MAX_IDLE_INSTANCES,
             config: HashMap::new(),
@@ -182,6 +194,8 @@ pub struct HostLimits {
     pub kv_max_keys: usize,
     pub kv_max_key: usize,
     pub kv_max_value: usize,
+    /// Bytes the host keeps for all plugins together.
+    pub max_memory: usize,
 }
 
 impl Default for HostLimits {
@@ -193,6 +207,7 @@ impl Default for HostLimits {
             kv_max_keys: defaults::host::KV_MAX_KEYS,
             kv_max_key: defaults::host::KV_MAX_KEY,
             kv_max_value: defaults::host::KV_MAX_VALUE,
+            max_memory: defaults::host::MAX_HOST_MEMORY,
         }
     }
 }
@@ -457,6 +472,8 @@ fn resolve_server(s: &file::ServerFile) -> Result<ServerLimits> {
         max_connections: s.max_connections.unwrap_or(d.max_connections),
         max_connections_per_ip: s.max_connections_per_ip.unwrap_or(d.max_connections_per_ip),
         max_pending_handshakes: s.max_pending_handshakes.unwrap_or(d.max_pending_handshakes),
+        max_pending_handshakes_per_ip: s.max_pending_handshakes_per_ip.unwrap_or(d.max_pending_handshakes_per_ip),
+        max_buffered_bytes: s.max_buffered_bytes.map_or(d.max_buffered_bytes, size),
         tls_handshake_timeout: s.tls_handshake_timeout.map_or(d.tls_handshake_timeout, dur),
         ws_handshake_timeout: s.ws_handshake_timeout.map_or(d.ws_handshake_timeout, dur),
         max_header_bytes: s.max_header_bytes.map_or(d.max_header_bytes, size),
@@ -474,11 +491,18 @@ fn resolve_server(s: &file::ServerFile) -> Result<ServerLimits> {
             bail!("[server] {name} must be positive");
         }
     }
-    if limits.max_connections == 0 || limits.max_connections_per_ip == 0 || limits.max_pending_handshakes == 0 {
+    if limits.max_connections == 0
+        || limits.max_connections_per_ip == 0
+        || limits.max_pending_handshakes == 0
+        || limits.max_pending_handshakes_per_ip == 0
+    {
         bail!("[server] connection limits must be at least 1");
     }
     if limits.max_header_bytes < 1024 {
         bail!("[server] max_header_bytes must be at least 1KiB");
+    }
+    if limits.max_buffered_bytes == 0 {
+        bail!("[server] max_buffered_bytes must be positive");
     }
     Ok(limits)
 }
@@ -486,6 +510,7 @@ fn resolve_server(s: &file::ServerFile) -> Result<ServerLimits> {
 fn resolve_origins(o: &OriginsFile) -> Result<OriginPolicy> {
     OriginPolicy::new(
         o.allow.as_deref().unwrap_or_default(),
+        o.public.as_deref().unwrap_or_default(),
         o.allow_missing.unwrap_or(defaults::origins::ALLOW_MISSING),
     )
 }
@@ -504,6 +529,7 @@ fn resolve_limits(l: &LimitsFile) -> Result<Limits> {
         slow_consumer: l.slow_consumer.unwrap_or(d.slow_consumer),
         ping_interval: l.ping_interval.map_or(d.ping_interval, off_if_zero),
         pong_timeout: l.pong_timeout.map_or(d.pong_timeout, dur),
+        message_timeout: l.message_timeout.map_or(d.message_timeout, dur),
     };
     if limits.max_message_size == 0 || limits.max_frame_size == 0 {
         bail!("max_message_size and max_frame_size must be positive");
@@ -519,6 +545,9 @@ fn resolve_limits(l: &LimitsFile) -> Result<Limits> {
     }
     if limits.pong_timeout.is_zero() {
         bail!("pong_timeout must be positive");
+    }
+    if limits.message_timeout.is_zero() {
+        bail!("message_timeout must be positive");
     }
     Ok(limits)
 }
@@ -583,6 +612,7 @@ fn resolve_plugin(name: &str, p: &PluginFile) -> Result<PluginSettings> {
         quarantine: p.quarantine.map_or(d.quarantine, dur),
         max_sends_per_call: p.max_sends_per_call.unwrap_or(d.max_sends_per_call),
         max_send_bytes_per_call: p.max_send_bytes_per_call.map_or(d.max_send_bytes_per_call, size),
+        max_host_memory: p.max_host_memory.map(size).or(d.max_host_memory),
         max_log_bytes: p.max_log_bytes.map_or(d.max_log_bytes, size),
         max_idle_instances: p.max_idle_instances.unwrap_or(d.max_idle_instances),
         config,
@@ -598,6 +628,7 @@ fn resolve_host(h: &file::HostFile) -> HostLimits {
         kv_max_keys: h.kv_max_keys.unwrap_or(d.kv_max_keys),
         kv_max_key: h.kv_max_key.unwrap_or(d.kv_max_key),
         kv_max_value: h.kv_max_value.map_or(d.kv_max_value, size),
+        max_memory: h.max_memory.map_or(d.max_memory, size),
     }
 }
 

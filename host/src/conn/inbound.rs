@@ -34,12 +34,16 @@ impl Inbound {
         while !input.is_empty() && !self.stopped {
             match self.decoder.decode(&mut input) {
                 Ok(Some(ev)) => {
-                    self.stopped = matches!(ev, Event::Close(_));
+                    if matches!(ev, Event::Close(_)) {
+                        self.stopped = true;
+                        self.decoder.discard(); // a message the close interrupted
+                    }
                     self.events.push(ev);
                 }
                 Ok(None) => break,
                 Err(e) => {
                     self.stopped = true;
+                    self.decoder.discard();
                     self.violation = Some(e);
                 }
             }
@@ -49,6 +53,27 @@ impl Inbound {
     /// The events decoded so far, in order, and the violation that followed them, if any.
     pub fn take(&mut self) -> (Vec<Event>, Option<WsError>) {
         (std::mem::take(&mut self.events), self.violation.take())
+    }
+
+    /// True while a message (or a frame) is partly received.
+    pub fn in_progress(&self) -> bool {
+        !self.stopped && self.decoder.in_progress()
+    }
+
+    /// See [`Decoder::generation`].
+    pub fn generation(&self) -> u64 {
+        self.decoder.generation()
+    }
+
+    /// Bytes held for the message being assembled.
+    pub fn held(&self) -> usize {
+        self.decoder.held()
+    }
+
+    /// Stops decoding and frees what was being assembled: the connection is being shed.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+        self.decoder.discard();
     }
 
     /// True once the peer's stream ended at a close frame or a violation.

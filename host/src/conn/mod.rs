@@ -27,7 +27,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, field};
 
 use self::respond::Refusal;
@@ -38,7 +37,7 @@ use crate::router::Target;
 
 /// Serves one accepted TCP connection to its end. `pending` is its handshake slot, released
 /// once the connection is upgraded or refused.
-pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending: OwnedSemaphorePermit) {
+pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr, pending: crate::hub::AdmitGuard) {
     let _task = ctx.tasks.enter();
     let span =
         tracing::debug_span!("conn", remote = %peer, id = field::Empty, route = field::Empty, user = field::Empty);
@@ -59,8 +58,10 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr,
             tls = t.tls_version(), protocol = protocol.as_deref(), deflate = deflate.is_some(), "connection opened"
         );
         let limits = &ctx.settings.server;
+        let hub = &ctx.hub;
         let ended =
-            session::run(&mut t, &conn, &route, &ctx.hub.metrics, &leftover, limits.close_timeout, deflate).await;
+            session::run(&mut t, &conn, &route, &hub.metrics, &hub.budget, &leftover, limits.close_timeout, deflate)
+                .await;
         // A killed connection (dead peer, shutdown) gets no polite goodbye that could wait.
         if conn.killed() == crate::hub::Kill::None {
             respond::finish(&mut t).await;
@@ -76,7 +77,8 @@ type Handshaken = (crate::transport::Transport, SocketAddr, upgrade::Upgraded, V
 /// Everything before the session: secure the stream, read the request, route it, upgrade.
 /// `None` when the connection ended here (refused, served a file, or gone).
 async fn handshake(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr) -> Option<Handshaken> {
-    let (mut t, peer) = accept::secure(ctx, tcp, peer).await?;
+    // `_client_slot`: behind a balancer, the client's own pending-handshake slot.
+    let (mut t, peer, _client_slot) = accept::secure(ctx, tcp, peer).await?;
     let limits = &ctx.settings.server;
     let read = tokio::time::timeout(limits.ws_handshake_timeout, request::read(&mut t, limits.max_header_bytes)).await;
     let (req, leftover) = match read {
@@ -96,11 +98,16 @@ async fn handshake(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr) -> Op
             return None;
         }
     };
+    if let Some((status, reason)) = req.unacceptable() {
+        let label = if status == 505 { "http_version" } else { "bad_host" };
+        respond::refuse(ctx, &mut t, peer, None, Refusal::new(status, label, reason)).await;
+        return None;
+    }
     let route = match ctx.router.target(&req.path) {
         Target::WebSocket(route) => route.clone(),
         Target::File(files) => {
             match files.respond(&req).await {
-                Some(resp) => respond::respond(&mut t, &resp, limits.ws_handshake_timeout).await,
+                Some(resp) => respond::send_file(&mut t, resp, limits.ws_handshake_timeout).await,
                 None => respond::refuse(ctx, &mut t, peer, None, not_found(&req.path)).await,
             }
             return None;

@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::ctx::ServerCtx;
+use tokio::io::AsyncReadExt;
+
 use crate::http;
+use crate::static_files::{CHUNK, FileResponse};
 use crate::transport::{ReadStatus, Socket, Transport};
 
 /// A refusal before the upgrade: an HTTP status, a short reason (the body) and a metric label.
@@ -44,10 +47,30 @@ pub(crate) async fn refuse<S: Socket>(
     finish(t).await;
 }
 
-/// Sends a complete response (a file) within `limit`, then ends the stream.
-pub(crate) async fn respond<S: Socket>(t: &mut Transport<S>, resp: &[u8], limit: Duration) {
+/// Sends a file's response within `limit`, its body read a chunk at a time as the peer takes
+/// it, then ends the stream.
+pub(crate) async fn send_file<S: Socket>(t: &mut Transport<S>, resp: FileResponse, limit: Duration) {
+    let send = async {
+        write_all(t, &resp.head).await?;
+        let Some((mut file, len)) = resp.body else { return Ok(()) };
+        let mut chunk = vec![0u8; CHUNK];
+        let mut left = len;
+        while left > 0 {
+            let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = file.read(&mut chunk[..want]).await?;
+            if n == 0 {
+                // The file shrank: the peer sees a short body and the connection end.
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            write_all(t, &chunk[..n]).await?;
+            left -= n as u64;
+        }
+        Ok::<(), std::io::Error>(())
+    };
     // A peer that stops reading must not hold its task and handshake slot forever.
-    let _ = tokio::time::timeout(limit, write_all(t, resp)).await;
+    if let Ok(Err(e)) = tokio::time::timeout(limit, send).await {
+        tracing::debug!(error = %e, "static file not sent whole");
+    }
     finish(t).await;
 }
 

@@ -25,7 +25,7 @@ use super::dispatch::{self, Handling};
 use super::inbound::Inbound;
 use super::writer::{Writer, Written};
 use crate::clock::coarse_ms;
-use crate::hub::{ConnShared, Kill};
+use crate::hub::{Budget, ConnShared, Kill};
 use crate::metrics::Metrics;
 use crate::plugin::Message;
 use crate::router::Route;
@@ -43,15 +43,33 @@ enum Wake {
     Queue,
     Handled,
     CloseTimeout,
+    MessageTimeout,
     Failed(std::io::Error),
 }
 
 /// Runs the connection until it ends; `leftover` is what arrived after the upgrade request.
+/// What the connection holds of a partial message counts against `budget` meanwhile.
 pub(crate) async fn run<S: Socket>(
     t: &mut Transport<S>,
     conn: &Arc<ConnShared>,
     route: &Arc<Route>,
     metrics: &Metrics,
+    budget: &Budget,
+    leftover: &[u8],
+    close_timeout: Duration,
+    deflate: Option<Agreed>,
+) -> Ended {
+    let ended = run_session(t, conn, route, metrics, budget, leftover, close_timeout, deflate).await;
+    budget.set_partial(conn, 0);
+    ended
+}
+
+async fn run_session<S: Socket>(
+    t: &mut Transport<S>,
+    conn: &Arc<ConnShared>,
+    route: &Arc<Route>,
+    metrics: &Metrics,
+    budget: &Budget,
     leftover: &[u8],
     close_timeout: Duration,
     deflate: Option<Agreed>,
@@ -61,13 +79,16 @@ pub(crate) async fn run<S: Socket>(
         conn,
         route,
         metrics,
+        budget,
         inbound: Inbound::new(limits.max_frame_size, limits.max_message_size, deflate.map(|a| a.client_takeover)),
         close: CloseState::Open,
         writer: Writer::new(deflate.map(|a| Deflater::new(a, metrics.compressions.clone()))),
         input: VecDeque::new(),
         handling: None,
         violated: false,
+        shed: false,
         eof: false,
+        assembling: None,
     };
     if !leftover.is_empty() {
         s.conn.begin_busy();
@@ -76,10 +97,16 @@ pub(crate) async fn run<S: Socket>(
         s.handle_events().await;
     }
     let mut close_timer: Option<Pin<Box<Sleep>>> = None;
+    // The assembly deadline of the message in progress (see `Session::assembling`).
+    let mut message_timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep(Duration::ZERO));
+    let mut timer_for = None;
     loop {
         let kill = conn.killed();
         if kill != Kill::None {
             return Ended::abnormal(kill.reason(), Initiator::Server);
+        }
+        if conn.is_shed() && !s.shed {
+            s.shed_now();
         }
         let flushed = match s.write(t) {
             Ok(flushed) => flushed,
@@ -97,6 +124,13 @@ pub(crate) async fn run<S: Socket>(
         // Nothing more is read while a message is being handled: the peer waits (TCP pushes
         // back) and its messages stay in order.
         let reading = !s.eof && s.close.reading() && s.handling.is_none();
+        let deadline = s.assembling.map(|(since, _)| since + limits.message_timeout);
+        if deadline != timer_for
+            && let Some(d) = deadline
+        {
+            message_timer.as_mut().reset(d);
+        }
+        timer_for = deadline;
         let handling = &mut s.handling;
         let wake = tokio::select! {
             r = t.readable(), if reading => r.map_or_else(Wake::Failed, |_| Wake::Readable),
@@ -104,6 +138,8 @@ pub(crate) async fn run<S: Socket>(
             r = t.writable(), if !flushed => r.map_or_else(Wake::Failed, |_| Wake::Writable),
             _ = conn.woken() => Wake::Queue,
             _ = async { close_timer.as_mut().expect("guarded").await }, if close_timer.is_some() => Wake::CloseTimeout,
+            // Only while reading: a message held up by our own plugin call is not the peer's fault.
+            _ = message_timer.as_mut(), if reading && deadline.is_some() => Wake::MessageTimeout,
         };
         match wake {
             Wake::Readable => {
@@ -130,6 +166,11 @@ pub(crate) async fn run<S: Socket>(
                 conn.begin_busy();
                 s.handle_events().await;
             }
+            Wake::MessageTimeout => {
+                tracing::debug!(conn = conn.id, "a message was not complete within message_timeout");
+                metrics.message_timeouts.inc();
+                conn.shed(crate::ws::CloseCode::POLICY, "message not complete in time");
+            }
             Wake::CloseTimeout => {
                 conn.kill(Kill::CloseTimeout);
                 return match s.close.ours() {
@@ -153,9 +194,15 @@ struct Session<'a> {
     input: VecDeque<Input>,
     /// The message being handled, when its plugin calls did not finish at once.
     handling: Option<Handling>,
+    budget: &'a Budget,
     /// The peer broke the protocol: our close answers it, and its reply is not awaited.
     violated: bool,
+    /// The connection was shed (budget, message timeout): nothing more is assembled.
+    shed: bool,
     eof: bool,
+    /// Since when a message (or a frame) has been in progress, and the decoder's generation
+    /// then: frames of the same message, and control frames between them, do not restart it.
+    assembling: Option<(Instant, u64)>,
 }
 
 /// One thing a read brought: an event, or the protocol violation that ended the peer's stream.
@@ -171,6 +218,25 @@ impl Session<'_> {
         let (events, violation) = self.inbound.take();
         self.input.extend(events.into_iter().map(Input::Event));
         self.input.extend(violation.map(Input::Violation));
+        self.budget.set_partial(self.conn, self.inbound.held());
+        let generation = self.inbound.generation();
+        self.assembling = match self.assembling {
+            _ if !self.inbound.in_progress() => None,
+            Some((since, g)) if g == generation => Some((since, g)),
+            _ => Some((Instant::now(), generation)),
+        };
+    }
+
+    /// Sheds the connection (its close frame is already queued): drops the partial message and
+    /// unhandled input, and ends once the close frame is out, without awaiting a reply.
+    fn shed_now(&mut self) {
+        self.shed = true;
+        self.violated = true;
+        self.close.peer_violated();
+        self.inbound.stop();
+        self.input.clear();
+        self.assembling = None;
+        self.budget.set_partial(self.conn, 0);
     }
 
     /// Handles input in order until it is all handled or a message is still being handled.
@@ -281,7 +347,7 @@ mod tests {
         let (server_end, client_end) = UnixStream::pair().expect("pair");
         let task = tokio::spawn(async move {
             let mut t = Transport::plain(server_end);
-            run(&mut t, &conn, &route, &metrics, &[], Duration::from_secs(2), None).await
+            run(&mut t, &conn, &route, &metrics, &Budget::default(), &[], Duration::from_secs(2), None).await
         });
         (client_end, task)
     }

@@ -101,10 +101,12 @@ fn check_request(req: &HttpRequest, route: &Route, ctx: &ServerCtx) -> Result<St
     if !valid_key(key) {
         return Err(Refusal::new(400, "bad_key", "missing or malformed Sec-WebSocket-Key"));
     }
-    match route.origins().check(req.header("origin"), req.header("host")) {
+    let origins: Vec<&str> = req.headers.iter().filter(|(k, _)| k == "origin").map(|(_, v)| v.as_str()).collect();
+    match route.origins().check(&origins, req.host(), &ctx.served) {
         OriginVerdict::Allowed => {}
         OriginVerdict::Missing => return Err(Refusal::new(403, "origin_missing", "an Origin header is required")),
         OriginVerdict::Forbidden => return Err(Refusal::new(403, "origin_forbidden", "origin not allowed")),
+        OriginVerdict::Ambiguous => return Err(Refusal::new(403, "origin_ambiguous", "more than one Origin header")),
     }
     if ctx.is_shutting_down() {
         return Err(Refusal::new(503, "shutting_down", "server is shutting down"));

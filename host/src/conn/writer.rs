@@ -22,6 +22,8 @@ struct Ready {
     payload: Bytes,
     compressed: bool,
     msg_len: usize,
+    /// What the outbox charged for it (its `payload_len`).
+    charged: usize,
 }
 
 /// Frames taken from the outbox and not yet all handed to the transport. Empty between bursts,
@@ -29,6 +31,8 @@ struct Ready {
 /// takeover).
 #[derive(Debug, Default)]
 pub(crate) struct Writer {
+    /// Each frame with what the outbox charged for it (its `payload_len`), released to the
+    /// outbox once the transport has the whole frame.
     batch: Vec<Ready>,
     /// permessage-deflate, when negotiated.
     deflater: Option<Deflater>,
@@ -37,6 +41,8 @@ pub(crate) struct Writer {
     offset: usize,
     /// Our close frame was taken from the queue: nothing after it is sent.
     closed: bool,
+    /// Charged bytes of frames handed over in this pass, not yet released to the outbox.
+    handed: usize,
 }
 
 /// What one pass did.
@@ -75,6 +81,7 @@ impl Writer {
         if self.batch.is_empty() && self.batch.capacity() > BATCH * 4 {
             self.batch = Vec::new();
         }
+        conn.release_outgoing(std::mem::take(&mut self.handed));
         w.flushed = t.flush()?;
         Ok(w)
     }
@@ -89,6 +96,7 @@ impl Writer {
         let mut items = Vec::new();
         conn.take_outgoing(&mut items, BATCH);
         for item in items {
+            let charged = item.payload_len();
             let (opcode, payload) = match item {
                 Outgoing::Text(b) => (Opcode::Text, b),
                 Outgoing::Binary(b) => (Opcode::Binary, b),
@@ -99,7 +107,7 @@ impl Writer {
                         Some(d) => d.shared(&msg),
                         None => (msg.payload.clone(), false),
                     };
-                    self.batch.push(Ready { opcode, payload, compressed, msg_len });
+                    self.batch.push(Ready { opcode, payload, compressed, msg_len, charged });
                     continue;
                 }
                 Outgoing::Ping(b) => (Opcode::Ping, b),
@@ -116,7 +124,7 @@ impl Writer {
                 Some(d) if !opcode.is_control() => d.message(&payload),
                 _ => (payload, false),
             };
-            self.batch.push(Ready { opcode, payload, compressed, msg_len });
+            self.batch.push(Ready { opcode, payload, compressed, msg_len, charged });
         }
         !self.batch.is_empty()
     }
@@ -159,6 +167,7 @@ impl Writer {
             taken -= frame_len;
             self.offset = 0;
             self.pos += 1;
+            self.handed += frame.charged;
             match frame.opcode {
                 Opcode::Text | Opcode::Binary => {
                     w.msgs += 1;

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -105,6 +105,11 @@ pub struct ConnShared {
     /// Set while the connection's own task is processing input; it pumps the queue right
     /// after, so sends in the meantime (its plugins' replies) need not wake it.
     busy: AtomicBool,
+    /// Bytes of the message being assembled (kept by the connection's task, for the budget).
+    pub partial_bytes: AtomicUsize,
+    /// The server's buffer budget shed this connection, or its message timed out: its task
+    /// drops what it assembles and ends once the close frame is out.
+    shed: AtomicBool,
     pub activity: Activity,
     pub data: Mutex<PluginData>,
     pub stats: ConnStats,
@@ -137,6 +142,8 @@ impl ConnShared {
             kill: AtomicU8::new(0),
             established: AtomicBool::new(false),
             busy: AtomicBool::new(false),
+            partial_bytes: AtomicUsize::new(0),
+            shed: AtomicBool::new(false),
             activity: Activity::default(),
             data: Mutex::new(PluginData::default()),
             stats: ConnStats::default(),
@@ -229,6 +236,22 @@ impl ConnShared {
         self.wake.notify_one();
     }
 
+    /// Closes at once with `code`, dropping the backlog, and tells the connection's task to drop
+    /// its partial message and not wait for the peer's reply.
+    pub fn shed(&self, code: CloseCode, reason: &str) {
+        self.shed.store(true, Relaxed);
+        self.close_now(code, reason);
+    }
+
+    pub fn is_shed(&self) -> bool {
+        self.shed.load(Relaxed)
+    }
+
+    /// Payload bytes in the outgoing queue and in the writer's hands (see `Outbox::bytes`).
+    pub fn outbox_bytes(&self) -> usize {
+        self.out.lock().bytes()
+    }
+
     /// Ends the connection without a close handshake.
     pub fn kill(&self, why: Kill) {
         let _ = self.kill.compare_exchange(0, why as u8, Relaxed, Relaxed);
@@ -246,6 +269,14 @@ impl ConnShared {
     /// Moves up to `max` queued frames into `into`.
     pub fn take_outgoing(&self, into: &mut Vec<Outgoing>, max: usize) {
         self.out.lock().drain_into(into, max);
+    }
+
+    /// The writer handed `bytes` of frames it took (their payload lengths) to the transport: the
+    /// outbox's byte limit stops counting them.
+    pub fn release_outgoing(&self, bytes: usize) {
+        if bytes > 0 {
+            self.out.lock().release(bytes);
+        }
     }
 
     pub fn has_outgoing(&self) -> bool {
@@ -266,19 +297,5 @@ impl ConnShared {
     pub fn attachment(&self, plugin: &str) -> Option<Vec<u8>> {
         let data = self.data.lock();
         data.attachments.iter().find(|(p, _)| &**p == plugin).map(|(_, v)| v.clone())
-    }
-
-    /// Replaces this plugin's attachment; empty removes it.
-    pub fn set_attachment(&self, plugin: &Arc<str>, value: Vec<u8>) {
-        let mut data = self.data.lock();
-        let pos = data.attachments.iter().position(|(p, _)| p == plugin);
-        match (pos, value.is_empty()) {
-            (Some(i), true) => {
-                data.attachments.swap_remove(i);
-            }
-            (Some(i), false) => data.attachments[i].1 = value,
-            (None, false) => data.attachments.push((plugin.clone(), value)),
-            (None, true) => {}
-        }
     }
 }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use super::host_memory::{ENTRY_OVERHEAD, HostMemory};
+
 #[derive(Debug, Clone, Copy)]
 pub struct KvLimits {
     pub max_key: usize,
@@ -18,16 +20,24 @@ pub enum KvError {
     InvalidKey,
     TooLarge,
     TooManyKeys,
+    /// The plugin's share of the host's memory for plugins is full (see [`HostMemory`]).
+    HostMemoryFull,
 }
 
 pub struct Kv {
     limits: KvLimits,
     spaces: Mutex<HashMap<Arc<str>, HashMap<String, Bytes>>>,
+    memory: Arc<HostMemory>,
+}
+
+/// What an entry is charged to the plugin's share of host memory.
+fn cost(key: &str, value: &[u8]) -> usize {
+    key.len() + value.len() + ENTRY_OVERHEAD
 }
 
 impl Kv {
-    pub fn new(limits: KvLimits) -> Self {
-        Kv { limits, spaces: Mutex::new(HashMap::new()) }
+    pub fn new(limits: KvLimits, memory: Arc<HostMemory>) -> Self {
+        Kv { limits, spaces: Mutex::new(HashMap::new()), memory }
     }
 
     pub fn get(&self, plugin: &str, key: &str) -> Option<Bytes> {
@@ -43,22 +53,31 @@ impl Kv {
         }
         let mut spaces = self.spaces.lock();
         let space = spaces.entry(plugin.clone()).or_default();
-        if !space.contains_key(key) && space.len() >= self.limits.max_keys {
+        let old = space.get(key).map(|v| cost(key, v));
+        if old.is_none() && space.len() >= self.limits.max_keys {
             return Err(KvError::TooManyKeys);
+        }
+        let new = cost(key, &value);
+        match old {
+            Some(old) if old >= new => self.memory.release(plugin, old - new),
+            old => self.memory.charge(plugin, new - old.unwrap_or(0)).map_err(|_| KvError::HostMemoryFull)?,
         }
         space.insert(key.to_owned(), value);
         Ok(())
     }
 
-    pub fn delete(&self, plugin: &str, key: &str) -> bool {
+    pub fn delete(&self, plugin: &Arc<str>, key: &str) -> bool {
         let mut spaces = self.spaces.lock();
         let Some(space) = spaces.get_mut(plugin) else {
             return false;
         };
-        let was = space.remove(key).is_some();
+        let was = space.remove(key);
+        if let Some(v) = &was {
+            self.memory.release(plugin, cost(key, v));
+        }
         if space.is_empty() {
             spaces.remove(plugin);
         }
-        was
+        was.is_some()
     }
 }

@@ -2,7 +2,9 @@
 //! each connection, rooms, the plugin key/value store and connection admission.
 
 mod admission;
+mod budget;
 mod conn;
+mod host_memory;
 mod kv;
 mod outbox;
 mod peers;
@@ -16,12 +18,14 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 
-pub use admission::{Admission, AdmitGuard};
+pub use admission::{Admission, AdmitError, AdmitGuard};
+pub use budget::Budget;
 pub use conn::{ConnShared, Identity, Kill};
+pub use host_memory::{ENTRY_OVERHEAD, HostMemory};
 pub use kv::{Kv, KvError, KvLimits};
 pub use outbox::{Outgoing, PushError};
 pub(crate) use peers::Peers;
-pub use rooms::{Delivery, RoomKey, Rooms};
+pub use rooms::{Allowance, Delivery, OverBudget, RoomKey, Rooms};
 
 const SHARDS: usize = 16;
 
@@ -30,7 +34,11 @@ pub struct Hub {
     next_id: AtomicU64,
     pub rooms: Rooms,
     pub kv: Kv,
+    /// What plugins keep here (key/value, attachments, memberships), bounded.
+    pub memory: Arc<HostMemory>,
     pub admission: Arc<Admission>,
+    /// Bytes held for peers (partial messages, outgoing queues) against `max_buffered_bytes`.
+    pub budget: Budget,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Notified whenever a connection is unregistered (shutdown waits on it).
     pub departed: Notify,
@@ -39,13 +47,17 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(kv_limits: KvLimits, metrics: Arc<crate::metrics::Metrics>) -> Self {
+    /// `max_host_memory`: the bound of what all plugins keep in the host together.
+    pub fn new(kv_limits: KvLimits, max_host_memory: usize, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        let memory = Arc::new(HostMemory::new(max_host_memory, metrics.clone()));
         Hub {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             next_id: AtomicU64::new(1),
             rooms: Rooms::new(),
-            kv: Kv::new(kv_limits),
+            kv: Kv::new(kv_limits, memory.clone()),
+            memory,
             admission: Arc::default(),
+            budget: Budget::default(),
             metrics,
             departed: Notify::new(),
             peers: OnceLock::new(),
@@ -73,19 +85,48 @@ impl Hub {
         self.shard(id).read().get(&id).cloned()
     }
 
-    /// Removes a connection and its room memberships.
+    /// Removes a connection, its room memberships and its attachments.
     pub fn unregister(&self, conn: &ConnShared) {
         self.shard(conn.id).write().remove(&conn.id);
-        let rooms = {
+        let (rooms, attachments) = {
             let mut data = conn.data.lock();
             data.gone = true;
-            data.attachments = Vec::new();
-            std::mem::take(&mut data.rooms)
+            (std::mem::take(&mut data.rooms), std::mem::take(&mut data.attachments))
         };
+        for (plugin, value) in attachments {
+            self.memory.release(&plugin, attachment_cost(&value));
+        }
         for key in rooms {
             self.rooms.remove(&key, conn.id);
+            self.memory.release(&key.plugin, membership_cost(&key));
         }
         self.departed.notify_waiters();
+    }
+
+    /// Replaces `plugin`'s attachment on `conn` (empty removes it), charged to its share of
+    /// host memory.
+    pub fn set_attachment(&self, conn: &ConnShared, plugin: &Arc<str>, value: Vec<u8>) -> Result<(), AttachError> {
+        let mut data = conn.data.lock();
+        if data.gone {
+            return Err(AttachError::Gone);
+        }
+        let pos = data.attachments.iter().position(|(p, _)| p == plugin);
+        let old = pos.map_or(0, |i| attachment_cost(&data.attachments[i].1));
+        let new = if value.is_empty() { 0 } else { attachment_cost(&value) };
+        if new > old {
+            self.memory.charge(plugin, new - old).map_err(|_| AttachError::HostMemoryFull)?;
+        } else {
+            self.memory.release(plugin, old - new);
+        }
+        match (pos, value.is_empty()) {
+            (Some(i), true) => {
+                data.attachments.swap_remove(i);
+            }
+            (Some(i), false) => data.attachments[i].1 = value,
+            (None, false) => data.attachments.push((plugin.clone(), value)),
+            (None, true) => {}
+        }
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -112,6 +153,7 @@ impl Hub {
         if data.rooms.len() >= max_rooms {
             return Err(JoinError::Limit);
         }
+        self.memory.charge(&key.plugin, membership_cost(&key)).map_err(|_| JoinError::HostMemoryFull)?;
         // Inserted while holding the connection's data lock, so `unregister` (which marks the
         // connection gone under the same lock) always sees this membership and removes it.
         self.rooms.insert(&key, conn);
@@ -126,19 +168,26 @@ impl Hub {
         };
         data.rooms.swap_remove(i);
         self.rooms.remove(key, conn.id);
+        self.memory.release(&key.plugin, membership_cost(key));
         true
     }
 
     /// Publishes `item` to a room: queued to its members on this node but `except`, then taken
-    /// to the other nodes. The delivery counts this node's members.
-    pub(crate) fn publish(&self, key: &RoomKey, item: &Outgoing, except: Option<u64>) -> Delivery {
+    /// to the other nodes. The delivery counts this node's members. A publish `allowance`
+    /// does not cover goes nowhere.
+    pub(crate) fn publish(
+        &self,
+        key: &RoomKey,
+        item: &Outgoing,
+        except: Option<u64>,
+        allowance: Allowance,
+    ) -> Result<Delivery, OverBudget> {
+        let delivery = self.rooms.publish(key, item, except, allowance)?;
         self.metrics.publishes.inc();
-        // Shared by every member, so it is compressed once per parameter set, not per member.
-        let delivery = self.rooms.publish(key, &item.to_shared(), except);
         if let Some(peers) = self.peers.get() {
             peers.publish(key, item);
         }
-        delivery
+        Ok(delivery)
     }
 
     /// Sets a plugin's key on this node and, with a shared store, on the other nodes.
@@ -176,4 +225,21 @@ impl Hub {
 pub enum JoinError {
     Gone,
     Limit,
+    HostMemoryFull,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum AttachError {
+    Gone,
+    HostMemoryFull,
+}
+
+/// What an attachment is charged to its plugin's share of host memory.
+fn attachment_cost(value: &[u8]) -> usize {
+    value.len() + ENTRY_OVERHEAD
+}
+
+/// What a room membership is charged (the room's name is kept with each membership).
+fn membership_cost(key: &RoomKey) -> usize {
+    key.name.len() + ENTRY_OVERHEAD
 }

@@ -53,10 +53,16 @@ pub enum PushError {
 }
 
 /// What the queue holds. `closing` is set once a close frame is queued: nothing may follow it.
+///
+/// The byte limit counts frames the writer has taken but not yet handed to the transport
+/// (`in_flight`) as well as the queued ones: a writer blocked on a peer that does not read
+/// holds a batch of frames, and without counting them the queue would refill behind it, so a
+/// member that never reads could be made to hold many times its bound.
 #[derive(Debug)]
 pub struct Outbox {
     queue: VecDeque<Outgoing>,
     bytes: usize,
+    in_flight: usize,
     max_messages: usize,
     max_bytes: usize,
     closing: bool,
@@ -64,18 +70,20 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(max_messages: usize, max_bytes: usize) -> Self {
-        Outbox { queue: VecDeque::new(), bytes: 0, max_messages, max_bytes, closing: false }
+        Outbox { queue: VecDeque::new(), bytes: 0, in_flight: 0, max_messages, max_bytes, closing: false }
     }
 
     /// Queues a data frame, within the limits. A single message larger than the byte limit is
-    /// still accepted into an empty queue, so a limit below the message size cannot wedge a
-    /// connection (the message size limit bounds it).
+    /// still accepted when nothing is queued or in flight, so a limit below the message size
+    /// cannot wedge a connection (the message size limit bounds it).
     pub fn push(&mut self, item: Outgoing) -> Result<(), PushError> {
         if self.closing {
             return Err(PushError::Closed);
         }
         let w = item.payload_len();
-        if !self.queue.is_empty() && (self.queue.len() >= self.max_messages || self.bytes + w > self.max_bytes) {
+        let held = self.bytes + self.in_flight;
+        let empty = self.queue.is_empty() && self.in_flight == 0;
+        if !empty && (self.queue.len() >= self.max_messages || held + w > self.max_bytes) {
             return Err(PushError::Full);
         }
         self.bytes += w;
@@ -123,7 +131,13 @@ impl Outbox {
         let dropped = self.queue.len();
         self.queue = VecDeque::new();
         self.bytes = 0;
+        self.in_flight = 0;
         dropped
+    }
+
+    /// Payload bytes held: queued, and taken by the writer but not yet handed to the transport.
+    pub fn bytes(&self) -> usize {
+        self.bytes + self.in_flight
     }
 
     pub fn is_closing(&self) -> bool {
@@ -135,15 +149,22 @@ impl Outbox {
     }
 
     /// Moves up to `max` frames into `into`, releasing the queue's memory when it empties.
+    /// Their bytes stay counted, in flight, until the writer [`released`](Self::release) them.
     pub fn drain_into(&mut self, into: &mut Vec<Outgoing>, max: usize) {
         let n = self.queue.len().min(max);
         for item in self.queue.drain(..n) {
             self.bytes -= item.payload_len();
+            self.in_flight += item.payload_len();
             into.push(item);
         }
         if self.queue.is_empty() && self.queue.capacity() > 32 {
             self.queue = VecDeque::new();
         }
+    }
+
+    /// The writer handed `bytes` of taken frames (their `payload_len`) to the transport.
+    pub fn release(&mut self, bytes: usize) {
+        self.in_flight = self.in_flight.saturating_sub(bytes);
     }
 }
 
@@ -164,8 +185,24 @@ mod tests {
         let mut v = Vec::new();
         o.drain_into(&mut v, 10);
         assert_eq!(v.len(), 2);
+        o.release(20);
         o.push(text(90)).unwrap();
         assert_eq!(o.push(text(20)), Err(PushError::Full));
+    }
+
+    #[test]
+    fn frames_the_writer_holds_count_until_it_releases_them() {
+        let mut o = Outbox::new(100, 100);
+        o.push(text(60)).unwrap();
+        let mut v = Vec::new();
+        o.drain_into(&mut v, 10);
+        assert_eq!(o.push(text(60)), Err(PushError::Full), "the taken 60 bytes are still held");
+        o.push(text(40)).unwrap();
+        o.release(60);
+        v.clear();
+        o.drain_into(&mut v, 10);
+        o.release(40);
+        o.push(text(100)).unwrap();
     }
 
     #[test]

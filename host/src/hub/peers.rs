@@ -24,7 +24,7 @@ mod tests {
     use parking_lot::Mutex;
 
     use super::*;
-    use crate::hub::{Hub, KvError, KvLimits};
+    use crate::hub::{Allowance, Hub, KvError, KvLimits};
 
     /// Records what reaches the other nodes, and applies the local writes as a broker does.
     #[derive(Default)]
@@ -44,15 +44,16 @@ mod tests {
 
     #[test]
     fn the_hub_hands_each_publish_and_key_value_write_to_its_peers_once() {
-        let hub = Hub::new(KvLimits { max_key: 8, max_value: 8, max_keys: 8 }, Arc::default());
+        let hub = Hub::new(KvLimits { max_key: 8, max_value: 8, max_keys: 8 }, 1 << 20, Arc::default());
         let plugin: Arc<str> = Arc::from("p");
         assert_eq!(hub.kv_set(&plugin, "alone", Bytes::from_static(b"v")), Ok(()), "a node alone writes locally");
         let peers = Arc::new(Recorder::default());
         hub.set_peers(peers.clone()).unwrap();
         assert!(hub.set_peers(peers.clone()).is_err(), "installed once");
 
-        let delivery = hub.publish(&RoomKey::new(&plugin, "lobby"), &Outgoing::Text(Bytes::from_static(b"hi")), None);
-        assert_eq!(delivery.queued, 0, "no local members");
+        let hi = Outgoing::Text(Bytes::from_static(b"hi"));
+        let delivery = hub.publish(&RoomKey::new(&plugin, "lobby"), &hi, None, Allowance::UNLIMITED);
+        assert_eq!(delivery.map(|d| d.queued), Ok(0), "no local members");
         assert_eq!(hub.kv_set(&plugin, "k", Bytes::from_static(b"v")), Ok(()));
         assert_eq!(hub.kv.get("p", "k").as_deref(), Some(&b"v"[..]));
         assert_eq!(hub.kv_set(&plugin, "", Bytes::new()), Err(KvError::InvalidKey));

@@ -39,6 +39,33 @@ pub struct Delivery {
     pub queued: u32,
     /// Members whose queue refused it (full or closing).
     pub refused: u32,
+    /// Members whose route's `max_message_size` is below the message's size.
+    pub too_large: u32,
+}
+
+/// What one publish may still cost: the copies and bytes left in the publishing call's send
+/// budget. Every member is a copy the server encrypts and writes, so a publish is charged like
+/// one send per member, not once for the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    pub copies: u32,
+    pub bytes: usize,
+}
+
+impl Allowance {
+    /// For deliveries no plugin call pays for (publishes other nodes made, already charged there).
+    pub const UNLIMITED: Allowance = Allowance { copies: u32::MAX, bytes: usize::MAX };
+
+    /// Whether `members` copies of `len` bytes fit.
+    pub fn covers(&self, members: usize, len: usize) -> bool {
+        members <= self.copies as usize && members.checked_mul(len).is_some_and(|b| b <= self.bytes)
+    }
+}
+
+/// A publish refused whole: the room has more members than the allowance covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverBudget {
+    pub members: usize,
 }
 
 impl Rooms {
@@ -65,27 +92,42 @@ impl Rooms {
         }
     }
 
-    /// Queues `item` to every member but `except`. The payload is shared, not copied, and no
-    /// plugin runs per receiver. Members are collected first, so the room's shard is not
-    /// locked while their queues are (a big room would otherwise block joins and leaves of
-    /// every room in the shard for the whole fan-out). A member whose route does not admit a
-    /// message this large is refused it, as a send to it would be.
-    pub fn publish(&self, key: &RoomKey, item: &Outgoing, except: Option<u64>) -> Delivery {
+    /// Queues `item` to every member but `except`, or to none when `allowance` does not cover
+    /// a copy for each of them (all or nothing, so a refused publish reached nobody). The
+    /// payload is shared, not copied, and no plugin runs per receiver. Members are collected
+    /// first, so the room's shard is not locked while their queues are (a big room would
+    /// otherwise block joins and leaves of every room in the shard for the whole fan-out). A
+    /// member whose route does not admit a message this large is refused it, as a send to it
+    /// would be.
+    pub fn publish(
+        &self,
+        key: &RoomKey,
+        item: &Outgoing,
+        except: Option<u64>,
+        allowance: Allowance,
+    ) -> Result<Delivery, OverBudget> {
+        let len = item.payload_len();
         let members: Vec<Arc<ConnShared>> = {
             let shard = self.shard(key).read();
-            let Some(members) = shard.get(key) else { return Delivery::default() };
+            let Some(members) = shard.get(key) else { return Ok(Delivery::default()) };
+            let n = members.len() - usize::from(except.is_some_and(|id| members.contains_key(&id)));
+            if !allowance.covers(n, len) {
+                return Err(OverBudget { members: n });
+            }
             members.iter().filter(|(id, _)| Some(**id) != except).map(|(_, c)| c.clone()).collect()
         };
-        let len = item.payload_len();
         let mut d = Delivery::default();
         for conn in members {
-            let fits = len <= conn.route.limits.max_message_size;
-            match fits.then(|| conn.send(item.clone())) {
-                Some(Ok(())) => d.queued += 1,
-                _ => d.refused += 1,
+            if len > conn.route.limits.max_message_size {
+                d.too_large += 1;
+                continue;
+            }
+            match conn.send(item.clone()) {
+                Ok(()) => d.queued += 1,
+                Err(_) => d.refused += 1,
             }
         }
-        d
+        Ok(d)
     }
 
     pub fn members(&self, key: &RoomKey, limit: usize) -> Vec<u64> {
@@ -138,7 +180,26 @@ mod tests {
             rooms.insert(&key, m);
         }
         let item = Outgoing::Text(bytes::Bytes::from(vec![b'x'; 4096]));
-        assert_eq!(rooms.publish(&key, &item, Some(3)), Delivery { queued: 1, refused: 1 });
+        let d = rooms.publish(&key, &item, Some(3), Allowance::UNLIMITED);
+        assert_eq!(d, Ok(Delivery { queued: 1, refused: 0, too_large: 1 }));
         assert!(!small.has_outgoing() && big.has_outgoing() && !sender.has_outgoing());
+    }
+
+    #[test]
+    fn a_publish_the_allowance_does_not_cover_for_every_member_reaches_none() {
+        let rooms = Rooms::new();
+        let key = RoomKey::new(&Arc::from("rooms"), "lobby");
+        let members: Vec<_> = (1..=3).map(|id| member(id, "1MiB")).collect();
+        for m in &members {
+            rooms.insert(&key, m);
+        }
+        let item = Outgoing::Text(bytes::Bytes::from(vec![b'x'; 100]));
+        let copies = |copies, bytes| Allowance { copies, bytes };
+        assert_eq!(rooms.publish(&key, &item, None, copies(2, 1000)), Err(OverBudget { members: 3 }));
+        assert_eq!(rooms.publish(&key, &item, None, copies(3, 299)), Err(OverBudget { members: 3 }));
+        assert!(members.iter().all(|m| !m.has_outgoing()), "a refused publish reached nobody");
+        // The sender is not a copy.
+        let d = rooms.publish(&key, &item, Some(1), copies(2, 200));
+        assert_eq!(d, Ok(Delivery { queued: 2, refused: 0, too_large: 0 }));
     }
 }

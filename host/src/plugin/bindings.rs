@@ -73,6 +73,8 @@ pub enum ErrorCode {
     TooLarge,
     LimitReached,
     InvalidArgument,
+    /// The plugin's share of host memory is full.
+    HostMemoryFull,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,8 +88,10 @@ pub enum LogLevel {
 
 /// Conversions between the host types and one contract version's generated types, whose
 /// shapes are the same in every version this host serves.
+///
+/// `$full` is what `host-memory-full` becomes: versions before 0.2.0 have no such code.
 macro_rules! convert {
-    ($v:ident, $m:ident) => {
+    ($v:ident, $m:ident, host_memory_full: $full:ident) => {
         mod $m {
             use super::$v::wasmsock::plugin::types as wit;
             use super::*;
@@ -166,6 +170,7 @@ macro_rules! convert {
                         ErrorCode::TooLarge => wit::ErrorCode::TooLarge,
                         ErrorCode::LimitReached => wit::ErrorCode::LimitReached,
                         ErrorCode::InvalidArgument => wit::ErrorCode::InvalidArgument,
+                        ErrorCode::HostMemoryFull => wit::ErrorCode::$full,
                     }
                 }
             }
@@ -185,5 +190,5 @@ macro_rules! convert {
     };
 }
 
-convert!(v0_1, convert_v0_1);
-convert!(v0_2, convert_v0_2);
+convert!(v0_1, convert_v0_1, host_memory_full: LimitReached);
+convert!(v0_2, convert_v0_2, host_memory_full: HostMemoryFull);

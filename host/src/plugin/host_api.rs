@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::bindings::{ErrorCode, Identity, LogLevel, Message, v0_1, v0_2};
 use super::state::StoreState;
-use crate::hub::{ConnShared, JoinError, KvError, Outgoing, PushError, RoomKey};
+use crate::hub::{Allowance, AttachError, ConnShared, JoinError, KvError, Outgoing, PushError, RoomKey};
 use crate::ws::CloseCode;
 
 /// Most members returned by one `members` call.
@@ -36,13 +36,38 @@ impl StoreState {
 
     /// Charges one send of `len` bytes to this call's budget.
     fn charge(&mut self, len: usize) -> Result<(), ErrorCode> {
-        let s = &self.env.settings;
-        if self.call.sends >= s.max_sends_per_call || self.call.send_bytes + len > s.max_send_bytes_per_call {
+        if !self.allowance().covers(1, len) {
             return Err(ErrorCode::LimitReached);
         }
-        self.call.sends += 1;
-        self.call.send_bytes += len;
+        self.charge_copies(1, len);
         Ok(())
+    }
+
+    /// What is left of this call's send budget.
+    fn allowance(&self) -> Allowance {
+        let s = &self.env.settings;
+        Allowance {
+            copies: s.max_sends_per_call.saturating_sub(self.call.sends),
+            bytes: s.max_send_bytes_per_call.saturating_sub(self.call.send_bytes),
+        }
+    }
+
+    fn charge_copies(&mut self, copies: u32, len: usize) {
+        self.call.sends = self.call.sends.saturating_add(copies);
+        self.call.send_bytes = self.call.send_bytes.saturating_add((copies as usize).saturating_mul(len));
+    }
+
+    /// Refuses a write past the plugin's share of host memory (at debug level: a plugin can
+    /// make many in one call; `wasmsock_plugin_host_bytes` shows who is full).
+    fn host_memory_full(&self) -> ErrorCode {
+        let memory = &self.env.hub.memory;
+        tracing::debug!(
+            plugin = &*self.env.name,
+            used = memory.used(&self.env.name),
+            total = memory.total(),
+            "plugin host memory full: key/value, attachment or room write refused"
+        );
+        ErrorCode::HostMemoryFull
     }
 
     fn room(&self, name: &str) -> Result<RoomKey, ErrorCode> {
@@ -111,11 +136,10 @@ impl StoreState {
             return Err(ErrorCode::TooLarge);
         }
         let target = self.target(conn)?;
-        if target.data.lock().gone {
-            return Err(ErrorCode::UnknownConnection);
-        }
-        target.set_attachment(&self.env.name, data);
-        Ok(())
+        self.env.hub.set_attachment(&target, &self.env.name, data).map_err(|e| match e {
+            AttachError::Gone => ErrorCode::UnknownConnection,
+            AttachError::HostMemoryFull => self.host_memory_full(),
+        })
     }
 
     pub(super) fn join(&mut self, conn: u64, room: String) -> Result<(), ErrorCode> {
@@ -124,6 +148,7 @@ impl StoreState {
         self.env.hub.join(&target, key, self.env.host_limits.max_rooms_per_connection).map_err(|e| match e {
             JoinError::Gone => ErrorCode::UnknownConnection,
             JoinError::Limit => ErrorCode::LimitReached,
+            JoinError::HostMemoryFull => self.host_memory_full(),
         })
     }
 
@@ -142,11 +167,24 @@ impl StoreState {
         data.rooms.iter().filter(|k| k.plugin == self.env.name).map(|k| k.name.to_string()).collect()
     }
 
+    /// A publish costs one send per member it is queued to (each is a copy the server encrypts
+    /// and writes), and at least one (with a broker it also goes to the other nodes). It is
+    /// refused whole when the budget left does not cover every member.
     pub(super) fn publish(&mut self, room: String, msg: Message, except: Option<u64>) -> Result<u32, ErrorCode> {
         let key = self.room(&room)?;
         let len = message_len(&msg);
-        self.charge(len)?;
-        Ok(self.env.hub.publish(&key, &outgoing(msg), except).queued)
+        if !self.allowance().covers(1, len) {
+            return Err(ErrorCode::LimitReached);
+        }
+        let d = self.env.hub.publish(&key, &outgoing(msg), except, self.allowance()).map_err(|over| {
+            tracing::debug!(plugin = &*self.env.name, room = %room, members = over.members, "publish over the call's send budget");
+            ErrorCode::LimitReached
+        })?;
+        self.charge_copies(d.queued.max(1), len);
+        if d.queued == 0 && d.too_large > 0 {
+            return Err(ErrorCode::TooLarge);
+        }
+        Ok(d.queued)
     }
 
     pub(super) fn members(&mut self, room: String, limit: u32) -> Vec<u64> {
@@ -170,6 +208,7 @@ impl StoreState {
             KvError::InvalidKey => ErrorCode::InvalidArgument,
             KvError::TooLarge => ErrorCode::TooLarge,
             KvError::TooManyKeys => ErrorCode::LimitReached,
+            KvError::HostMemoryFull => self.host_memory_full(),
         })
     }
 

@@ -37,7 +37,8 @@ pub fn measure(plugin: &Path, work_dir: &Path, sizes: &[usize], calls: usize) ->
         &Overrides::default(),
     )?;
     let metrics = Arc::new(Metrics::new());
-    let hub = Arc::new(Hub::new(KvLimits { max_key: 256, max_value: 1 << 16, max_keys: 100 }, metrics.clone()));
+    let hub =
+        Arc::new(Hub::new(KvLimits { max_key: 256, max_value: 1 << 16, max_keys: 100 }, 1 << 20, metrics.clone()));
     let runtime = Arc::new(Runtime::new(&settings.engine)?);
     let registry = Arc::new(Registry::new(runtime, hub.clone(), Arc::new(settings.clone())));
     registry.load_all()?;

@@ -208,15 +208,18 @@ impl Registry {
             .entry(name.to_owned())
             .or_insert_with(|| {
                 let settings = self.settings.plugin(name).clone();
+                let name: Arc<str> = Arc::from(name);
+                // Counted among the plugins sharing the host's memory from its first load on.
+                self.hub.memory.register(&name, settings.max_host_memory);
                 let m = &self.hub.metrics;
                 let histogram = |export: Export| {
                     m.plugin_calls
-                        .get_or_create(&PluginExportLabel { plugin: name.to_owned(), export: export.as_str() })
+                        .get_or_create(&PluginExportLabel { plugin: name.to_string(), export: export.as_str() })
                         .clone()
                 };
                 Arc::new(PluginSlot {
                     env: Arc::new(PluginEnv {
-                        name: Arc::from(name),
+                        name: name.clone(),
                         config: settings.config.clone(),
                         settings,
                         host_limits: self.settings.host,

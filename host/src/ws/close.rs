@@ -19,6 +19,7 @@ impl CloseCode {
     pub const POLICY: CloseCode = CloseCode(1008);
     pub const TOO_BIG: CloseCode = CloseCode(1009);
     pub const INTERNAL: CloseCode = CloseCode(1011);
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
 
     /// A code a peer (or a plugin) may put in a close frame; `None` for the reserved ones.
     pub fn from_wire(code: u16) -> Option<CloseCode> {

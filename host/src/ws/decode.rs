@@ -52,6 +52,9 @@ pub struct Decoder {
     frame: Option<Frame>,
     msg: Option<Partial>,
     ctrl: Vec<u8>,
+    /// Counts data messages completed, and control frames completed outside a data message:
+    /// what is in progress changed when it changes (a ping between fragments does not).
+    generation: u64,
     /// Set when permessage-deflate was negotiated: RSV1 marks a compressed message.
     inflater: Option<Inflater>,
 }
@@ -90,6 +93,7 @@ impl Decoder {
             frame: None,
             msg: None,
             ctrl: Vec::new(),
+            generation: 0,
             inflater: None,
         }
     }
@@ -107,9 +111,28 @@ impl Decoder {
     }
 
     /// True while a frame or a fragmented message is partly received.
-    #[cfg(test)]
-    fn in_progress(&self) -> bool {
+    pub fn in_progress(&self) -> bool {
         self.hdr_len > 0 || self.frame.is_some() || self.msg.is_some()
+    }
+
+    /// Changes whenever a data message, or a control frame outside one, completes: a caller
+    /// timing how long something is in progress restarts its clock when this changes.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Bytes held for the message being assembled (its buffer's capacity, and the control
+    /// frame's).
+    pub fn held(&self) -> usize {
+        self.msg.as_ref().map_or(0, |m| m.buf.capacity()) + self.ctrl.capacity()
+    }
+
+    /// Drops what is being assembled (the connection is being shed).
+    pub fn discard(&mut self) {
+        self.msg = None;
+        self.frame = None;
+        self.hdr_len = 0;
+        self.ctrl = Vec::new();
     }
 
     /// Consumes bytes from `input` until one event is complete (returned) or `input` is empty.
@@ -145,9 +168,13 @@ impl Decoder {
             let (opcode, fin) = (frame.opcode, frame.fin);
             self.frame = None;
             if opcode.is_control() {
+                if self.msg.is_none() {
+                    self.generation += 1;
+                }
                 return self.control(opcode).map(Some);
             }
             if fin {
+                self.generation += 1;
                 return self.finish_message().map(Some);
             }
         }

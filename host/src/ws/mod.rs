@@ -7,6 +7,9 @@ pub mod deflate;
 mod encode;
 mod utf8;
 
+#[cfg(test)]
+mod props;
+
 pub use close::CloseCode;
 pub use decode::{Decoder, Event, WsError};
 pub use encode::{Opcode, close_payload, encode_header};

@@ -136,4 +136,6 @@ fn find_token(req: &Request) -> Option<Found> {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

@@ -34,10 +34,10 @@ mod bindings {
                 (Some("whoami"), _, _) => {
                     reply(conn, &host::identity_of(conn).map_or_else(|| "nobody".to_owned(), |i| i.id))
                 }
-                (Some("kv-set"), Some(k), v) => {
-                    let ok = host::kv_set(k, v.unwrap_or("").as_bytes()).is_ok();
-                    reply(conn, if ok { "kv-set ok" } else { "kv-set failed" })
-                }
+                (Some("kv-set"), Some(k), v) => match host::kv_set(k, v.unwrap_or("").as_bytes()) {
+                    Ok(()) => reply(conn, "kv-set ok"),
+                    Err(e) => reply(conn, &format!("kv-set failed: {e:?}")),
+                },
                 (Some("kv-get"), Some(k), _) => {
                     let v = host::kv_get(k).map(|v| String::from_utf8_lossy(&v).into_owned());
                     reply(conn, &v.unwrap_or_else(|| "(none)".into()))
