@@ -17,7 +17,7 @@ const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 /// One wsload run (the Go load client, pinned to CPU 1) against `server`, with the server's
 /// user and kernel CPU over the whole run (handshakes included) added, per message
 /// (`user_us_per_msg`, `kernel_us_per_msg`): their ratio is where the server's time goes.
-fn wsload(kit: &Kit, server: &Server, path: &str, args: &[&str]) -> Result<Value> {
+pub(crate) fn wsload(kit: &Kit, server: &Server, path: &str, args: &[&str]) -> Result<Value> {
     let Some(wsload) = &kit.wsload else { bail!("no Go load client") };
     let (u0, k0) = proc_cpu_ticks(server.pid());
     let out = Command::new("taskset")

@@ -4,7 +4,7 @@
 //! ```text
 //! cargo build --release -p wasmsock -p wasmsock-bench
 //! ./target/release/wasmsock-bench all            # every scenario (about 10 minutes)
-//! ./target/release/wasmsock-bench echo|memory|handshake|calls|reload|fanout|broker
+//! ./target/release/wasmsock-bench echo|memory|handshake|calls|reload|fanout|broker|compression
 //! ```
 //!
 //! The servers run on CPU 0 (`taskset -c 0`), this process and the Go load client on CPU 1.
@@ -12,6 +12,7 @@
 
 mod calls;
 mod client;
+mod compression;
 mod echo;
 mod fanout;
 mod kit;
@@ -23,7 +24,7 @@ use anyhow::{Result, bail};
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("usage: wasmsock-bench [all|calls|echo|memory|handshake|reload|fanout|broker] [--quick]");
+        println!("usage: wasmsock-bench [all|calls|echo|memory|handshake|reload|fanout|broker|compression] [--quick]");
         println!("servers on CPU 0, load on CPU 1; Markdown tables and JSON lines on stdout");
         return Ok(());
     }
@@ -39,7 +40,7 @@ fn main() -> Result<()> {
     wasmsock::server::raise_nofile(1 << 20);
     let kit = kit::Kit::prepare(cpus)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    const ALL: &[&str] = &["calls", "echo", "memory", "handshake", "reload", "fanout", "broker"];
+    const ALL: &[&str] = &["calls", "echo", "memory", "handshake", "reload", "fanout", "broker", "compression"];
     let scenarios: Vec<&str> = match which {
         "all" => ALL.to_vec(),
         one if ALL.contains(&one) => vec![one],
@@ -55,6 +56,7 @@ fn main() -> Result<()> {
             "reload" => rt.block_on(reload::under_load(&kit, quick))?,
             "fanout" => rt.block_on(fanout::fan_out(&kit, quick))?,
             "broker" => rt.block_on(fanout::cross_node(&kit, quick))?,
+            "compression" => compression::scenarios(&kit, quick)?,
             _ => unreachable!(),
         }
     }

@@ -79,6 +79,11 @@ impl Server {
 
     /// The Go Gin + gorilla echo server (`/echo`).
     pub fn go(kit: &Kit, exe: &Path) -> Result<Server> {
+        Server::go_with(kit, exe, &[])
+    }
+
+    /// The Go peer with extra flags (`-compress`).
+    pub fn go_with(kit: &Kit, exe: &Path, flags: &[&str]) -> Result<Server> {
         let port = free_port();
         let child = Command::new("taskset")
             .args(["-c", "0"])
@@ -87,6 +92,7 @@ impl Server {
             .arg(&kit.cert)
             .arg("-key")
             .arg(&kit.key)
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;

@@ -234,6 +234,8 @@ window.chat = {
   state: () => ({
     status: state.status,
     channel: state.channel,
+    // The negotiated WebSocket extensions (permessage-deflate when the server compresses).
+    extensions: state.ws ? state.ws.extensions : "",
     members: [...state.members].sort(),
     messages: state.messages.slice(),
   }),

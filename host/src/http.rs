@@ -172,14 +172,17 @@ pub fn response_head(status: u16, extra: &[(&str, &str)], content_type: &str, le
     out.into_bytes()
 }
 
-pub fn switching_protocols(accept: &str, protocol: Option<&str>) -> Vec<u8> {
+pub fn switching_protocols(accept: &str, protocol: Option<&str>, extensions: Option<&str>) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
     );
-    if let Some(p) = protocol {
-        out.push_str("Sec-WebSocket-Protocol: ");
-        out.push_str(p);
-        out.push_str("\r\n");
+    for (name, value) in [("Sec-WebSocket-Protocol", protocol), ("Sec-WebSocket-Extensions", extensions)] {
+        if let Some(v) = value {
+            out.push_str(name);
+            out.push_str(": ");
+            out.push_str(v);
+            out.push_str("\r\n");
+        }
     }
     out.push_str("\r\n");
     out.into_bytes()

@@ -80,6 +80,8 @@ pub struct Metrics {
     /// Connections closed because a message was not complete within `message_timeout`.
     pub message_timeouts: Counter,
     pub publishes: Counter,
+    /// Messages compressed for permessage-deflate (a shared message once per parameter set).
+    pub compressions: Counter,
     pub broker_published: Counter,
     pub broker_received: Counter,
     pub broker_errors: Counter,
@@ -143,6 +145,7 @@ impl Metrics {
             buffered_sheds: Counter::default(),
             message_timeouts: Counter::default(),
             publishes: Counter::default(),
+            compressions: Counter::default(),
             broker_published: Counter::default(),
             broker_received: Counter::default(),
             broker_errors: Counter::default(),
@@ -201,6 +204,11 @@ impl Metrics {
             m.message_timeouts.clone(),
         );
         r.register("publishes", "Room publishes", m.publishes.clone());
+        r.register(
+            "compressions",
+            "Messages compressed with permessage-deflate (a room publish once per parameter set, not per member)",
+            m.compressions.clone(),
+        );
         if broker {
             Self::register_broker(&mut r, &m);
         }

@@ -154,6 +154,11 @@ async fn two_browser_pages_chat_and_rejoin_after_a_server_restart() {
     let bob = browser.open(&page("bob")).await;
     browser.wait_for(&alice, CONNECTED).await;
     browser.wait_for(&bob, CONNECTED).await;
+    // Chromium offers permessage-deflate; the server agreed, keeping no context between messages.
+    assert_eq!(
+        browser.eval(&alice, "chat.state().extensions").await,
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    );
     // Presence: each page lists both.
     let both = "JSON.stringify(chat.state().members) === JSON.stringify(['guest-alice','guest-bob'])";
     browser.wait_for(&alice, both).await;

@@ -10,6 +10,7 @@ mod architecture;
 mod auth;
 mod broker;
 mod browser;
+mod compression;
 mod contract;
 mod core;
 mod devtools;

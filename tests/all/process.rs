@@ -370,6 +370,11 @@ import asyncio, ssl, sys, websockets
 async def main(url, ca):
     ctx = ssl.create_default_context(cafile=ca)
     async with websockets.connect(url, ssl=ctx, max_size=None) as ws:
+        # websockets offers permessage-deflate by default: the server accepts it.
+        ext = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        assert ext.startswith("permessage-deflate"), ext
+        await ws.send("hello from python" * 100)
+        assert await ws.recv() == "hello from python" * 100
         await ws.send("hello from python")
         assert await ws.recv() == "hello from python"
         await ws.send(bytes(range(256)) * 400)
@@ -416,6 +421,9 @@ async fn wscat_from_npm_talks_to_the_echo_route() {
             .await,
         "the server did not echo to wscat: {closed:?}"
     );
+    // wscat (npm's `ws`) offers permessage-deflate by default, and it was agreed.
+    let opened = p.find("connection opened");
+    assert!(opened.iter().any(|v| v["deflate"] == true), "{opened:?}");
 }
 
 fn which(cmd: &str) -> Option<PathBuf> {

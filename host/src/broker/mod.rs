@@ -129,6 +129,7 @@ impl Peers for Fanout {
         let (text, payload) = match item {
             Outgoing::Text(b) => (true, b.clone()),
             Outgoing::Binary(b) => (false, b.clone()),
+            Outgoing::Shared { text, msg } => (*text, msg.payload.clone()),
             _ => return,
         };
         self.queue.send(Outbound::Publish { key: key.clone(), text, payload });

@@ -112,7 +112,8 @@ impl Subscriber {
                 let item = if f.kind == KIND_TEXT { Outgoing::Text(payload) } else { Outgoing::Binary(payload) };
                 // No call on this node pays for these copies: the publishing node charged its
                 // plugin's budget for its own members only (see README, "Publish budget").
-                let _ = hub.rooms.publish(&RoomKey::new(&plugin, f.name), &item, None, Allowance::UNLIMITED);
+                let _ =
+                    hub.rooms.publish(&RoomKey::new(&plugin, f.name), &item.to_shared(), None, Allowance::UNLIMITED);
             }
             KIND_KV_SET => {
                 let _ = hub.kv.set(&plugin, f.name, Bytes::copy_from_slice(f.payload));

@@ -26,6 +26,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub origins: OriginsFile,
     #[serde(default)]
+    pub compression: CompressionFile,
+    #[serde(default)]
     pub routes: Vec<RouteFile>,
     #[serde(default)]
     pub plugin_defaults: PluginFile,
@@ -145,6 +147,23 @@ pub struct OriginsFile {
     pub public: Option<Vec<String>>,
 }
 
+/// permessage-deflate (RFC 7692); `[compression]` sets defaults, a route's `compression` table
+/// overrides them.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionFile {
+    /// Accept clients' permessage-deflate offers.
+    pub enabled: Option<bool>,
+    /// Keep the compression window between messages, both ways.
+    pub context_takeover: Option<bool>,
+    /// Our compressor's LZ77 window, 9 to 15 bits.
+    pub window_bits: Option<u8>,
+    /// Messages shorter than this go uncompressed.
+    pub min_size: Option<ByteSize>,
+    /// zlib level, 1 (fastest) to 9 (smallest).
+    pub level: Option<u32>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteFile {
@@ -156,6 +175,7 @@ pub struct RouteFile {
     pub builtin: Option<Builtin>,
     pub origins: Option<OriginsFile>,
     pub limits: Option<LimitsFile>,
+    pub compression: Option<CompressionFile>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -322,6 +342,7 @@ overlay_fields!(LimitsFile {
     message_timeout,
 });
 overlay_fields!(OriginsFile { allow, allow_missing, public });
+overlay_fields!(CompressionFile { enabled, context_takeover, window_bits, min_size, level });
 overlay_fields!(PluginFile {
     deadline,
     slow_call,

@@ -15,14 +15,15 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 pub use file::{
-    BrokerFile, Builtin, ClientAuth, ConfigValue, FileConfig, LimitsFile, LogFormat, OnError, OriginsFile, PluginFile,
-    SlowConsumer,
+    BrokerFile, Builtin, ClientAuth, CompressionFile, ConfigValue, FileConfig, LimitsFile, LogFormat, OnError,
+    OriginsFile, PluginFile, SlowConsumer,
 };
 
 use file::Overlay;
 use units::{ByteSize, Dur};
 
 use crate::origin::OriginPolicy;
+use crate::ws::deflate::Config as Compression;
 
 /// The configuration used when no `--config` is given: the example routes over a development
 /// certificate on localhost.
@@ -144,6 +145,8 @@ pub struct RouteSettings {
     pub builtin: Option<Builtin>,
     pub origins: OriginPolicy,
     pub limits: Limits,
+    /// permessage-deflate.
+    pub compression: Compression,
 }
 
 #[derive(Debug, Clone)]
@@ -323,6 +326,7 @@ impl Settings {
         let server = resolve_server(&f.server)?;
         let limits = resolve_limits(&f.limits)?;
         let origins = resolve_origins(&f.origins).context("[origins]")?;
+        let compression = resolve_compression(&f.compression).context("[compression]")?;
 
         let mut routes: Vec<RouteSettings> = Vec::new();
         for r in &f.routes {
@@ -336,12 +340,18 @@ impl Settings {
                 Some(rl) => resolve_limits(&rl.over(&f.limits)).with_context(|| format!("route {}: limits", r.path))?,
                 None => limits.clone(),
             };
+            let compression = match &r.compression {
+                Some(rc) => resolve_compression(&rc.over(&f.compression))
+                    .with_context(|| format!("route {}: compression", r.path))?,
+                None => compression,
+            };
             routes.push(RouteSettings {
                 path: r.path.clone(),
                 plugins: r.plugins.clone(),
                 builtin: r.builtin,
                 origins,
                 limits,
+                compression,
             });
         }
         for spec in &o.routes {
@@ -351,7 +361,8 @@ impl Settings {
                 [b] if b == "@echo" => (Vec::new(), Some(Builtin::Echo)),
                 _ => (plugins, None),
             };
-            let route = RouteSettings { path, plugins, builtin, origins: origins.clone(), limits: limits.clone() };
+            let route =
+                RouteSettings { path, plugins, builtin, origins: origins.clone(), limits: limits.clone(), compression };
             match routes.iter_mut().find(|r| r.path == route.path) {
                 Some(existing) => {
                     existing.plugins = route.plugins;
@@ -553,6 +564,25 @@ fn resolve_limits(l: &LimitsFile) -> Result<Limits> {
         bail!("message_timeout must be positive");
     }
     Ok(limits)
+}
+
+/// A route's compression is its own table overlaid on `[compression]`.
+fn resolve_compression(c: &CompressionFile) -> Result<Compression> {
+    use defaults::compression as d;
+    let compression = Compression {
+        enabled: c.enabled.unwrap_or(d::ENABLED),
+        context_takeover: c.context_takeover.unwrap_or(d::CONTEXT_TAKEOVER),
+        window_bits: c.window_bits.unwrap_or(d::WINDOW_BITS),
+        min_size: c.min_size.map_or(d::MIN_SIZE, size),
+        level: c.level.unwrap_or(d::LEVEL),
+    };
+    if !(9..=15).contains(&compression.window_bits) {
+        bail!("window_bits must be 9 to 15 (zlib has no 8-bit window), not {}", compression.window_bits);
+    }
+    if !(1..=9).contains(&compression.level) {
+        bail!("level must be 1 to 9, not {}", compression.level);
+    }
+    Ok(compression)
 }
 
 /// A plugin's settings are its `[plugins.NAME]` table overlaid on `[plugin_defaults]`.

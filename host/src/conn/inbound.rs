@@ -18,8 +18,13 @@ pub(crate) struct Inbound {
 }
 
 impl Inbound {
-    pub fn new(max_frame: usize, max_message: usize) -> Inbound {
-        Inbound { decoder: Decoder::new(max_frame, max_message), events: Vec::new(), stopped: false, violation: None }
+    /// `inflate`: permessage-deflate was negotiated (with whether the client keeps its context).
+    pub fn new(max_frame: usize, max_message: usize, inflate: Option<bool>) -> Inbound {
+        let mut decoder = Decoder::new(max_frame, max_message);
+        if let Some(keep) = inflate {
+            decoder = decoder.with_inflater(keep);
+        }
+        Inbound { decoder, events: Vec::new(), stopped: false, violation: None }
     }
 
     /// Decodes `chunk`, adding complete events to the batch. Never fails: a violation ends
@@ -97,7 +102,7 @@ mod tests {
         bytes.extend(masked(9, b"ping"));
         bytes.extend(masked(8, &[0x03, 0xe8]));
         bytes.extend(masked(1, b"after the close"));
-        let mut inbound = Inbound::new(1 << 10, 1 << 10);
+        let mut inbound = Inbound::new(1 << 10, 1 << 10, None);
         // Split anywhere: records and reads need not align with frames.
         inbound.decode(&bytes[..5]);
         inbound.decode(&bytes[5..]);
@@ -118,7 +123,7 @@ mod tests {
         let mut bytes = masked(1, b"fine");
         bytes.extend([0x81, 0x01, b'x']); // unmasked
         bytes.extend(masked(1, b"never"));
-        let mut inbound = Inbound::new(1 << 10, 1 << 10);
+        let mut inbound = Inbound::new(1 << 10, 1 << 10, None);
         inbound.decode(&bytes);
         let (events, violation) = inbound.take();
         assert_eq!(events, vec![Event::Text("fine".into())]);

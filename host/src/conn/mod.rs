@@ -50,17 +50,18 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr,
     drop(pending);
     let Some((mut t, peer, upgraded, leftover)) = upgraded else { return };
     async move {
-        let upgrade::Upgraded { registration, protocol } = upgraded;
+        let upgrade::Upgraded { registration, protocol, deflate } = upgraded;
         let (conn, route) = (registration.conn().clone(), registration.route().clone());
         let user = conn.identity();
         tracing::info!(
             id = conn.id, remote = %peer, route = %route.path(), user = user.as_ref().map(|i| i.id.as_str()),
-            tls = t.tls_version(), protocol = protocol.as_deref(), "connection opened"
+            tls = t.tls_version(), protocol = protocol.as_deref(), deflate = deflate.is_some(), "connection opened"
         );
         let limits = &ctx.settings.server;
         let hub = &ctx.hub;
         let ended =
-            session::run(&mut t, &conn, &route, &hub.metrics, &hub.budget, &leftover, limits.close_timeout).await;
+            session::run(&mut t, &conn, &route, &hub.metrics, &hub.budget, &leftover, limits.close_timeout, deflate)
+                .await;
         // A killed connection (dead peer, shutdown) gets no polite goodbye that could wait.
         if conn.killed() == crate::hub::Kill::None {
             respond::finish(&mut t).await;

@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::plugin::Message;
 use crate::router::Route;
 use crate::transport::{ReadError, ReadStatus, Socket, Transport};
+use crate::ws::deflate::{Agreed, Deflater};
 use crate::ws::{Event, WsError};
 
 /// Plaintext processed per wakeup before yielding to other connections.
@@ -56,8 +57,9 @@ pub(crate) async fn run<S: Socket>(
     budget: &Budget,
     leftover: &[u8],
     close_timeout: Duration,
+    deflate: Option<Agreed>,
 ) -> Ended {
-    let ended = run_session(t, conn, route, metrics, budget, leftover, close_timeout).await;
+    let ended = run_session(t, conn, route, metrics, budget, leftover, close_timeout, deflate).await;
     budget.set_partial(conn, 0);
     ended
 }
@@ -70,6 +72,7 @@ async fn run_session<S: Socket>(
     budget: &Budget,
     leftover: &[u8],
     close_timeout: Duration,
+    deflate: Option<Agreed>,
 ) -> Ended {
     let limits = &route.settings.limits;
     let mut s = Session {
@@ -77,9 +80,9 @@ async fn run_session<S: Socket>(
         route,
         metrics,
         budget,
-        inbound: Inbound::new(limits.max_frame_size, limits.max_message_size),
+        inbound: Inbound::new(limits.max_frame_size, limits.max_message_size, deflate.map(|a| a.client_takeover)),
         close: CloseState::Open,
-        writer: Writer::default(),
+        writer: Writer::new(deflate.map(|a| Deflater::new(a, metrics.compressions.clone()))),
         input: VecDeque::new(),
         handling: None,
         violated: false,
@@ -344,7 +347,7 @@ mod tests {
         let (server_end, client_end) = UnixStream::pair().expect("pair");
         let task = tokio::spawn(async move {
             let mut t = Transport::plain(server_end);
-            run(&mut t, &conn, &route, &metrics, &Budget::default(), &[], Duration::from_secs(2)).await
+            run(&mut t, &conn, &route, &metrics, &Budget::default(), &[], Duration::from_secs(2), None).await
         });
         (client_end, task)
     }

@@ -16,11 +16,14 @@ use crate::plugin::{self, Connect};
 use crate::router::Route;
 use crate::transport::{Socket, Transport};
 use crate::ws::accept_key;
+use crate::ws::deflate::{self, Agreed};
 
 /// An upgraded connection: registered, accepted by its chain, 101 sent.
 pub(crate) struct Upgraded {
     pub registration: Registration,
     pub protocol: Option<String>,
+    /// permessage-deflate, when the client offered it and the route accepts it.
+    pub deflate: Option<Agreed>,
 }
 
 /// Why there is no upgrade: a refusal still to be answered, or a stream that already failed.
@@ -70,7 +73,9 @@ pub(crate) async fn upgrade<S: Socket>(
             return Err(r.into());
         }
     };
-    let response = http::switching_protocols(&accept_key(key.as_bytes()), protocol.as_deref());
+    let offers = req.headers.iter().filter(|(k, _)| k == "sec-websocket-extensions").map(|(_, v)| v.as_str());
+    let (deflate, extensions) = deflate::negotiate(offers, &route.settings.compression).unzip();
+    let response = http::switching_protocols(&accept_key(key.as_bytes()), protocol.as_deref(), extensions.as_deref());
     let written = tokio::time::timeout(limits.ws_handshake_timeout, write_all(t, &response)).await;
     if let Err(e) = written.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())) {
         tracing::debug!(error = %e, "could not send the 101 response");
@@ -78,7 +83,7 @@ pub(crate) async fn upgrade<S: Socket>(
         return Err(NotUpgraded::Gone);
     }
     registration.establish(admitted);
-    Ok(Upgraded { registration, protocol })
+    Ok(Upgraded { registration, protocol, deflate })
 }
 
 /// Checks the request is a WebSocket upgrade this route accepts; returns the client's key.

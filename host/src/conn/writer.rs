@@ -8,18 +8,34 @@ use bytes::Bytes;
 use super::close::CloseFrame;
 use crate::hub::{ConnShared, Outgoing};
 use crate::transport::{Socket, Transport};
+use crate::ws::deflate::Deflater;
 use crate::ws::{Opcode, close_payload, encode_header};
 
 /// Frames taken from the queue per write pass.
 const BATCH: usize = 64;
 
+/// A frame ready to go: opcode, payload as sent, RSV1 (compressed) and the message's length
+/// before compression.
+#[derive(Debug)]
+struct Ready {
+    opcode: Opcode,
+    payload: Bytes,
+    compressed: bool,
+    msg_len: usize,
+    /// What the outbox charged for it (its `payload_len`).
+    charged: usize,
+}
+
 /// Frames taken from the outbox and not yet all handed to the transport. Empty between bursts,
-/// so an idle connection keeps no memory here.
+/// so an idle connection keeps no memory here (nor compression state, without context
+/// takeover).
 #[derive(Debug, Default)]
 pub(crate) struct Writer {
     /// Each frame with what the outbox charged for it (its `payload_len`), released to the
     /// outbox once the transport has the whole frame.
-    batch: Vec<(Opcode, Bytes, usize)>,
+    batch: Vec<Ready>,
+    /// permessage-deflate, when negotiated.
+    deflater: Option<Deflater>,
     pos: usize,
     /// Bytes of `batch[pos]` (header + payload) already handed to the transport.
     offset: usize,
@@ -32,7 +48,7 @@ pub(crate) struct Writer {
 /// What one pass did.
 #[derive(Debug, Default)]
 pub(crate) struct Written {
-    /// Data messages and their payload bytes handed to the transport.
+    /// Data messages and their bytes (before compression) handed to the transport.
     pub msgs: u64,
     pub bytes: u64,
     /// Our close frame left the queue in this pass.
@@ -44,6 +60,10 @@ pub(crate) struct Written {
 }
 
 impl Writer {
+    pub fn new(deflater: Option<Deflater>) -> Writer {
+        Writer { deflater, ..Writer::default() }
+    }
+
     /// Moves queued frames into the transport and writes what the socket takes now.
     pub fn pump<S: Socket>(&mut self, t: &mut Transport<S>, conn: &ConnShared) -> io::Result<Written> {
         let mut w = Written::default();
@@ -80,6 +100,16 @@ impl Writer {
             let (opcode, payload) = match item {
                 Outgoing::Text(b) => (Opcode::Text, b),
                 Outgoing::Binary(b) => (Opcode::Binary, b),
+                Outgoing::Shared { text, msg } => {
+                    let opcode = if text { Opcode::Text } else { Opcode::Binary };
+                    let msg_len = msg.payload.len();
+                    let (payload, compressed) = match &mut self.deflater {
+                        Some(d) => d.shared(&msg),
+                        None => (msg.payload.clone(), false),
+                    };
+                    self.batch.push(Ready { opcode, payload, compressed, msg_len, charged });
+                    continue;
+                }
                 Outgoing::Ping(b) => (Opcode::Ping, b),
                 Outgoing::Pong(b) => (Opcode::Pong, b),
                 Outgoing::Close(code, reason) => {
@@ -89,7 +119,12 @@ impl Writer {
                     (Opcode::Close, payload)
                 }
             };
-            self.batch.push((opcode, payload, charged));
+            let msg_len = payload.len();
+            let (payload, compressed) = match &mut self.deflater {
+                Some(d) if !opcode.is_control() => d.message(&payload),
+                _ => (payload, false),
+            };
+            self.batch.push(Ready { opcode, payload, compressed, msg_len, charged });
         }
         !self.batch.is_empty()
     }
@@ -100,8 +135,12 @@ impl Writer {
         let mut headers = [[0u8; 10]; BATCH];
         let mut slices: [IoSlice<'_>; BATCH * 2] = [IoSlice::new(&[]); BATCH * 2];
         let (mut n, mut offered) = (0, 0);
-        for (i, ((opcode, payload, _), hdr)) in pending.iter().zip(headers.iter_mut()).enumerate() {
-            let hlen = encode_header(*opcode, payload.len(), hdr);
+        for (i, (frame, hdr)) in pending.iter().zip(headers.iter_mut()).enumerate() {
+            let payload = &frame.payload;
+            let hlen = encode_header(frame.opcode, payload.len(), hdr);
+            if frame.compressed {
+                hdr[0] |= 0x40; // RSV1: a compressed message (RFC 7692 6)
+            }
             let skip = if i == 0 { self.offset } else { 0 };
             let (h, p): (&[u8], &[u8]) =
                 if skip < hlen { (&hdr[skip..hlen], &payload[..]) } else { (&[], &payload[skip - hlen..]) };
@@ -119,8 +158,8 @@ impl Writer {
     /// Moves past the `taken` bytes the transport accepted.
     fn advance(&mut self, mut taken: usize, w: &mut Written) {
         while self.pos < self.batch.len() {
-            let (opcode, payload, charged) = &self.batch[self.pos];
-            let frame_len = header_len(payload.len()) + payload.len() - self.offset;
+            let frame = &self.batch[self.pos];
+            let frame_len = header_len(frame.payload.len()) + frame.payload.len() - self.offset;
             if taken < frame_len {
                 self.offset += taken;
                 return;
@@ -128,11 +167,11 @@ impl Writer {
             taken -= frame_len;
             self.offset = 0;
             self.pos += 1;
-            self.handed += charged;
-            match opcode {
+            self.handed += frame.charged;
+            match frame.opcode {
                 Opcode::Text | Opcode::Binary => {
                     w.msgs += 1;
-                    w.bytes += payload.len() as u64;
+                    w.bytes += frame.msg_len as u64;
                 }
                 Opcode::Close => w.close_sent = true,
                 _ => {}

@@ -183,7 +183,8 @@ impl Hub {
         except: Option<u64>,
         allowance: Allowance,
     ) -> Result<Delivery, OverBudget> {
-        let delivery = self.rooms.publish(key, item, except, allowance)?;
+        // Shared by every member, so it is compressed once per parameter set, not per member.
+        let delivery = self.rooms.publish(key, &item.to_shared(), except, allowance)?;
         self.metrics.publishes.inc();
         if let Some(peers) = self.peers.get() {
             peers.publish(key, item);

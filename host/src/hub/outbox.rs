@@ -1,10 +1,12 @@
 //! The bounded queue of frames waiting to be written to one connection.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::ws::CloseCode;
+use crate::ws::deflate::Shared;
 
 /// A frame to send. Payloads are `Bytes` so one publish to N members shares one buffer.
 #[derive(Debug, Clone)]
@@ -14,6 +16,12 @@ pub enum Outgoing {
     Ping(Bytes),
     Pong(Bytes),
     Close(CloseCode, String),
+    /// A data message queued to many connections (a room publish): one payload, compressed at
+    /// most once per permessage-deflate parameter set, whatever the number of members.
+    Shared {
+        text: bool,
+        msg: Arc<Shared>,
+    },
 }
 
 impl Outgoing {
@@ -22,6 +30,16 @@ impl Outgoing {
         match self {
             Outgoing::Text(b) | Outgoing::Binary(b) | Outgoing::Ping(b) | Outgoing::Pong(b) => b.len(),
             Outgoing::Close(_, r) => r.len(),
+            Outgoing::Shared { msg, .. } => msg.payload.len(),
+        }
+    }
+
+    /// This data message in the form a fan-out shares (other frames as they are).
+    pub fn to_shared(&self) -> Outgoing {
+        match self {
+            Outgoing::Text(b) => Outgoing::Shared { text: true, msg: Arc::new(Shared::new(b.clone())) },
+            Outgoing::Binary(b) => Outgoing::Shared { text: false, msg: Arc::new(Shared::new(b.clone())) },
+            other => other.clone(),
         }
     }
 }

@@ -1,6 +1,7 @@
 use thiserror::Error;
 
 use super::close::CloseCode;
+use super::deflate::Inflater;
 use super::encode::Opcode;
 use super::utf8::Utf8Progress;
 
@@ -24,13 +25,16 @@ pub enum WsError {
     InvalidUtf8,
     #[error("{0} exceeds the configured limit")]
     TooBig(&'static str),
+    #[error("invalid compressed data")]
+    BadCompressed,
 }
 
 impl WsError {
     pub fn close_code(&self) -> CloseCode {
         match self {
             WsError::Protocol(_) => CloseCode::PROTOCOL,
-            WsError::InvalidUtf8 => CloseCode::INVALID_DATA,
+            // RFC 7692 says only that the connection fails; the data is what is invalid.
+            WsError::InvalidUtf8 | WsError::BadCompressed => CloseCode::INVALID_DATA,
             WsError::TooBig(_) => CloseCode::TOO_BIG,
         }
     }
@@ -51,6 +55,8 @@ pub struct Decoder {
     /// Counts data messages completed, and control frames completed outside a data message:
     /// what is in progress changed when it changes (a ping between fragments does not).
     generation: u64,
+    /// Set when permessage-deflate was negotiated: RSV1 marks a compressed message.
+    inflater: Option<Inflater>,
 }
 
 #[derive(Debug)]
@@ -67,6 +73,10 @@ struct Partial {
     text: bool,
     buf: Vec<u8>,
     utf8: Utf8Progress,
+    /// Compressed (RSV1 on its first frame): `buf` holds what was inflated so far.
+    compressed: bool,
+    /// Bytes of its frames' payloads so far (the compressed size, for a compressed message).
+    wire: u64,
 }
 
 /// Initial capacity for a message whose length is announced: enough for typical messages,
@@ -84,7 +94,20 @@ impl Decoder {
             msg: None,
             ctrl: Vec::new(),
             generation: 0,
+            inflater: None,
         }
+    }
+
+    /// Accepts compressed messages (permessage-deflate); `keep`: the client keeps its context.
+    pub fn with_inflater(mut self, keep: bool) -> Self {
+        self.inflater = Some(Inflater::new(keep));
+        self
+    }
+
+    /// True while it holds inflation state (only between messages with client context takeover).
+    #[cfg(test)]
+    pub fn holds_inflate_state(&self) -> bool {
+        self.inflater.as_ref().is_some_and(Inflater::holds_state)
     }
 
     /// True while a frame or a fragmented message is partly received.
@@ -127,7 +150,12 @@ impl Decoder {
             if frame.opcode.is_control() {
                 unmask_extend(&mut self.ctrl, chunk, frame.mask, frame.offset);
             } else if let Some(msg) = self.msg.as_mut() {
-                unmask_extend(&mut msg.buf, chunk, frame.mask, frame.offset);
+                if msg.compressed {
+                    let inflater = self.inflater.as_mut().ok_or(WsError::Protocol("compressed without deflate"))?;
+                    inflate_unmasked(inflater, chunk, frame.mask, frame.offset, &mut msg.buf, self.max_message)?;
+                } else {
+                    unmask_extend(&mut msg.buf, chunk, frame.mask, frame.offset);
+                }
                 if msg.text && msg.utf8.advance(&msg.buf).is_err() {
                     return Err(WsError::InvalidUtf8);
                 }
@@ -173,10 +201,15 @@ impl Decoder {
         self.hdr_len = 0;
         let h = &self.hdr;
         let fin = h[0] & 0x80 != 0;
-        if h[0] & 0x70 != 0 {
+        let rsv1 = h[0] & 0x40 != 0;
+        if h[0] & 0x30 != 0 || (rsv1 && self.inflater.is_none()) {
             return Err(WsError::Protocol("reserved bits set without a negotiated extension"));
         }
         let opcode = Opcode::from_u8(h[0] & 0x0f).ok_or(WsError::Protocol("unknown opcode"))?;
+        // RFC 7692 6: RSV1 marks the first frame of a compressed data message, nothing else.
+        if rsv1 && (opcode.is_control() || opcode == Opcode::Continuation) {
+            return Err(WsError::Protocol("RSV1 set on a control or continuation frame"));
+        }
         if h[1] & 0x80 == 0 {
             return Err(WsError::Protocol("client frames must be masked"));
         }
@@ -209,9 +242,12 @@ impl Decoder {
                     return Err(WsError::Protocol("continuation frame without a message"));
                 }
                 (Opcode::Continuation, Some(msg)) => {
-                    if msg.buf.len() as u64 + len > self.max_message as u64 {
+                    // A compressed message's inflated size is checked as it inflates.
+                    let so_far = if msg.compressed { msg.wire } else { msg.buf.len() as u64 };
+                    if so_far + len > self.max_message as u64 {
                         return Err(WsError::TooBig("message"));
                     }
+                    msg.wire += len;
                 }
                 (_, Some(_)) => {
                     return Err(WsError::Protocol("new message before the last one finished"));
@@ -220,10 +256,14 @@ impl Decoder {
                     if len > self.max_message as u64 {
                         return Err(WsError::TooBig("message"));
                     }
+                    // A compressed message's buffer grows as it inflates.
+                    let reserve = if rsv1 { 0 } else { (len as usize).min(INITIAL_RESERVE) };
                     self.msg = Some(Partial {
                         text: op == Opcode::Text,
-                        buf: Vec::with_capacity((len as usize).min(INITIAL_RESERVE)),
+                        buf: Vec::with_capacity(reserve),
                         utf8: Utf8Progress::default(),
+                        compressed: rsv1,
+                        wire: len,
                     });
                 }
             }
@@ -251,9 +291,16 @@ impl Decoder {
     }
 
     fn finish_message(&mut self) -> Result<Event, WsError> {
-        let Some(msg) = self.msg.take() else {
+        let Some(mut msg) = self.msg.take() else {
             return Err(WsError::Protocol("message end without a message"));
         };
+        if msg.compressed {
+            let inflater = self.inflater.as_mut().ok_or(WsError::Protocol("compressed without deflate"))?;
+            inflater.finish(&mut msg.buf, self.max_message)?;
+            if msg.text && msg.utf8.advance(&msg.buf).is_err() {
+                return Err(WsError::InvalidUtf8);
+            }
+        }
         if !msg.text {
             return Ok(Event::Binary(msg.buf));
         }
@@ -283,14 +330,37 @@ fn header_len(b1: u8) -> usize {
     2 + ext + if b1 & 0x80 != 0 { 4 } else { 0 }
 }
 
+/// Unmasks `src` in pieces on the stack and inflates them into `out`, within `max` bytes.
+fn inflate_unmasked(
+    inflater: &mut Inflater,
+    src: &[u8],
+    mask: [u8; 4],
+    offset: usize,
+    out: &mut Vec<u8>,
+    max: usize,
+) -> Result<(), WsError> {
+    let mut piece = [0u8; 4096];
+    for (i, chunk) in src.chunks(piece.len()).enumerate() {
+        let p = &mut piece[..chunk.len()];
+        p.copy_from_slice(chunk);
+        unmask(p, mask, offset + i * 4096);
+        inflater.feed(p, out, max)?;
+    }
+    Ok(())
+}
+
 /// Appends `src` unmasked with `mask`, where `offset` is the position of `src[0]` in the frame.
 fn unmask_extend(dst: &mut Vec<u8>, src: &[u8], mask: [u8; 4], offset: usize) {
     let start = dst.len();
     dst.extend_from_slice(src);
+    unmask(&mut dst[start..], mask, offset);
+}
+
+/// Unmasks `buf` in place, where `offset` is the position of `buf[0]` in the frame.
+fn unmask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     let rot = (offset & 3) as u32 * 8;
     let m32 = u32::from_le_bytes(mask).rotate_right(rot);
     let m64 = (m32 as u64) | ((m32 as u64) << 32);
-    let buf = &mut dst[start..];
     let mut chunks = buf.chunks_exact_mut(8);
     for c in &mut chunks {
         let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ m64;
@@ -421,6 +491,71 @@ mod tests {
         let mut d = Decoder::new(1 << 20, 1 << 20);
         let first = frame(false, 1, &[b'a', 0xff]);
         assert_eq!(decode_all(&mut d, &first).unwrap_err(), WsError::InvalidUtf8);
+    }
+
+    fn deflated(data: &[u8]) -> Vec<u8> {
+        use flate2::{Compress, Compression, FlushCompress};
+        let mut c = Compress::new(Compression::new(6), false);
+        let mut out = Vec::with_capacity(data.len() + 64);
+        c.compress_vec(data, &mut out, FlushCompress::Sync).unwrap();
+        out.truncate(out.len() - 4);
+        out
+    }
+
+    #[test]
+    fn compressed_messages_inflate_fragmented_and_byte_at_a_time() {
+        let text = "permessage-deflate ".repeat(300);
+        let z = deflated(text.as_bytes());
+        let mut bytes = frame(false, 1, &z[..10]);
+        bytes[0] |= 0x40; // RSV1 on the first frame only
+        bytes.extend(frame(true, 9, b"hb"));
+        bytes.extend(frame(true, 0, &z[10..]));
+        bytes.extend(frame(true, 2, b"plain"));
+        let mut d = Decoder::new(1 << 20, 1 << 20).with_inflater(false);
+        let mut events = Vec::new();
+        for b in &bytes {
+            let mut one: &[u8] = std::slice::from_ref(b);
+            if let Some(ev) = d.decode(&mut one).unwrap() {
+                events.push(ev);
+            }
+        }
+        assert_eq!(events, vec![Event::Ping(b"hb".to_vec()), Event::Text(text), Event::Binary(b"plain".to_vec())]);
+        assert!(!d.in_progress() && !d.holds_inflate_state(), "nothing held between messages");
+    }
+
+    #[test]
+    fn compressed_violations_map_to_close_codes() {
+        let with_rsv1 = |mut f: Vec<u8>| {
+            f[0] |= 0x40;
+            f
+        };
+        let cases: Vec<(Vec<u8>, u16)> = vec![
+            (with_rsv1(frame(true, 1, &[0xff, 0xff, 0xff])), 1007), // not deflate data
+            (with_rsv1(frame(true, 1, &deflated(&[0xc3, 0x28]))), 1007), // not UTF-8
+            (with_rsv1(frame(true, 9, b"")), 1002),                 // RSV1 on a ping
+            (
+                {
+                    let mut f = with_rsv1(frame(false, 1, &deflated(b"a")));
+                    f.extend(with_rsv1(frame(true, 0, b"")));
+                    f
+                },
+                1002,
+            ), // RSV1 on a continuation
+            (
+                {
+                    let mut f = frame(true, 1, b"x");
+                    f[0] |= 0x20;
+                    f
+                },
+                1002,
+            ), // RSV2 is never ours
+            (with_rsv1(frame(true, 2, &deflated(&[7; 5000]))), 1009), // inflates past the limit
+        ];
+        for (bytes, code) in cases {
+            let mut d = Decoder::new(1024, 1024).with_inflater(false);
+            let err = decode_all(&mut d, &bytes).unwrap_err();
+            assert_eq!(err.close_code().get(), code, "{err} for {bytes:02x?}");
+        }
     }
 
     #[test]

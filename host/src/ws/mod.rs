@@ -3,6 +3,7 @@
 
 mod close;
 mod decode;
+pub mod deflate;
 mod encode;
 mod utf8;
 
