@@ -30,6 +30,7 @@ use tokio::net::TcpStream;
 use tracing::{Instrument, field};
 
 use self::respond::Refusal;
+use self::session::Start;
 use self::upgrade::NotUpgraded;
 use crate::ctx::ServerCtx;
 use crate::http::HttpError;
@@ -59,9 +60,16 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr,
         );
         let limits = &ctx.settings.server;
         let hub = &ctx.hub;
-        let ended =
-            session::run(&mut t, &conn, &route, &hub.metrics, &hub.budget, &leftover, limits.close_timeout, deflate)
-                .await;
+        let ended = session::run(
+            &mut t,
+            &conn,
+            &route,
+            &hub.metrics,
+            &hub.budget,
+            Start { leftover: &leftover, deflate },
+            limits.close_timeout,
+        )
+        .await;
         // A killed connection (dead peer, shutdown) gets no polite goodbye that could wait.
         if conn.killed() == crate::hub::Kill::None {
             respond::finish(&mut t).await;

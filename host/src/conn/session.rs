@@ -47,19 +47,26 @@ enum Wake {
     Failed(std::io::Error),
 }
 
-/// Runs the connection until it ends; `leftover` is what arrived after the upgrade request.
-/// What the connection holds of a partial message counts against `budget` meanwhile.
+/// What the upgrade hands the session.
+pub(crate) struct Start<'a> {
+    /// What arrived after the upgrade request.
+    pub leftover: &'a [u8],
+    /// The permessage-deflate parameters agreed in the handshake, if any.
+    pub deflate: Option<Agreed>,
+}
+
+/// Runs the connection until it ends. What the connection holds of a partial message counts
+/// against `budget` meanwhile.
 pub(crate) async fn run<S: Socket>(
     t: &mut Transport<S>,
     conn: &Arc<ConnShared>,
     route: &Arc<Route>,
     metrics: &Metrics,
     budget: &Budget,
-    leftover: &[u8],
+    start: Start<'_>,
     close_timeout: Duration,
-    deflate: Option<Agreed>,
 ) -> Ended {
-    let ended = run_session(t, conn, route, metrics, budget, leftover, close_timeout, deflate).await;
+    let ended = run_session(t, conn, route, metrics, budget, start, close_timeout).await;
     budget.set_partial(conn, 0);
     ended
 }
@@ -70,9 +77,8 @@ async fn run_session<S: Socket>(
     route: &Arc<Route>,
     metrics: &Metrics,
     budget: &Budget,
-    leftover: &[u8],
+    Start { leftover, deflate }: Start<'_>,
     close_timeout: Duration,
-    deflate: Option<Agreed>,
 ) -> Ended {
     let limits = &route.settings.limits;
     let mut s = Session {
@@ -347,7 +353,8 @@ mod tests {
         let (server_end, client_end) = UnixStream::pair().expect("pair");
         let task = tokio::spawn(async move {
             let mut t = Transport::plain(server_end);
-            run(&mut t, &conn, &route, &metrics, &Budget::default(), &[], Duration::from_secs(2), None).await
+            let start = Start { leftover: &[], deflate: None };
+            run(&mut t, &conn, &route, &metrics, &Budget::default(), start, Duration::from_secs(2)).await
         });
         (client_end, task)
     }
