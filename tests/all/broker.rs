@@ -337,8 +337,11 @@ async fn a_write_redis_refuses_does_not_stall_the_broker() {
 async fn two_hundred_voters_split_across_two_nodes_lose_no_vote() {
     use crate::state::{counts, vote};
     let Some(redis) = Redis::start(None) else { return skip() };
-    let a = node(redis.port, "shared_kv = true").await;
-    let b = node(redis.port, "shared_kv = true").await;
+    // A compare-and-set loop reads its node's copy, which trails Redis while 200 voters race:
+    // its retries may take more than the default 50 ms of plugin CPU on a loaded machine.
+    let config = "shared_kv = true\n[plugins.probe]\ndeadline = \"2s\"";
+    let a = node(redis.port, config).await;
+    let b = node(redis.port, config).await;
     // Half the voters on each node, all at once: Redis decides every increment.
     let replies = vote(&[&a, &b], 200, "kv-incr votes:yes").await;
     assert_eq!(counts(&replies), (1..=200).collect::<Vec<_>>(), "each vote counted once, across nodes");
