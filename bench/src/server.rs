@@ -50,7 +50,7 @@ impl Server {
         }
         // Thousands of clients connect at once in some scenarios; `extra` may have its own
         // [server] table, which TOML allows only once.
-        let server_table = "[server]\nmax_pending_handshakes = 20000\n";
+        let server_table = "[server]\nmax_pending_handshakes = 20000\nmax_pending_handshakes_per_ip = 20000\n";
         let extra = match extra.contains("[server]\n") {
             true => extra.replacen("[server]\n", server_table, 1),
             false => format!("{server_table}{extra}"),
