@@ -40,26 +40,6 @@ async fn connect_raw(s: &TestServer, path: &str, offer: Option<&str>) -> (Raw, O
     (ws.into_inner(), ext)
 }
 
-/// A masked client frame.
-fn frame(fin: bool, rsv1: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x1b, 0x2c, 0x3d, 0x4e];
-    let mut f = vec![(if fin { 0x80 } else { 0 }) | (if rsv1 { 0x40 } else { 0 }) | opcode];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
-}
-
 /// The next server frame: its first byte (FIN, RSV1, opcode) and payload.
 async fn read_frame<R: AsyncRead + Unpin>(raw: &mut R) -> (u8, Vec<u8>) {
     let read = async {
@@ -144,8 +124,8 @@ async fn a_browser_offer_is_answered_and_messages_are_compressed_both_ways() {
     let compressed = deflate(text.as_bytes());
     assert!(compressed.len() < text.len() / 3);
     let (a, b) = compressed.split_at(compressed.len() / 2);
-    let mut bytes = frame(false, true, 1, a);
-    bytes.extend(frame(true, false, 0, b));
+    let mut bytes = client_frame(false, true, 1, a);
+    bytes.extend(client_frame(true, false, 0, b));
     raw.write_all(&bytes).await.unwrap();
     let (b0, payload) = read_frame(&mut raw).await;
     assert_eq!(b0, 0x80 | 0x40 | 1, "FIN, RSV1, text");
@@ -154,20 +134,20 @@ async fn a_browser_offer_is_answered_and_messages_are_compressed_both_ways() {
 
     // Binary too; an uncompressed message is fine; a short one is answered uncompressed.
     let binary = json(2000).into_bytes();
-    raw.write_all(&frame(true, true, 2, &deflate(&binary))).await.unwrap();
+    raw.write_all(&client_frame(true, true, 2, &deflate(&binary))).await.unwrap();
     let (b0, payload) = read_frame(&mut raw).await;
     assert_eq!(b0, 0x80 | 0x40 | 2);
     assert_eq!(inflate(&payload), binary);
-    raw.write_all(&frame(true, false, 1, b"short and plain")).await.unwrap();
+    raw.write_all(&client_frame(true, false, 1, b"short and plain")).await.unwrap();
     assert_eq!(read_frame(&mut raw).await, (0x81, b"short and plain".to_vec()));
     // Compressed messages one after another, each on its own (no context kept).
     for round in 0..3 {
         let text = format!("{round}{}", json(1000));
-        raw.write_all(&frame(true, true, 1, &deflate(text.as_bytes()))).await.unwrap();
+        raw.write_all(&client_frame(true, true, 1, &deflate(text.as_bytes()))).await.unwrap();
         let (b0, payload) = read_frame(&mut raw).await;
         assert_eq!((b0, inflate(&payload)), (0xc1, text.into_bytes()));
     }
-    raw.write_all(&frame(true, false, 8, &1000u16.to_be_bytes())).await.unwrap();
+    raw.write_all(&client_frame(true, false, 8, &1000u16.to_be_bytes())).await.unwrap();
     assert_eq!(close_code(&mut raw).await, 1000);
 }
 
@@ -183,12 +163,12 @@ async fn offers_are_declined_when_off_invalid_or_absent() {
         connect_raw(&s, "/echo", Some("permessage-deflate; x=1, permessage-deflate; server_max_window_bits=13")).await;
     assert_eq!(ext.as_deref(), Some(&*format!("{NO_TAKEOVER}; server_max_window_bits=12")));
     let text = json(3000);
-    raw.write_all(&frame(true, true, 1, &deflate(text.as_bytes()))).await.unwrap();
+    raw.write_all(&client_frame(true, true, 1, &deflate(text.as_bytes()))).await.unwrap();
     let (b0, payload) = read_frame(&mut raw).await;
     assert_eq!((b0, inflate(&payload)), (0xc1, text.into_bytes()));
     // Without compression negotiated, RSV1 is a protocol error.
     let (mut raw, _) = connect_raw(&s, "/plain", Some(BROWSER_OFFER)).await;
-    raw.write_all(&frame(true, true, 1, &deflate(b"hello"))).await.unwrap();
+    raw.write_all(&client_frame(true, true, 1, &deflate(b"hello"))).await.unwrap();
     assert_eq!(close_code(&mut raw).await, 1002);
 }
 
@@ -197,26 +177,26 @@ async fn corrupt_or_misplaced_compressed_data_closes_the_connection() {
     let s = server("[limits]\nmax_message_size = \"64KiB\"\n").await;
     // Invalid deflate data: 1007 (invalid payload data).
     let (mut raw, _) = connect_raw(&s, "/echo", Some(BROWSER_OFFER)).await;
-    raw.write_all(&frame(true, true, 1, &[0xff, 0xff, 0xff, 0xff])).await.unwrap();
+    raw.write_all(&client_frame(true, true, 1, &[0xff, 0xff, 0xff, 0xff])).await.unwrap();
     assert_eq!(close_code(&mut raw).await, 1007);
     // Valid deflate data that is not UTF-8, in a text message: 1007.
     let (mut raw, _) = connect_raw(&s, "/echo", Some(BROWSER_OFFER)).await;
-    raw.write_all(&frame(true, true, 1, &deflate(&[0xce, 0xba, 0xff, 0xfe]))).await.unwrap();
+    raw.write_all(&client_frame(true, true, 1, &deflate(&[0xce, 0xba, 0xff, 0xfe]))).await.unwrap();
     assert_eq!(close_code(&mut raw).await, 1007);
     // RSV1 on a continuation frame or a control frame: 1002.
     let (mut raw, _) = connect_raw(&s, "/echo", Some(BROWSER_OFFER)).await;
-    let mut bytes = frame(false, true, 1, &deflate(b"hello "));
-    bytes.extend(frame(true, true, 0, &deflate(b"world")));
+    let mut bytes = client_frame(false, true, 1, &deflate(b"hello "));
+    bytes.extend(client_frame(true, true, 0, &deflate(b"world")));
     raw.write_all(&bytes).await.unwrap();
     assert_eq!(close_code(&mut raw).await, 1002);
     let (mut raw, _) = connect_raw(&s, "/echo", Some(BROWSER_OFFER)).await;
-    raw.write_all(&frame(true, true, 9, b"")).await.unwrap();
+    raw.write_all(&client_frame(true, true, 9, b"")).await.unwrap();
     assert_eq!(close_code(&mut raw).await, 1002);
     // A deflate bomb (16 MiB of zeros in 16 KiB) against a 64 KiB limit: 1009.
     let bomb = deflate(&vec![0u8; 16 << 20]);
     assert!(bomb.len() < 64 << 10);
     let (mut raw, _) = connect_raw(&s, "/echo", Some(BROWSER_OFFER)).await;
-    raw.write_all(&frame(true, true, 2, &bomb)).await.unwrap();
+    raw.write_all(&client_frame(true, true, 2, &bomb)).await.unwrap();
     assert_eq!(close_code(&mut raw).await, 1009);
 }
 
@@ -227,20 +207,20 @@ async fn a_room_publish_is_compressed_once_and_the_same_bytes_reach_every_member
     for _ in 0..4 {
         let (mut raw, ext) = connect_raw(&s, "/probe", Some(BROWSER_OFFER)).await;
         assert_eq!(ext.as_deref(), Some(NO_TAKEOVER));
-        raw.write_all(&frame(true, false, 1, b"join team")).await.unwrap();
+        raw.write_all(&client_frame(true, false, 1, b"join team")).await.unwrap();
         assert_eq!(read_frame(&mut raw).await, (0x81, b"joined".to_vec()));
         members.push(raw);
     }
     // A member that did not negotiate compression gets the message as it is.
     let (mut plain, ext) = connect_raw(&s, "/probe", None).await;
     assert_eq!(ext, None);
-    plain.write_all(&frame(true, false, 1, b"join team")).await.unwrap();
+    plain.write_all(&client_frame(true, false, 1, b"join team")).await.unwrap();
     assert_eq!(read_frame(&mut plain).await, (0x81, b"joined".to_vec()));
 
     let before = s.metric("wasmsock_compressions_total").await;
     let text = json(2048);
     let publish = format!("publish team {text}");
-    members[0].write_all(&frame(true, true, 1, &deflate(publish.as_bytes()))).await.unwrap();
+    members[0].write_all(&client_frame(true, true, 1, &deflate(publish.as_bytes()))).await.unwrap();
     let mut wire = Vec::new();
     for m in &mut members {
         let (b0, payload) = read_frame(m).await;
@@ -297,7 +277,7 @@ async fn a_deflate_bomb_against_the_real_binary_leaves_its_memory_alone() {
     // Warm up: a normal compressed message, then note the peak so far.
     let mut raw = connect().await;
     let text = json(100_000);
-    raw.write_all(&frame(true, true, 1, &deflate(text.as_bytes()))).await.unwrap();
+    raw.write_all(&client_frame(true, true, 1, &deflate(text.as_bytes()))).await.unwrap();
     let (b0, payload) = read_frame(&mut raw).await;
     assert_eq!((b0, inflate(&payload).len()), (0xc1, text.len()));
     let before = peak_rss(child.id());
@@ -317,7 +297,7 @@ async fn a_deflate_bomb_against_the_real_binary_leaves_its_memory_alone() {
     assert!(gib_of_zeros.len() < 1 << 20, "{} bytes", gib_of_zeros.len());
     for _ in 0..3 {
         let mut raw = connect().await;
-        raw.write_all(&frame(true, true, 2, &gib_of_zeros)).await.unwrap();
+        raw.write_all(&client_frame(true, true, 2, &gib_of_zeros)).await.unwrap();
         assert_eq!(close_code(&mut raw).await, 1009);
     }
     let grew = peak_rss(child.id()).saturating_sub(before);
@@ -340,12 +320,12 @@ async fn a_hot_reload_under_compressed_traffic_loses_and_duplicates_nothing() {
             let mut i = 0usize;
             while !stop.load(Relaxed) {
                 let text = format!("{i} {body}");
-                wr.write_all(&frame(true, true, 1, &deflate(text.as_bytes()))).await.unwrap();
+                wr.write_all(&client_frame(true, true, 1, &deflate(text.as_bytes()))).await.unwrap();
                 i += 1;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             // A short marker, answered uncompressed, ends the replies.
-            wr.write_all(&frame(true, false, 1, b"end")).await.unwrap();
+            wr.write_all(&client_frame(true, false, 1, b"end")).await.unwrap();
             i
         }
     });

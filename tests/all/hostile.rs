@@ -68,26 +68,6 @@ async fn upgraded(s: &TestServer, path: &str) -> Tls {
     t
 }
 
-/// A masked client frame.
-fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [7, 1, 9, 3];
-    let mut f = vec![(u8::from(fin) << 7) | opcode];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n < 65536 => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
-}
-
 /// Reads server frames until a close frame; its code (1006 if the stream ends first).
 async fn close_code(t: &mut Tls, within: Duration) -> u16 {
     let read = async {
@@ -214,7 +194,7 @@ async fn an_absolute_form_target_is_routed_on_its_path() {
     let mut t = tls(&s).await;
     t.write_all(upgrade(&s, &target, &[]).as_bytes()).await.unwrap();
     assert_eq!(status(&mut t).await, 101);
-    t.write_all(&frame(true, 1, b"hi")).await.unwrap();
+    t.write_all(&client_frame(true, false, 1, b"hi")).await.unwrap();
     let mut echoed = [0u8; 4];
     t.read_exact(&mut echoed).await.unwrap();
     assert_eq!(&echoed, b"\x81\x02hi");
@@ -228,13 +208,13 @@ async fn a_fragmented_message_kept_open_with_control_frames_is_closed_1008() {
         .await;
     let mut t = upgraded(&s, "/echo").await;
     let start = Instant::now();
-    t.write_all(&frame(false, 1, &[b'a'; 1000])).await.unwrap();
+    t.write_all(&client_frame(false, false, 1, &[b'a'; 1000])).await.unwrap();
     // Pings (and more fragments) keep the connection busy, never the message complete.
     let keep_busy = async {
         for _ in 0..30 {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let _ = t.write_all(&frame(true, 9, b"still here")).await;
-            let _ = t.write_all(&frame(false, 0, b"more")).await;
+            let _ = t.write_all(&client_frame(true, false, 9, b"still here")).await;
+            let _ = t.write_all(&client_frame(false, false, 0, b"more")).await;
         }
     };
     let _ = tokio::time::timeout(Duration::from_millis(800), keep_busy).await;
@@ -254,7 +234,7 @@ async fn a_frame_trickled_a_byte_at_a_time_is_closed_1008() {
     .start()
     .await;
     let mut t = upgraded(&s, "/echo").await;
-    let whole = frame(true, 1, &[b'a'; 100]);
+    let whole = client_frame(true, false, 1, &[b'a'; 100]);
     let trickle = async {
         for b in &whole[..whole.len() - 1] {
             if t.write_all(&[*b]).await.is_err() {
@@ -276,13 +256,13 @@ async fn the_buffer_budget_sheds_the_biggest_holder_with_1013() {
     .start()
     .await;
     let mut small = upgraded(&s, "/echo").await;
-    small.write_all(&frame(false, 2, &[1; 50_000])).await.unwrap();
+    small.write_all(&client_frame(false, false, 2, &[1; 50_000])).await.unwrap();
     let mut big = upgraded(&s, "/echo").await;
     // The server may close while the frame is still arriving.
-    let _ = big.write_all(&frame(false, 2, &[2; 600_000])).await;
+    let _ = big.write_all(&client_frame(false, false, 2, &[2; 600_000])).await;
     assert_eq!(close_code(&mut big, Duration::from_secs(5)).await, 1013);
     // The smaller holder goes on: its message completes and is echoed.
-    small.write_all(&frame(true, 0, &[1; 10])).await.unwrap();
+    small.write_all(&client_frame(true, false, 0, &[1; 10])).await.unwrap();
     let mut head = [0u8; 4];
     small.read_exact(&mut head).await.unwrap();
     assert_eq!((head[0], head[1] & 0x7f, u16::from_be_bytes([head[2], head[3]])), (0x82, 126, 50_010));

@@ -53,17 +53,7 @@ impl Kv {
         }
         let mut spaces = self.spaces.lock();
         let space = spaces.entry(plugin.clone()).or_default();
-        let old = space.get(key).map(|v| cost(key, v));
-        if old.is_none() && space.len() >= self.limits.max_keys {
-            return Err(KvError::TooManyKeys);
-        }
-        let new = cost(key, &value);
-        match old {
-            Some(old) if old >= new => self.memory.release(plugin, old - new),
-            old => self.memory.charge(plugin, new - old.unwrap_or(0)).map_err(|_| KvError::HostMemoryFull)?,
-        }
-        space.insert(key.to_owned(), value);
-        Ok(())
+        self.put(space, plugin, key, value)
     }
 
     pub fn delete(&self, plugin: &Arc<str>, key: &str) -> bool {
@@ -187,7 +177,7 @@ impl Kv {
     }
 
     /// Writes `value` into `space` (the caller holds the lock), charging the change to the
-    /// plugin's share of host memory as `set` does.
+    /// plugin's share of host memory (`set` and the atomic operations).
     fn put(
         &self,
         space: &mut HashMap<String, Bytes>,
