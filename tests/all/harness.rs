@@ -43,6 +43,7 @@ pub struct TestServer {
 pub struct Setup {
     toml: String,
     plugins: Vec<(String, String)>,
+    plugin_files: Vec<(String, PathBuf)>,
     plain: bool,
     listen: String,
 }
@@ -50,12 +51,24 @@ pub struct Setup {
 impl Setup {
     /// `toml` is the config without `listen`, `plugin_dir`, `state_dir` or `admin`.
     pub fn new(toml: &str) -> Setup {
-        Setup { toml: toml.to_owned(), plugins: Vec::new(), plain: false, listen: "127.0.0.1:0".into() }
+        Setup {
+            toml: toml.to_owned(),
+            plugins: Vec::new(),
+            plugin_files: Vec::new(),
+            plain: false,
+            listen: "127.0.0.1:0".into(),
+        }
     }
 
     /// Installs plugin file `file` (a built plugin's name) as `name`.
     pub fn plugin(mut self, name: &str, file: &str) -> Setup {
         self.plugins.push((name.to_owned(), file.to_owned()));
+        self
+    }
+
+    /// Installs the plugin file at `path` (built outside cargo, e.g. a JavaScript plugin) as `name`.
+    pub fn plugin_file(mut self, name: &str, path: &Path) -> Setup {
+        self.plugin_files.push((name.to_owned(), path.to_owned()));
         self
     }
 
@@ -81,6 +94,10 @@ impl Setup {
         for (name, file) in &self.plugins {
             std::fs::copy(wasm(file), plugin_dir.join(format!("{name}.wasm")))
                 .with_context(|| format!("copying plugin {file}"))?;
+        }
+        for (name, path) in &self.plugin_files {
+            std::fs::copy(path, plugin_dir.join(format!("{name}.wasm")))
+                .with_context(|| format!("copying plugin {}", path.display()))?;
         }
         let toml = format!(
             "listen = {:?}\nplugin_dir = {:?}\nstate_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
@@ -169,6 +186,16 @@ impl TestServer {
         self.next_outcome(name).await
     }
 
+    /// Copies the plugin file at `path` in as `name` (write + rename) and waits up to `limit`
+    /// for the outcome (a JavaScript or Python plugin takes seconds to compile).
+    pub async fn install_path(&mut self, name: &str, path: &Path, limit: Duration) -> LoadOutcome {
+        self.drain_outcomes();
+        let tmp = self.plugin_dir.join(format!(".{name}.wasm.tmp"));
+        std::fs::copy(path, &tmp).expect("copy plugin");
+        std::fs::rename(&tmp, self.plugin_dir.join(format!("{name}.wasm"))).expect("rename plugin");
+        self.next_outcome_within(name, limit).await
+    }
+
     /// Writes raw bytes as plugin `name` and waits for the outcome.
     pub async fn install_bytes(&mut self, name: &str, bytes: &[u8]) -> LoadOutcome {
         self.drain_outcomes();
@@ -200,11 +227,16 @@ impl TestServer {
     /// The next load outcome concerning `name` (within 20 s). A repeated report of a file
     /// already loaded (`Unchanged`) is skipped: it is not news.
     pub async fn next_outcome(&mut self, name: &str) -> LoadOutcome {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        self.next_outcome_within(name, Duration::from_secs(20)).await
+    }
+
+    /// The next load outcome concerning `name`, within `limit`.
+    pub async fn next_outcome_within(&mut self, name: &str, limit: Duration) -> LoadOutcome {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             let o = tokio::time::timeout_at(deadline, self.reloads.recv())
                 .await
-                .unwrap_or_else(|_| panic!("no reload outcome for {name} within 20s"))
+                .unwrap_or_else(|_| panic!("no reload outcome for {name} within {limit:?}"))
                 .expect("reload channel open");
             let concerns = match &o {
                 LoadOutcome::Loaded { name: n, .. }

@@ -1,0 +1,315 @@
+//! Plugins written in JavaScript/TypeScript (componentize-js) and Python (componentize-py),
+//! served by the real server over real TLS to real WebSocket clients: the examples, a live
+//! reload from TypeScript to Python that keeps the host-held state, and the hostile cases.
+//!
+//! The plugins are built by `scripts/lang-plugins.sh` (run once per test process: it rebuilds
+//! only what changed, into target/lang-plugins/), not by the Rust build, whose time they would
+//! triple. Without node/npm or componentize-py these tests skip, except in CI
+//! (`WASMSOCK_REQUIRE_TOOLS`), where `test.sh` installs both and they must run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tokio_tungstenite::tungstenite::Message;
+use wasmsock::plugin::LoadOutcome;
+
+use crate::harness::*;
+
+/// Exit code of the script when a toolchain is missing (anything else non-zero is a failure).
+const TOOL_MISSING: i32 = 3;
+
+/// Where the built plugins are; `None` when the toolchains are absent (the test then skips).
+fn built() -> Option<PathBuf> {
+    static DIR: OnceLock<Result<PathBuf, (Option<i32>, String)>> = OnceLock::new();
+    let result = DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace root");
+        let out = Command::new("bash")
+            .arg(root.join("scripts/lang-plugins.sh"))
+            .output()
+            .map_err(|e| (None, format!("cannot run scripts/lang-plugins.sh: {e}")))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err((out.status.code(), tail.join("\n")));
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        Ok(PathBuf::from(stdout.lines().last().unwrap_or_default().trim()))
+    });
+    match result {
+        Ok(dir) => Some(dir.clone()),
+        Err((Some(TOOL_MISSING), msg)) => {
+            skip_without(&format!("the JavaScript/Python plugin toolchain ({})", msg.trim()));
+            None
+        }
+        Err((_, msg)) => panic!("building the JavaScript/Python plugins failed (scripts/lang-plugins.sh):\n{msg}"),
+    }
+}
+
+fn file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.wasm"))
+}
+
+async fn echoes(s: &TestServer, path: &str) {
+    let mut ws = s.connect(path).await;
+    send(&mut ws, "hello ✓").await;
+    assert_eq!(recv_text(&mut ws).await, "hello ✓", "{path}");
+    ws_send(&mut ws, Message::Binary(vec![0u8, 159, 255].into())).await;
+    match next_data(&mut ws).await {
+        Some(Message::Binary(b)) => assert_eq!(&b[..], &[0, 159, 255], "{path}"),
+        other => panic!("{path}: expected the binary message back, got {other:?}"),
+    }
+    ws.close(None).await.unwrap();
+}
+
+async fn ws_send(ws: &mut Ws, msg: Message) {
+    use futures_util::SinkExt;
+    ws.send(msg).await.unwrap();
+}
+
+async fn json(ws: &mut Ws) -> serde_json::Value {
+    let text = recv_text(ws).await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+async fn send_json(ws: &mut Ws, v: serde_json::Value) {
+    send(ws, &v.to_string()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_and_python_echo_plugins_serve_wss_beside_rust() {
+    let Some(dir) = built() else { return };
+    let s = Setup::new(
+        r#"
+[[routes]]
+path = "/js"
+plugins = ["echo-js"]
+[[routes]]
+path = "/py"
+plugins = ["echo-py"]
+[[routes]]
+path = "/rust"
+plugins = ["echo"]
+"#,
+    )
+    .plugin_file("echo-js", &file(&dir, "echo-js"))
+    .plugin_file("echo-py", &file(&dir, "echo-py"))
+    .plugin("echo", "echo")
+    .start()
+    .await;
+    for path in ["/js", "/py", "/rust"] {
+        echoes(&s, path).await;
+    }
+    // Many round trips on one connection each: the instance is reused, not rebuilt per message.
+    for path in ["/js", "/py"] {
+        let mut ws = s.connect(path).await;
+        for i in 0..200 {
+            send(&mut ws, &i.to_string()).await;
+            assert_eq!(recv_text(&mut ws).await, i.to_string());
+        }
+    }
+    let listing = s.plugin_listing("echo-js").await;
+    assert_eq!(listing["errors"], 0, "{listing}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_fan_out_in_typescript_then_in_python_after_a_live_reload_that_keeps_state() {
+    let Some(dir) = built() else { return };
+    let mut s = Setup::new(
+        r#"
+[[routes]]
+path = "/rooms"
+plugins = ["rooms"]
+"#,
+    )
+    .plugin_file("rooms", &file(&dir, "rooms-ts"))
+    .start()
+    .await;
+    let mut ada = s.connect("/rooms?user=ada").await;
+    let mut bob = s.connect("/rooms?user=bob").await;
+    for ws in [&mut ada, &mut bob] {
+        send_json(ws, serde_json::json!({"event": "subscribe", "channel": "news"})).await;
+        assert_eq!(json(ws).await["event"], "subscribed");
+    }
+    send_json(&mut ada, serde_json::json!({"event": "publish", "channel": "news", "data": {"n": 1}})).await;
+    let got = json(&mut bob).await;
+    assert_eq!(got, serde_json::json!({"event": "message", "channel": "news", "data": {"n": 1}, "from": "ada"}));
+
+    // The same plugin name, now Python: swapped live under the open connections.
+    let dropped = Instant::now();
+    let outcome = s.install_path("rooms", &file(&dir, "rooms-py"), Duration::from_secs(120)).await;
+    assert!(matches!(outcome, LoadOutcome::Loaded { replaced: true, .. }), "{outcome:?}");
+    eprintln!("rooms: Python code serving {:?} after the file was dropped", dropped.elapsed());
+
+    // Memberships (host), the publish count (key/value) and ada's attachment survived.
+    send_json(&mut ada, serde_json::json!({"event": "publish", "channel": "news", "data": {"n": 2}})).await;
+    let got = json(&mut bob).await;
+    assert_eq!(got, serde_json::json!({"event": "message", "channel": "news", "data": {"n": 2}, "from": "ada"}));
+    send_json(&mut ada, serde_json::json!({"event": "stats", "channel": "news"})).await;
+    let stats = json(&mut ada).await;
+    assert_eq!(
+        stats,
+        serde_json::json!({"event": "stats", "channel": "news", "published": 2, "members": 2, "sent": 2}),
+        "state kept across the reload from TypeScript to Python"
+    );
+    send(&mut bob, "not json").await;
+    assert_eq!(json(&mut bob).await["event"], "error");
+}
+
+const HOSTILE: &str = r#"
+[[routes]]
+path = "/js"
+plugins = ["hostile-js"]
+[[routes]]
+path = "/py"
+plugins = ["hostile-py"]
+[[routes]]
+path = "/echo"
+plugins = ["echo"]
+[plugins.hostile-js]
+deadline = "200ms"
+max_memory = "128MiB"
+max_failures = 1000
+[plugins.hostile-py]
+deadline = "200ms"
+max_memory = "128MiB"
+max_failures = 1000
+[server]
+detailed_errors = true
+"#;
+
+async fn misbehave(s: &TestServer, path: &str, cmd: &str) -> (u16, String) {
+    let mut ws = s.connect(path).await;
+    let started = Instant::now();
+    send(&mut ws, cmd).await;
+    let closed = expect_close(&mut ws).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "{path} {cmd}: took {:?}", started.elapsed());
+    closed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_javascript_and_python_plugins_are_contained() {
+    let Some(dir) = built() else { return };
+    let s = Setup::new(HOSTILE)
+        .plugin_file("hostile-js", &file(&dir, "hostile-js"))
+        .plugin_file("hostile-py", &file(&dir, "hostile-py"))
+        .plugin("echo", "echo")
+        .start()
+        .await;
+    let mut witness = s.connect("/echo").await;
+    for path in ["/js", "/py"] {
+        // Endless loop: cut off at the deadline.
+        let (code, reason) = misbehave(&s, path, "loop").await;
+        assert_eq!(code, 1011, "{path} loop: {reason}");
+        assert!(reason.contains("deadline"), "{path} loop: {reason}");
+        // Memory bomb: the instance hits its cap; the host does not grow.
+        let (code, reason) = misbehave(&s, path, "alloc").await;
+        assert_eq!(code, 1011, "{path} alloc: {reason}");
+        // Uncaught exception: a trap, contained.
+        let (code, reason) = misbehave(&s, path, "throw").await;
+        assert_eq!(code, 1011, "{path} throw: {reason}");
+        // The SDK maps a refused host call to the contract's error code.
+        let mut ws = s.connect(path).await;
+        send(&mut ws, "send-unknown").await;
+        assert_eq!(recv_text(&mut ws).await, "error unknown-connection", "{path}");
+        // And it still serves, from a fresh instance.
+        send(&mut ws, "still here").await;
+        assert_eq!(recv_text(&mut ws).await, "still here", "{path}");
+        // Misbehaviour at connect refuses the handshake.
+        let (status, body) = s.refused(&format!("{path}?mode=loop")).await;
+        assert_eq!(status, 500, "{path}: {body}");
+        assert!(body.contains("deadline"), "{path}: {body}");
+        assert_eq!(s.refused(&format!("{path}?mode=throw")).await.0, 500, "{path}");
+        send(&mut witness, path).await;
+        assert_eq!(recv_text(&mut witness).await, path);
+    }
+    for plugin in ["hostile-js", "hostile-py"] {
+        let deadline = format!("wasmsock_plugin_deadline_hits_total{{plugin=\"{plugin}\"}}");
+        assert!(s.metric(&deadline).await >= 2.0, "{plugin}: loops at message and at connect");
+        let limit = format!("wasmsock_plugin_failures_total{{plugin=\"{plugin}\",kind=\"resource_limit\"}}");
+        let trap = format!("wasmsock_plugin_failures_total{{plugin=\"{plugin}\",kind=\"trap\"}}");
+        // The memory bomb is either the cap itself or the language's out-of-memory error.
+        assert!(s.metric(&limit).await + s.metric(&trap).await >= 3.0, "{plugin}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_close_runs_exactly_once_per_connection_for_javascript_and_python() {
+    let Some(dir) = built() else { return };
+    let s = Setup::new(HOSTILE)
+        .plugin_file("hostile-js", &file(&dir, "hostile-js"))
+        .plugin_file("hostile-py", &file(&dir, "hostile-py"))
+        .plugin("echo", "echo")
+        .start()
+        .await;
+    for path in ["/js", "/py"] {
+        // Closed by the client, dropped without a close frame, and ended by a trap.
+        let mut a = s.connect(path).await;
+        send(&mut a, "x").await;
+        recv_text(&mut a).await;
+        a.close(None).await.unwrap();
+        let b = s.connect(path).await;
+        drop(b);
+        assert_eq!(misbehave(&s, path, "throw").await.0, 1011);
+        let closed = async || {
+            let mut ws = s.connect(path).await;
+            send(&mut ws, "closed").await;
+            let n: u64 = recv_text(&mut ws).await.parse().unwrap();
+            ws.close(None).await.unwrap();
+            n
+        };
+        // Each probe connection adds its own close; wait until the three are counted.
+        let mut probes = 0;
+        let counted = eventually(Duration::from_secs(10), async || {
+            let n = closed().await;
+            let expected = 3 + probes;
+            probes += 1;
+            n >= expected
+        })
+        .await;
+        assert!(counted, "{path}: on-close was not called for every connection");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let n = closed().await;
+        assert_eq!(n, 3 + probes, "{path}: on-close ran exactly once per connection");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_and_python_plugins_that_keep_failing_are_quarantined() {
+    let Some(dir) = built() else { return };
+    let s = Setup::new(
+        r#"
+[[routes]]
+path = "/js"
+plugins = ["fragile-js"]
+[[routes]]
+path = "/py"
+plugins = ["fragile-py"]
+[plugins.fragile-js]
+max_failures = 3
+failure_window = "30s"
+quarantine = "60s"
+[plugins.fragile-py]
+max_failures = 3
+failure_window = "30s"
+quarantine = "60s"
+"#,
+    )
+    .plugin_file("fragile-js", &file(&dir, "hostile-js"))
+    .plugin_file("fragile-py", &file(&dir, "hostile-py"))
+    .start()
+    .await;
+    for (path, plugin) in [("/js", "fragile-js"), ("/py", "fragile-py")] {
+        let mut bystander = s.connect(path).await;
+        send(&mut bystander, "hello").await;
+        assert_eq!(recv_text(&mut bystander).await, "hello");
+        for _ in 0..3 {
+            assert_eq!(misbehave(&s, path, "throw").await.0, 1011, "{path}");
+        }
+        assert_eq!(s.refused(path).await, (503, "unavailable".to_owned()), "{path}");
+        let row = s.plugin_listing(plugin).await;
+        assert!(row["quarantined_ms"].as_u64().unwrap() > 0, "{row}");
+    }
+}
