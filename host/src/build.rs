@@ -13,17 +13,31 @@ pub const TARGET: &str = "wasm32-wasip2";
 pub fn build(paths: &[PathBuf], install: Option<&Path>) -> Result<()> {
     let default = [PathBuf::from(".")];
     let paths = if paths.is_empty() { &default[..] } else { paths };
-    ensure_target()?;
+    if paths.iter().any(|p| crate::guest_lang::detect(p).is_none()) {
+        ensure_target()?;
+    }
     let settings = crate::Settings::from_toml("", &crate::Overrides::default())?;
     let runtime = crate::plugin::Runtime::new(&settings.engine)?;
     for path in paths {
-        for wasm in build_one(path)? {
+        // JavaScript/TypeScript and Python projects: their SDK's tooling builds the component.
+        let (built, name) = match crate::guest_lang::detect(path) {
+            Some(lang) => {
+                let name = crate::guest_lang::project_name(path)
+                    .with_context(|| format!("{}: no project name", path.display()))?;
+                crate::config::validate_plugin_name(&name)?;
+                (vec![crate::guest_lang::build(path, lang, &name)?], Some(name))
+            }
+            None => (build_one(path)?, None),
+        };
+        for wasm in built {
             let bytes = std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
             crate::plugin::check_bytes(&runtime, &bytes)
                 .with_context(|| format!("{} was built but is not a valid plugin", wasm.display()))?;
             // The plugin is named after the package (`my-plugin`), not the library file
             // (`my_plugin.wasm`).
-            let name = package_name(path)
+            let name = name
+                .clone()
+                .or_else(|| package_name(path))
                 .unwrap_or_else(|| wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
             crate::config::validate_plugin_name(&name)?;
             match install {

@@ -24,12 +24,15 @@ enum Command {
         /// The `.wasm` file.
         file: PathBuf,
     },
-    /// Create a plugin crate from a template.
+    /// Create a plugin project (a Rust crate, or JavaScript, TypeScript or Python) from a template.
     New {
         /// Plugin (and crate) name: letters, digits, '-' and '_'.
         name: String,
         #[arg(long, value_enum, default_value = "echo")]
         template: crate::scaffold::Template,
+        /// The plugin's language (js, ts and py have the echo template).
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: crate::scaffold::Lang,
         /// Where to create it (default: the current directory).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -37,9 +40,10 @@ enum Command {
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
-    /// Build plugin crates for wasm32-wasip2 (and install them into a plugin directory).
+    /// Build plugins (Rust crates for wasm32-wasip2; JavaScript/TypeScript and Python projects
+    /// with their SDK's tooling) and install them into a plugin directory.
     Build {
-        /// Plugin crate directories (default: the current directory).
+        /// Plugin project directories (default: the current directory).
         paths: Vec<PathBuf>,
         /// Copy the built, validated `.wasm` files into this plugin directory (atomically, so
         /// a running server reloads them at once).
@@ -92,10 +96,15 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Check { file } => check(&file),
-        Command::New { name, template, dir, sdk } => {
-            crate::scaffold::new_plugin(&name, template, dir.as_deref(), sdk.as_deref()).map(|path| {
-                println!("created {} ({template:?} template)", path.display());
-                println!("next: cd {} && cargo test && wasmsock build --install <plugin dir>", path.display());
+        Command::New { name, template, lang, dir, sdk } => {
+            crate::scaffold::new_plugin(&name, template, lang, dir.as_deref(), sdk.as_deref()).map(|path| {
+                println!("created {} ({lang:?}, {template:?} template)", path.display());
+                let test = match lang {
+                    crate::scaffold::Lang::Rust => "cargo test",
+                    crate::scaffold::Lang::Js | crate::scaffold::Lang::Ts => "npm install && npm test",
+                    crate::scaffold::Lang::Py => "see README.md for the test command",
+                };
+                println!("next: cd {} && {test} && wasmsock build --install <plugin dir>", path.display());
                 ExitCode::SUCCESS
             })
         }

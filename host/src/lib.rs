@@ -13,6 +13,7 @@
 mod admin;
 mod broker;
 mod build;
+mod guest_lang;
 pub mod cli;
 mod clock;
 mod config;

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+pub use crate::guest_lang::Lang;
+
 /// The starting points `wasmsock new` offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Template {
@@ -37,12 +39,28 @@ fn dependency_path(crate_dir: &Path, sdk: &Path) -> PathBuf {
     rel
 }
 
-/// Creates crate `name` in `parent` (default: the current directory).
-pub fn new_plugin(name: &str, template: Template, parent: Option<&Path>, sdk: Option<&Path>) -> Result<PathBuf> {
+/// Creates plugin project `name` in `parent` (default: the current directory): a Rust crate,
+/// or a JavaScript, TypeScript or Python project (echo only; see `guest_lang`).
+pub fn new_plugin(
+    name: &str,
+    template: Template,
+    lang: Lang,
+    parent: Option<&Path>,
+    sdk: Option<&Path>,
+) -> Result<PathBuf> {
     crate::config::validate_plugin_name(name)?;
     let dir = parent.unwrap_or(Path::new(".")).join(name);
     if dir.exists() {
         bail!("{} already exists", dir.display());
+    }
+    if lang != Lang::Rust {
+        if template != Template::Echo {
+            bail!("--lang {lang:?} has the echo template only (see plugins/rooms-ts and plugins/rooms-py for rooms)");
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let here = dir.canonicalize().context("the new project's directory")?;
+        crate::guest_lang::scaffold(&dir, name, lang, |sdk| dependency_path(&here, sdk))?;
+        return Ok(dir);
     }
     let sdk = match sdk {
         Some(p) => p.to_path_buf(),

@@ -313,3 +313,124 @@ quarantine = "60s"
         assert!(row["quarantined_ms"].as_u64().unwrap() > 0, "{row}");
     }
 }
+
+/// The author's loop in both languages: `wasmsock new --lang`, the project's own unit tests,
+/// `wasmsock build --install` into a running server, and the new code answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasmsock_new_and_build_make_live_typescript_and_python_plugins() {
+    let Some(_) = built() else { return };
+    const BIN: &str = env!("CARGO_BIN_EXE_wasmsock-under-test");
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().expect("run command");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{cmd:?}: {text}");
+        text
+    };
+    let work = tempfile::tempdir().unwrap();
+    let mut s = Setup::new(
+        "[[routes]]\npath = \"/ts\"\nplugins = [\"shout-ts\"]\n[[routes]]\npath = \"/py\"\nplugins = [\"shout-py\"]\n",
+    )
+    .start()
+    .await;
+    for (lang, name, source, from, to) in [
+        ("ts", "shout-ts", "src/plugin.ts", "conn.send(msg);", "conn.send(msg.text.toUpperCase());"),
+        ("py", "shout-py", "app.py", "conn.send(msg)", "conn.send(msg.as_text().upper())"),
+    ] {
+        run(Command::new(BIN).args(["new", name, "--lang", lang, "--dir"]).arg(work.path()));
+        let dir = work.path().join(name);
+        let path = dir.join(source);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{lang} template changed: {text}");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+        // The template's own unit test (echo) now fails: the project's tests run for real.
+        let tests = if lang == "ts" {
+            run(Command::new("npm").args(["install", "--no-audit", "--no-fund"]).current_dir(&dir));
+            Command::new("npm").arg("test").current_dir(&dir).output().unwrap()
+        } else {
+            let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+            let line = readme.lines().find(|l| l.contains("wasmsock_tool.py test")).unwrap();
+            let tool = line.split_whitespace().nth(1).unwrap();
+            Command::new("python3").args([tool, "test", "."]).current_dir(&dir).output().unwrap()
+        };
+        assert!(!tests.status.success(), "{lang}: the echo test should fail on the shouting plugin");
+        let out = run(Command::new(BIN).arg("build").arg(&dir).arg("--install").arg(&s.plugin_dir));
+        assert!(out.contains(&format!("installed {name}")), "{out}");
+        let outcome = s.next_outcome_within(name, Duration::from_secs(120)).await;
+        assert!(matches!(outcome, LoadOutcome::Loaded { .. }), "{outcome:?}");
+        let mut ws = s.connect(&format!("/{lang}")).await;
+        send(&mut ws, "hello").await;
+        assert_eq!(recv_text(&mut ws).await, "HELLO", "{lang}");
+    }
+}
+
+/// What a JavaScript or Python instance costs, beside the Rust echo plugin in the same run:
+/// load (compile) time, per-message call time (in-process, `plugin::overhead`), and resident
+/// memory per warm instance (RSS growth of this process while 8 connections call at once).
+/// Not a pass/fail test: `cargo test --workspace --test all -- lang::costs --ignored --nocapture`
+/// (figures in BENCHMARKS.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run it by name"]
+async fn costs_of_javascript_and_python_instances() {
+    let Some(dir) = built() else { return };
+    let rust = wasm("echo");
+    println!("| plugin | file | load (compile) | call, 64 B | echo over wss, 8 conns | RSS after load | RSS per warm instance |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, path) in [("echo (Rust)", rust), ("echo-js", file(&dir, "echo-js")), ("echo-py", file(&dir, "echo-py"))] {
+        let size = std::fs::metadata(&path).unwrap().len();
+        let work = tempfile::tempdir().unwrap();
+        let calls = {
+            let path = path.clone();
+            let work = work.path().to_owned();
+            tokio::task::spawn_blocking(move || wasmsock::plugin::overhead::measure(&path, &work, &[64], 20_000))
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        let rss0 = rss();
+        let started = Instant::now();
+        let s = Setup::new("[[routes]]\npath = \"/e\"\nplugins = [\"e\"]\n[plugin_defaults]\nmax_idle_instances = 8\n")
+            .plugin_file("e", &path)
+            .start()
+            .await;
+        let load = started.elapsed();
+        let rss1 = rss();
+        // 8 connections in flight at once: up to 8 instances, kept warm (max_idle_instances).
+        let mut clients = Vec::new();
+        for _ in 0..8 {
+            clients.push(s.connect("/e").await);
+        }
+        let rounds = 300;
+        let echo_started = Instant::now();
+        for _ in 0..rounds {
+            for ws in clients.iter_mut() {
+                send(ws, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef").await;
+            }
+            for ws in clients.iter_mut() {
+                recv_text(ws).await;
+            }
+        }
+        let msgs_per_sec = (rounds * clients.len()) as f64 / echo_started.elapsed().as_secs_f64();
+        let rss2 = rss();
+        let warm = s.plugin_listing("e").await;
+        let instances = warm["idle_instances"].as_u64().unwrap_or(1).max(1);
+        println!(
+            "| {name} | {:.1} MB | {:.1} s | {:.1} µs | {msgs_per_sec:.0} msg/s | +{:.0} MB | {:.1} MB ({instances} instances) |",
+            size as f64 / 1e6,
+            load.as_secs_f64(),
+            calls[0].plugin_ns / 1000.0,
+            (rss1.saturating_sub(rss0)) as f64 / 1e6,
+            (rss2.saturating_sub(rss1)) as f64 / 1e6 / instances as f64,
+        );
+        drop(clients);
+        s.shutdown().await.unwrap();
+    }
+}
+
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
