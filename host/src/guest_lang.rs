@@ -129,7 +129,10 @@ pub fn scaffold(dir: &Path, name: &str, lang: Lang, rel: impl Fn(&Path) -> PathB
         Lang::Py => {
             let sdk = py_sdk().canonicalize().context("the Python SDK (guest-sdk-py/)")?;
             let tool = rel(&sdk).join("wasmsock_tool.py");
-            w("pyproject.toml", &format!("[project]\nname = \"{name}\"\nversion = \"0.1.0\"\nrequires-python = \">=3.11\"\n"))?;
+            w(
+                "pyproject.toml",
+                &format!("[project]\nname = \"{name}\"\nversion = \"0.1.0\"\nrequires-python = \">=3.11\"\n"),
+            )?;
             w(".gitignore", "__pycache__/\n/build/\n/dist/\n")?;
             w("app.py", PY_ECHO)?;
             w("tests/test_app.py", PY_TEST)?;

@@ -13,12 +13,12 @@
 mod admin;
 mod broker;
 mod build;
-mod guest_lang;
 pub mod cli;
 mod clock;
 mod config;
 mod conn;
 mod ctx;
+mod guest_lang;
 mod http;
 mod hub;
 mod metrics;
