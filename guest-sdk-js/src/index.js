@@ -326,7 +326,13 @@ export function config(key) {
  * `undefined` (accept / done when `onMessage` is defined).
  */
 export function definePlugin(plugin) {
+  // Methods for handler exports this SDK does not wrap yet (the contract grew since) are passed
+  // through as they are, taking and returning the contract's own values (see ../types).
+  const extra = Object.fromEntries(
+    Object.entries(plugin).filter(([k, v]) => typeof v === 'function' && !['onConnect', 'onMessage', 'onClose'].includes(k)),
+  );
   return {
+    ...extra,
     onConnect(conn, req) {
       if (!plugin.onConnect) return Connect.accept();
       return plugin.onConnect(new Conn(conn), new Request(req)) ?? Connect.accept();

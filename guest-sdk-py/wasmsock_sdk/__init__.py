@@ -345,6 +345,13 @@ def export(plugin_class: type) -> type:
         def on_close(self, conn: int, code: int, reason: str) -> None:
             plugin.on_close(Conn(conn), code, reason)
 
+    # Methods for handler exports this SDK does not wrap yet (the contract grew since) are passed
+    # through as they are, taking and returning the contract's own values (wit_world).
+    for name in dir(plugin_class):
+        if not name.startswith("_") and name not in ("on_connect", "on_message", "on_close"):
+            method = getattr(plugin, name)
+            if callable(method):
+                setattr(Handler, name, lambda self, *args, _m=method: _m(*args))
     Handler.plugin = plugin
     return Handler
 
