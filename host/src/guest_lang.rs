@@ -232,3 +232,67 @@ class EchoTest(unittest.TestCase):
         self.assertEqual(host.message(Handler, conn, "hi"), Flow.done())
         self.assertEqual(host.sent(conn), ["hi"])
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system's temporary one (removed when dropped).
+    struct Work(PathBuf);
+    impl Work {
+        fn new(tag: &str) -> Work {
+            let dir = std::env::temp_dir().join(format!("wasmsock-lang-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Work(dir)
+        }
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+    impl Drop for Work {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn projects_are_told_apart_and_named() {
+        let work = Work::new("detect");
+        let js = work.path().join("a");
+        std::fs::create_dir_all(&js).unwrap();
+        std::fs::write(js.join("package.json"), r#"{"name": "@me/shout"}"#).unwrap();
+        assert_eq!(detect(&js), Some(Lang::Js));
+        assert_eq!(project_name(&js).as_deref(), Some("shout"));
+        let py = work.path().join("b");
+        std::fs::create_dir_all(&py).unwrap();
+        std::fs::write(py.join("app.py"), "").unwrap();
+        assert_eq!(detect(&py), Some(Lang::Py));
+        assert_eq!(project_name(&py).as_deref(), Some("b"));
+        std::fs::write(py.join("pyproject.toml"), "[project]\nname = \"whisper\"\n").unwrap();
+        assert_eq!(project_name(&py).as_deref(), Some("whisper"));
+        // A Rust crate stays Rust even with a package.json beside it (a crate with a web page).
+        std::fs::write(js.join("Cargo.toml"), "").unwrap();
+        assert_eq!(detect(&js), None);
+    }
+
+    #[test]
+    fn every_language_scaffolds_its_files() {
+        let work = Work::new("scaffold");
+        for (lang, files) in [
+            (Lang::Js, &["package.json", "src/plugin.js", "test/plugin.test.js", "README.md"][..]),
+            (Lang::Ts, &["package.json", "src/plugin.ts", "test/plugin.test.ts", "tsconfig.json"][..]),
+            (Lang::Py, &["pyproject.toml", "app.py", "tests/test_app.py", "README.md"][..]),
+        ] {
+            let dir = work.path().join(format!("{lang:?}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            scaffold(&dir, "shout", lang, Path::to_path_buf).unwrap();
+            for f in files {
+                assert!(dir.join(f).is_file(), "{lang:?}: {f} missing");
+            }
+            assert_eq!(detect(&dir).map(|l| l == Lang::Py), Some(lang == Lang::Py));
+        }
+        let package = std::fs::read_to_string(work.path().join("Ts/package.json")).unwrap();
+        assert!(package.contains("\"wasmsock-sdk\": \"file:/") && package.contains("guest-sdk-js"), "{package}");
+    }
+}
