@@ -17,6 +17,7 @@ mod devtools;
 mod edge;
 mod hostile;
 mod observability;
+mod outbound;
 mod process;
 mod rooms;
 mod sandbox;

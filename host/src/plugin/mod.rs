@@ -10,6 +10,7 @@ mod host_api;
 mod instance;
 mod lanes;
 pub mod overhead;
+mod outbound;
 mod registry;
 mod state;
 mod wasi;
