@@ -134,7 +134,7 @@ fn config(allowed: &[String], extra: &str) -> String {
 }
 
 async fn server(allowed: &[String], extra: &str) -> TestServer {
-    Setup::new(&config(allowed, extra)).plugin("outbound", "test-outbound").start().await
+    Setup::new(&config(allowed, extra)).plugin("outbound", "outbound").start().await
 }
 
 async fn ask(ws: &mut Ws, command: &str) -> String {
