@@ -56,6 +56,7 @@ extern crate self as wasmsock_sdk;
 mod conn;
 mod error;
 pub mod http;
+mod http_types;
 pub mod kv;
 mod level;
 pub mod log;

@@ -6,7 +6,7 @@ use wasip2::http::outgoing_handler;
 use wasip2::http::types::{ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme};
 use wasip2::io::streams::StreamError;
 
-use crate::http::{Error, Request, Response, split_url};
+use crate::http_types::{Error, Request, Response, split_url};
 
 /// Bytes per write of the request body (the most `blocking-write-and-flush` takes at once).
 const WRITE_CHUNK: usize = 4096;

@@ -132,19 +132,19 @@ pub(crate) struct State {
     /// Sends and bytes charged to the current call (reset when the next call starts).
     pub(crate) spent: (u32, usize),
     /// Answers for outbound HTTP, by method and URL; requests with none are denied.
-    pub(crate) http_answers: Vec<(String, String, Result<crate::http::Response, crate::http::Error>)>,
+    pub(crate) http_answers: Vec<(String, String, Result<crate::http_types::Response, crate::http_types::Error>)>,
     /// Outbound HTTP requests made, in order.
-    pub(crate) http_requests: Vec<crate::http::Request>,
+    pub(crate) http_requests: Vec<crate::http_types::Request>,
 }
 
 /// Outbound HTTP, answered from the fakes set on the [`crate::testing::TestHost`]: like the
 /// server's deny-by-default policy, a request nobody set an answer for fails with `Denied`.
-pub(crate) fn http_send(req: crate::http::Request) -> Result<crate::http::Response, crate::http::Error> {
-    crate::http::split_url(&req.url)?;
+pub(crate) fn http_send(req: crate::http_types::Request) -> Result<crate::http_types::Response, crate::http_types::Error> {
+    crate::http_types::split_url(&req.url)?;
     with(|s| {
         let answer = s.http_answers.iter().find(|(m, u, _)| *m == req.method && *u == req.url).map(|(_, _, a)| a.clone());
         s.http_requests.push(req);
-        answer.unwrap_or(Err(crate::http::Error::Denied))
+        answer.unwrap_or(Err(crate::http_types::Error::Denied))
     })
 }
 
