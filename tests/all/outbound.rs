@@ -165,7 +165,10 @@ async fn a_host_not_allowed_is_denied_without_a_connection() {
     let s = server(&[format!("http://127.0.0.1:{}", allowed.port), "https://*.example.com".into()], "").await;
     let mut ws = s.connect("/out").await;
     // Another port of the same address, another scheme, and no list at all for other plugins.
-    assert_eq!(ask(&mut ws, &format!("get {}", other.url("/echo"))).await, "error: request denied by the server's policy");
+    assert_eq!(
+        ask(&mut ws, &format!("get {}", other.url("/echo"))).await,
+        "error: request denied by the server's policy"
+    );
     let https_same_port = format!("get https://127.0.0.1:{}/echo", allowed.port);
     assert_eq!(ask(&mut ws, &https_same_port).await, "error: request denied by the server's policy");
     assert_eq!(ask(&mut ws, "get http://localhost:1/").await, "error: request denied by the server's policy");

@@ -139,10 +139,13 @@ pub(crate) struct State {
 
 /// Outbound HTTP, answered from the fakes set on the [`crate::testing::TestHost`]: like the
 /// server's deny-by-default policy, a request nobody set an answer for fails with `Denied`.
-pub(crate) fn http_send(req: crate::http_types::Request) -> Result<crate::http_types::Response, crate::http_types::Error> {
+pub(crate) fn http_send(
+    req: crate::http_types::Request,
+) -> Result<crate::http_types::Response, crate::http_types::Error> {
     crate::http_types::split_url(&req.url)?;
     with(|s| {
-        let answer = s.http_answers.iter().find(|(m, u, _)| *m == req.method && *u == req.url).map(|(_, _, a)| a.clone());
+        let answer =
+            s.http_answers.iter().find(|(m, u, _)| *m == req.method && *u == req.url).map(|(_, _, a)| a.clone());
         s.http_requests.push(req);
         answer.unwrap_or(Err(crate::http_types::Error::Denied))
     })

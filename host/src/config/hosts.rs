@@ -139,7 +139,8 @@ mod tests {
 
     #[test]
     fn malformed_entries_are_refused() {
-        for bad in ["example.com", "ftp://x", "https://x/path", "https://u@x", "https://", "https://a.*.com", "http://x:0"]
+        for bad in
+            ["example.com", "ftp://x", "https://x/path", "https://u@x", "https://", "https://a.*.com", "http://x:0"]
         {
             assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }

@@ -682,7 +682,9 @@ fn resolve_http(name: &str, p: &PluginFile) -> Result<HttpSettings> {
     }
     let max_concurrent = p.http_max_concurrent.unwrap_or(d.max_concurrent);
     if max_concurrent == 0 {
-        bail!("plugin {name}: http_max_concurrent must be at least 1 (an empty http_allowed_hosts denies every request)");
+        bail!(
+            "plugin {name}: http_max_concurrent must be at least 1 (an empty http_allowed_hosts denies every request)"
+        );
     }
     Ok(HttpSettings {
         allowed_hosts,

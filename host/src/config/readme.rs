@@ -121,7 +121,11 @@ fn checks() -> Vec<(&'static str, &'static str, Check)> {
         ("plugin_defaults", "max_host_memory", off(d::plugin::MAX_HOST_MEMORY)),
         ("plugin_defaults", "max_log_bytes", size(d::plugin::MAX_LOG_BYTES)),
         ("plugin_defaults", "max_idle_instances", value(d::plugin::MAX_IDLE_INSTANCES)),
-        ("plugin_defaults", "http_allowed_hosts", value(Vec::<String>::from_iter(d::plugin::HTTP_ALLOWED_HOSTS.iter().map(|s| s.to_string())))),
+        (
+            "plugin_defaults",
+            "http_allowed_hosts",
+            value(Vec::<String>::from_iter(d::plugin::HTTP_ALLOWED_HOSTS.iter().map(|s| s.to_string()))),
+        ),
         ("plugin_defaults", "http_timeout", duration(d::plugin::HTTP_TIMEOUT)),
         ("plugin_defaults", "http_max_response", size(d::plugin::HTTP_MAX_RESPONSE)),
         ("plugin_defaults", "http_max_concurrent", value(d::plugin::HTTP_MAX_CONCURRENT)),

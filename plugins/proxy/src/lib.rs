@@ -77,13 +77,7 @@ pub fn ask(req: &Request) -> Ask {
         .into_iter()
         .filter_map(|name| req.query_param(&name).map(|v| (name, v)))
         .collect();
-    Ask {
-        route: req.route.clone(),
-        path: req.path.clone(),
-        remote_addr: req.remote_addr.clone(),
-        headers,
-        query,
-    }
+    Ask { route: req.route.clone(), path: req.path.clone(), remote_addr: req.remote_addr.clone(), headers, query }
 }
 
 /// The backend's answer as a handshake decision: 2xx accepts (as `user`, when given), 4xx

@@ -25,9 +25,11 @@ fn answer(status: u16, body: serde_json::Value) -> Result<http::Response, http::
 
 #[test]
 fn the_backend_names_the_user() {
-    let host = TestHost::new()
-        .config("connect_url", URL)
-        .http_result("POST", URL, answer(200, json!({"user": "alice", "claims": {"role": "admin"}})));
+    let host = TestHost::new().config("connect_url", URL).http_result(
+        "POST",
+        URL,
+        answer(200, json!({"user": "alice", "claims": {"role": "admin"}})),
+    );
     let (_, decision) = host.connect(&Proxy, request("session=alice"));
     assert_eq!(decision, Connect::accept_as(Identity { id: "alice".into(), claims: r#"{"role":"admin"}"#.into() }));
     // It was sent the configured credentials only.

@@ -87,7 +87,9 @@ impl Outbound {
             Failure::Denied => {
                 tracing::warn!(plugin = %self.plugin, %url, "outbound HTTP request denied: {detail} (see http_allowed_hosts)")
             }
-            _ => tracing::info!(plugin = %self.plugin, %url, kind = failure.as_str(), "outbound HTTP request failed: {detail}"),
+            _ => {
+                tracing::info!(plugin = %self.plugin, %url, kind = failure.as_str(), "outbound HTTP request failed: {detail}")
+            }
         }
     }
 

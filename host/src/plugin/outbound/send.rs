@@ -37,10 +37,7 @@ pub(super) async fn send(
     target: Target,
     mut request: http::Request<WasiBody>,
     started: Instant,
-) -> Result<
-    (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>),
-    Failed,
-> {
+) -> Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Failed> {
     let s = &out.settings;
     // Taken before connecting, given back when the answer's body is read or dropped.
     let permit = out.in_flight.clone().try_acquire_owned().map_err(|_| {
@@ -122,8 +119,8 @@ pub(super) async fn send(
     // The URI carries scheme and authority up to here; on the wire only the path goes (the
     // `host` header says the rest).
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    *request.uri_mut() = http::Uri::try_from(path)
-        .map_err(|e| (Failure::Protocol, Error::HttpRequestUriInvalid, e.to_string()))?;
+    *request.uri_mut() =
+        http::Uri::try_from(path).map_err(|e| (Failure::Protocol, Error::HttpRequestUriInvalid, e.to_string()))?;
 
     // Wait for the answer's head while driving the connection.
     let mut answer = std::pin::pin!(sender.send_request(request));
