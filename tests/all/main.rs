@@ -19,6 +19,7 @@ mod hostile;
 mod observability;
 mod outbound;
 mod process;
+mod proxy;
 mod rooms;
 mod sandbox;
 mod state;
