@@ -310,3 +310,72 @@ async fn a_plugin_may_still_not_sleep() {
     send(&mut ws, "sleep 20").await;
     assert_eq!(expect_close(&mut ws).await.0, 1011);
 }
+
+#[tokio::test]
+async fn a_reload_while_a_request_waits_lets_it_finish_once_on_the_old_code() {
+    let b = Backend::start().await;
+    let mut s = server(&[format!("http://127.0.0.1:{}", b.port)], "").await;
+    let mut ws = s.connect("/out").await;
+    send(&mut ws, &format!("get {}", b.url("/slow?ms=600"))).await;
+    assert!(eventually(Duration::from_secs(2), async || b.accepted.load(SeqCst) == 1).await);
+    // New code under the same name while the call waits: the echo plugin.
+    assert!(matches!(s.install("outbound", "echo").await, wasmsock::plugin::LoadOutcome::Loaded { .. }));
+    assert_eq!(recv_text(&mut ws).await, "200 slow", "the call in flight finishes on the old code");
+    assert_eq!(ask(&mut ws, "say hi").await, "say hi", "the next message reaches the new code");
+    assert_eq!(b.accepted.load(SeqCst), 1, "the request was sent once");
+}
+
+/// Round trips on an echo route, in milliseconds, sorted.
+async fn echo_round_trips(ws: &mut Ws, n: usize) -> Vec<f64> {
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        send(ws, &format!("ping {i}")).await;
+        assert_eq!(recv_text(ws).await, format!("ping {i}"));
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+fn p99(sorted: &[f64]) -> f64 {
+    sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)]
+}
+
+#[tokio::test]
+async fn connections_waiting_on_a_silent_backend_leave_other_routes_alone() {
+    const WAITING: usize = 200;
+    let b = Backend::start().await;
+    let toml = format!(
+        "[[routes]]\npath = \"/native\"\nbuiltin = \"echo\"\n{}",
+        config(&[format!("http://127.0.0.1:{}", b.port)], "http_timeout = \"3s\"\nhttp_max_concurrent = 1000\n")
+            .replace("http_timeout = \"1s\"\n", "")
+    );
+    let s = Setup::new(&toml).plugin("outbound", "outbound").start().await;
+    let mut echo = s.connect("/native").await;
+    let idle = echo_round_trips(&mut echo, 200).await;
+    let mut waiting = Vec::new();
+    for _ in 0..WAITING {
+        let mut ws = s.connect("/out").await;
+        send(&mut ws, &format!("get {}", b.url("/never"))).await;
+        waiting.push(ws);
+    }
+    assert!(eventually(Duration::from_secs(5), async || b.accepted.load(SeqCst) >= WAITING / 2).await);
+    let busy = echo_round_trips(&mut echo, 200).await;
+    eprintln!(
+        "echo round trip p99: idle {:.2} ms, with {} calls waiting on a backend {:.2} ms (backend got {})",
+        p99(&idle),
+        WAITING,
+        p99(&busy),
+        b.accepted.load(SeqCst)
+    );
+    assert!(p99(&busy) < (p99(&idle) * 2.0).max(p99(&idle) + 20.0), "idle {idle:?}, busy {busy:?}");
+    // Every waiting call ends: timed out, or refused an instance (closed 1011) past the pool.
+    for ws in &mut waiting {
+        match next_data(ws).await {
+            Some(tokio_tungstenite::tungstenite::Message::Text(t)) => assert_eq!(t.as_str(), "error: timed out"),
+            Some(tokio_tungstenite::tungstenite::Message::Close(Some(f))) => assert_eq!(u16::from(f.code), 1011),
+            other => panic!("unexpected: {other:?}"),
+        }
+    }
+}
