@@ -379,3 +379,19 @@ async fn connections_waiting_on_a_silent_backend_leave_other_routes_alone() {
         }
     }
 }
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_backend_past_its_grace_period() {
+    let b = Backend::start().await;
+    let extra = "[server]\nshutdown_grace = \"300ms\"\n";
+    let toml = config(&[format!("http://127.0.0.1:{}", b.port)], "")
+        .replace("http_timeout = \"1s\"", "http_timeout = \"60s\"");
+    let s = Setup::new(&format!("{extra}{toml}")).plugin("outbound", "outbound").start().await;
+    let mut ws = s.connect("/out").await;
+    send(&mut ws, &format!("get {}", b.url("/never"))).await;
+    assert!(eventually(Duration::from_secs(2), async || b.accepted.load(SeqCst) == 1).await);
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), s.shutdown()).await.expect("shutdown ends").unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "shutdown took {took:?} with a request waiting (http_timeout 60s)");
+}

@@ -277,7 +277,8 @@ impl Registry {
                         .get_or_create(&PluginExportLabel { plugin: name.to_string(), export: export.as_str() })
                         .clone()
                 };
-                let outbound = Arc::new(Outbound::new(name.clone(), settings.http.clone(), m));
+                let stop = self.runtime.lanes.stop_token();
+                let outbound = Arc::new(Outbound::new(name.clone(), settings.http.clone(), m, stop));
                 Arc::new(PluginSlot {
                     env: Arc::new(PluginEnv {
                         name: name.clone(),

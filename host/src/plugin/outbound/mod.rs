@@ -19,6 +19,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use wasmtime_wasi_http::{Error, WasiBody, WasiHttpHooks};
 
 use crate::config::HttpSettings;
@@ -36,6 +37,9 @@ pub struct Outbound {
     requests: Counter,
     seconds: Histogram,
     errors: Family<PluginKindLabel, Counter>,
+    /// Shutdown's grace period is over: requests still waiting fail at once, so the calls
+    /// waiting on them end (and `on-close` runs) within the shutdown's bound, not `http_timeout`.
+    stop: CancellationToken,
 }
 
 /// Why a request failed, for the `kind` label of `wasmsock_plugin_http_errors_total`.
@@ -46,6 +50,7 @@ pub enum Failure {
     Dns,
     Refused,
     Tls,
+    Stopped,
     Timeout,
     TooLarge,
     Protocol,
@@ -59,6 +64,7 @@ impl Failure {
             Failure::Dns => "dns",
             Failure::Refused => "connect",
             Failure::Tls => "tls",
+            Failure::Stopped => "stopped",
             Failure::Timeout => "timeout",
             Failure::TooLarge => "too_large",
             Failure::Protocol => "protocol",
@@ -67,7 +73,7 @@ impl Failure {
 }
 
 impl Outbound {
-    pub fn new(plugin: Arc<str>, settings: HttpSettings, metrics: &Metrics) -> Outbound {
+    pub fn new(plugin: Arc<str>, settings: HttpSettings, metrics: &Metrics, stop: CancellationToken) -> Outbound {
         let label = PluginLabel { plugin: plugin.to_string() };
         Outbound {
             in_flight: Arc::new(Semaphore::new(settings.max_concurrent)),
@@ -77,6 +83,7 @@ impl Outbound {
             plugin,
             settings,
             tls: OnceLock::new(),
+            stop,
         }
     }
 
@@ -142,7 +149,12 @@ impl WasiHttpHooks for Hooks {
         Box::new(async move {
             let target = admitted?;
             let uri = request.uri().clone();
-            let result = send::send(&out, target, request, started).await;
+            let result = tokio::select! {
+                r = send::send(&out, target, request, started) => r,
+                () = out.stop.cancelled() => {
+                    Err((Failure::Stopped, Error::ConnectionTerminated, "the server is shutting down".to_owned()))
+                }
+            };
             out.seconds.observe(started.elapsed().as_secs_f64());
             result.map_err(|(failure, error, detail)| {
                 out.failed(failure, &uri, &detail);

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Sleep, timeout_at};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, WasiBody};
 
@@ -155,6 +156,7 @@ pub(super) async fn send(
             left: cap,
             cap,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            stop: Box::pin(out.stop.clone().cancelled_owned()),
             out,
             uri,
             _permit: permit,
@@ -191,6 +193,8 @@ struct Capped {
     left: usize,
     cap: usize,
     deadline: Pin<Box<Sleep>>,
+    /// Shutdown's grace period is over.
+    stop: Pin<Box<WaitForCancellationFutureOwned>>,
     out: Arc<Outbound>,
     uri: http::Uri,
     _permit: OwnedSemaphorePermit,
@@ -232,12 +236,19 @@ impl Body for Capped {
                 this.done = true;
                 Poll::Ready(None)
             }
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    this.fail(Failure::Timeout, Error::HttpResponseTimeout, "the answer's body did not end in time")
+            Poll::Pending => {
+                if this.deadline.as_mut().poll(cx).is_ready() {
+                    return this.fail(
+                        Failure::Timeout,
+                        Error::HttpResponseTimeout,
+                        "the answer's body did not end in time",
+                    );
                 }
-                Poll::Pending => Poll::Pending,
-            },
+                if this.stop.as_mut().poll(cx).is_ready() {
+                    return this.fail(Failure::Stopped, Error::ConnectionTerminated, "the server is shutting down");
+                }
+                Poll::Pending
+            }
         }
     }
 
