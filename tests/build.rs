@@ -10,12 +10,14 @@ const PLUGINS: &[&str] = &[
     "echo",
     "auth",
     "rooms",
+    "proxy",
     "test-probe",
     "test-probe-v2",
     "test-echo-v2",
     "test-hostile",
     "test-wrong-contract",
     "test-legacy-v0-1",
+    "test-outbound",
 ];
 
 fn main() {

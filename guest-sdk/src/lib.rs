@@ -28,14 +28,17 @@
 //! of your type. Fields are fine for caches derived from [`config`] (parsed keys and the like):
 //! the value of your type is created once per instance with [`Default`].
 //!
-//! Every call runs under a CPU deadline and a memory cap. Plugins cannot block: there is no
-//! filesystem, network or sleeping, and output written to stdout/stderr goes to the server log.
+//! Every call runs under a CPU deadline and a memory cap. Plugins cannot block a thread: there
+//! is no filesystem, no sockets and no sleeping; outbound HTTP ([`http`]) to the backends the
+//! server allows suspends the call without holding a thread. Output written to stdout/stderr
+//! goes to the server log.
 //!
 //! # What is where
 //! - [`Plugin`], [`Connect`], [`Flow`]: what the host calls and what a plugin answers.
 //! - [`Conn`]: send, close, identity, per-connection attachments and room membership.
 //! - [`Message`], [`Request`], [`Identity`]: the data a plugin is handed.
 //! - [`rooms`], [`kv`], [`log`], [`config`]: the host's other services.
+//! - [`http`]: calls to the application's backend (allowed hosts only).
 //! - [`Error`]: why a host call failed.
 //!
 //! # Testing plugins natively
@@ -52,6 +55,8 @@ extern crate self as wasmsock_sdk;
 
 mod conn;
 mod error;
+pub mod http;
+mod http_types;
 pub mod kv;
 mod level;
 pub mod log;

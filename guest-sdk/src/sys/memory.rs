@@ -131,6 +131,24 @@ pub(crate) struct State {
     pub(crate) logs: Vec<(Level, String)>,
     /// Sends and bytes charged to the current call (reset when the next call starts).
     pub(crate) spent: (u32, usize),
+    /// Answers for outbound HTTP, by method and URL; requests with none are denied.
+    pub(crate) http_answers: Vec<(String, String, Result<crate::http_types::Response, crate::http_types::Error>)>,
+    /// Outbound HTTP requests made, in order.
+    pub(crate) http_requests: Vec<crate::http_types::Request>,
+}
+
+/// Outbound HTTP, answered from the fakes set on the [`crate::testing::TestHost`]: like the
+/// server's deny-by-default policy, a request nobody set an answer for fails with `Denied`.
+pub(crate) fn http_send(
+    req: crate::http_types::Request,
+) -> Result<crate::http_types::Response, crate::http_types::Error> {
+    crate::http_types::split_url(&req.url)?;
+    with(|s| {
+        let answer =
+            s.http_answers.iter().find(|(m, u, _)| *m == req.method && *u == req.url).map(|(_, _, a)| a.clone());
+        s.http_requests.push(req);
+        answer.unwrap_or(Err(crate::http_types::Error::Denied))
+    })
 }
 
 /// Starts a plugin call: a fresh send budget, as on the server.

@@ -159,6 +159,13 @@ mod imp {
 pub(crate) mod memory;
 
 #[cfg(target_arch = "wasm32")]
+mod http;
+#[cfg(target_arch = "wasm32")]
+pub(crate) use http::http_send;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use memory::http_send;
+
+#[cfg(target_arch = "wasm32")]
 pub(crate) use imp::*;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use memory::{

@@ -206,6 +206,17 @@ pub struct PluginFile {
     pub max_log_bytes: Option<ByteSize>,
     /// Idle instances kept warm.
     pub max_idle_instances: Option<usize>,
+    /// Backends the plugin may call (`scheme://host[:port]`, `*.domain`, port `*`); none: no
+    /// outbound HTTP at all.
+    pub http_allowed_hosts: Option<Vec<String>>,
+    /// Time one outbound request may take, answer included.
+    pub http_timeout: Option<Dur>,
+    /// Largest response body a plugin reads.
+    pub http_max_response: Option<ByteSize>,
+    /// Outbound requests of the plugin in flight at once.
+    pub http_max_concurrent: Option<usize>,
+    /// PEM bundle of the CAs trusted for `https://` (default: the system's trust store).
+    pub http_ca: Option<PathBuf>,
     /// Settings the plugin reads with `config(key)`: a string, a number or boolean, or
     /// `{ env = "VAR" }` / `{ env = "VAR", default = "..." }` to take it from the environment.
     #[serde(default)]
@@ -357,5 +368,10 @@ overlay_fields!(PluginFile {
     max_host_memory,
     max_log_bytes,
     max_idle_instances,
+    http_allowed_hosts,
+    http_timeout,
+    http_max_response,
+    http_max_concurrent,
+    http_ca,
     config,
 });

@@ -4,6 +4,7 @@
 
 pub(crate) mod defaults;
 mod file;
+pub mod hosts;
 #[cfg(test)]
 mod readme;
 mod units;
@@ -167,6 +168,37 @@ pub struct PluginSettings {
     pub max_log_bytes: usize,
     pub max_idle_instances: usize,
     pub config: HashMap<String, String>,
+    /// What the plugin may call over HTTP (see `plugin::outbound`).
+    pub http: HttpSettings,
+}
+
+/// A plugin's outbound HTTP policy: deny unless `allowed_hosts` names the backend.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub allowed_hosts: Vec<hosts::HostPattern>,
+    /// Whole request: connecting, sending, the answer's head and body.
+    pub timeout: Duration,
+    /// Largest response body; a longer one is cut and the plugin gets an error.
+    pub max_response: usize,
+    /// Requests of this plugin in flight at once; more fail at once (`connection-limit-reached`).
+    pub max_concurrent: usize,
+    /// PEM file of the CAs trusted for `https://`; `None`: the system's trust store.
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            allowed_hosts: defaults::plugin::HTTP_ALLOWED_HOSTS
+                .iter()
+                .filter_map(|h| hosts::HostPattern::parse(h).ok())
+                .collect(),
+            timeout: defaults::plugin::HTTP_TIMEOUT,
+            max_response: defaults::plugin::HTTP_MAX_RESPONSE,
+            max_concurrent: defaults::plugin::HTTP_MAX_CONCURRENT,
+            ca: defaults::plugin::HTTP_CA.map(PathBuf::from),
+        }
+    }
 }
 
 impl Default for PluginSettings {
@@ -186,6 +218,7 @@ impl Default for PluginSettings {
             max_log_bytes: defaults::plugin::MAX_LOG_BYTES,
             max_idle_instances: defaults::plugin::MAX_IDLE_INSTANCES,
             config: HashMap::new(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -630,6 +663,35 @@ fn resolve_plugin(name: &str, p: &PluginFile) -> Result<PluginSettings> {
         max_log_bytes: p.max_log_bytes.map_or(d.max_log_bytes, size),
         max_idle_instances: p.max_idle_instances.unwrap_or(d.max_idle_instances),
         config,
+        http: resolve_http(name, p)?,
+    })
+}
+
+fn resolve_http(name: &str, p: &PluginFile) -> Result<HttpSettings> {
+    let d = HttpSettings::default();
+    let allowed_hosts = p
+        .http_allowed_hosts
+        .iter()
+        .flatten()
+        .map(|h| hosts::HostPattern::parse(h))
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| format!("plugin {name}: http_allowed_hosts"))?;
+    let timeout = p.http_timeout.map_or(d.timeout, dur);
+    if timeout.is_zero() {
+        bail!("plugin {name}: http_timeout must be positive");
+    }
+    let max_concurrent = p.http_max_concurrent.unwrap_or(d.max_concurrent);
+    if max_concurrent == 0 {
+        bail!(
+            "plugin {name}: http_max_concurrent must be at least 1 (an empty http_allowed_hosts denies every request)"
+        );
+    }
+    Ok(HttpSettings {
+        allowed_hosts,
+        timeout,
+        max_response: p.http_max_response.map_or(d.max_response, size),
+        max_concurrent,
+        ca: p.http_ca.clone().or(d.ca),
     })
 }
 

@@ -270,6 +270,8 @@ impl Loaded {
             env: self.env.clone(),
             call: CallCtx::default(),
             move_to_lane: Arc::new(AtomicBool::new(false)),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks: super::outbound::Hooks(self.env.outbound.clone()),
         };
         let engine = match &self.pre {
             Pre::V0_1(p) => p.engine(),

@@ -9,6 +9,7 @@ mod engine;
 mod host_api;
 mod instance;
 mod lanes;
+mod outbound;
 pub mod overhead;
 mod registry;
 mod state;

@@ -20,6 +20,7 @@ use super::breaker::Breaker;
 use super::contract;
 use super::engine::Runtime;
 use super::instance::{CallError, Export, Loaded, Pre, Ticks, VersionInfo};
+use super::outbound::Outbound;
 use super::state::PluginEnv;
 use crate::config::{OnError, Settings};
 use crate::hub::ConnShared;
@@ -276,6 +277,8 @@ impl Registry {
                         .get_or_create(&PluginExportLabel { plugin: name.to_string(), export: export.as_str() })
                         .clone()
                 };
+                let stop = self.runtime.lanes.stop_token();
+                let outbound = Arc::new(Outbound::new(name.clone(), settings.http.clone(), m, stop));
                 Arc::new(PluginSlot {
                     env: Arc::new(PluginEnv {
                         name: name.clone(),
@@ -290,6 +293,7 @@ impl Registry {
                             histogram(Export::OnClose),
                         ],
                         stopping: self.runtime.stopping.clone(),
+                        outbound,
                     }),
                     current: ArcSwapOption::empty(),
                     breaker: Breaker::default(),
