@@ -16,6 +16,7 @@ mod core;
 mod devtools;
 mod edge;
 mod hostile;
+mod http_routes;
 mod observability;
 mod process;
 mod rooms;

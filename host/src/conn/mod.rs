@@ -15,6 +15,7 @@
 mod accept;
 mod close;
 mod dispatch;
+mod http_route;
 mod inbound;
 mod registration;
 mod request;
@@ -43,13 +44,21 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr,
     let span =
         tracing::debug_span!("conn", remote = %peer, id = field::Empty, route = field::Empty, user = field::Empty);
     let shutdown = ctx.shutdown.clone();
-    let upgraded = tokio::select! {
+    let next = tokio::select! {
         biased;
         _ = shutdown.cancelled() => None,
         u = handshake(&ctx, tcp, peer).instrument(span.clone()) => u,
     };
     drop(pending);
-    let Some((mut t, peer, upgraded, leftover)) = upgraded else { return };
+    let (mut t, peer, upgraded, leftover) = match next {
+        None => return,
+        Some(Next::Upgraded(u)) => u,
+        Some(Next::Http { mut t, peer, route, req, leftover }) => {
+            span.record("route", route.path());
+            http_route::serve(&ctx, &mut t, peer, &route, req, leftover).instrument(span).await;
+            return;
+        }
+    };
     async move {
         let upgrade::Upgraded { registration, protocol, deflate } = upgraded;
         let (conn, route) = (registration.conn().clone(), registration.route().clone());
@@ -82,9 +91,22 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr,
 
 type Handshaken = (crate::transport::Transport, SocketAddr, upgrade::Upgraded, Vec<u8>);
 
+/// Where the connection goes once its first request is read.
+enum Next {
+    Upgraded(Handshaken),
+    /// A plain HTTP route: served request after request (the handshake slot is given back).
+    Http {
+        t: crate::transport::Transport,
+        peer: SocketAddr,
+        route: Arc<crate::router::HttpRoute>,
+        req: crate::http::HttpRequest,
+        leftover: Vec<u8>,
+    },
+}
+
 /// Everything before the session: secure the stream, read the request, route it, upgrade.
 /// `None` when the connection ended here (refused, served a file, or gone).
-async fn handshake(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr) -> Option<Handshaken> {
+async fn handshake(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr) -> Option<Next> {
     // `_client_slot`: behind a balancer, the client's own pending-handshake slot.
     let (mut t, peer, _client_slot) = accept::secure(ctx, tcp, peer).await?;
     let limits = &ctx.settings.server;
@@ -113,6 +135,7 @@ async fn handshake(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr) -> Op
     }
     let route = match ctx.router.target(&req.path) {
         Target::WebSocket(route) => route.clone(),
+        Target::Http(route) => return Some(Next::Http { t, peer, route: route.clone(), req, leftover }),
         Target::File(files) => {
             match files.respond(&req).await {
                 Some(resp) => respond::send_file(&mut t, resp, limits.ws_handshake_timeout).await,
@@ -127,7 +150,7 @@ async fn handshake(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr) -> Op
     };
     tracing::Span::current().record("route", route.path());
     match upgrade::upgrade(ctx, &mut t, peer, &route, &req).await {
-        Ok(upgraded) => Some((t, peer, upgraded, leftover)),
+        Ok(upgraded) => Some(Next::Upgraded((t, peer, upgraded, leftover))),
         Err(NotUpgraded::Refused(r)) => {
             respond::refuse(ctx, &mut t, peer, Some(route.path()), r).await;
             None
