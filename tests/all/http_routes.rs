@@ -13,7 +13,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::harness::*;
 
-const CONFIG: &str = r#"
+pub const CONFIG: &str = r#"
 [[routes]]
 path = "/ws"
 plugins = ["probe"]
@@ -47,30 +47,30 @@ async fn server() -> TestServer {
 }
 
 /// One HTTPS connection that sends requests one after another and reads each response.
-struct Client {
+pub struct Client {
     tls: TlsStream<TcpStream>,
     buf: Vec<u8>,
 }
 
 #[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
 }
 
 impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> serde_json::Value {
+    pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
 impl Client {
-    async fn new(s: &TestServer) -> Client {
+    pub async fn new(s: &TestServer) -> Client {
         let tcp = TcpStream::connect(s.addr).await.unwrap();
         let connector = TlsConnector::from(s.tls_client_config());
         let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
@@ -81,7 +81,7 @@ impl Client {
         self.tls.write_all(bytes).await.unwrap();
     }
 
-    async fn request(&mut self, method: &str, path: &str, body: &str) -> Response {
+    pub async fn request(&mut self, method: &str, path: &str, body: &str) -> Response {
         let req =
             format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         self.send_raw(req.as_bytes()).await;
