@@ -10,6 +10,7 @@ const PLUGINS: &[&str] = &[
     "echo",
     "auth",
     "rooms",
+    "api",
     "test-probe",
     "test-probe-v2",
     "test-echo-v2",
