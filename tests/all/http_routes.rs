@@ -257,6 +257,11 @@ async fn users_calls_reach_every_connection_of_an_identity() {
         .await
     );
     assert_eq!(c.request("POST", "/h/send?user=", "x").await.status, 400, "an empty user id is refused");
+    // A publish from a request reaches the room's members.
+    send(&mut b, "join news").await;
+    assert_eq!(recv_text(&mut b).await, "joined");
+    assert_eq!(c.request("POST", "/h/publish?room=news", "extra").await.json()["queued"], 1);
+    assert_eq!(recv_text(&mut b).await, "extra");
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod api;
 mod architecture;
 mod auth;
 mod broker;
