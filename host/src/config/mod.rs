@@ -340,7 +340,7 @@ impl Settings {
             file.static_files = None;
         }
         if path.is_none() && overrides.routes.is_empty() {
-            builtin_api(&mut file, &mut warnings);
+            builtin_api(&mut file, &mut warnings, std::env::var(API_KEY_VAR).ok());
         }
         let mut settings =
             Self::resolve(file, base, overrides).with_context(|| format!("invalid configuration ({origin})"))?;
@@ -757,11 +757,11 @@ pub const API_KEY_VAR: &str = "WASMSOCK_API_KEY";
 
 /// In the built-in configuration, the `api` plugin serves `/api` (publishing to the rooms of
 /// `rooms`) when [`API_KEY_VAR`] is set; without it, start-up says the API is off.
-fn builtin_api(file: &mut FileConfig, warnings: &mut Vec<String>) {
-    if !std::env::var(API_KEY_VAR).is_ok_and(|k| !k.is_empty()) {
+fn builtin_api(file: &mut FileConfig, warnings: &mut Vec<String>, key: Option<String>) {
+    let Some(key) = key.filter(|k| !k.is_empty()) else {
         warnings.push(format!("{API_KEY_VAR} is not set: the HTTP API (/api, plugin api) is off"));
         return;
-    }
+    };
     file.http_routes.push(HttpRouteFile {
         path: "/api".into(),
         plugin: "api".into(),
@@ -772,7 +772,7 @@ fn builtin_api(file: &mut FileConfig, warnings: &mut Vec<String>) {
     });
     let api = file.plugins.entry("api".into()).or_default();
     api.act_as = Some("rooms".into());
-    api.config.insert("api_key".into(), ConfigValue::Env { env: API_KEY_VAR.into(), default: None });
+    api.config.insert("api_key".into(), ConfigValue::Text(key));
 }
 
 /// `PATH=PLUGIN[,PLUGIN...]`
@@ -846,6 +846,45 @@ pub fn validate_plugin_name(name: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_builtin_config_serves_the_api_at_api_only_with_a_key() {
+        let with = |key: Option<&str>| {
+            let mut file: FileConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
+            file.static_files = None;
+            let mut warnings = Vec::new();
+            builtin_api(&mut file, &mut warnings, key.map(str::to_owned));
+            (Settings::resolve(file, Path::new(""), &Overrides::default()).unwrap(), warnings)
+        };
+        let (s, warnings) = with(Some("k"));
+        assert!(warnings.is_empty());
+        assert_eq!(s.http_routes, [HttpRouteSettings::new("/api", "api")]);
+        let api = s.plugin("api");
+        assert_eq!((api.act_as.as_deref(), api.config.get("api_key").map(String::as_str)), (Some("rooms"), Some("k")));
+        for key in [None, Some("")] {
+            let (s, warnings) = with(key);
+            assert!(s.http_routes.is_empty());
+            assert!(warnings[0].contains(API_KEY_VAR), "{warnings:?}");
+        }
+    }
+
+    #[test]
+    fn http_routes_serve_their_prefix_and_are_validated() {
+        let r = HttpRouteSettings::new("/api", "api");
+        assert!(r.serves("/api") && r.serves("/api/publish") && r.serves("/api/"));
+        assert!(!r.serves("/apix") && !r.serves("/ap") && !r.serves("/"));
+        assert!(HttpRouteSettings::new("/", "x").serves("/anything"));
+        let s = Settings::from_toml(
+            "[[http_routes]]\npath = \"/api\"\nplugin = \"api\"\nmax_body_size = \"2KiB\"\nmax_concurrent = 3",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!((s.http_routes[0].max_body_size, s.http_routes[0].max_concurrent), (2048, 3));
+        assert!(err("[[http_routes]]\npath = \"api\"\nplugin = \"api\"").contains("must start with '/'"));
+        assert!(err("[[http_routes]]\npath = \"/a\"\nplugin = \"a\"\n[[http_routes]]\npath = \"/a/\"\nplugin = \"b\"").contains("twice"));
+        assert!(err("[[http_routes]]\npath = \"/a\"\nplugin = \"a\"\nmax_concurrent = 0").contains("positive"));
+        assert!(err("[plugins.a]\nact_as = \"no good\"").contains("act_as"));
+    }
+
     fn err(text: &str) -> String {
         format!("{:#}", Settings::from_toml(text, &Overrides::default()).unwrap_err())
     }
@@ -855,7 +894,7 @@ mod tests {
         // (Unit tests run in host/, where the example page is not: a warning, not an error.)
         let s = Settings::load(None, &Overrides::default()).unwrap();
         assert!(s.routes.iter().any(|r| r.path == "/echo" && r.plugins == ["echo"]));
-        assert!(s.static_dir.is_none() && s.warnings.len() == 1);
+        assert!(s.static_dir.is_none() && s.warnings.iter().any(|w| w.contains("examples/chat")), "{:?}", s.warnings);
         assert!(matches!(s.tls.mode, TlsMode::Dev));
     }
 
