@@ -63,12 +63,10 @@ async fn quiet(ws: &mut Ws) -> bool {
 /// (`target/test-venv`), or the system's.
 fn python_with_cent() -> Option<PathBuf> {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-venv/bin/python3");
-    let candidates = std::env::var_os("WASMSOCK_TEST_PYTHON").map(PathBuf::from).into_iter().chain([venv, "python3".into()]);
-    candidates
-        .into_iter()
-        .find(|p| Command::new(p).args(["-c", "import cent"]).status().is_ok_and(|s| s.success()))
+    let candidates =
+        std::env::var_os("WASMSOCK_TEST_PYTHON").map(PathBuf::from).into_iter().chain([venv, "python3".into()]);
+    candidates.into_iter().find(|p| Command::new(p).args(["-c", "import cent"]).status().is_ok_and(|s| s.success()))
 }
-
 
 /// Runs `script` with `cent` against the server; returns what it printed (one JSON per line).
 async fn cent(python: &Path, s: &TestServer, key: &str, script: &str) -> Vec<Value> {
@@ -157,7 +155,15 @@ async fn curl_publishes_and_bad_input_gets_401_400_413() {
         let ca = ca.clone();
         async move {
             let out = tokio::process::Command::new("curl")
-                .args(["-sS", "--cacert", &ca, "-H", &format!("X-API-Key: {key}"), "-H", "Content-Type: application/json"])
+                .args([
+                    "-sS",
+                    "--cacert",
+                    &ca,
+                    "-H",
+                    &format!("X-API-Key: {key}"),
+                    "-H",
+                    "Content-Type: application/json",
+                ])
                 .args(["--data-binary", "@-", "-w", "\n%{http_code}", &method])
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())

@@ -880,7 +880,10 @@ mod tests {
         .unwrap();
         assert_eq!((s.http_routes[0].max_body_size, s.http_routes[0].max_concurrent), (2048, 3));
         assert!(err("[[http_routes]]\npath = \"api\"\nplugin = \"api\"").contains("must start with '/'"));
-        assert!(err("[[http_routes]]\npath = \"/a\"\nplugin = \"a\"\n[[http_routes]]\npath = \"/a/\"\nplugin = \"b\"").contains("twice"));
+        assert!(
+            err("[[http_routes]]\npath = \"/a\"\nplugin = \"a\"\n[[http_routes]]\npath = \"/a/\"\nplugin = \"b\"")
+                .contains("twice")
+        );
         assert!(err("[[http_routes]]\npath = \"/a\"\nplugin = \"a\"\nmax_concurrent = 0").contains("positive"));
         assert!(err("[plugins.a]\nact_as = \"no good\"").contains("act_as"));
     }

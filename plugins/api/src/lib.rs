@@ -40,7 +40,8 @@ impl Plugin for Api {
             wasmsock_sdk::error!("api: no api_key configured: every request is refused");
             return HttpResponse::text(503, "the API has no key configured");
         };
-        let given = req.header("x-api-key").or_else(|| req.header("authorization").and_then(|a| a.strip_prefix("apikey ")));
+        let given =
+            req.header("x-api-key").or_else(|| req.header("authorization").and_then(|a| a.strip_prefix("apikey ")));
         if !given.is_some_and(|g| same(g.as_bytes(), expected.as_bytes())) {
             wasmsock_sdk::warn!("api: refused a request without the right X-API-Key from {}", req.remote_addr);
             return HttpResponse::text(401, "unauthorized");

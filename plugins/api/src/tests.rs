@@ -83,7 +83,10 @@ fn disconnect_presence_and_stats() {
     assert_eq!(p["result"]["presence"].as_object().unwrap().len(), 3);
     let s = ok(&host, "presence_stats", json!({"channel": "room"}));
     assert_eq!(s, json!({"result": {"num_clients": 3, "num_users": 2}}));
-    assert_eq!(ok(&host, "disconnect", json!({"user": "ada", "disconnect": {"code": 4000, "reason": "bye"}})), json!({"result": {}}));
+    assert_eq!(
+        ok(&host, "disconnect", json!({"user": "ada", "disconnect": {"code": 4000, "reason": "bye"}})),
+        json!({"result": {}})
+    );
     assert_eq!(host.close_requested(a), Some((4000, "bye".into())));
     assert_eq!(host.close_requested(a2), Some((4000, "bye".into())));
     assert_eq!(host.close_requested(b), None);
