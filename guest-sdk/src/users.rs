@@ -10,9 +10,9 @@
 //! let host = TestHost::new();
 //! let (a, b) = (host.open_as("/app", Identity::new("ada")), host.open_as("/app", Identity::new("ada")));
 //! assert_eq!(users::connections("ada"), 2);
-//! assert_eq!(users::send("ada", Message::from("hello")), Ok(2));
+//! assert_eq!(users::send("ada", Message::from("hello")).unwrap(), 2);
 //! assert_eq!(host.sent(a), vec![Message::from("hello")]);
-//! assert_eq!(users::close("ada", 4000, "bye"), Ok(2));
+//! assert_eq!(users::close("ada", 4000, "bye").unwrap(), 2);
 //! assert_eq!(host.close_requested(b), Some((4000, "bye".into())));
 //! ```
 
