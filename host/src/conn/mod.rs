@@ -43,19 +43,17 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr,
     let _task = ctx.tasks.enter();
     let span =
         tracing::debug_span!("conn", remote = %peer, id = field::Empty, route = field::Empty, user = field::Empty);
-    let shutdown = ctx.shutdown.clone();
-    let next = tokio::select! {
-        biased;
-        _ = shutdown.cancelled() => None,
-        u = handshake(&ctx, tcp, peer).instrument(span.clone()) => u,
-    };
+    // Boxed: only the session's state stays with the connection while it is open (the
+    // handshake's and the teardown's, with their plugin calls, would double its size).
+    let next = Box::pin(until_shutdown(&ctx, handshake(&ctx, tcp, peer).instrument(span.clone()))).await;
     drop(pending);
     let (mut t, peer, upgraded, leftover) = match next {
         None => return,
         Some(Next::Upgraded(u)) => u,
         Some(Next::Http { mut t, peer, route, req, leftover }) => {
             span.record("route", route.path());
-            http_route::serve(&ctx, &mut t, peer, &route, req, leftover).instrument(span).await;
+            // Boxed too: a WebSocket connection's future does not carry an HTTP one's state.
+            Box::pin(http_route::serve(&ctx, &mut t, peer, &route, req, leftover).instrument(span)).await;
             return;
         }
     };
@@ -83,10 +81,19 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr,
         if conn.killed() == crate::hub::Kill::None {
             respond::finish(&mut t).await;
         }
-        registration.finish(ended).await;
+        Box::pin(registration.finish(ended)).await;
     }
     .instrument(span)
     .await
+}
+
+/// The handshake, unless shutdown comes first.
+async fn until_shutdown(ctx: &ServerCtx, handshake: impl Future<Output = Option<Next>>) -> Option<Next> {
+    tokio::select! {
+        biased;
+        _ = ctx.shutdown.cancelled() => None,
+        u = handshake => u,
+    }
 }
 
 type Handshaken = (crate::transport::Transport, SocketAddr, upgrade::Upgraded, Vec<u8>);

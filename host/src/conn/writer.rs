@@ -78,8 +78,8 @@ impl Writer {
                 break; // the socket is full: wait until it is writable
             }
         }
-        if self.batch.is_empty() && self.batch.capacity() > BATCH * 4 {
-            self.batch = Vec::new();
+        if self.batch.is_empty() {
+            self.batch = Vec::new(); // nothing kept while idle (one allocation per burst)
         }
         conn.release_outgoing(std::mem::take(&mut self.handed));
         w.flushed = t.flush()?;
