@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-const CONFIG: &str = r#"
+pub const CONFIG: &str = r#"
 [[routes]]
 path = "/chat"
 plugins = ["auth", "rooms"]
@@ -28,6 +28,15 @@ act_as = "rooms"
 [plugins.api.config]
 api_key = "test-api-key"
 "#;
+
+pub async fn server_with(extra: &str) -> TestServer {
+    Setup::new(&format!("{CONFIG}\n{extra}"))
+        .plugin("auth", "auth")
+        .plugin("rooms", "rooms")
+        .plugin("api", "api")
+        .start()
+        .await
+}
 
 async fn server() -> TestServer {
     Setup::new(CONFIG).plugin("auth", "auth").plugin("rooms", "rooms").plugin("api", "api").start().await
@@ -190,4 +199,75 @@ async fn curl_publishes_and_bad_input_gets_401_400_413() {
     assert_eq!(curl(url("history"), "test-api-key", "{}".into()).await.0, 404);
     // Nothing of the refused requests reached the subscriber.
     assert!(quiet(&mut ada).await, "nothing else arrives");
+}
+
+/// Publishes through the API over one kept-alive HTTPS connection to `publish_to`, to a room of
+/// 100 subscribers on `subscribe_on`, one publish at a time (each waits for its reply); prints
+/// publishes per second and publish-to-delivery latency. A measurement, not a check: run with
+/// `cargo test --release --workspace --test all -- --ignored api_publish --nocapture`.
+pub async fn measure(publish_to: &TestServer, subscribe_on: &TestServer, label: &str) {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    const MEMBERS: usize = 100;
+    const PUBLISHES: usize = 2000;
+    let start = Instant::now();
+    let mut members = Vec::new();
+    for i in 0..MEMBERS {
+        members.push(subscriber(subscribe_on, &format!("m{i}"), "bench").await);
+    }
+    let latencies = Arc::new(parking_lot_free::Samples::default());
+    let mut readers = Vec::new();
+    for mut ws in members {
+        let latencies = latencies.clone();
+        readers.push(tokio::spawn(async move {
+            for _ in 0..PUBLISHES {
+                let e = message(&mut ws).await;
+                let sent = e["data"]["t"].as_u64().unwrap();
+                latencies.push(start.elapsed().as_micros() as u64 - sent);
+            }
+        }));
+    }
+    let mut backend = crate::http_routes::Client::new(publish_to).await;
+    let headers = "Host: x\r\nX-API-Key: test-api-key\r\nContent-Type: application/json";
+    let began = Instant::now();
+    for _ in 0..PUBLISHES {
+        let body = json!({"channel": "bench", "data": {"t": start.elapsed().as_micros() as u64}}).to_string();
+        let r = backend.request_with("POST", "/api/publish", headers, &body).await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    let took = began.elapsed();
+    for r in readers {
+        tokio::time::timeout(Duration::from_secs(60), r).await.unwrap().unwrap();
+    }
+    let mut l = latencies.take();
+    l.sort_unstable();
+    let at = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)];
+    eprintln!(
+        "BENCH api publish {label}: {PUBLISHES} publishes to {MEMBERS} members in {took:?}: {:.0} publishes/s, {:.0} deliveries/s; publish-to-delivery p50 {} us, p99 {} us",
+        PUBLISHES as f64 / took.as_secs_f64(),
+        (PUBLISHES * MEMBERS) as f64 / took.as_secs_f64(),
+        at(0.5),
+        at(0.99)
+    );
+}
+
+/// A vector shared by the reader tasks.
+mod parking_lot_free {
+    #[derive(Default)]
+    pub struct Samples(std::sync::Mutex<Vec<u64>>);
+    impl Samples {
+        pub fn push(&self, v: u64) {
+            self.0.lock().unwrap().push(v);
+        }
+        pub fn take(&self) -> Vec<u64> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; see BENCHMARKS.md"]
+async fn api_publish_to_a_room_of_100_one_node() {
+    let s = server_with("").await;
+    measure(&s, &s, "one node").await;
 }

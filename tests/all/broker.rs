@@ -408,3 +408,15 @@ async fn a_users_connections_on_every_node_are_reached_in_order_and_closed() {
         panic!("a stray message: {m:?}");
     }
 }
+
+/// The API publish measurement across two nodes: the backend publishes on one node, the 100
+/// subscribers are on the other (see `crate::api::measure`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; see BENCHMARKS.md"]
+async fn api_publish_to_a_room_of_100_two_nodes() {
+    let Some(redis) = Redis::start(None) else { return skip() };
+    let broker = format!("[broker]\nurl = \"redis://127.0.0.1:{0}\"\nprefix = \"b{0}\"", redis.port);
+    let (a, b) = (crate::api::server_with(&broker).await, crate::api::server_with(&broker).await);
+    assert!(connected(&a).await && connected(&b).await);
+    crate::api::measure(&a, &b, "two nodes (publish on A, members on B)").await;
+}

@@ -82,8 +82,12 @@ impl Client {
     }
 
     pub async fn request(&mut self, method: &str, path: &str, body: &str) -> Response {
-        let req =
-            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        self.request_with(method, path, "Host: localhost", body).await
+    }
+
+    /// A request with these header lines (no trailing line break).
+    pub async fn request_with(&mut self, method: &str, path: &str, headers: &str, body: &str) -> Response {
+        let req = format!("{method} {path} HTTP/1.1\r\n{headers}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         self.send_raw(req.as_bytes()).await;
         self.response().await.unwrap_or_else(|| panic!("{method} {path}: no response"))
     }
