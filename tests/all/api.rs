@@ -271,3 +271,58 @@ async fn api_publish_to_a_room_of_100_one_node() {
     let s = server_with("").await;
     measure(&s, &s, "one node").await;
 }
+
+/// The orders-feed example as shipped: its configuration, its backend (`cent`) and its Python
+/// subscriber (`websockets`). `extra` is appended to the configuration of each node.
+pub async fn orders_feed(publish_to: &TestServer, subscribe_on: &TestServer) {
+    use tokio::io::AsyncBufReadExt;
+    let Some(python) = python_with_cent() else { return skip_without("python3 `cent` (PyPI, 5.x)") };
+    if !Command::new("python3").args(["-c", "import websockets"]).status().is_ok_and(|s| s.success()) {
+        return skip_without("python3 `websockets`");
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/orders-feed");
+    let ca = |s: &TestServer| s.ca.as_ref().unwrap().to_string_lossy().into_owned();
+    let mut sub = tokio::process::Command::new("python3")
+        .arg(dir.join("subscriber.py"))
+        .args(["--url", &subscribe_on.url("/orders?name=watcher"), "--ca", &ca(subscribe_on), "--count", "3"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(sub.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line()).await;
+    assert_eq!(first.unwrap().unwrap().as_deref(), Some("subscribed"));
+    let url = format!("https://localhost:{}/api", publish_to.addr.port());
+    let backend = tokio::process::Command::new(&python)
+        .arg(dir.join("backend.py"))
+        .args(["--url", &url, "--ca", &ca(publish_to), "--count", "3", "--interval", "0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(backend.status.success(), "backend.py: {}", String::from_utf8_lossy(&backend.stderr));
+    for id in 1..=3 {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line()).await;
+        let order: Value = serde_json::from_str(&line.unwrap().unwrap().unwrap()).unwrap();
+        assert_eq!(order["id"], id, "{order}");
+        assert!(order["item"].is_string() && order["total"].is_number(), "{order}");
+    }
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), sub.wait()).await;
+    assert!(status.unwrap().unwrap().success());
+}
+
+pub const ORDERS_FEED: &str = include_str!("../../examples/orders-feed/wasmsock.toml");
+
+pub async fn orders_node(extra: &str) -> TestServer {
+    Setup::new(&format!("{ORDERS_FEED}\n{extra}"))
+        .plugin("auth", "auth")
+        .plugin("rooms", "rooms")
+        .plugin("api", "api")
+        .start()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orders_feed_example_on_one_node() {
+    let s = orders_node("").await;
+    orders_feed(&s, &s).await;
+}

@@ -420,3 +420,14 @@ async fn api_publish_to_a_room_of_100_two_nodes() {
     assert!(connected(&a).await && connected(&b).await);
     crate::api::measure(&a, &b, "two nodes (publish on A, members on B)").await;
 }
+
+/// The orders-feed example on two nodes: the backend publishes on node A, the subscriber
+/// listens on node B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orders_feed_example_on_two_nodes() {
+    let Some(redis) = Redis::start(None) else { return skip() };
+    let broker = format!("[broker]\nurl = \"redis://127.0.0.1:{0}\"\nprefix = \"o{0}\"", redis.port);
+    let (a, b) = (crate::api::orders_node(&broker).await, crate::api::orders_node(&broker).await);
+    assert!(connected(&a).await && connected(&b).await);
+    crate::api::orders_feed(&a, &b).await;
+}
