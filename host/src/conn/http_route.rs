@@ -41,6 +41,7 @@ pub(crate) async fn serve<S: Socket>(
     let Ok(_admitted) = admitted else {
         let answer = Answer::text(503, "too many connections").close();
         respond(t, peer, &route, &first, answer).await;
+        finish(t).await;
         return;
     };
     // Plugin calls are made for a connection: this one is listed nowhere, so nothing can
