@@ -2,10 +2,11 @@
 # Runs every test: unit, doc and plugin tests (native, with the SDK's test host) and the
 # integration tests (real server, real TLS, real wasm plugins, real clients). On a fresh machine
 # it first installs what the tests use, as root or through sudo: the wasm target, and the
-# Debian/PyPI/npm clients and servers (chromium, redis-server, haproxy, python websockets, wscat),
-# and the toolchains of the JavaScript/TypeScript and Python plugins (node and npm from Debian when
-# missing, componentize-py from PyPI; the JS SDK's npm packages are installed from its lock file by
-# scripts/lang-plugins.sh, which the integration tests run; npm and pip keep their caches).
+# Debian/PyPI/npm clients and servers (chromium, redis-server, haproxy, python websockets, wscat, and
+# Centrifugo's Python client cent in target/test-venv), and the toolchains of the JavaScript/TypeScript
+# and Python plugins (node and npm from Debian when missing, componentize-py from PyPI; the JS SDK's
+# npm packages are installed from its lock file by scripts/lang-plugins.sh, which the integration
+# tests run; npm and pip keep their caches).
 # Without them the tests that need them say SKIP, unless WASMSOCK_REQUIRE_TOOLS=1 (as in CI),
 # where a missing tool fails its test.
 set -euo pipefail
@@ -20,6 +21,7 @@ if { [ "$(id -u)" = 0 ] || [ ${#as_root[@]} -gt 0 ]; } && command -v apt-get >/d
   command -v script >/dev/null || need+=(bsdutils)
   command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
   { command -v node >/dev/null && command -v npm >/dev/null; } || need+=(nodejs npm)
+  python3 -c "import ensurepip" 2>/dev/null || need+=(python3-venv)
   if [ ${#need[@]} -gt 0 ]; then
     "${as_root[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
@@ -28,4 +30,7 @@ if { [ "$(id -u)" = 0 ] || [ ${#as_root[@]} -gt 0 ]; } && command -v apt-get >/d
 fi
 python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q websockets
 python3 -c 'import componentize_py' 2>/dev/null || python3 -m pip install -q componentize-py==0.25.1
+# Centrifugo's Python client, for the api plugin's tests, in a virtualenv of its own.
+[ -x target/test-venv/bin/python3 ] || python3 -m venv target/test-venv
+target/test-venv/bin/python3 -c 'import cent' 2>/dev/null || target/test-venv/bin/python3 -m pip install -q 'cent>=5,<6'
 cargo test --workspace "$@"

@@ -11,6 +11,7 @@ const PLUGINS: &[&str] = &[
     "auth",
     "rooms",
     "proxy",
+    "api",
     "test-probe",
     "test-probe-v2",
     "test-echo-v2",

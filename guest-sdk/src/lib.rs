@@ -64,15 +64,18 @@ mod message;
 mod plugin;
 mod request;
 pub mod rooms;
+mod serve;
 mod sys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod users;
 
 pub use conn::Conn;
 pub use error::Error;
 pub use message::Message;
 pub use plugin::{Connect, Flow, Plugin};
 pub use request::{Identity, Request};
+pub use serve::{HttpRequest, HttpResponse};
 
 /// The version of the WIT contract (`wasmsock:plugin`) this SDK builds plugins for.
 ///
@@ -134,6 +137,11 @@ macro_rules! export_plugin {
                     $crate::__private::on_close(__wasmsock_plugin(), conn, code, reason)
                 }
             }
+            impl $crate::__private::HttpGuest for __WasmsockExport {
+                fn on_request(req: $crate::__private::WitHttpRequest) -> $crate::__private::WitHttpResponse {
+                    $crate::__private::on_request(__wasmsock_plugin(), req)
+                }
+            }
     $crate::__private::export!(__WasmsockExport with_types_in $crate::__private::bindings);
         };
     };
@@ -142,9 +150,12 @@ macro_rules! export_plugin {
 #[doc(hidden)]
 #[cfg(target_arch = "wasm32")]
 pub mod __private {
-    pub use crate::plugin::glue::{on_close, on_connect, on_message};
+    pub use crate::plugin::glue::{on_close, on_connect, on_message, on_request};
     pub use crate::sys::bindings;
     pub use crate::sys::bindings::exports::wasmsock::plugin::handler::Guest;
+    pub use crate::sys::bindings::exports::wasmsock::plugin::http::{
+        Guest as HttpGuest, HttpRequest as WitHttpRequest, HttpResponse as WitHttpResponse,
+    };
     pub use crate::sys::bindings::wasmsock::plugin::types::{
         Connect as WitConnect, Flow as WitFlow, Message as WitMessage, Request as WitRequest,
     };

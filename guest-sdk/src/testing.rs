@@ -264,6 +264,13 @@ impl TestHost {
         });
     }
 
+    /// Delivers an HTTP request to `plugin.on_request` (with a fresh send budget, as on the
+    /// server) and returns its response.
+    pub fn request<P: Plugin>(&self, plugin: &P, req: crate::HttpRequest) -> crate::HttpResponse {
+        memory::begin_call();
+        plugin.on_request(&req)
+    }
+
     /// Takes the messages queued to `conn` so far (by [`Conn::send`] or a room publish), oldest
     /// first. Taking, not peeking, lets a test check each step's output on its own.
     ///

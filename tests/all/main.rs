@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod api;
 mod architecture;
 mod auth;
 mod broker;
@@ -16,6 +17,7 @@ mod core;
 mod devtools;
 mod edge;
 mod hostile;
+mod http_routes;
 mod lang;
 mod observability;
 mod outbound;

@@ -246,6 +246,62 @@ pub(crate) fn send(conn: u64, msg: Message) -> Result<(), Error> {
     })
 }
 
+/// The open connections with identity `user`.
+fn user_conns(s: &State, user: &str) -> Vec<u64> {
+    s.conns
+        .iter()
+        .filter(|(_, c)| c.closing.is_none() && c.identity.as_ref().is_some_and(|i| i.id == user))
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+pub(crate) fn send_to_user(user: &str, msg: Message) -> Result<u32, Error> {
+    with(|s| {
+        if user.is_empty() {
+            return Err(Error::InvalidArgument);
+        }
+        let conns = user_conns(s, user);
+        let (sends, bytes) = s.spent;
+        let copies = conns.len().max(1);
+        let left = (
+            s.limits.max_sends_per_call.saturating_sub(sends) as usize,
+            s.limits.max_send_bytes_per_call.saturating_sub(bytes),
+        );
+        if copies > left.0 || copies.saturating_mul(msg.len()) > left.1 {
+            return Err(Error::LimitReached);
+        }
+        if !conns.is_empty() && msg.len() > s.limits.max_message_size {
+            return Err(Error::TooLarge);
+        }
+        for id in &conns {
+            if let Some(c) = s.conns.get_mut(id) {
+                c.sent.push(msg.clone());
+            }
+        }
+        s.spent = (sends + copies as u32, bytes + copies * msg.len());
+        Ok(conns.len() as u32)
+    })
+}
+
+pub(crate) fn close_user(user: &str, code: u16, reason: &str) -> Result<u32, Error> {
+    if user.is_empty() || !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) || reason.len() > 123 {
+        return Err(Error::InvalidArgument);
+    }
+    with(|s| {
+        let conns = user_conns(s, user);
+        for id in &conns {
+            if let Some(c) = s.conns.get_mut(id) {
+                c.closing = Some((code, reason.to_owned()));
+            }
+        }
+        Ok(conns.len() as u32)
+    })
+}
+
+pub(crate) fn user_connections(user: &str) -> u32 {
+    with(|s| user_conns(s, user).len() as u32)
+}
+
 pub(crate) fn close(conn: u64, code: u16, reason: &str) -> Result<(), Error> {
     // The codes the server accepts from a plugin (those a peer may legitimately send).
     if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) || reason.len() > 123 {

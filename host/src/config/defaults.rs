@@ -75,6 +75,16 @@ pub(crate) mod server {
     pub(crate) const DETAILED_ERRORS: bool = false;
 }
 
+/// `[[http_routes]]`.
+pub(crate) mod http {
+    use std::time::Duration;
+
+    pub(crate) const MAX_BODY_SIZE: usize = 1 << 20;
+    pub(crate) const MAX_CONCURRENT: usize = 64;
+    pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+    pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+}
+
 /// `[admin]`.
 pub(crate) mod admin {
     pub(crate) const LISTEN: &str = "127.0.0.1:9090";

@@ -18,14 +18,17 @@ use crate::hub::Hub;
 /// Everything about a plugin that outlives its versions: name, settings, config and the hub.
 pub struct PluginEnv {
     pub name: Arc<str>,
+    /// The plugin whose rooms and users this one reaches: itself, or its `act_as`.
+    pub scope: Arc<str>,
     pub settings: PluginSettings,
     pub config: HashMap<String, String>,
     pub host_limits: HostLimits,
     /// `[server] detailed_errors`: failures tell clients what failed.
     pub detailed_errors: bool,
     pub hub: Arc<Hub>,
-    /// Call latency histograms by export (on-connect, on-message, on-close), resolved once.
-    pub call_seconds: [Histogram; 3],
+    /// Call latency histograms by export (on-connect, on-message, on-close, on-request),
+    /// resolved once.
+    pub call_seconds: [Histogram; 4],
     /// Set when shutdown's grace period is over: every call stops at its next tick.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Outbound HTTP: policy, requests in flight, metrics.
