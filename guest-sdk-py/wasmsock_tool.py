@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -55,6 +56,8 @@ def bindings(out: Path) -> Path:
     stamp = out / ".wit-hash"
     if stamp.is_file() and stamp.read_text() == digest:
         return out
+    # componentize-py refuses to write into an existing directory: start afresh.
+    shutil.rmtree(out, ignore_errors=True)
     componentize_py("-d", str(wit), "-w", WORLD, "-q", "bindings", str(out))
     stamp.write_text(digest)
     return out
