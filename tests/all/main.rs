@@ -16,6 +16,7 @@ mod core;
 mod devtools;
 mod edge;
 mod hostile;
+mod idle_memory;
 mod observability;
 mod process;
 mod rooms;
