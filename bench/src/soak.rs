@@ -239,7 +239,7 @@ pub async fn run(kit: &Kit, minutes: f64) -> Result<()> {
         rss_peak = rss_peak.max(proc_rss_kb(pid));
         fds_peak = fds_peak.max(fds(pid));
         if !redis_restarted && started.elapsed() > duration.mul_f64(0.4) {
-            redis = None; // killed
+            drop(redis.take()); // killed
             tokio::time::sleep(Duration::from_secs(5)).await;
             redis = Some(Redis::start_on(redis_port)?);
             redis_restarted = true;
