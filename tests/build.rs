@@ -10,12 +10,15 @@ const PLUGINS: &[&str] = &[
     "echo",
     "auth",
     "rooms",
+    "proxy",
+    "api",
     "test-probe",
     "test-probe-v2",
     "test-echo-v2",
     "test-hostile",
     "test-wrong-contract",
     "test-legacy-v0-1",
+    "test-outbound",
 ];
 
 fn main() {

@@ -28,14 +28,17 @@
 //! of your type. Fields are fine for caches derived from [`config`] (parsed keys and the like):
 //! the value of your type is created once per instance with [`Default`].
 //!
-//! Every call runs under a CPU deadline and a memory cap. Plugins cannot block: there is no
-//! filesystem, network or sleeping, and output written to stdout/stderr goes to the server log.
+//! Every call runs under a CPU deadline and a memory cap. Plugins cannot block a thread: there
+//! is no filesystem, no sockets and no sleeping; outbound HTTP ([`http`]) to the backends the
+//! server allows suspends the call without holding a thread. Output written to stdout/stderr
+//! goes to the server log.
 //!
 //! # What is where
 //! - [`Plugin`], [`Connect`], [`Flow`]: what the host calls and what a plugin answers.
 //! - [`Conn`]: send, close, identity, per-connection attachments and room membership.
 //! - [`Message`], [`Request`], [`Identity`]: the data a plugin is handed.
 //! - [`rooms`], [`kv`], [`log`], [`config`]: the host's other services.
+//! - [`http`]: calls to the application's backend (allowed hosts only).
 //! - [`Error`]: why a host call failed.
 //!
 //! # Testing plugins natively
@@ -52,6 +55,8 @@ extern crate self as wasmsock_sdk;
 
 mod conn;
 mod error;
+pub mod http;
+mod http_types;
 pub mod kv;
 mod level;
 pub mod log;
@@ -59,12 +64,15 @@ mod message;
 mod plugin;
 mod request;
 pub mod rooms;
+mod serve;
 mod sys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod users;
 
 pub use conn::Conn;
 pub use error::Error;
+pub use serve::{HttpRequest, HttpResponse};
 pub use message::Message;
 pub use plugin::{Connect, Flow, Plugin};
 pub use request::{Identity, Request};
@@ -129,6 +137,11 @@ macro_rules! export_plugin {
                     $crate::__private::on_close(__wasmsock_plugin(), conn, code, reason)
                 }
             }
+            impl $crate::__private::HttpGuest for __WasmsockExport {
+                fn on_request(req: $crate::__private::WitHttpRequest) -> $crate::__private::WitHttpResponse {
+                    $crate::__private::on_request(__wasmsock_plugin(), req)
+                }
+            }
     $crate::__private::export!(__WasmsockExport with_types_in $crate::__private::bindings);
         };
     };
@@ -137,9 +150,12 @@ macro_rules! export_plugin {
 #[doc(hidden)]
 #[cfg(target_arch = "wasm32")]
 pub mod __private {
-    pub use crate::plugin::glue::{on_close, on_connect, on_message};
+    pub use crate::plugin::glue::{on_close, on_connect, on_message, on_request};
     pub use crate::sys::bindings;
     pub use crate::sys::bindings::exports::wasmsock::plugin::handler::Guest;
+    pub use crate::sys::bindings::exports::wasmsock::plugin::http::{
+        Guest as HttpGuest, HttpRequest as WitHttpRequest, HttpResponse as WitHttpResponse,
+    };
     pub use crate::sys::bindings::wasmsock::plugin::types::{
         Connect as WitConnect, Flow as WitFlow, Message as WitMessage, Request as WitRequest,
     };

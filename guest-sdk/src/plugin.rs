@@ -1,4 +1,4 @@
-use crate::{Conn, Identity, Message, Request};
+use crate::{Conn, HttpRequest, HttpResponse, Identity, Message, Request};
 
 /// A wasmsock plugin. Every method has a default, so implement only what you need.
 ///
@@ -141,6 +141,46 @@ pub trait Plugin: Default + 'static {
     fn on_close(&self, conn: Conn, code: u16, reason: &str) {
         let _ = (conn, code, reason);
     }
+
+    /// A plain HTTP request arrived on an HTTP route this plugin serves (`[[http_routes]]`).
+    /// Default: 503, this plugin does not serve HTTP.
+    ///
+    /// There is no connection: reach users with [`users`](crate::users), rooms with
+    /// [`rooms`](crate::rooms) (with the server's `act_as` setting, another plugin's rooms).
+    ///
+    /// ```
+    /// use wasmsock_sdk::{HttpRequest, HttpResponse, Plugin, rooms};
+    ///
+    /// /// `POST /notify/<room>` publishes the body to the room.
+    /// #[derive(Default)]
+    /// struct Notify;
+    ///
+    /// impl Plugin for Notify {
+    ///     fn on_request(&self, req: &HttpRequest) -> HttpResponse {
+    ///         match (req.method.as_str(), req.subpath().strip_prefix('/')) {
+    ///             ("POST", Some(room)) if !room.is_empty() => {
+    ///                 let text = String::from_utf8_lossy(&req.body).into_owned();
+    ///                 match rooms::publish(room, text.into(), None) {
+    ///                     Ok(n) => HttpResponse::json(200, &serde_json::json!({ "delivered": n })),
+    ///                     Err(e) => HttpResponse::text(400, &e.to_string()),
+    ///                 }
+    ///             }
+    ///             _ => HttpResponse::text(404, "POST /notify/<room>"),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let host = wasmsock_sdk::testing::TestHost::new();
+    /// let conn = host.open("/chat");
+    /// conn.join("news").unwrap();
+    /// let req = HttpRequest { method: "POST".into(), route: "/notify".into(), path: "/notify/news".into(), body: b"hi".to_vec(), ..Default::default() };
+    /// assert_eq!(host.request(&Notify, req).body, br#"{"delivered":1}"#);
+    /// assert_eq!(host.sent(conn), vec!["hi".into()]);
+    /// ```
+    fn on_request(&self, req: &HttpRequest) -> HttpResponse {
+        let _ = req;
+        HttpResponse::text(503, "this plugin does not serve HTTP requests")
+    }
 }
 
 /// The answer to [`Plugin::on_connect`]. Build it with the constructors rather than the
@@ -273,6 +313,7 @@ pub enum Flow {
 #[allow(missing_docs)]
 pub(crate) mod glue {
     use super::{Connect, Flow, Plugin};
+    use crate::sys::bindings::exports::wasmsock::plugin::http;
     use crate::sys::bindings::wasmsock::plugin::types as wit;
     use crate::{Conn, Request};
 
@@ -304,5 +345,20 @@ pub(crate) mod glue {
 
     pub fn on_close<P: Plugin>(plugin: &P, conn: u64, code: u16, reason: String) {
         plugin.on_close(Conn::from_raw(conn), code, &reason)
+    }
+
+    pub fn on_request<P: Plugin>(plugin: &P, req: http::HttpRequest) -> http::HttpResponse {
+        let req = crate::HttpRequest {
+            method: req.method,
+            route: req.route,
+            path: req.path,
+            query: req.query,
+            headers: req.headers,
+            body: req.body,
+            remote_addr: req.remote_addr,
+            client_cert_subject: req.client_cert_subject,
+        };
+        let r = plugin.on_request(&req);
+        http::HttpResponse { status: r.status, headers: r.headers, body: r.body }
     }
 }

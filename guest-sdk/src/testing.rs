@@ -26,7 +26,7 @@ use std::marker::PhantomData;
 
 use crate::log::Level;
 use crate::sys::memory::{self, ConnState, State, with};
-use crate::{Conn, Connect, Flow, Identity, Message, Plugin, Request};
+use crate::{Conn, Connect, Flow, Identity, Message, Plugin, Request, http};
 
 pub use crate::sys::memory::Limits;
 
@@ -82,6 +82,44 @@ impl TestHost {
     pub fn config(self, key: &str, value: &str) -> Self {
         with(|s| s.config.insert(key.into(), value.into()));
         self
+    }
+
+    /// Answers outbound HTTP `method url` with `status` and `body` (any number of times).
+    /// Requests nobody set an answer for fail with [`http::Error::Denied`], as on a server
+    /// whose `http_allowed_hosts` does not list the backend.
+    ///
+    /// ```
+    /// use wasmsock_sdk::{http, testing::TestHost};
+    /// let host = TestHost::new().http_answer("GET", "https://api.example.com/price", 200, "42");
+    /// assert_eq!(http::get("https://api.example.com/price").unwrap().text().unwrap(), "42");
+    /// assert_eq!(http::get("https://elsewhere.example.com/").unwrap_err(), http::Error::Denied);
+    /// assert_eq!(host.http_requests().len(), 2);
+    /// ```
+    pub fn http_answer(self, method: &str, url: &str, status: u16, body: impl Into<Vec<u8>>) -> Self {
+        let response = http::Response { status, headers: Vec::new(), body: body.into() };
+        self.http_result(method, url, Ok(response))
+    }
+
+    /// Makes outbound HTTP `method url` fail with `error` (a timeout, a backend that is down).
+    ///
+    /// ```
+    /// use wasmsock_sdk::{http, testing::TestHost};
+    /// let _host = TestHost::new().http_fail("POST", "https://api.example.com/x", http::Error::Timeout);
+    /// assert_eq!(http::post("https://api.example.com/x", "hi").unwrap_err(), http::Error::Timeout);
+    /// ```
+    pub fn http_fail(self, method: &str, url: &str, error: http::Error) -> Self {
+        self.http_result(method, url, Err(error))
+    }
+
+    /// Sets the outcome of outbound HTTP `method url`; the latest one set wins.
+    pub fn http_result(self, method: &str, url: &str, result: Result<http::Response, http::Error>) -> Self {
+        with(|s| s.http_answers.insert(0, (method.to_ascii_uppercase(), url.to_owned(), result)));
+        self
+    }
+
+    /// The outbound HTTP requests the plugin made, in order (answered or not).
+    pub fn http_requests(&self) -> Vec<http::Request> {
+        with(|s| s.http_requests.clone())
     }
 
     /// Replaces the limits (see the example on [`Limits`]).
@@ -224,6 +262,13 @@ impl TestHost {
                 s.closed.insert(conn.id(), closing);
             }
         });
+    }
+
+    /// Delivers an HTTP request to `plugin.on_request` (with a fresh send budget, as on the
+    /// server) and returns its response.
+    pub fn request<P: Plugin>(&self, plugin: &P, req: crate::HttpRequest) -> crate::HttpResponse {
+        memory::begin_call();
+        plugin.on_request(&req)
     }
 
     /// Takes the messages queued to `conn` so far (by [`Conn::send`] or a room publish), oldest

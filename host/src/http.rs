@@ -49,6 +49,18 @@ fn split_target(target: &str) -> Option<(Option<String>, &str, &str)> {
 }
 
 impl HttpRequest {
+    /// A request with nothing in it, for answers to what could not be read as a request.
+    pub fn empty() -> HttpRequest {
+        HttpRequest {
+            method: String::new(),
+            version: 1,
+            authority: None,
+            path: String::new(),
+            query: String::new(),
+            headers: Vec::new(),
+        }
+    }
+
     /// The host the request is for: an absolute-form target's authority, else the `Host` header.
     pub fn host(&self) -> Option<&str> {
         self.authority.as_deref().or_else(|| self.header("host"))
@@ -127,6 +139,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         200 => "OK",
+        201 => "Created",
+        204 => "No Content",
         304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
@@ -134,6 +148,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
         426 => "Upgrade Required",
         505 => "HTTP Version Not Supported",
         429 => "Too Many Requests",
@@ -163,6 +179,23 @@ pub fn response_head(status: u16, extra: &[(&str, &str)], content_type: &str, le
         reason_phrase(status),
     );
     for (k, v) in extra {
+        out.push_str(k);
+        out.push_str(": ");
+        out.push_str(v);
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
+}
+
+/// The status line and headers of a response on a connection that may stay open for the next
+/// request (`keep_alive`) or ends after it; the body (`len` bytes) follows. Header names and
+/// values are the caller's, checked already.
+pub fn keep_alive_head(status: u16, headers: &[(String, String)], len: usize, keep_alive: bool) -> Vec<u8> {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    let mut out =
+        format!("HTTP/1.1 {status} {}\r\nContent-Length: {len}\r\nConnection: {connection}\r\n", reason_phrase(status));
+    for (k, v) in headers {
         out.push_str(k);
         out.push_str(": ");
         out.push_str(v);

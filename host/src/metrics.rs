@@ -65,6 +65,10 @@ pub struct Metrics {
     pub plugin_file_bytes_read: Counter,
     pub plugin_quarantines: Family<PluginLabel, Counter>,
     pub plugin_log_dropped: Family<PluginLabel, Counter>,
+    /// Outbound HTTP requests of plugins (denied ones included), failures by kind, latency.
+    pub plugin_http_requests: Family<PluginLabel, Counter>,
+    pub plugin_http_errors: Family<PluginKindLabel, Counter>,
+    pub plugin_http_seconds: Family<PluginLabel, Histogram>,
     pub rooms: Gauge,
     pub room_members: Gauge,
     /// Bytes the host keeps for plugins (key/value, attachments, memberships), and their bounds.
@@ -89,6 +93,11 @@ pub struct Metrics {
     pub broker_connected: Gauge,
     pub broker_dropped: Counter,
     pub broker_pending: Gauge,
+}
+
+fn http_histogram() -> Histogram {
+    // 1 ms .. ~33 s: a backend on the same host answers in a millisecond, timeouts are seconds.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1e-3, 2.0, 16))
 }
 
 fn call_histogram() -> Histogram {
@@ -134,6 +143,9 @@ impl Metrics {
             plugin_file_bytes_read: Counter::default(),
             plugin_quarantines: Family::default(),
             plugin_log_dropped: Family::default(),
+            plugin_http_requests: Family::default(),
+            plugin_http_errors: Family::default(),
+            plugin_http_seconds: Family::new_with_constructor(http_histogram),
             rooms: Gauge::default(),
             room_members: Gauge::default(),
             plugin_host_bytes: Family::default(),
@@ -176,6 +188,21 @@ impl Metrics {
             "plugin_log_dropped_bytes",
             "Plugin stdout/stderr bytes over the log limit",
             m.plugin_log_dropped.clone(),
+        );
+        r.register(
+            "plugin_http_requests",
+            "Outbound HTTP requests plugins made (denied ones included)",
+            m.plugin_http_requests.clone(),
+        );
+        r.register(
+            "plugin_http_errors",
+            "Outbound HTTP requests of plugins that failed, by kind",
+            m.plugin_http_errors.clone(),
+        );
+        r.register(
+            "plugin_http_seconds",
+            "Outbound HTTP latency of plugins, until the answer's head or the failure",
+            m.plugin_http_seconds.clone(),
         );
         r.register("rooms", "Rooms with at least one member", m.rooms.clone());
         r.register("room_members", "Room memberships", m.room_members.clone());

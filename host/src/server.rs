@@ -77,7 +77,7 @@ impl Server {
         let runtime = Arc::new(Runtime::new(&settings.engine)?);
         let broker = settings.broker.as_ref().map(|b| Broker::start(b, hub.clone())).transpose()?;
         let registry = Arc::new(Registry::new(runtime, hub.clone(), settings.clone()));
-        let router = Router::new(&settings.routes, &registry, settings.static_dir.clone());
+        let router = Router::new(&settings.routes, &settings.http_routes, &registry, settings.static_dir.clone());
         let outcomes = {
             let reg = registry.clone();
             tokio::task::spawn_blocking(move || reg.load_all()).await.context("plugin loading task")??
@@ -135,6 +135,12 @@ impl Server {
         }
         for route in self.ctx.router.routes() {
             tracing::info!(route = %route.path(), chain = ?route.chain_names(), loaded = route.missing_plugin().is_none(), "route");
+        }
+        for route in self.ctx.router.http_routes() {
+            tracing::info!(
+                route = %route.path(), plugin = %route.slot.name(), loaded = route.slot.is_loaded(),
+                serves_http = route.slot.serves_http(), "http route: {} and below", route.path()
+            );
         }
         for p in self.ctx.registry.list(&[]) {
             tracing::info!(plugin = %p.name, loaded = p.loaded, hash = p.hash.as_deref(), size = p.size, "plugin");

@@ -371,3 +371,63 @@ async fn two_hundred_voters_split_across_two_nodes_lose_no_vote() {
     .await;
     assert!(failed);
 }
+
+/// The users calls reach a user's connections on every node: sent in order, closed everywhere,
+/// once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_connections_on_every_node_are_reached_in_order_and_closed() {
+    use crate::http_routes::{CONFIG, Client};
+    let Some(redis) = Redis::start(None) else { return skip() };
+    let config = format!("{CONFIG}\n[broker]\nurl = \"redis://127.0.0.1:{0}\"\nprefix = \"u{0}\"\n", redis.port);
+    let start = || Setup::new(&config).plugin("probe", "probe").plugin("legacy", "legacy-v0-1").start();
+    let (a, b) = (start().await, start().await);
+    assert!(connected(&a).await && connected(&b).await, "the nodes did not connect to Redis");
+    let mut ada_a = a.connect("/ws?as=ada").await;
+    let mut ada_b = b.connect("/ws?as=ada").await;
+    let mut bob_b = b.connect("/ws?as=bob").await;
+    let mut backend = Client::new(&a).await;
+    assert_eq!(backend.request("GET", "/h/count?user=ada", "").await.json()["count"], 1, "this node's count");
+    for i in 0..100 {
+        let r = backend.request("POST", "/h/send?user=ada", &format!("n{i}")).await;
+        assert_eq!(r.json()["queued"], 1, "queued to the local connection, the other node's via Redis");
+    }
+    for ws in [&mut ada_a, &mut ada_b] {
+        for i in 0..100 {
+            assert_eq!(recv_text(ws).await, format!("n{i}"));
+        }
+    }
+    assert_eq!(backend.request("POST", "/h/close?user=ada", "").await.json()["closed"], 1);
+    assert_eq!(expect_close(&mut ada_a).await.0, 4001);
+    assert_eq!(expect_close(&mut ada_b).await, (4001, "closed by the backend".into()));
+    // Nobody else got anything, and nothing came twice.
+    send(&mut bob_b, "whoami").await;
+    assert_eq!(recv_text(&mut bob_b).await, "bob");
+    if let Ok(Some(Ok(m))) =
+        tokio::time::timeout(Duration::from_millis(300), futures_util::StreamExt::next(&mut bob_b)).await
+    {
+        panic!("a stray message: {m:?}");
+    }
+}
+
+/// The API publish measurement across two nodes: the backend publishes on one node, the 100
+/// subscribers are on the other (see `crate::api::measure`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; see BENCHMARKS.md"]
+async fn api_publish_to_a_room_of_100_two_nodes() {
+    let Some(redis) = Redis::start(None) else { return skip() };
+    let broker = format!("[broker]\nurl = \"redis://127.0.0.1:{0}\"\nprefix = \"b{0}\"", redis.port);
+    let (a, b) = (crate::api::server_with(&broker).await, crate::api::server_with(&broker).await);
+    assert!(connected(&a).await && connected(&b).await);
+    crate::api::measure(&a, &b, "two nodes (publish on A, members on B)").await;
+}
+
+/// The orders-feed example on two nodes: the backend publishes on node A, the subscriber
+/// listens on node B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orders_feed_example_on_two_nodes() {
+    let Some(redis) = Redis::start(None) else { return skip() };
+    let broker = format!("[broker]\nurl = \"redis://127.0.0.1:{0}\"\nprefix = \"o{0}\"", redis.port);
+    let (a, b) = (crate::api::orders_node(&broker).await, crate::api::orders_node(&broker).await);
+    assert!(connected(&a).await && connected(&b).await);
+    crate::api::orders_feed(&a, &b).await;
+}

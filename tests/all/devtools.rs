@@ -97,7 +97,9 @@ fn check_accepts_good_plugins_and_explains_bad_ones() {
     // Imports the host does not provide are listed as such (they trap when called).
     let (ok, out) = run(Command::new(BIN).arg("check").arg(wasm("hostile")));
     assert!(ok, "{out}");
-    assert!(out.contains("wasi:sockets/tcp-create-socket@0.2.6  (not provided: calls trap)"), "{out}");
+    // (The patch version is whatever the plugin's WASI crates were built against.)
+    let sockets = out.lines().find(|l| l.contains("wasi:sockets/tcp-create-socket@0.2."));
+    assert!(sockets.is_some_and(|l| l.ends_with("(not provided: calls trap)")), "{out}");
 
     let (ok, out) = run(Command::new(BIN).arg("check").arg(wasm("wrong-contract")));
     assert!(!ok);

@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod api;
 mod architecture;
 mod auth;
 mod broker;
@@ -16,9 +17,12 @@ mod core;
 mod devtools;
 mod edge;
 mod hostile;
+mod http_routes;
 mod idle_memory;
 mod observability;
+mod outbound;
 mod process;
+mod proxy;
 mod rooms;
 mod sandbox;
 mod state;

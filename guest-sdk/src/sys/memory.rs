@@ -131,6 +131,24 @@ pub(crate) struct State {
     pub(crate) logs: Vec<(Level, String)>,
     /// Sends and bytes charged to the current call (reset when the next call starts).
     pub(crate) spent: (u32, usize),
+    /// Answers for outbound HTTP, by method and URL; requests with none are denied.
+    pub(crate) http_answers: Vec<(String, String, Result<crate::http_types::Response, crate::http_types::Error>)>,
+    /// Outbound HTTP requests made, in order.
+    pub(crate) http_requests: Vec<crate::http_types::Request>,
+}
+
+/// Outbound HTTP, answered from the fakes set on the [`crate::testing::TestHost`]: like the
+/// server's deny-by-default policy, a request nobody set an answer for fails with `Denied`.
+pub(crate) fn http_send(
+    req: crate::http_types::Request,
+) -> Result<crate::http_types::Response, crate::http_types::Error> {
+    crate::http_types::split_url(&req.url)?;
+    with(|s| {
+        let answer =
+            s.http_answers.iter().find(|(m, u, _)| *m == req.method && *u == req.url).map(|(_, _, a)| a.clone());
+        s.http_requests.push(req);
+        answer.unwrap_or(Err(crate::http_types::Error::Denied))
+    })
 }
 
 /// Starts a plugin call: a fresh send budget, as on the server.
@@ -226,6 +244,62 @@ pub(crate) fn send(conn: u64, msg: Message) -> Result<(), Error> {
         charge(s, msg.len())?;
         open_conn(s, conn).map(|c| c.sent.push(msg))
     })
+}
+
+/// The open connections with identity `user`.
+fn user_conns(s: &State, user: &str) -> Vec<u64> {
+    s.conns
+        .iter()
+        .filter(|(_, c)| c.closing.is_none() && c.identity.as_ref().is_some_and(|i| i.id == user))
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+pub(crate) fn send_to_user(user: &str, msg: Message) -> Result<u32, Error> {
+    with(|s| {
+        if user.is_empty() {
+            return Err(Error::InvalidArgument);
+        }
+        let conns = user_conns(s, user);
+        let (sends, bytes) = s.spent;
+        let copies = conns.len().max(1);
+        let left = (
+            s.limits.max_sends_per_call.saturating_sub(sends) as usize,
+            s.limits.max_send_bytes_per_call.saturating_sub(bytes),
+        );
+        if copies > left.0 || copies.saturating_mul(msg.len()) > left.1 {
+            return Err(Error::LimitReached);
+        }
+        if !conns.is_empty() && msg.len() > s.limits.max_message_size {
+            return Err(Error::TooLarge);
+        }
+        for id in &conns {
+            if let Some(c) = s.conns.get_mut(id) {
+                c.sent.push(msg.clone());
+            }
+        }
+        s.spent = (sends + copies as u32, bytes + copies * msg.len());
+        Ok(conns.len() as u32)
+    })
+}
+
+pub(crate) fn close_user(user: &str, code: u16, reason: &str) -> Result<u32, Error> {
+    if user.is_empty() || !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) || reason.len() > 123 {
+        return Err(Error::InvalidArgument);
+    }
+    with(|s| {
+        let conns = user_conns(s, user);
+        for id in &conns {
+            if let Some(c) = s.conns.get_mut(id) {
+                c.closing = Some((code, reason.to_owned()));
+            }
+        }
+        Ok(conns.len() as u32)
+    })
+}
+
+pub(crate) fn user_connections(user: &str) -> u32 {
+    with(|s| user_conns(s, user).len() as u32)
 }
 
 pub(crate) fn close(conn: u64, code: u16, reason: &str) -> Result<(), Error> {

@@ -13,7 +13,7 @@
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "plugin",
+        world: "http-plugin",
         pub_export_macro: true,
         export_macro_name: "export",
         default_bindings_module: "wasmsock_sdk::__private::bindings",
@@ -28,7 +28,7 @@ pub use bindings::export;
 /// function has a twin of the same signature in `memory`; keep the two in step.
 #[cfg(target_arch = "wasm32")]
 mod imp {
-    use super::bindings::wasmsock::plugin::{host, types};
+    use super::bindings::wasmsock::plugin::{host, types, users};
     use crate::level::Level;
     use crate::{Error, Identity, Message};
 
@@ -99,6 +99,15 @@ mod imp {
     pub(crate) fn config(key: &str) -> Option<String> {
         host::config(key)
     }
+    pub(crate) fn send_to_user(user: &str, msg: Message) -> Result<u32, Error> {
+        users::send_to_user(user, &msg.into()).map_err(Error::from)
+    }
+    pub(crate) fn close_user(user: &str, code: u16, reason: &str) -> Result<u32, Error> {
+        users::close_user(user, code, reason).map_err(Error::from)
+    }
+    pub(crate) fn user_connections(user: &str) -> u32 {
+        users::user_connections(user)
+    }
     pub(crate) fn log(level: Level, message: &str) {
         let level = match level {
             Level::Trace => types::LogLevel::Trace,
@@ -159,9 +168,17 @@ mod imp {
 pub(crate) mod memory;
 
 #[cfg(target_arch = "wasm32")]
+mod http;
+#[cfg(target_arch = "wasm32")]
+pub(crate) use http::http_send;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use memory::http_send;
+
+#[cfg(target_arch = "wasm32")]
 pub(crate) use imp::*;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use memory::{
-    attachment, close, config, identity, join, kv_compare_and_set, kv_delete, kv_get, kv_increment, kv_list, kv_set,
-    leave, log, member_count, members, publish, rooms, send, set_attachment,
+    attachment, close, close_user, config, identity, join, kv_compare_and_set, kv_delete, kv_get, kv_increment,
+    kv_list, kv_set, leave, log, member_count, members, publish, rooms, send, send_to_user, set_attachment,
+    user_connections,
 };

@@ -44,7 +44,7 @@ use bytes::Bytes;
 
 use crate::config::BrokerSettings;
 use crate::hub::Outgoing;
-use crate::hub::{Hub, Peers, RoomKey, SharedKv};
+use crate::hub::{Hub, Peers, RoomKey, SharedKv, UserAction};
 use atomic::{Applied, RedisKv};
 use kv_sync::PendingKv;
 use link::Link;
@@ -133,6 +133,23 @@ impl Peers for Fanout {
             _ => return,
         };
         self.queue.send(Outbound::Publish { key: key.clone(), text, payload });
+    }
+
+    fn user(&self, plugin: &Arc<str>, user: &str, action: UserAction) {
+        let (kind, payload) = match action {
+            UserAction::Send(Outgoing::Text(b)) => (wire::KIND_USER_TEXT, b),
+            UserAction::Send(Outgoing::Binary(b)) => (wire::KIND_USER_BINARY, b),
+            UserAction::Send(Outgoing::Shared { text, msg }) => {
+                (if text { wire::KIND_USER_TEXT } else { wire::KIND_USER_BINARY }, msg.payload.clone())
+            }
+            UserAction::Send(_) => return,
+            UserAction::Close(code, reason) => {
+                let mut p = code.get().to_be_bytes().to_vec();
+                p.extend_from_slice(reason.as_bytes());
+                (wire::KIND_USER_CLOSE, Bytes::from(p))
+            }
+        };
+        self.queue.send(Outbound::User { plugin: plugin.clone(), user: user.to_owned(), kind, payload });
     }
 
     /// With a shared store, a change is queued for Redis and the other nodes. The key counts

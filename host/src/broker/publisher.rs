@@ -128,6 +128,12 @@ fn pipeline(batch: &[Outbound], ch: &Channels, node: u64, seq: &mut u64) -> (red
                 let frame = Frame::encode(node, *seq, kind, plugin, key, value.as_deref().unwrap_or_default());
                 pipe.cmd("PUBLISH").arg(&ch.kv).arg(frame).ignore();
             }
+            // On the rooms channel: in order with this node's room publishes.
+            Outbound::User { plugin, user, kind, payload } => {
+                let frame = Frame::encode(node, *seq, *kind, plugin, user, payload);
+                pipe.cmd("PUBLISH").arg(&ch.rooms).arg(frame).ignore();
+                publishes += 1;
+            }
         }
     }
     (pipe, publishes)

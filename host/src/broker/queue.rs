@@ -18,8 +18,23 @@ const BATCH_BYTES: usize = 1 << 20;
 
 /// What goes out to Redis.
 pub(super) enum Outbound {
-    Publish { key: RoomKey, text: bool, payload: Bytes },
-    Kv { plugin: Arc<str>, key: String, value: Option<Bytes> },
+    Publish {
+        key: RoomKey,
+        text: bool,
+        payload: Bytes,
+    },
+    Kv {
+        plugin: Arc<str>,
+        key: String,
+        value: Option<Bytes>,
+    },
+    /// To the connections of a user (`kind`: text, binary or close; see `wire`).
+    User {
+        plugin: Arc<str>,
+        user: String,
+        kind: u8,
+        payload: Bytes,
+    },
 }
 
 impl Outbound {
@@ -28,6 +43,7 @@ impl Outbound {
         match self {
             Outbound::Publish { key, payload, .. } => key.plugin.len() + key.name.len() + payload.len(),
             Outbound::Kv { plugin, key, value } => plugin.len() + key.len() + value.as_ref().map_or(0, |v| v.len()),
+            Outbound::User { plugin, user, payload, .. } => plugin.len() + user.len() + payload.len(),
         }
     }
 }

@@ -15,7 +15,10 @@ use futures_util::StreamExt;
 use super::atomic::{ATOMIC_NODE, Applied};
 use super::kv_sync::{self, PendingKv};
 use super::link::{BACKOFF_MIN, Link, SUBSCRIBED, jitter, next_backoff};
-use super::wire::{Channels, Frame, KIND_BINARY, KIND_KV_DELETE, KIND_KV_SET, KIND_TEXT};
+use super::wire::{
+    Channels, Frame, KIND_BINARY, KIND_KV_DELETE, KIND_KV_SET, KIND_TEXT, KIND_USER_BINARY, KIND_USER_CLOSE,
+    KIND_USER_TEXT,
+};
 use crate::hub::Outgoing;
 use crate::hub::{Allowance, Hub, RoomKey};
 
@@ -114,6 +117,18 @@ impl Subscriber {
                 // plugin's budget for its own members only (see README, "Publish budget").
                 let _ =
                     hub.rooms.publish(&RoomKey::new(&plugin, f.name), &item.to_shared(), None, Allowance::UNLIMITED);
+            }
+            KIND_USER_TEXT | KIND_USER_BINARY => {
+                hub.metrics.broker_received.inc();
+                let payload = Bytes::copy_from_slice(f.payload);
+                let item = if f.kind == KIND_USER_TEXT { Outgoing::Text(payload) } else { Outgoing::Binary(payload) };
+                let _ = hub.users.send(f.name, &plugin, &item.to_shared(), Allowance::UNLIMITED);
+            }
+            KIND_USER_CLOSE => {
+                let (code, reason) = f.payload.split_at_checked(2).context("truncated user close")?;
+                let code = crate::ws::CloseCode::from_wire(u16::from_be_bytes([code[0], code[1]]))
+                    .context("bad close code in a user close")?;
+                hub.users.close(f.name, &plugin, code, &String::from_utf8_lossy(reason));
             }
             KIND_KV_SET => {
                 let _ = hub.kv.set(&plugin, f.name, Bytes::copy_from_slice(f.payload));

@@ -10,6 +10,11 @@ pub(super) const KIND_TEXT: u8 = 1;
 pub(super) const KIND_BINARY: u8 = 2;
 pub(super) const KIND_KV_SET: u8 = 3;
 pub(super) const KIND_KV_DELETE: u8 = 4;
+/// To every connection of a user (`name` is the user id): a text or binary message, or a close
+/// (payload: the close code, big-endian u16, then the reason).
+pub(super) const KIND_USER_TEXT: u8 = 5;
+pub(super) const KIND_USER_BINARY: u8 = 6;
+pub(super) const KIND_USER_CLOSE: u8 = 7;
 
 /// The names a cluster uses in Redis, all under its prefix.
 #[derive(Clone)]

@@ -75,6 +75,16 @@ pub(crate) mod server {
     pub(crate) const DETAILED_ERRORS: bool = false;
 }
 
+/// `[[http_routes]]`.
+pub(crate) mod http {
+    use std::time::Duration;
+
+    pub(crate) const MAX_BODY_SIZE: usize = 1 << 20;
+    pub(crate) const MAX_CONCURRENT: usize = 64;
+    pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+    pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+}
+
 /// `[admin]`.
 pub(crate) mod admin {
     pub(crate) const LISTEN: &str = "127.0.0.1:9090";
@@ -104,6 +114,13 @@ pub(crate) mod plugin {
     /// Off: the plugin's share of `[host] max_memory` is the total divided by the number of
     /// plugins.
     pub(crate) const MAX_HOST_MEMORY: Option<usize> = None;
+    /// Outbound HTTP: no host is allowed unless listed (`http_allowed_hosts`).
+    pub(crate) const HTTP_ALLOWED_HOSTS: &[&str] = &[];
+    pub(crate) const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+    pub(crate) const HTTP_MAX_RESPONSE: usize = 1 << 20;
+    pub(crate) const HTTP_MAX_CONCURRENT: usize = 64;
+    /// Off: the system's trust store.
+    pub(crate) const HTTP_CA: Option<&str> = None;
 }
 
 /// `[host]`, what plugins may keep in the host.

@@ -29,6 +29,9 @@ pub struct FileConfig {
     pub compression: CompressionFile,
     #[serde(default)]
     pub routes: Vec<RouteFile>,
+    /// Plain HTTP routes served by a plugin's `on-request`.
+    #[serde(default)]
+    pub http_routes: Vec<HttpRouteFile>,
     #[serde(default)]
     pub plugin_defaults: PluginFile,
     #[serde(default)]
@@ -178,6 +181,22 @@ pub struct RouteFile {
     pub compression: Option<CompressionFile>,
 }
 
+/// A plain HTTP route: every request for `path` or below it goes to `plugin`'s `on-request`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRouteFile {
+    pub path: String,
+    pub plugin: String,
+    /// Largest request body; beyond it the answer is 413.
+    pub max_body_size: Option<ByteSize>,
+    /// Requests of this route in flight at once; beyond it the answer is 503.
+    pub max_concurrent: Option<usize>,
+    /// How long a request may take to arrive (headers and body) once it started.
+    pub request_timeout: Option<Dur>,
+    /// How long a kept-alive connection may wait for its next request.
+    pub idle_timeout: Option<Dur>,
+}
+
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginFile {
@@ -206,6 +225,20 @@ pub struct PluginFile {
     pub max_log_bytes: Option<ByteSize>,
     /// Idle instances kept warm.
     pub max_idle_instances: Option<usize>,
+    /// Backends the plugin may call (`scheme://host[:port]`, `*.domain`, port `*`); none: no
+    /// outbound HTTP at all.
+    pub http_allowed_hosts: Option<Vec<String>>,
+    /// Time one outbound request may take, answer included.
+    pub http_timeout: Option<Dur>,
+    /// Largest response body a plugin reads.
+    pub http_max_response: Option<ByteSize>,
+    /// Outbound requests of the plugin in flight at once.
+    pub http_max_concurrent: Option<usize>,
+    /// PEM bundle of the CAs trusted for `https://` (default: the system's trust store).
+    pub http_ca: Option<PathBuf>,
+    /// Another plugin whose rooms and users this one reaches as its own (for example an HTTP
+    /// API plugin publishing to the rooms of `rooms`).
+    pub act_as: Option<String>,
     /// Settings the plugin reads with `config(key)`: a string, a number or boolean, or
     /// `{ env = "VAR" }` / `{ env = "VAR", default = "..." }` to take it from the environment.
     #[serde(default)]
@@ -357,5 +390,11 @@ overlay_fields!(PluginFile {
     max_host_memory,
     max_log_bytes,
     max_idle_instances,
+    http_allowed_hosts,
+    http_timeout,
+    http_max_response,
+    http_max_concurrent,
+    http_ca,
+    act_as,
     config,
 });

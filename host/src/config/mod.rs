@@ -4,6 +4,7 @@
 
 pub(crate) mod defaults;
 mod file;
+pub mod hosts;
 #[cfg(test)]
 mod readme;
 mod units;
@@ -15,8 +16,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 pub use file::{
-    BrokerFile, Builtin, ClientAuth, CompressionFile, ConfigValue, FileConfig, LimitsFile, LogFormat, OnError,
-    OriginsFile, PluginFile, SlowConsumer,
+    BrokerFile, Builtin, ClientAuth, CompressionFile, ConfigValue, FileConfig, HttpRouteFile, LimitsFile, LogFormat,
+    OnError, OriginsFile, PluginFile, SlowConsumer,
 };
 
 use file::Overlay;
@@ -149,6 +150,40 @@ pub struct RouteSettings {
     pub compression: Compression,
 }
 
+/// A plain HTTP route (`[[http_routes]]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpRouteSettings {
+    /// Serves this path and every path below it (`/api` serves `/api/publish`).
+    pub path: String,
+    pub plugin: String,
+    pub max_body_size: usize,
+    pub max_concurrent: usize,
+    pub request_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl HttpRouteSettings {
+    pub fn new(path: &str, plugin: &str) -> HttpRouteSettings {
+        HttpRouteSettings {
+            path: path.to_owned(),
+            plugin: plugin.to_owned(),
+            max_body_size: defaults::http::MAX_BODY_SIZE,
+            max_concurrent: defaults::http::MAX_CONCURRENT,
+            request_timeout: defaults::http::REQUEST_TIMEOUT,
+            idle_timeout: defaults::http::IDLE_TIMEOUT,
+        }
+    }
+
+    /// Whether this route serves `path`: the prefix itself or a path below it.
+    pub fn serves(&self, path: &str) -> bool {
+        let prefix = self.path.trim_end_matches('/');
+        match path.strip_prefix(prefix) {
+            Some(rest) => rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PluginSettings {
     pub deadline: Duration,
@@ -166,7 +201,40 @@ pub struct PluginSettings {
     pub max_host_memory: Option<usize>,
     pub max_log_bytes: usize,
     pub max_idle_instances: usize,
+    /// The plugin whose rooms and users this one reaches (itself when `None`).
+    pub act_as: Option<String>,
     pub config: HashMap<String, String>,
+    /// What the plugin may call over HTTP (see `plugin::outbound`).
+    pub http: HttpSettings,
+}
+
+/// A plugin's outbound HTTP policy: deny unless `allowed_hosts` names the backend.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub allowed_hosts: Vec<hosts::HostPattern>,
+    /// Whole request: connecting, sending, the answer's head and body.
+    pub timeout: Duration,
+    /// Largest response body; a longer one is cut and the plugin gets an error.
+    pub max_response: usize,
+    /// Requests of this plugin in flight at once; more fail at once (`connection-limit-reached`).
+    pub max_concurrent: usize,
+    /// PEM file of the CAs trusted for `https://`; `None`: the system's trust store.
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            allowed_hosts: defaults::plugin::HTTP_ALLOWED_HOSTS
+                .iter()
+                .filter_map(|h| hosts::HostPattern::parse(h).ok())
+                .collect(),
+            timeout: defaults::plugin::HTTP_TIMEOUT,
+            max_response: defaults::plugin::HTTP_MAX_RESPONSE,
+            max_concurrent: defaults::plugin::HTTP_MAX_CONCURRENT,
+            ca: defaults::plugin::HTTP_CA.map(PathBuf::from),
+        }
+    }
 }
 
 impl Default for PluginSettings {
@@ -185,7 +253,9 @@ impl Default for PluginSettings {
             max_host_memory: defaults::plugin::MAX_HOST_MEMORY,
             max_log_bytes: defaults::plugin::MAX_LOG_BYTES,
             max_idle_instances: defaults::plugin::MAX_IDLE_INSTANCES,
+            act_as: None,
             config: HashMap::new(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -260,6 +330,7 @@ pub struct Settings {
     pub tls: TlsSettings,
     pub server: ServerLimits,
     pub routes: Vec<RouteSettings>,
+    pub http_routes: Vec<HttpRouteSettings>,
     /// Settings of plugins named in `[plugins.NAME]`.
     pub plugins: BTreeMap<String, PluginSettings>,
     /// Settings of every other plugin.
@@ -300,6 +371,9 @@ impl Settings {
                 "examples/chat not found here: the chat page is not served (run from the repository root)".into(),
             );
             file.static_files = None;
+        }
+        if path.is_none() && overrides.routes.is_empty() {
+            builtin_api(&mut file, &mut warnings, std::env::var(API_KEY_VAR).ok());
         }
         let mut settings =
             Self::resolve(file, base, overrides).with_context(|| format!("invalid configuration ({origin})"))?;
@@ -372,6 +446,8 @@ impl Settings {
             }
         }
         validate_routes(&routes)?;
+        let http_routes = f.http_routes.iter().map(resolve_http_route).collect::<Result<Vec<_>>>()?;
+        validate_http_routes(&http_routes)?;
 
         let plugin_defaults = resolve_plugin("plugin_defaults", &f.plugin_defaults)?;
         let mut plugins = BTreeMap::new();
@@ -409,6 +485,7 @@ impl Settings {
             tls,
             server,
             routes,
+            http_routes,
             plugins,
             plugin_defaults,
             host,
@@ -629,7 +706,43 @@ fn resolve_plugin(name: &str, p: &PluginFile) -> Result<PluginSettings> {
         max_host_memory: p.max_host_memory.map(size).or(d.max_host_memory),
         max_log_bytes: p.max_log_bytes.map_or(d.max_log_bytes, size),
         max_idle_instances: p.max_idle_instances.unwrap_or(d.max_idle_instances),
+        act_as: match &p.act_as {
+            Some(other) => {
+                validate_plugin_name(other).with_context(|| format!("plugin {name}: act_as"))?;
+                Some(other.clone())
+            }
+            None => None,
+        },
         config,
+        http: resolve_http(name, p)?,
+    })
+}
+
+fn resolve_http(name: &str, p: &PluginFile) -> Result<HttpSettings> {
+    let d = HttpSettings::default();
+    let allowed_hosts = p
+        .http_allowed_hosts
+        .iter()
+        .flatten()
+        .map(|h| hosts::HostPattern::parse(h))
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| format!("plugin {name}: http_allowed_hosts"))?;
+    let timeout = p.http_timeout.map_or(d.timeout, dur);
+    if timeout.is_zero() {
+        bail!("plugin {name}: http_timeout must be positive");
+    }
+    let max_concurrent = p.http_max_concurrent.unwrap_or(d.max_concurrent);
+    if max_concurrent == 0 {
+        bail!(
+            "plugin {name}: http_max_concurrent must be at least 1 (an empty http_allowed_hosts denies every request)"
+        );
+    }
+    Ok(HttpSettings {
+        allowed_hosts,
+        timeout,
+        max_response: p.http_max_response.map_or(d.max_response, size),
+        max_concurrent,
+        ca: p.http_ca.clone().or(d.ca),
     })
 }
 
@@ -701,6 +814,29 @@ fn resolve_broker(b: &BrokerFile, rel: &dyn Fn(PathBuf) -> PathBuf) -> Result<Br
     })
 }
 
+/// The environment variable that turns on the built-in configuration's HTTP API.
+pub const API_KEY_VAR: &str = "WASMSOCK_API_KEY";
+
+/// In the built-in configuration, the `api` plugin serves `/api` (publishing to the rooms of
+/// `rooms`) when [`API_KEY_VAR`] is set; without it, start-up says the API is off.
+fn builtin_api(file: &mut FileConfig, warnings: &mut Vec<String>, key: Option<String>) {
+    let Some(key) = key.filter(|k| !k.is_empty()) else {
+        warnings.push(format!("{API_KEY_VAR} is not set: the HTTP API (/api, plugin api) is off"));
+        return;
+    };
+    file.http_routes.push(HttpRouteFile {
+        path: "/api".into(),
+        plugin: "api".into(),
+        max_body_size: None,
+        max_concurrent: None,
+        request_timeout: None,
+        idle_timeout: None,
+    });
+    let api = file.plugins.entry("api".into()).or_default();
+    api.act_as = Some("rooms".into());
+    api.config.insert("api_key".into(), ConfigValue::Text(key));
+}
+
 /// `PATH=PLUGIN[,PLUGIN...]`
 pub fn parse_route_flag(spec: &str) -> Result<(String, Vec<String>)> {
     let Some((path, chain)) = spec.split_once('=') else {
@@ -731,6 +867,35 @@ fn validate_routes(routes: &[RouteSettings]) -> Result<()> {
     Ok(())
 }
 
+fn resolve_http_route(r: &HttpRouteFile) -> Result<HttpRouteSettings> {
+    let d = HttpRouteSettings::new(&r.path, &r.plugin);
+    let s = HttpRouteSettings {
+        max_body_size: r.max_body_size.map_or(d.max_body_size, size),
+        max_concurrent: r.max_concurrent.unwrap_or(d.max_concurrent),
+        request_timeout: r.request_timeout.map_or(d.request_timeout, dur),
+        idle_timeout: r.idle_timeout.map_or(d.idle_timeout, dur),
+        ..d
+    };
+    if s.max_concurrent == 0 || s.request_timeout.is_zero() || s.idle_timeout.is_zero() {
+        bail!("http route {}: max_concurrent, request_timeout and idle_timeout must be positive", r.path);
+    }
+    Ok(s)
+}
+
+fn validate_http_routes(routes: &[HttpRouteSettings]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for r in routes {
+        if !r.path.starts_with('/') || r.path.contains(['?', '#', ' ']) {
+            bail!("http route path {:?} must start with '/' and contain no '?', '#' or spaces", r.path);
+        }
+        if !seen.insert(r.path.trim_end_matches('/')) {
+            bail!("http route {} is defined twice", r.path);
+        }
+        validate_plugin_name(&r.plugin).with_context(|| format!("http route {}", r.path))?;
+    }
+    Ok(())
+}
+
 /// Plugin names are file stems: letters, digits, `-` and `_`.
 pub fn validate_plugin_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -743,6 +908,48 @@ pub fn validate_plugin_name(name: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_builtin_config_serves_the_api_at_api_only_with_a_key() {
+        let with = |key: Option<&str>| {
+            let mut file: FileConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
+            file.static_files = None;
+            let mut warnings = Vec::new();
+            builtin_api(&mut file, &mut warnings, key.map(str::to_owned));
+            (Settings::resolve(file, Path::new(""), &Overrides::default()).unwrap(), warnings)
+        };
+        let (s, warnings) = with(Some("k"));
+        assert!(warnings.is_empty());
+        assert_eq!(s.http_routes, [HttpRouteSettings::new("/api", "api")]);
+        let api = s.plugin("api");
+        assert_eq!((api.act_as.as_deref(), api.config.get("api_key").map(String::as_str)), (Some("rooms"), Some("k")));
+        for key in [None, Some("")] {
+            let (s, warnings) = with(key);
+            assert!(s.http_routes.is_empty());
+            assert!(warnings[0].contains(API_KEY_VAR), "{warnings:?}");
+        }
+    }
+
+    #[test]
+    fn http_routes_serve_their_prefix_and_are_validated() {
+        let r = HttpRouteSettings::new("/api", "api");
+        assert!(r.serves("/api") && r.serves("/api/publish") && r.serves("/api/"));
+        assert!(!r.serves("/apix") && !r.serves("/ap") && !r.serves("/"));
+        assert!(HttpRouteSettings::new("/", "x").serves("/anything"));
+        let s = Settings::from_toml(
+            "[[http_routes]]\npath = \"/api\"\nplugin = \"api\"\nmax_body_size = \"2KiB\"\nmax_concurrent = 3",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!((s.http_routes[0].max_body_size, s.http_routes[0].max_concurrent), (2048, 3));
+        assert!(err("[[http_routes]]\npath = \"api\"\nplugin = \"api\"").contains("must start with '/'"));
+        assert!(
+            err("[[http_routes]]\npath = \"/a\"\nplugin = \"a\"\n[[http_routes]]\npath = \"/a/\"\nplugin = \"b\"")
+                .contains("twice")
+        );
+        assert!(err("[[http_routes]]\npath = \"/a\"\nplugin = \"a\"\nmax_concurrent = 0").contains("positive"));
+        assert!(err("[plugins.a]\nact_as = \"no good\"").contains("act_as"));
+    }
+
     fn err(text: &str) -> String {
         format!("{:#}", Settings::from_toml(text, &Overrides::default()).unwrap_err())
     }
@@ -752,7 +959,7 @@ mod tests {
         // (Unit tests run in host/, where the example page is not: a warning, not an error.)
         let s = Settings::load(None, &Overrides::default()).unwrap();
         assert!(s.routes.iter().any(|r| r.path == "/echo" && r.plugins == ["echo"]));
-        assert!(s.static_dir.is_none() && s.warnings.len() == 1);
+        assert!(s.static_dir.is_none() && s.warnings.iter().any(|w| w.contains("examples/chat")), "{:?}", s.warnings);
         assert!(matches!(s.tls.mode, TlsMode::Dev));
     }
 

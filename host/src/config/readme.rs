@@ -108,6 +108,12 @@ fn checks() -> Vec<(&'static str, &'static str, Check)> {
         ("routes", "origins", prose("`[origins]`, `[limits]`, `[compression]`")),
         ("routes", "limits", prose("`[origins]`, `[limits]`, `[compression]`")),
         ("routes", "compression", prose("`[origins]`, `[limits]`, `[compression]`")),
+        ("http_routes", "path", prose("required")),
+        ("http_routes", "plugin", prose("required")),
+        ("http_routes", "max_body_size", size(d::http::MAX_BODY_SIZE)),
+        ("http_routes", "max_concurrent", value(d::http::MAX_CONCURRENT)),
+        ("http_routes", "request_timeout", duration(d::http::REQUEST_TIMEOUT)),
+        ("http_routes", "idle_timeout", duration(d::http::IDLE_TIMEOUT)),
         ("plugin_defaults", "deadline", duration(d::plugin::DEADLINE)),
         ("plugin_defaults", "slow_call", prose("a fifth of `deadline`")),
         ("plugin_defaults", "max_memory", size(d::plugin::MAX_MEMORY)),
@@ -121,6 +127,16 @@ fn checks() -> Vec<(&'static str, &'static str, Check)> {
         ("plugin_defaults", "max_host_memory", off(d::plugin::MAX_HOST_MEMORY)),
         ("plugin_defaults", "max_log_bytes", size(d::plugin::MAX_LOG_BYTES)),
         ("plugin_defaults", "max_idle_instances", value(d::plugin::MAX_IDLE_INSTANCES)),
+        (
+            "plugin_defaults",
+            "http_allowed_hosts",
+            value(Vec::<String>::from_iter(d::plugin::HTTP_ALLOWED_HOSTS.iter().map(|s| s.to_string()))),
+        ),
+        ("plugin_defaults", "http_timeout", duration(d::plugin::HTTP_TIMEOUT)),
+        ("plugin_defaults", "http_max_response", size(d::plugin::HTTP_MAX_RESPONSE)),
+        ("plugin_defaults", "http_max_concurrent", value(d::plugin::HTTP_MAX_CONCURRENT)),
+        ("plugin_defaults", "http_ca", off(d::plugin::HTTP_CA)),
+        ("plugin_defaults", "act_as", prose("none")),
         ("plugin_defaults", "config", prose("none")),
         ("host", "max_attachment", size(d::host::MAX_ATTACHMENT)),
         ("host", "max_rooms_per_connection", value(d::host::MAX_ROOMS_PER_CONNECTION)),
@@ -181,7 +197,7 @@ fn readme_tables() -> BTreeMap<String, BTreeMap<String, String>> {
 fn code_keys(section: &str) -> BTreeSet<String> {
     let text = match section {
         "" => "unknown_key_for_the_test = 1\n".to_owned(),
-        "routes" => "[[routes]]\nunknown_key_for_the_test = 1\n".to_owned(),
+        "routes" | "http_routes" => format!("[[{section}]]\nunknown_key_for_the_test = 1\n"),
         _ => format!("[{section}]\nunknown_key_for_the_test = 1\n"),
     };
     let err = toml::from_str::<FileConfig>(&text).unwrap_err().to_string();

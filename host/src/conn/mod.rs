@@ -15,6 +15,7 @@
 mod accept;
 mod close;
 mod dispatch;
+mod http_route;
 mod inbound;
 mod registration;
 mod request;
@@ -42,14 +43,20 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr,
     let _task = ctx.tasks.enter();
     let span =
         tracing::debug_span!("conn", remote = %peer, id = field::Empty, route = field::Empty, user = field::Empty);
-    let shutdown = ctx.shutdown.clone();
-    let upgraded = tokio::select! {
-        biased;
-        _ = shutdown.cancelled() => None,
-        u = handshake(&ctx, tcp, peer).instrument(span.clone()) => u,
-    };
+    // Boxed: only the session's state stays with the connection while it is open (the
+    // handshake's and the teardown's, with their plugin calls, would double its size).
+    let next = Box::pin(until_shutdown(&ctx, handshake(&ctx, tcp, peer).instrument(span.clone()))).await;
     drop(pending);
-    let Some((mut t, peer, upgraded, leftover)) = upgraded else { return };
+    let (mut t, peer, upgraded, leftover) = match next {
+        None => return,
+        Some(Next::Upgraded(u)) => u,
+        Some(Next::Http { mut t, peer, route, req, leftover }) => {
+            span.record("route", route.path());
+            // Boxed too: a WebSocket connection's future does not carry an HTTP one's state.
+            Box::pin(http_route::serve(&ctx, &mut t, peer, &route, req, leftover).instrument(span)).await;
+            return;
+        }
+    };
     async move {
         let upgrade::Upgraded { registration, protocol, deflate } = upgraded;
         let (conn, route) = (registration.conn().clone(), registration.route().clone());
@@ -74,17 +81,39 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr,
         if conn.killed() == crate::hub::Kill::None {
             respond::finish(&mut t).await;
         }
-        registration.finish(ended).await;
+        Box::pin(registration.finish(ended)).await;
     }
     .instrument(span)
     .await
 }
 
+/// The handshake, unless shutdown comes first.
+async fn until_shutdown(ctx: &ServerCtx, handshake: impl Future<Output = Option<Next>>) -> Option<Next> {
+    tokio::select! {
+        biased;
+        _ = ctx.shutdown.cancelled() => None,
+        u = handshake => u,
+    }
+}
+
 type Handshaken = (crate::transport::Transport, SocketAddr, upgrade::Upgraded, Vec<u8>);
+
+/// Where the connection goes once its first request is read.
+enum Next {
+    Upgraded(Handshaken),
+    /// A plain HTTP route: served request after request (the handshake slot is given back).
+    Http {
+        t: crate::transport::Transport,
+        peer: SocketAddr,
+        route: Arc<crate::router::HttpRoute>,
+        req: crate::http::HttpRequest,
+        leftover: Vec<u8>,
+    },
+}
 
 /// Everything before the session: secure the stream, read the request, route it, upgrade.
 /// `None` when the connection ended here (refused, served a file, or gone).
-async fn handshake(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr) -> Option<Handshaken> {
+async fn handshake(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr) -> Option<Next> {
     // `_client_slot`: behind a balancer, the client's own pending-handshake slot.
     let (mut t, peer, _client_slot) = accept::secure(ctx, tcp, peer).await?;
     let limits = &ctx.settings.server;
@@ -113,6 +142,7 @@ async fn handshake(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr) -> Op
     }
     let route = match ctx.router.target(&req.path) {
         Target::WebSocket(route) => route.clone(),
+        Target::Http(route) => return Some(Next::Http { t, peer, route: route.clone(), req, leftover }),
         Target::File(files) => {
             match files.respond(&req).await {
                 Some(resp) => respond::send_file(&mut t, resp, limits.ws_handshake_timeout).await,
@@ -127,7 +157,7 @@ async fn handshake(ctx: &Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr) -> Op
     };
     tracing::Span::current().record("route", route.path());
     match upgrade::upgrade(ctx, &mut t, peer, &route, &req).await {
-        Ok(upgraded) => Some((t, peer, upgraded, leftover)),
+        Ok(upgraded) => Some(Next::Upgraded((t, peer, upgraded, leftover))),
         Err(NotUpgraded::Refused(r)) => {
             respond::refuse(ctx, &mut t, peer, Some(route.path()), r).await;
             None

@@ -70,6 +70,7 @@ impl Registration {
     pub fn establish(&mut self, admitted: AdmitGuard) {
         let p = self.parts_mut();
         p.conn.mark_established();
+        p.hub.users.insert(&p.conn);
         let m = &p.hub.metrics;
         m.connections.inc();
         m.connections_total.inc();

@@ -103,8 +103,9 @@ async fn run_session<S: Socket>(
         s.handle_events().await;
     }
     let mut close_timer: Option<Pin<Box<Sleep>>> = None;
-    // The assembly deadline of the message in progress (see `Session::assembling`).
-    let mut message_timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep(Duration::ZERO));
+    // The assembly deadline of the message in progress (see `Session::assembling`); made only
+    // while one is, so that an idle connection holds no timer.
+    let mut message_timer: Option<Pin<Box<Sleep>>> = None;
     let mut timer_for = None;
     loop {
         let kill = conn.killed();
@@ -131,10 +132,12 @@ async fn run_session<S: Socket>(
         // back) and its messages stay in order.
         let reading = !s.eof && s.close.reading() && s.handling.is_none();
         let deadline = s.assembling.map(|(since, _)| since + limits.message_timeout);
-        if deadline != timer_for
-            && let Some(d) = deadline
-        {
-            message_timer.as_mut().reset(d);
+        if deadline != timer_for {
+            match (deadline, &mut message_timer) {
+                (Some(d), Some(timer)) => timer.as_mut().reset(d),
+                (Some(d), None) => message_timer = Some(Box::pin(tokio::time::sleep_until(d))),
+                (None, _) => message_timer = None,
+            }
         }
         timer_for = deadline;
         let handling = &mut s.handling;
@@ -145,7 +148,7 @@ async fn run_session<S: Socket>(
             _ = conn.woken() => Wake::Queue,
             _ = async { close_timer.as_mut().expect("guarded").await }, if close_timer.is_some() => Wake::CloseTimeout,
             // Only while reading: a message held up by our own plugin call is not the peer's fault.
-            _ = message_timer.as_mut(), if reading && deadline.is_some() => Wake::MessageTimeout,
+            _ = async { message_timer.as_mut().expect("guarded").await }, if reading && message_timer.is_some() => Wake::MessageTimeout,
         };
         match wake {
             Wake::Readable => {
@@ -285,6 +288,9 @@ impl Session<'_> {
                     self.handling = Some(handling);
                 }
             }
+        }
+        if self.input.is_empty() {
+            self.input = VecDeque::new(); // nothing kept while idle
         }
         self.count_in(msgs, bytes);
     }

@@ -9,6 +9,7 @@ mod kv;
 mod outbox;
 mod peers;
 mod rooms;
+mod users;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -25,8 +26,9 @@ pub use host_memory::{ENTRY_OVERHEAD, HostMemory};
 pub use kv::{AtomicError, KvPage, parse_counter};
 pub use kv::{Kv, KvError, KvLimits};
 pub use outbox::{Outgoing, PushError};
-pub(crate) use peers::{AtomicFuture, Peers, SharedKv};
+pub(crate) use peers::{AtomicFuture, Peers, SharedKv, UserAction};
 pub use rooms::{Allowance, Delivery, OverBudget, RoomKey, Rooms};
+pub use users::Users;
 
 const SHARDS: usize = 16;
 
@@ -34,6 +36,8 @@ pub struct Hub {
     shards: Vec<RwLock<HashMap<u64, Arc<ConnShared>>>>,
     next_id: AtomicU64,
     pub rooms: Rooms,
+    /// Established connections by identity.
+    pub users: Users,
     pub kv: Kv,
     /// What plugins keep here (key/value, attachments, memberships), bounded.
     pub memory: Arc<HostMemory>,
@@ -55,6 +59,7 @@ impl Hub {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             next_id: AtomicU64::new(1),
             rooms: Rooms::new(),
+            users: Users::default(),
             kv: Kv::new(kv_limits, memory.clone()),
             memory,
             admission: Arc::default(),
@@ -89,6 +94,7 @@ impl Hub {
     /// Removes a connection, its room memberships and its attachments.
     pub fn unregister(&self, conn: &ConnShared) {
         self.shard(conn.id).write().remove(&conn.id);
+        self.users.remove(conn);
         let (rooms, attachments) = {
             let mut data = conn.data.lock();
             data.gone = true;
@@ -190,6 +196,33 @@ impl Hub {
             peers.publish(key, item);
         }
         Ok(delivery)
+    }
+
+    /// Sends `item` to every connection of `user` that `plugin` may address: queued here, then
+    /// taken to the other nodes (in order with this node's room publishes). The delivery counts
+    /// this node's connections.
+    pub(crate) fn user_send(
+        &self,
+        plugin: &Arc<str>,
+        user: &str,
+        item: &Outgoing,
+        allowance: Allowance,
+    ) -> Result<Delivery, OverBudget> {
+        let delivery = self.users.send(user, plugin, &item.to_shared(), allowance)?;
+        if let Some(peers) = self.peers.get() {
+            peers.user(plugin, user, UserAction::Send(item.clone()));
+        }
+        Ok(delivery)
+    }
+
+    /// Closes every connection of `user` that `plugin` may address, here and on the other
+    /// nodes; how many were closed here.
+    pub(crate) fn user_close(&self, plugin: &Arc<str>, user: &str, code: crate::ws::CloseCode, reason: &str) -> u32 {
+        let closed = self.users.close(user, plugin, code, reason);
+        if let Some(peers) = self.peers.get() {
+            peers.user(plugin, user, UserAction::Close(code, reason.to_owned()));
+        }
+        closed
     }
 
     /// Sets a plugin's key on this node and, with a shared store, on the other nodes.

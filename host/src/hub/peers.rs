@@ -20,11 +20,24 @@ pub(crate) trait Peers: Send + Sync {
     /// write itself is this node's: `local` runs exactly once, whether or not it is shared.
     fn kv_write(&self, plugin: &Arc<str>, key: &str, value: Option<Bytes>, local: &mut dyn FnMut() -> bool);
 
+    /// Takes a message to, or the closing of, a user's connections to the other nodes (this
+    /// node's connections already have it). Without a broker that carries it: nothing.
+    fn user(&self, plugin: &Arc<str>, user: &str, action: UserAction) {
+        let _ = (plugin, user, action);
+    }
+
     /// The store that decides atomic key/value operations for every node, when the key/value
     /// store is shared; `None`: this node's store decides.
     fn shared_kv(&self) -> Option<&dyn SharedKv> {
         None
     }
+}
+
+/// What is done to a user's connections on every node.
+#[derive(Debug, Clone)]
+pub(crate) enum UserAction {
+    Send(Outgoing),
+    Close(crate::ws::CloseCode, String),
 }
 
 /// What an atomic operation waits for.

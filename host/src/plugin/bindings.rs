@@ -29,6 +29,67 @@ pub(crate) mod v0_2 {
     });
 }
 
+/// The optional `http` export of contract 0.2.0 (world `http-plugin`): only its export is used;
+/// the imports and types are those of [`v0_2`], so a plugin exporting it is linked and called
+/// like any 0.2.0 plugin, and `on-request` is looked up on its instance when present.
+pub(crate) mod v0_2_http {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "http-plugin",
+        exports: { default: async },
+        with: {
+            "wasmsock:plugin/types": super::v0_2::wasmsock::plugin::types,
+            "wasmsock:plugin/host": super::v0_2::wasmsock::plugin::host,
+            "wasmsock:plugin/users": super::v0_2::wasmsock::plugin::users,
+        },
+    });
+
+    pub(crate) use exports::wasmsock::plugin::http::{Guest as Http, GuestIndices as HttpIndices};
+    use exports::wasmsock::plugin::http::{HttpRequest as WitRequest, HttpResponse as WitResponse};
+
+    impl From<super::HttpRequest> for WitRequest {
+        fn from(r: super::HttpRequest) -> Self {
+            WitRequest {
+                method: r.method,
+                route: r.route,
+                path: r.path,
+                query: r.query,
+                headers: r.headers,
+                body: r.body,
+                remote_addr: r.remote_addr,
+                client_cert_subject: r.client_cert_subject,
+            }
+        }
+    }
+
+    impl From<WitResponse> for super::HttpResponse {
+        fn from(r: WitResponse) -> Self {
+            super::HttpResponse { status: r.status, headers: r.headers, body: r.body }
+        }
+    }
+}
+
+/// A plain HTTP request for `on-request`.
+#[derive(Debug, Clone, Default)]
+pub struct HttpRequest {
+    pub method: String,
+    pub route: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub remote_addr: String,
+    pub client_cert_subject: Option<String>,
+}
+
+/// A plugin's answer to `on-request`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
 /// A complete data message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {

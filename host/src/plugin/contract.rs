@@ -13,8 +13,17 @@ pub const CONTRACT_VERSION: &str = "0.2.0";
 pub const SERVED_VERSIONS: &[&str] = &[CONTRACT_VERSION, "0.1.0"];
 
 /// Interfaces the host provides; a plugin importing anything else loads, but those calls trap.
-const PROVIDED: &[&str] =
-    &["wasmsock:plugin/", "wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/"];
+/// (`wasi:http` is provided, under each plugin's outbound policy: deny unless allowed.)
+const PROVIDED: &[&str] = &[
+    "wasmsock:plugin/",
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
+];
 
 /// True for an import the host does not provide (sockets, HTTP, ...).
 pub fn is_trapped_import(name: &str) -> bool {

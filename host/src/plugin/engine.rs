@@ -66,6 +66,9 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking wasi:http")?;
         // Every contract version this host serves, each under its own versioned name.
         v0_1::Plugin::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)

@@ -33,14 +33,14 @@ impl StoreState {
             return Ok(c.clone());
         }
         let conn = self.env.hub.get(id).ok_or(ErrorCode::UnknownConnection)?;
-        if !conn.serves(&self.env.name) {
+        if !conn.serves(&self.env.name) && !conn.serves(&self.env.scope) {
             return Err(ErrorCode::NotPermitted);
         }
         Ok(conn)
     }
 
     /// Charges one send of `len` bytes to this call's budget.
-    fn charge(&mut self, len: usize) -> Result<(), ErrorCode> {
+    pub(super) fn charge(&mut self, len: usize) -> Result<(), ErrorCode> {
         if !self.allowance().covers(1, len) {
             return Err(ErrorCode::LimitReached);
         }
@@ -49,7 +49,7 @@ impl StoreState {
     }
 
     /// What is left of this call's send budget.
-    fn allowance(&self) -> Allowance {
+    pub(super) fn allowance(&self) -> Allowance {
         let s = &self.env.settings;
         Allowance {
             copies: s.max_sends_per_call.saturating_sub(self.call.sends),
@@ -57,7 +57,7 @@ impl StoreState {
         }
     }
 
-    fn charge_copies(&mut self, copies: u32, len: usize) {
+    pub(super) fn charge_copies(&mut self, copies: u32, len: usize) {
         self.call.sends = self.call.sends.saturating_add(copies);
         self.call.send_bytes = self.call.send_bytes.saturating_add((copies as usize).saturating_mul(len));
     }
@@ -79,7 +79,7 @@ impl StoreState {
         if name.is_empty() || name.len() > self.env.host_limits.max_room_name {
             return Err(ErrorCode::InvalidArgument);
         }
-        Ok(RoomKey::new(&self.env.name, name))
+        Ok(RoomKey::new(&self.env.scope, name))
     }
 }
 
@@ -169,7 +169,7 @@ impl StoreState {
             return Vec::new();
         };
         let data = target.data.lock();
-        data.rooms.iter().filter(|k| k.plugin == self.env.name).map(|k| k.name.to_string()).collect()
+        data.rooms.iter().filter(|k| k.plugin == self.env.scope).map(|k| k.name.to_string()).collect()
     }
 
     /// A publish costs one send per member it is queued to (each is a copy the server encrypts

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::{Connect, Flow, Message, Request, v0_1, v0_2};
+use super::bindings::{Connect, Flow, HttpRequest, HttpResponse, Message, Request, v0_1, v0_2, v0_2_http};
 use super::capacity::{Capacity, Slot};
 use super::lanes::Lanes;
 use super::state::{CallCtx, Limiter, PluginEnv, StoreState};
@@ -37,6 +37,7 @@ pub enum Export {
     OnConnect = 0,
     OnMessage = 1,
     OnClose = 2,
+    OnRequest = 3,
 }
 
 impl Export {
@@ -45,6 +46,7 @@ impl Export {
             Export::OnConnect => "on-connect",
             Export::OnMessage => "on-message",
             Export::OnClose => "on-close",
+            Export::OnRequest => "on-request",
         }
     }
 }
@@ -86,7 +88,20 @@ impl CallError {
 /// A component pre-linked for the contract version it was built for.
 pub(crate) enum Pre {
     V0_1(v0_1::PluginPre<StoreState>),
-    V0_2(v0_2::PluginPre<StoreState>),
+    /// With the indices of its exports, and of the optional `http` export when it has one
+    /// (the instance is made from the `InstancePre` so both can be loaded from it).
+    V0_2 {
+        pre: v0_2::PluginPre<StoreState>,
+        indices: v0_2::PluginIndices,
+        http: Option<v0_2_http::HttpIndices>,
+    },
+}
+
+impl Pre {
+    /// Whether the plugin exports `on-request` (contract 0.2.0's optional `http` export).
+    pub(crate) fn serves_http(&self) -> bool {
+        matches!(self, Pre::V0_2 { http: Some(_), .. })
+    }
 }
 
 /// An instance's exports, in the contract version it was built for.
@@ -109,6 +124,8 @@ macro_rules! each_version {
 struct Instance {
     store: Store<StoreState>,
     api: Api,
+    /// `on-request`, when the plugin exports it.
+    http: Option<v0_2_http::Http>,
     /// Its slot of `[engine] max_instances`, given back when the instance is dropped.
     _slot: Slot,
 }
@@ -156,7 +173,7 @@ pub struct Loaded {
     /// Per export: its last call ran past the slice. The next one then starts on the slow lane
     /// at once, instead of taking a slice of an I/O thread first (many long calls arriving
     /// together would otherwise add up their slices there).
-    runs_long: [AtomicBool; 3],
+    runs_long: [AtomicBool; 4],
     /// Boxed so taking one out of the pool or putting it back moves a pointer, not the store.
     #[allow(clippy::vec_box)]
     idle: Mutex<Vec<Box<Instance>>>,
@@ -230,6 +247,34 @@ impl Loaded {
         self.call(conn, Export::OnClose, 0, (), call).await.1
     }
 
+    /// Runs `on-request`; `None` when the plugin does not export it.
+    pub async fn on_request(
+        &self,
+        conn: &Arc<ConnShared>,
+        req: HttpRequest,
+    ) -> Option<Result<HttpResponse, CallError>> {
+        if !self.pre.serves_http() {
+            return None;
+        }
+        let bytes = req.body.len();
+        let call = move |mut inst: Box<Instance>, (): ()| -> CallFuture<(), HttpResponse> {
+            Box::pin(async move {
+                let Instance { store, http, .. } = &mut *inst;
+                let r = match http {
+                    Some(h) => h.call_on_request(&mut *store, &req.into()).await.map(HttpResponse::from),
+                    None => Err(wasmtime::format_err!("the instance has no on-request export")),
+                };
+                (inst, (), r)
+            })
+        };
+        Some(self.call(conn, Export::OnRequest, bytes, (), call).await.1)
+    }
+
+    /// Whether this version exports `on-request`.
+    pub fn serves_http(&self) -> bool {
+        self.pre.serves_http()
+    }
+
     /// Idle instances in the pool.
     pub fn idle_instances(&self) -> usize {
         self.idle.lock().len()
@@ -270,10 +315,12 @@ impl Loaded {
             env: self.env.clone(),
             call: CallCtx::default(),
             move_to_lane: Arc::new(AtomicBool::new(false)),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks: super::outbound::Hooks(self.env.outbound.clone()),
         };
         let engine = match &self.pre {
             Pre::V0_1(p) => p.engine(),
-            Pre::V0_2(p) => p.engine(),
+            Pre::V0_2 { pre, .. } => pre.engine(),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -282,11 +329,17 @@ impl Loaded {
         store.data_mut().call = CallCtx { budget: self.ticks.base, slice: u64::MAX, ..CallCtx::default() };
         store.set_epoch_deadline(1);
         let api = match &self.pre {
-            Pre::V0_1(p) => p.instantiate_async(&mut store).await.map(Api::V0_1),
-            Pre::V0_2(p) => p.instantiate_async(&mut store).await.map(Api::V0_2),
+            Pre::V0_1(p) => p.instantiate_async(&mut store).await.map(|p| (Api::V0_1(p), None)),
+            Pre::V0_2 { pre, indices, http } => match pre.instance_pre().instantiate_async(&mut store).await {
+                Ok(instance) => indices.load(&mut store, &instance).and_then(|api| {
+                    let http = http.as_ref().map(|h| h.load(&mut store, &instance)).transpose()?;
+                    Ok((Api::V0_2(api), http))
+                }),
+                Err(e) => Err(e),
+            },
         };
         match api {
-            Ok(api) => Ok(Box::new(Instance { store, api, _slot: slot })),
+            Ok((api, http)) => Ok(Box::new(Instance { store, api, http, _slot: slot })),
             Err(e) => Err(classify(&e, &store, self.deadline_ms(), true)),
         }
     }

@@ -43,6 +43,12 @@ impl Lanes {
         self.stopped.cancelled().await
     }
 
+    /// Cancelled when shutdown's grace period is over, for what waits outside the lanes (a
+    /// plugin's outbound HTTP request).
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stopped.clone()
+    }
+
     pub fn spawn<F>(&self, call: F) -> Option<JoinHandle<F::Output>>
     where
         F: Future + Send + 'static,

@@ -9,13 +9,15 @@ mod engine;
 mod host_api;
 mod instance;
 mod lanes;
+mod outbound;
 pub mod overhead;
 mod registry;
 mod state;
+mod users_api;
 mod wasi;
 mod watcher;
 
-pub(crate) use bindings::{Connect, Flow, Message, Request};
+pub(crate) use bindings::{Connect, Flow, HttpRequest, HttpResponse, Message, Request};
 pub(crate) use contract::{CONTRACT_PACKAGE, CONTRACT_VERSION, is_trapped_import};
 pub(crate) use engine::Runtime;
 pub(crate) use host_api::{message_len, outgoing};

@@ -15,11 +15,12 @@ use arc_swap::ArcSwapOption;
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 
-use super::bindings::{Connect, Flow, Message, Request, v0_1, v0_2};
+use super::bindings::{Connect, Flow, HttpRequest, HttpResponse, Message, Request, v0_1, v0_2, v0_2_http};
 use super::breaker::Breaker;
 use super::contract;
 use super::engine::Runtime;
 use super::instance::{CallError, Export, Loaded, Pre, Ticks, VersionInfo};
+use super::outbound::Outbound;
 use super::state::PluginEnv;
 use crate::config::{OnError, Settings};
 use crate::hub::ConnShared;
@@ -110,6 +111,24 @@ impl PluginSlot {
         let loaded = self.admit(Export::OnClose)?;
         let r = loaded.on_close(conn, code, reason).await;
         self.outcome(Export::OnClose, conn, r)
+    }
+
+    /// Runs `on-request`; `Ok(None)` when the plugin does not export it.
+    pub async fn on_request(
+        &self,
+        conn: &Arc<ConnShared>,
+        req: HttpRequest,
+    ) -> Result<Option<HttpResponse>, CallFailure> {
+        let loaded = self.admit(Export::OnRequest)?;
+        match loaded.on_request(conn, req).await {
+            None => Ok(None),
+            Some(r) => self.outcome(Export::OnRequest, conn, r).map(Some),
+        }
+    }
+
+    /// Whether the loaded version exports `on-request` (false when none is loaded).
+    pub fn serves_http(&self) -> bool {
+        self.current.load().as_ref().is_some_and(|l| l.serves_http())
     }
 
     fn failure(&self, error: CallError) -> CallFailure {
@@ -276,8 +295,11 @@ impl Registry {
                         .get_or_create(&PluginExportLabel { plugin: name.to_string(), export: export.as_str() })
                         .clone()
                 };
+                let stop = self.runtime.lanes.stop_token();
+                let outbound = Arc::new(Outbound::new(name.clone(), settings.http.clone(), m, stop));
                 Arc::new(PluginSlot {
                     env: Arc::new(PluginEnv {
+                        scope: settings.act_as.as_deref().map_or_else(|| name.clone(), Arc::from),
                         name: name.clone(),
                         config: settings.config.clone(),
                         settings,
@@ -288,8 +310,10 @@ impl Registry {
                             histogram(Export::OnConnect),
                             histogram(Export::OnMessage),
                             histogram(Export::OnClose),
+                            histogram(Export::OnRequest),
                         ],
                         stopping: self.runtime.stopping.clone(),
+                        outbound,
                     }),
                     current: ArcSwapOption::empty(),
                     breaker: Breaker::default(),
@@ -465,7 +489,12 @@ fn prepare(runtime: &Runtime, bytes: &[u8]) -> Result<(Pre, contract::ComponentS
     let mismatch = |e: wasmtime::Error| anyhow::anyhow!("exports do not match the contract: {e:#}");
     let pre = match summary.contract.as_deref() {
         Some(v) if contract::compatible(v, "0.1.0") => Pre::V0_1(v0_1::PluginPre::new(instance_pre).map_err(mismatch)?),
-        _ => Pre::V0_2(v0_2::PluginPre::new(instance_pre).map_err(mismatch)?),
+        _ => {
+            let indices = v0_2::PluginIndices::new(&instance_pre).map_err(mismatch)?;
+            // Optional: a plugin without it loads, and its HTTP routes answer 503.
+            let http = v0_2_http::HttpIndices::new(&instance_pre).ok();
+            Pre::V0_2 { pre: v0_2::PluginPre::new(instance_pre).map_err(mismatch)?, indices, http }
+        }
     };
     Ok((pre, summary))
 }

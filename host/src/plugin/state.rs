@@ -7,7 +7,9 @@ use std::sync::Arc;
 use prometheus_client::metrics::histogram::Histogram;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::outbound::{Hooks, Outbound};
 use super::wasi::Capture;
 use crate::config::{HostLimits, PluginSettings};
 use crate::hub::ConnShared;
@@ -16,16 +18,21 @@ use crate::hub::Hub;
 /// Everything about a plugin that outlives its versions: name, settings, config and the hub.
 pub struct PluginEnv {
     pub name: Arc<str>,
+    /// The plugin whose rooms and users this one reaches: itself, or its `act_as`.
+    pub scope: Arc<str>,
     pub settings: PluginSettings,
     pub config: HashMap<String, String>,
     pub host_limits: HostLimits,
     /// `[server] detailed_errors`: failures tell clients what failed.
     pub detailed_errors: bool,
     pub hub: Arc<Hub>,
-    /// Call latency histograms by export (on-connect, on-message, on-close), resolved once.
-    pub call_seconds: [Histogram; 3],
+    /// Call latency histograms by export (on-connect, on-message, on-close, on-request),
+    /// resolved once.
+    pub call_seconds: [Histogram; 4],
     /// Set when shutdown's grace period is over: every call stops at its next tick.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Outbound HTTP: policy, requests in flight, metrics.
+    pub outbound: Arc<Outbound>,
 }
 
 /// Per-call budget and the connection the call is about.
@@ -54,6 +61,15 @@ pub struct StoreState {
     /// Set by the epoch callback when the running call should move to the slow lane; shared
     /// with the code awaiting the call, which does the moving.
     pub move_to_lane: Arc<std::sync::atomic::AtomicBool>,
+    pub http: WasiHttpCtx,
+    /// Sends the plugin's `wasi:http` requests under its policy.
+    pub http_hooks: Hooks,
+}
+
+impl WasiHttpView for StoreState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_hooks }
+    }
 }
 
 impl WasiView for StoreState {

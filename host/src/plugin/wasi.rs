@@ -1,42 +1,35 @@
 //! The slice of WASI a plugin gets: clocks, randomness, an empty environment, no preopened
-//! directories, no sockets (any socket call traps), and stdout/stderr captured for the log.
+//! directories, no sockets (any socket call traps), stdout/stderr captured for the log, and
+//! `wasi:http/outgoing-handler` under the plugin's policy (see `outbound`).
 //!
-//! wasmtime-wasi's synchronous bindings run "blocking" stream and poll operations through
-//! `block_on` on the ambient Tokio runtime, which panics on a runtime worker thread, where
-//! plugin calls run. So `wasi:io/streams` and `wasi:io/poll` are bound here to a wrapper that
-//! polls wasmtime-wasi's own implementation exactly once: the streams a plugin can reach are
-//! in-memory and always ready, and anything that would really wait (a sleep) traps with a clear
-//! message instead of stalling a server thread.
+//! `wasi:io/streams` and `wasi:io/poll` are the async versions: plugin calls run on fibers, so a
+//! plugin waiting for an HTTP answer (or its body) suspends its call and holds no thread. The
+//! only other thing that could wait is a sleep, which traps with a clear message instead: a
+//! plugin acts on time through host timers, not by holding its connection's call.
 
-use std::future::Future;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable, ResourceType};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream, WasiCli, WasiCliView as _};
-use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
+use wasmtime_wasi::clocks::{WasiClocks, WasiClocksCtxView, WasiClocksView as _};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
-use wasmtime_wasi::p2::bindings::sync::io::{poll, streams};
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock::{self, Duration as WasiDuration, Instant};
 use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
-use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView as _};
 use wasmtime_wasi::{WasiCtx, WasiView};
-use wasmtime_wasi_io::bindings::wasi::io::poll::{Host as AsyncPoll, HostPollable as AsyncPollable};
-use wasmtime_wasi_io::bindings::wasi::io::streams::{
-    Host as AsyncStreams, HostInputStream as AsyncInput, HostOutputStream as AsyncOutput,
-};
 use wasmtime_wasi_io::streams::{DynInputStream, DynOutputStream};
 
-const BLOCKED: &str = "plugins may not block (sleep, wait or read input); the call was stopped";
+const SLEEP: &str = "plugins may not sleep (a call that waits holds its connection); use a host timer instead";
 
 /// Adds the permitted WASI interfaces to `linker`.
 pub fn add_to_linker<T: WasiView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     let l = linker;
+    monotonic_clock::add_to_linker::<T, NoSleep>(l, |t| NoSleepClock(t.clocks()))?;
     clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
-    clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
     random::random::add_to_linker::<T, WasiRandom>(l, T::random)?;
     random::insecure::add_to_linker::<T, WasiRandom>(l, T::random)?;
     random::insecure_seed::add_to_linker::<T, WasiRandom>(l, T::random)?;
@@ -55,8 +48,8 @@ pub fn add_to_linker<T: WasiView>(linker: &mut Linker<T>) -> wasmtime::Result<()
     filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
     wasmtime_wasi::p2::bindings::sync::filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
     wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<T, Table>(l, |t| t.ctx().table)?;
-    poll::add_to_linker::<T, NonBlocking>(l, |t| Once(t.ctx().table))?;
-    streams::add_to_linker::<T, NonBlocking>(l, |t| Once(t.ctx().table))?;
+    wasmtime_wasi_io::bindings::wasi::io::poll::add_to_linker::<T, Table>(l, |t| t.ctx().table)?;
+    wasmtime_wasi_io::bindings::wasi::io::streams::add_to_linker::<T, Table>(l, |t| t.ctx().table)?;
     Ok(())
 }
 
@@ -82,118 +75,32 @@ impl HasData for Table {
     type Data<'a> = &'a mut ResourceTable;
 }
 
-struct NonBlocking;
-impl HasData for NonBlocking {
-    type Data<'a> = Once<'a>;
+struct NoSleep;
+impl HasData for NoSleep {
+    type Data<'a> = NoSleepClock<'a>;
 }
 
-/// The resource table, with every potentially blocking operation polled exactly once.
-pub struct Once<'a>(&'a mut ResourceTable);
+/// The monotonic clock, whose timers (what a sleep waits on) trap unless already due.
+pub struct NoSleepClock<'a>(WasiClocksCtxView<'a>);
 
-fn once<F: Future>(f: F) -> Option<F::Output> {
-    let mut cx = Context::from_waker(Waker::noop());
-    match pin!(f).poll(&mut cx) {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
+impl monotonic_clock::Host for NoSleepClock<'_> {
+    fn now(&mut self) -> wasmtime::Result<Instant> {
+        self.0.now()
     }
-}
-
-fn blocked() -> wasmtime::Error {
-    wasmtime::format_err!("{BLOCKED}")
-}
-
-impl poll::Host for Once<'_> {
-    fn poll(&mut self, pollables: Vec<Resource<DynPollable>>) -> wasmtime::Result<Vec<u32>> {
-        once(AsyncPoll::poll(self.0, pollables)).ok_or_else(blocked)?
+    fn resolution(&mut self) -> wasmtime::Result<Instant> {
+        self.0.resolution()
     }
-}
-
-impl poll::HostPollable for Once<'_> {
-    fn block(&mut self, p: Resource<DynPollable>) -> wasmtime::Result<()> {
-        once(AsyncPollable::block(self.0, p)).ok_or_else(blocked)?
+    fn subscribe_instant(&mut self, when: Instant) -> wasmtime::Result<Resource<DynPollable>> {
+        if when > self.0.now()? {
+            wasmtime::bail!("{SLEEP}");
+        }
+        self.0.subscribe_instant(when)
     }
-    fn ready(&mut self, p: Resource<DynPollable>) -> wasmtime::Result<bool> {
-        once(AsyncPollable::ready(self.0, p)).ok_or_else(blocked)?
-    }
-    fn drop(&mut self, p: Resource<DynPollable>) -> wasmtime::Result<()> {
-        AsyncPollable::drop(self.0, p)
-    }
-}
-
-impl streams::Host for Once<'_> {
-    fn convert_stream_error(&mut self, err: StreamError) -> wasmtime::Result<streams::StreamError> {
-        Ok(match AsyncStreams::convert_stream_error(self.0, err)? {
-            wasmtime_wasi_io::bindings::wasi::io::streams::StreamError::LastOperationFailed(e) => {
-                streams::StreamError::LastOperationFailed(e)
-            }
-            wasmtime_wasi_io::bindings::wasi::io::streams::StreamError::Closed => streams::StreamError::Closed,
-        })
-    }
-}
-
-fn stream_once<T>(f: impl Future<Output = StreamResult<T>>) -> StreamResult<T> {
-    once(f).unwrap_or_else(|| Err(StreamError::trap(BLOCKED)))
-}
-
-impl streams::HostOutputStream for Once<'_> {
-    fn drop(&mut self, s: Resource<DynOutputStream>) -> wasmtime::Result<()> {
-        once(AsyncOutput::drop(self.0, s)).ok_or_else(blocked)?
-    }
-    fn check_write(&mut self, s: Resource<DynOutputStream>) -> StreamResult<u64> {
-        AsyncOutput::check_write(self.0, s)
-    }
-    fn write(&mut self, s: Resource<DynOutputStream>, bytes: Vec<u8>) -> StreamResult<()> {
-        AsyncOutput::write(self.0, s, bytes)
-    }
-    fn blocking_write_and_flush(&mut self, s: Resource<DynOutputStream>, bytes: Vec<u8>) -> StreamResult<()> {
-        stream_once(AsyncOutput::blocking_write_and_flush(self.0, s, bytes))
-    }
-    fn blocking_write_zeroes_and_flush(&mut self, s: Resource<DynOutputStream>, len: u64) -> StreamResult<()> {
-        stream_once(AsyncOutput::blocking_write_zeroes_and_flush(self.0, s, len))
-    }
-    fn subscribe(&mut self, s: Resource<DynOutputStream>) -> wasmtime::Result<Resource<DynPollable>> {
-        AsyncOutput::subscribe(self.0, s)
-    }
-    fn write_zeroes(&mut self, s: Resource<DynOutputStream>, len: u64) -> StreamResult<()> {
-        AsyncOutput::write_zeroes(self.0, s, len)
-    }
-    fn flush(&mut self, s: Resource<DynOutputStream>) -> StreamResult<()> {
-        AsyncOutput::flush(self.0, s)
-    }
-    fn blocking_flush(&mut self, s: Resource<DynOutputStream>) -> StreamResult<()> {
-        stream_once(AsyncOutput::blocking_flush(self.0, s))
-    }
-    fn splice(&mut self, dst: Resource<DynOutputStream>, src: Resource<DynInputStream>, len: u64) -> StreamResult<u64> {
-        AsyncOutput::splice(self.0, dst, src, len)
-    }
-    fn blocking_splice(
-        &mut self,
-        dst: Resource<DynOutputStream>,
-        src: Resource<DynInputStream>,
-        len: u64,
-    ) -> StreamResult<u64> {
-        stream_once(AsyncOutput::blocking_splice(self.0, dst, src, len))
-    }
-}
-
-impl streams::HostInputStream for Once<'_> {
-    fn drop(&mut self, s: Resource<DynInputStream>) -> wasmtime::Result<()> {
-        once(AsyncInput::drop(self.0, s)).ok_or_else(blocked)?
-    }
-    fn read(&mut self, s: Resource<DynInputStream>, len: u64) -> StreamResult<Vec<u8>> {
-        AsyncInput::read(self.0, s, len)
-    }
-    fn blocking_read(&mut self, s: Resource<DynInputStream>, len: u64) -> StreamResult<Vec<u8>> {
-        stream_once(AsyncInput::blocking_read(self.0, s, len))
-    }
-    fn skip(&mut self, s: Resource<DynInputStream>, len: u64) -> StreamResult<u64> {
-        AsyncInput::skip(self.0, s, len)
-    }
-    fn blocking_skip(&mut self, s: Resource<DynInputStream>, len: u64) -> StreamResult<u64> {
-        stream_once(AsyncInput::blocking_skip(self.0, s, len))
-    }
-    fn subscribe(&mut self, s: Resource<DynInputStream>) -> wasmtime::Result<Resource<DynPollable>> {
-        AsyncInput::subscribe(self.0, s)
+    fn subscribe_duration(&mut self, duration: WasiDuration) -> wasmtime::Result<Resource<DynPollable>> {
+        if duration > 0 {
+            wasmtime::bail!("{SLEEP}");
+        }
+        self.0.subscribe_duration(duration)
     }
 }
 

@@ -1,12 +1,55 @@
 // The probe's code, shared by `probe` and `probe-v2` (included, so each crate builds it with
 // its own `VERSION`).
 
-use wasmsock_sdk::{Conn, Connect, Flow, Identity, Message, Plugin, Request, export_plugin, rooms};
+use wasmsock_sdk::{
+    Conn, Connect, Flow, HttpRequest, HttpResponse, Identity, Message, Plugin, Request, export_plugin, rooms, users,
+};
 
 #[derive(Default)]
 pub struct Probe;
 
+/// `name=value` of an HTTP request's query.
+fn param(req: &HttpRequest, name: &str) -> Option<String> {
+    req.query.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')).map(str::to_owned)
+}
+
 impl Plugin for Probe {
+    /// `/echo` describes the request; `/trap` panics; `/spin` never returns; `/send?user=U`,
+    /// `/close?user=U` and `/count?user=U` use the users calls; `/publish?room=R` publishes the
+    /// body.
+    fn on_request(&self, req: &HttpRequest) -> HttpResponse {
+        let text = String::from_utf8_lossy(&req.body).into_owned();
+        let user = param(req, "user").unwrap_or_default();
+        let json = |v: serde_json::Value| HttpResponse::json(200, &v);
+        match req.subpath() {
+            "/echo" => json(serde_json::json!({
+                "version": VERSION, "method": req.method, "path": req.path, "query": req.query,
+                "body": text, "remote": req.remote_addr, "route": req.route,
+            })),
+            "/trap" => panic!("probe traps on request"),
+            "/spin" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "/send" => match users::send(&user, Message::from(text)) {
+                Ok(n) => json(serde_json::json!({ "queued": n })),
+                Err(e) => HttpResponse::text(400, &e.to_string()),
+            },
+            "/close" => match users::close(&user, 4001, "closed by the backend") {
+                Ok(n) => json(serde_json::json!({ "closed": n })),
+                Err(e) => HttpResponse::text(400, &e.to_string()),
+            },
+            "/count" => json(serde_json::json!({ "count": users::connections(&user) })),
+            "/publish" => match rooms::publish(&param(req, "room").unwrap_or_default(), Message::from(text), None) {
+                Ok(n) => json(serde_json::json!({ "queued": n })),
+                Err(e) => HttpResponse::text(400, &e.to_string()),
+            },
+            other => HttpResponse::text(404, &format!("no {other}")).with_header("x-probe", "404"),
+        }
+    }
+
     fn on_connect(&self, conn: Conn, req: &Request) -> Connect {
         if let Some(status) = req.query_param("reject") {
             let status = status.parse().unwrap_or(403);
