@@ -72,10 +72,10 @@ pub mod users;
 
 pub use conn::Conn;
 pub use error::Error;
-pub use serve::{HttpRequest, HttpResponse};
 pub use message::Message;
 pub use plugin::{Connect, Flow, Plugin};
 pub use request::{Identity, Request};
+pub use serve::{HttpRequest, HttpResponse};
 
 /// The version of the WIT contract (`wasmsock:plugin`) this SDK builds plugins for.
 ///
