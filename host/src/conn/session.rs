@@ -289,9 +289,6 @@ impl Session<'_> {
                 }
             }
         }
-        if self.input.is_empty() {
-            self.input = VecDeque::new(); // nothing kept while idle
-        }
         self.count_in(msgs, bytes);
     }
 
