@@ -1,5 +1,6 @@
 //! Echo throughput and latency, idle memory and handshake rate, against the Go peer.
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,24 +19,30 @@ const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 /// user and kernel CPU over the whole run (handshakes included) added, per message
 /// (`user_us_per_msg`, `kernel_us_per_msg`): their ratio is where the server's time goes.
 pub(crate) fn wsload(kit: &Kit, server: &Server, path: &str, args: &[&str]) -> Result<Value> {
-    let Some(wsload) = &kit.wsload else { bail!("no Go load client") };
-    let (u0, k0) = proc_cpu_ticks(server.pid());
+    wsload_at(kit.wsload.as_deref(), &kit.cert, &server.url(path), server.pid(), args)
+}
+
+/// [`wsload`] against any URL (a proxy in front of the server, say), the server's CPU taken
+/// from process `pid`.
+pub(crate) fn wsload_at(wsload: Option<&Path>, cert: &Path, url: &str, pid: u32, args: &[&str]) -> Result<Value> {
+    let Some(wsload) = wsload else { bail!("no Go load client") };
+    let (u0, k0) = proc_cpu_ticks(pid);
     let out = Command::new("taskset")
         .args(["-c", "1"])
         .arg(wsload)
-        .args(["-url", &server.url(path), "-cacert"])
-        .arg(&kit.cert)
-        .args(["-server-pid", &server.pid().to_string()])
+        .args(["-url", url, "-cacert"])
+        .arg(cert)
+        .args(["-server-pid", &pid.to_string()])
         .args(args)
         .output()
         .context("running wsload")?;
     let line = String::from_utf8_lossy(&out.stdout);
     let v: Value = serde_json::from_str(line.trim())
         .with_context(|| format!("wsload said: {line} {}", String::from_utf8_lossy(&out.stderr)))?;
-    if v["errors"].as_u64() != Some(0) {
-        bail!("wsload reported errors: {v}");
+    if v["errors"].as_u64() != Some(0) || !out.status.success() {
+        bail!("wsload reported errors: {v} {}", String::from_utf8_lossy(&out.stderr));
     }
-    let (u1, k1) = proc_cpu_ticks(server.pid());
+    let (u1, k1) = proc_cpu_ticks(pid);
     let mut v = v;
     if let Some(msgs) = v["msgs"].as_f64().filter(|m| *m > 0.0) {
         let tick_us = 1e6 / CLOCK_TICKS_PER_SEC;
@@ -143,15 +150,35 @@ pub fn idle_memory(kit: &Kit, quick: bool) -> Result<()> {
     servers.push(("wasmsock (echo plugin route)", Server::wasmsock(kit, "", "warn")?));
     for (name, server) in servers {
         let v = wsload(kit, &server, "/echo", &args)?;
-        println!(
-            "| {name} | {} MB | {} MB | {:.1} KB |",
-            v["rss_kb_before"].as_u64().unwrap_or(0) / 1024,
-            v["rss_kb_hold"].as_u64().unwrap_or(0) / 1024,
-            v["rss_per_conn_kb"].as_f64().unwrap_or(0.0)
-        );
+        let idle = Idle::of(&v, conns).with_context(|| format!("{name}: idle memory"))?;
+        println!("| {name} | {} MB | {} MB | {:.1} KB |", idle.before_kb / 1024, idle.hold_kb / 1024, idle.per_conn_kb);
     }
     println!();
     Ok(())
+}
+
+/// Server memory with `conns` idle connections, from a wsload `-hold` run: checked, since a
+/// figure from a run where connections failed says nothing (wsload counts the RSS of the
+/// connections that did open).
+pub(crate) struct Idle {
+    pub before_kb: u64,
+    pub hold_kb: u64,
+    pub per_conn_kb: f64,
+}
+
+impl Idle {
+    pub fn of(v: &Value, conns: usize) -> Result<Idle> {
+        let (before_kb, hold_kb) = (v["rss_kb_before"].as_u64().unwrap_or(0), v["rss_kb_hold"].as_u64().unwrap_or(0));
+        // Every connection was open through the hold and echoed once after it.
+        let msgs = v["msgs"].as_u64().unwrap_or(0);
+        if v["errors"].as_u64() != Some(0) || msgs != conns as u64 {
+            bail!("{msgs} of {conns} connections were open and answered: {v}");
+        }
+        if before_kb == 0 || hold_kb <= before_kb {
+            bail!("no RSS figures for the server (before {before_kb} KB, holding {hold_kb} KB): {v}");
+        }
+        Ok(Idle { before_kb, hold_kb, per_conn_kb: (hold_kb - before_kb) as f64 / conns as f64 })
+    }
 }
 
 /// Scenario 4: TLS handshake + WebSocket upgrade rate (the same Rust client for both servers).

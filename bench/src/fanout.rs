@@ -114,12 +114,16 @@ pub async fn fan_out(kit: &Kit, quick: bool) -> Result<()> {
     Ok(())
 }
 
-/// A `redis-server` for the broker scenario.
-struct Redis(Child, u16);
+/// A `redis-server` for the broker scenarios.
+pub(crate) struct Redis(Child, u16);
 
 impl Redis {
     fn start() -> Result<Redis> {
-        let port = free_port();
+        Redis::start_on(free_port())
+    }
+
+    /// On a given port (the soak restarts it where the server expects it).
+    pub(crate) fn start_on(port: u16) -> Result<Redis> {
         let child = Command::new("taskset")
             .args([
                 "-c",

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 
 pub struct Kit {
     pub wasmsock: PathBuf,
-    /// Directory with echo.wasm, echo_v2.wasm, rooms.wasm, auth.wasm.
+    /// Directory with echo.wasm, echo_v2.wasm, rooms.wasm, auth.wasm, probe.wasm, hostile.wasm.
     pub wasm: PathBuf,
     pub work: PathBuf,
     pub cert: PathBuf,
@@ -29,7 +29,20 @@ impl Kit {
         let status = Command::new("cargo")
             .current_dir(&root)
             .args(["build", "--quiet", "--target", "wasm32-wasip2", "--profile", "plugin"])
-            .args(["-p", "echo", "-p", "test-echo-v2", "-p", "rooms", "-p", "auth"])
+            .args([
+                "-p",
+                "echo",
+                "-p",
+                "test-echo-v2",
+                "-p",
+                "rooms",
+                "-p",
+                "auth",
+                "-p",
+                "test-probe",
+                "-p",
+                "test-hostile",
+            ])
             .status()
             .context("building the plugins")?;
         if !status.success() {

@@ -41,11 +41,17 @@ publish_without_subscribe = "true"
 impl Server {
     /// wasmsock with `extra` config (broker, limits) on top of [`ROUTES`].
     pub fn wasmsock(kit: &Kit, extra: &str, log: &str) -> Result<Server> {
+        Server::wasmsock_with(kit, extra, log, &[])
+    }
+
+    /// [`Server::wasmsock`] with more plugins in its plugin directory (`probe`, `hostile`) for
+    /// routes in `extra`.
+    pub fn wasmsock_with(kit: &Kit, extra: &str, log: &str, more: &[&str]) -> Result<Server> {
         let port = free_port();
         let dir = kit.work.join(format!("node-{port}"));
         let plugins = dir.join("plugins");
         std::fs::create_dir_all(&plugins)?;
-        for p in ["echo", "rooms"] {
+        for p in ["echo", "rooms"].iter().chain(more) {
             std::fs::copy(kit.plugin(p), plugins.join(format!("{p}.wasm")))?;
         }
         // Thousands of clients connect at once in some scenarios; `extra` may have its own

@@ -167,7 +167,9 @@ impl<S: Socket> Transport<S> {
             });
             self.early = early;
             buf.drain(..consumed.as_ref().map_or(0, |c| *c));
-            self.inbuf = buf;
+            // Emptied at the end of the handshake: let the ClientHello's buffer go rather than
+            // keep it for the connection's life.
+            self.inbuf = if buf.is_empty() { Vec::new() } else { buf };
             if let Err(ReadError::Io(e) | ReadError::Sink(e)) = consumed {
                 // Send the alert rustls queued, if the socket takes it.
                 let _ = self.flush();

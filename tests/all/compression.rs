@@ -364,3 +364,89 @@ async fn a_hot_reload_under_compressed_traffic_loses_and_duplicates_nothing() {
     let at = switched_at.expect("the new version answered");
     assert!(at > 0 && at < sent, "the switch happened mid-stream (at {at} of {sent})");
 }
+
+/// Python `websockets` with context takeover agreed both ways (it offers it by default), through
+/// a proxy in the script that counts the bytes of each message on the wire: the messages after
+/// the first, which repeat most of it, inflate correctly on both sides and cost a fraction of
+/// the first each way, because each side kept its window. A route without context takeover is
+/// the control: there every message costs about the same.
+#[tokio::test]
+async fn python_websockets_keeps_its_context_across_messages_and_so_do_we() {
+    if !crate::process::python_has_websockets() {
+        skip_without("python3 `websockets`");
+        return;
+    }
+    let s = Setup::new(
+        "[compression]\ncontext_takeover = true\n[[routes]]\npath = \"/echo\"\nplugins = [\"echo\"]\n\
+         [[routes]]\npath = \"/fresh\"\nplugins = [\"echo\"]\ncompression = { context_takeover = false }\n",
+    )
+    .plugin("echo", "echo")
+    .start()
+    .await;
+    let script = r#"
+import asyncio, random, ssl, sys, websockets
+port, ca = int(sys.argv[1]), sys.argv[2]
+counts = {"up": 0, "down": 0}
+
+async def pipe(r, w, key):
+    try:
+        while data := await r.read(65536):
+            counts[key] += len(data)
+            w.write(data)
+            await w.drain()
+    finally:
+        w.close()
+
+async def handle(cr, cw):
+    sr, sw = await asyncio.open_connection("127.0.0.1", port)
+    await asyncio.gather(pipe(cr, sw, "up"), pipe(sr, cw, "down"))
+
+async def sizes(path, ctx, proxy_port):
+    # Words that do not repeat within a message (it compresses little on its own) but repeat
+    # from one message to the next.
+    rnd = random.Random(7)
+    words = " ".join("".join(rnd.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(3, 9))) for _ in range(300))
+    out = []
+    async with websockets.connect(f"wss://localhost:{proxy_port}{path}", ssl=ctx) as ws:
+        ext = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        for i in range(6):
+            msg = '{"seq":%d,"text":"%s"}' % (i, words)
+            up, down = counts["up"], counts["down"]
+            await ws.send(msg)
+            assert await ws.recv() == msg, f"echo {i} differs"
+            out.append((counts["up"] - up, counts["down"] - down))
+    return ext, out
+
+async def main():
+    proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
+    proxy_port = proxy.sockets[0].getsockname()[1]
+    ctx = ssl.create_default_context(cafile=ca)
+    for path in ["/echo", "/fresh"]:
+        ext, out = await sizes(path, ctx, proxy_port)
+        print(path, repr(ext), out)
+
+asyncio.run(main())
+"#;
+    let ca = s.ca.as_ref().unwrap().to_str().unwrap().to_owned();
+    let out = crate::process::run_python(script, &[&s.addr.port().to_string(), &ca]).await;
+    // Per path: the agreed extension, then (client → server, server → client) bytes per message.
+    let line = |path: &str| -> (String, Vec<(u64, u64)>) {
+        let l = out.lines().find(|l| l.starts_with(&format!("{path} "))).unwrap_or_else(|| panic!("python: {out}"));
+        let rest = &l[path.len() + 1..];
+        let (ext, sizes) = rest.split_once(" [").unwrap();
+        let nums: Vec<u64> =
+            sizes.split(|c: char| !c.is_ascii_digit()).filter(|n| !n.is_empty()).map(|n| n.parse().unwrap()).collect();
+        (ext.trim_matches('\'').to_owned(), nums.chunks(2).map(|p| (p[0], p[1])).collect())
+    };
+    let (ext, kept) = line("/echo");
+    assert_eq!(ext, "permessage-deflate", "both sides keep their context: {out}");
+    let (ext, fresh) = line("/fresh");
+    assert_eq!(ext, "permessage-deflate; server_no_context_takeover; client_no_context_takeover", "{out}");
+    let (first_up, first_down) = kept[0];
+    for &(up, down) in &kept[1..] {
+        assert!(up * 4 < first_up && down * 4 < first_down, "context kept: {kept:?} (without: {fresh:?})");
+    }
+    for &(up, down) in &fresh[1..] {
+        assert!(up * 4 > fresh[0].0 * 3 && down * 4 > fresh[0].1 * 3, "no context kept: {fresh:?}");
+    }
+}

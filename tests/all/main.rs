@@ -18,6 +18,7 @@ mod devtools;
 mod edge;
 mod hostile;
 mod http_routes;
+mod idle_memory;
 mod lang;
 mod observability;
 mod outbound;

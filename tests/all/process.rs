@@ -354,7 +354,7 @@ fn bad_configuration_exits_nonzero_naming_the_problem() {
     assert!(stderr.contains("client CA bundle"), "{stderr}");
 }
 
-fn python_has_websockets() -> bool {
+pub(crate) fn python_has_websockets() -> bool {
     Command::new("python3").args(["-c", "import websockets"]).status().is_ok_and(|s| s.success())
 }
 
@@ -388,7 +388,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
     assert!(out.contains("python ok"), "{out}");
 }
 
-async fn run_python(script: &str, args: &[&str]) -> String {
+pub(crate) async fn run_python(script: &str, args: &[&str]) -> String {
     let out = tokio::process::Command::new("python3").arg("-c").arg(script).args(args).output().await.unwrap();
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }

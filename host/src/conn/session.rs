@@ -254,7 +254,11 @@ impl Session<'_> {
     async fn handle_events(&mut self) {
         let (mut msgs, mut bytes) = (0u64, 0u64);
         while self.handling.is_none() {
-            let Some(input) = self.input.pop_front() else { break };
+            let Some(input) = self.input.pop_front() else {
+                // All handled: an idle connection keeps no queue capacity.
+                self.input = VecDeque::new();
+                break;
+            };
             let msg = match input {
                 Input::Event(Event::Text(text)) => Message::Text(text),
                 Input::Event(Event::Binary(data)) => Message::Binary(data),
@@ -284,9 +288,6 @@ impl Session<'_> {
                     self.handling = Some(handling);
                 }
             }
-        }
-        if self.input.is_empty() {
-            self.input = VecDeque::new(); // nothing kept while idle
         }
         self.count_in(msgs, bytes);
     }

@@ -78,8 +78,10 @@ impl Writer {
                 break; // the socket is full: wait until it is writable
             }
         }
-        if self.batch.is_empty() {
-            self.batch = Vec::new(); // nothing kept while idle (one allocation per burst)
+        if self.pos >= self.batch.len() {
+            // All handed over: an idle connection keeps no batch (nor its capacity).
+            self.batch = Vec::new();
+            self.pos = 0;
         }
         conn.release_outgoing(std::mem::take(&mut self.handed));
         w.flushed = t.flush()?;
