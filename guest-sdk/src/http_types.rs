@@ -45,7 +45,8 @@ pub enum Error {
 }
 
 /// A request to send: method, URL, headers and body. Build it with [`Request::new`] or the
-/// shortcuts ([`get`], [`post`], [`post_json`]).
+/// shortcuts ([`get`](crate::http::get), [`post`](crate::http::post),
+/// [`post_json`](crate::http::post_json)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// `GET`, `POST`, ... (upper case).
