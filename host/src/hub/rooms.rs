@@ -43,6 +43,26 @@ pub struct Delivery {
     pub too_large: u32,
 }
 
+impl Delivery {
+    /// Queues `item` to each of `conns` whose route admits its size (a room's members, a
+    /// user's connections), outside any lock.
+    pub fn to(conns: impl IntoIterator<Item = Arc<ConnShared>>, item: &Outgoing) -> Delivery {
+        let len = item.payload_len();
+        let mut d = Delivery::default();
+        for conn in conns {
+            if len > conn.route.limits.max_message_size {
+                d.too_large += 1;
+                continue;
+            }
+            match conn.send(item.clone()) {
+                Ok(()) => d.queued += 1,
+                Err(_) => d.refused += 1,
+            }
+        }
+        d
+    }
+}
+
 /// What one publish may still cost: the copies and bytes left in the publishing call's send
 /// budget. Every member is a copy the server encrypts and writes, so a publish is charged like
 /// one send per member, not once for the room.
@@ -116,18 +136,7 @@ impl Rooms {
             }
             members.iter().filter(|(id, _)| Some(**id) != except).map(|(_, c)| c.clone()).collect()
         };
-        let mut d = Delivery::default();
-        for conn in members {
-            if len > conn.route.limits.max_message_size {
-                d.too_large += 1;
-                continue;
-            }
-            match conn.send(item.clone()) {
-                Ok(()) => d.queued += 1,
-                Err(_) => d.refused += 1,
-            }
-        }
-        Ok(d)
+        Ok(Delivery::to(members, item))
     }
 
     pub fn members(&self, key: &RoomKey, limit: usize) -> Vec<u64> {

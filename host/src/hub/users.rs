@@ -74,18 +74,7 @@ impl Users {
         if !allowance.covers(conns.len(), len) {
             return Err(OverBudget { members: conns.len() });
         }
-        let mut d = Delivery::default();
-        for conn in conns {
-            if len > conn.route.limits.max_message_size {
-                d.too_large += 1;
-                continue;
-            }
-            match conn.send(item.clone()) {
-                Ok(()) => d.queued += 1,
-                Err(_) => d.refused += 1,
-            }
-        }
-        Ok(d)
+        Ok(Delivery::to(conns, item))
     }
 
     /// Closes every connection of `user` that `plugin` may address; how many.
