@@ -10,9 +10,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::bindings::{ErrorCode, Identity, LogLevel, Message, v0_1, v0_2};
-use super::state::StoreState;
+use super::state::{PluginEnv, StoreState};
 use crate::hub::{
-    Allowance, AtomicError, AttachError, ConnShared, JoinError, KvError, KvPage, Outgoing, PushError, RoomKey,
+    Allowance, AtomicError, AttachError, ConnShared, Delivery, JoinError, KvError, KvPage, Outgoing, OverBudget,
+    PushError, RoomKey,
 };
 use crate::ws::CloseCode;
 
@@ -57,6 +58,35 @@ impl StoreState {
         }
     }
 
+    /// A message to many connections (a room's members, a user's connections): costs one send
+    /// per connection it is queued to, and at least one (with a broker it also goes to the
+    /// other nodes); refused whole when the budget left does not cover every connection.
+    /// `target` names them in the log.
+    pub(super) fn fan_out(
+        &mut self,
+        len: usize,
+        target: &str,
+        deliver: impl FnOnce(&PluginEnv, Allowance) -> Result<Delivery, OverBudget>,
+    ) -> Result<u32, ErrorCode> {
+        if !self.allowance().covers(1, len) {
+            return Err(ErrorCode::LimitReached);
+        }
+        let d = deliver(&self.env, self.allowance()).map_err(|over| {
+            tracing::debug!(
+                plugin = &*self.env.name,
+                target,
+                conns = over.members,
+                "fan-out over the call's send budget"
+            );
+            ErrorCode::LimitReached
+        })?;
+        self.charge_copies(d.queued.max(1), len);
+        if d.queued == 0 && d.too_large > 0 {
+            return Err(ErrorCode::TooLarge);
+        }
+        Ok(d.queued)
+    }
+
     pub(super) fn charge_copies(&mut self, copies: u32, len: usize) {
         self.call.sends = self.call.sends.saturating_add(copies);
         self.call.send_bytes = self.call.send_bytes.saturating_add((copies as usize).saturating_mul(len));
@@ -91,6 +121,16 @@ pub(crate) fn outgoing(msg: Message) -> Outgoing {
     }
 }
 
+/// A close's code and reason as a plugin gives them: a code a peer may receive, and a reason
+/// that fits a close frame (123 bytes).
+pub(super) fn close_args(code: u16, reason: &str) -> Result<CloseCode, ErrorCode> {
+    let code = CloseCode::from_wire(code).ok_or(ErrorCode::InvalidArgument)?;
+    if reason.len() > 123 {
+        return Err(ErrorCode::InvalidArgument);
+    }
+    Ok(code)
+}
+
 pub(crate) fn message_len(msg: &Message) -> usize {
     match msg {
         Message::Text(t) => t.len(),
@@ -118,10 +158,7 @@ impl StoreState {
     }
 
     pub(super) fn close(&mut self, conn: u64, code: u16, reason: String) -> Result<(), ErrorCode> {
-        let code = CloseCode::from_wire(code).ok_or(ErrorCode::InvalidArgument)?;
-        if reason.len() > 123 {
-            return Err(ErrorCode::InvalidArgument);
-        }
+        let code = close_args(code, &reason)?;
         let target = self.target(conn)?;
         target.close(code, &reason);
         Ok(())
@@ -172,24 +209,13 @@ impl StoreState {
         data.rooms.iter().filter(|k| k.plugin == self.env.scope).map(|k| k.name.to_string()).collect()
     }
 
-    /// A publish costs one send per member it is queued to (each is a copy the server encrypts
-    /// and writes), and at least one (with a broker it also goes to the other nodes). It is
-    /// refused whole when the budget left does not cover every member.
+    /// A publish is charged as a fan-out ([`StoreState::fan_out`]): each member is a copy the
+    /// server encrypts and writes.
     pub(super) fn publish(&mut self, room: String, msg: Message, except: Option<u64>) -> Result<u32, ErrorCode> {
         let key = self.room(&room)?;
         let len = message_len(&msg);
-        if !self.allowance().covers(1, len) {
-            return Err(ErrorCode::LimitReached);
-        }
-        let d = self.env.hub.publish(&key, &outgoing(msg), except, self.allowance()).map_err(|over| {
-            tracing::debug!(plugin = &*self.env.name, room = %room, members = over.members, "publish over the call's send budget");
-            ErrorCode::LimitReached
-        })?;
-        self.charge_copies(d.queued.max(1), len);
-        if d.queued == 0 && d.too_large > 0 {
-            return Err(ErrorCode::TooLarge);
-        }
-        Ok(d.queued)
+        let item = outgoing(msg);
+        self.fan_out(len, &room, |env, allowance| env.hub.publish(&key, &item, except, allowance))
     }
 
     pub(super) fn members(&mut self, room: String, limit: u32) -> Vec<u64> {

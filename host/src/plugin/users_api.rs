@@ -3,9 +3,8 @@
 //! of its `act_as` plugin's routes; sends are charged to the call's budget like a publish.
 
 use super::bindings::{ErrorCode, Message, v0_2};
-use super::host_api::{message_len, outgoing};
+use super::host_api::{close_args, message_len, outgoing};
 use super::state::StoreState;
-use crate::ws::CloseCode;
 
 /// Longest user id accepted (identities are set by plugins, and this bounds what a frame to
 /// the other nodes carries).
@@ -22,27 +21,13 @@ impl StoreState {
     pub(super) fn send_to_user(&mut self, user: String, msg: Message) -> Result<u32, ErrorCode> {
         Self::user_id(&user)?;
         let len = message_len(&msg);
-        if !self.allowance().covers(1, len) {
-            return Err(ErrorCode::LimitReached);
-        }
-        let hub = self.env.hub.clone();
-        let d = hub.user_send(&self.env.scope, &user, &outgoing(msg), self.allowance()).map_err(|over| {
-            tracing::debug!(plugin = &*self.env.name, user = %user, conns = over.members, "send-to-user over the call's send budget");
-            ErrorCode::LimitReached
-        })?;
-        self.charge_copies(d.queued.max(1), len);
-        if d.queued == 0 && d.too_large > 0 {
-            return Err(ErrorCode::TooLarge);
-        }
-        Ok(d.queued)
+        let item = outgoing(msg);
+        self.fan_out(len, &user, |env, allowance| env.hub.user_send(&env.scope, &user, &item, allowance))
     }
 
     pub(super) fn close_user(&mut self, user: String, code: u16, reason: String) -> Result<u32, ErrorCode> {
         Self::user_id(&user)?;
-        let code = CloseCode::from_wire(code).ok_or(ErrorCode::InvalidArgument)?;
-        if reason.len() > 123 {
-            return Err(ErrorCode::InvalidArgument);
-        }
+        let code = close_args(code, &reason)?;
         Ok(self.env.hub.user_close(&self.env.scope, &user, code, &reason))
     }
 
