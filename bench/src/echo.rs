@@ -22,6 +22,18 @@ pub(crate) fn wsload(kit: &Kit, server: &Server, path: &str, args: &[&str]) -> R
     wsload_at(kit.wsload.as_deref(), &kit.cert, &server.url(path), server.pid(), args)
 }
 
+/// [`wsload`] on a blocking thread, so the tasks of this process that load the server in other
+/// ways (burners, waiting connections) keep running meanwhile.
+pub(crate) async fn wsload_beside(kit: &Kit, server: &Server, path: &str, args: &[&str]) -> Result<Value> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let (wsload_bin, cert, url, pid) = (kit.wsload.clone(), kit.cert.clone(), server.url(path), server.pid());
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        wsload_at(wsload_bin.as_deref(), &cert, &url, pid, &args)
+    })
+    .await?
+}
+
 /// [`wsload`] against any URL (a proxy in front of the server, say), the server's CPU taken
 /// from process `pid`.
 pub(crate) fn wsload_at(wsload: Option<&Path>, cert: &Path, url: &str, pid: u32, args: &[&str]) -> Result<Value> {
