@@ -209,28 +209,40 @@ pub async fn handshakes(kit: &Kit, quick: bool) -> Result<()> {
     }
     servers.push(("wasmsock", Server::wasmsock(kit, "", "warn")?));
     for (name, server) in servers {
-        let url = Arc::new(server.url("/echo"));
-        let cpu0 = server.cpu_ns();
-        let started = Instant::now();
-        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..concurrency {
-            let (url, tls, next, port) = (url.clone(), tls.clone(), next.clone(), server.port);
-            tasks.push(tokio::spawn(async move {
-                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
-                    let mut ws = client::connect(&url, port, &tls).await?;
-                    ws.close(None).await.ok();
-                }
-                anyhow::Ok(())
-            }));
-        }
-        for t in tasks {
-            t.await??;
-        }
-        let secs = started.elapsed().as_secs_f64();
-        let cpu = (server.cpu_ns() - cpu0) as f64 / 1e3 / total as f64;
-        println!("| {name} | {:.0} | {cpu:.0} µs |", total as f64 / secs);
+        let (rate, cpu) = handshake_rate(&server, &tls, "/echo", total, concurrency).await?;
+        println!("| {name} | {rate:.0} | {cpu:.0} µs |");
     }
     println!();
     Ok(())
+}
+
+/// `total` handshakes (each connection closed at once), `concurrency` at a time, to `path`:
+/// handshakes per second and the server's CPU per handshake in µs.
+pub async fn handshake_rate(
+    server: &Server,
+    tls: &Arc<rustls::ClientConfig>,
+    path: &str,
+    total: usize,
+    concurrency: usize,
+) -> Result<(f64, f64)> {
+    let url = Arc::new(server.url(path));
+    let cpu0 = server.cpu_ns();
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (url, tls, next, port) = (url.clone(), tls.clone(), next.clone(), server.port);
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                let mut ws = client::connect(&url, port, &tls).await?;
+                ws.close(None).await.ok();
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok((total as f64 / secs, (server.cpu_ns() - cpu0) as f64 / 1e3 / total as f64))
 }

@@ -12,7 +12,7 @@
 //! host's client makes them).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -157,7 +157,7 @@ async fn handshake_rates(server: &Server, tls: &Arc<rustls::ClientConfig>, total
     let mut rates: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
     for _ in 0..3 {
         for (i, path) in ["/echo", "/proxied"].into_iter().enumerate() {
-            rates[i].push(handshakes(server, tls, path, total).await?);
+            rates[i].push(crate::echo::handshake_rate(server, tls, path, total, 32).await?);
         }
     }
     for (i, label) in ["`/echo`: no connect proxy", "`/proxied`: the proxy plugin asks the backend"].iter().enumerate()
@@ -168,29 +168,6 @@ async fn handshake_rates(server: &Server, tls: &Arc<rustls::ClientConfig>, total
     }
     println!();
     Ok(())
-}
-
-async fn handshakes(server: &Server, tls: &Arc<rustls::ClientConfig>, path: &str, total: usize) -> Result<(f64, f64)> {
-    let url = Arc::new(server.url(path));
-    let cpu0 = server.cpu_ns();
-    let started = Instant::now();
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..32 {
-        let (url, tls, next, port) = (url.clone(), tls.clone(), next.clone(), server.port);
-        tasks.push(tokio::spawn(async move {
-            while next.fetch_add(1, Relaxed) < total {
-                let mut ws = client::connect(&url, port, &tls).await?;
-                ws.close(None).await.ok();
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    Ok((total as f64 / secs, (server.cpu_ns() - cpu0) as f64 / 1e3 / total as f64))
 }
 
 /// Round trips on one connection: `say` (no request) and `get` of the backend's `/ok`,
