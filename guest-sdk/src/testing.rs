@@ -51,6 +51,17 @@ pub struct TestHost {
     _not_send: PhantomData<*const ()>,
 }
 
+/// A webhook event a plugin emitted (see [`TestHost::webhooks`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emitted {
+    /// Where it goes.
+    pub url: String,
+    /// The event, parsed.
+    pub event: serde_json::Value,
+    /// How its batch would be signed.
+    pub signing: Option<crate::webhooks::Signing>,
+}
+
 impl Default for TestHost {
     fn default() -> Self {
         Self::new()
@@ -120,6 +131,19 @@ impl TestHost {
     /// The outbound HTTP requests the plugin made, in order (answered or not).
     pub fn http_requests(&self) -> Vec<http::Request> {
         with(|s| s.http_requests.clone())
+    }
+
+    /// The webhook events the plugin emitted, in order (see [`webhooks`](crate::webhooks)).
+    ///
+    /// ```
+    /// use wasmsock_sdk::{testing::TestHost, webhooks};
+    /// let host = TestHost::new();
+    /// webhooks::emit("https://api.example.com/hooks", &serde_json::json!({"name": "ping"}), None).unwrap();
+    /// assert_eq!(host.webhooks()[0].url, "https://api.example.com/hooks");
+    /// assert_eq!(host.webhooks()[0].event, serde_json::json!({"name": "ping"}));
+    /// ```
+    pub fn webhooks(&self) -> Vec<Emitted> {
+        with(|s| s.webhooks.clone())
     }
 
     /// Replaces the limits (see the example on [`Limits`]).
