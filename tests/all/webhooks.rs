@@ -201,10 +201,8 @@ async fn webhook_to_a_backend_that_is_down_is_dropped_after_the_attempts_and_a_4
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let toml = config(b.port, "webhook_flush_delay = \"20ms\"\nwebhook_max_attempts = 3\n").replace(
-        "http_allowed_hosts = [",
-        &format!("http_allowed_hosts = [\"http://127.0.0.1:{closed}\", "),
-    );
+    let toml = config(b.port, "webhook_flush_delay = \"20ms\"\nwebhook_max_attempts = 3\n")
+        .replace("http_allowed_hosts = [", &format!("http_allowed_hosts = [\"http://127.0.0.1:{closed}\", "));
     let s = Setup::new(&toml).plugin("outbound", "outbound").start().await;
     let mut ws = s.connect("/out").await;
     assert_eq!(ask(&mut ws, &format!("hook http://127.0.0.1:{closed}/hook {{\"n\":1}}")).await, "queued");

@@ -108,7 +108,11 @@ mod imp {
     pub(crate) fn user_connections(user: &str) -> u32 {
         users::user_connections(user)
     }
-    pub(crate) fn webhook_emit(url: &str, event: &str, signing: Option<&crate::webhooks::Signing>) -> Result<(), Error> {
+    pub(crate) fn webhook_emit(
+        url: &str,
+        event: &str,
+        signing: Option<&crate::webhooks::Signing>,
+    ) -> Result<(), Error> {
         let signing = signing.map(|s| webhooks::Signing {
             secret: s.secret().to_owned(),
             header: s.signature_header().to_owned(),

@@ -106,7 +106,11 @@ fn handle(conn: Conn, request: Request) -> Result<Option<Value>, Refusal> {
             conn.join(&channel)?;
             if !already {
                 if presence_events() {
-                    announce(&channel, json!({"event": "join", "channel": channel, "user": display_id(conn)}), Some(conn));
+                    announce(
+                        &channel,
+                        json!({"event": "join", "channel": channel, "user": display_id(conn)}),
+                        Some(conn),
+                    );
                 }
                 hooks::joined(&channel, &display_id(conn), rooms::count(&channel) == 1);
             }

@@ -168,7 +168,8 @@ impl WasiHttpHooks for Hooks {
             let uri = request.uri().clone();
             // Taken before connecting, given back when the answer's body is read or dropped.
             let permit = out.in_flight.clone().try_acquire_owned().map_err(|_| {
-                let detail = format!("{} requests already in flight (http_max_concurrent)", out.settings.max_concurrent);
+                let detail =
+                    format!("{} requests already in flight (http_max_concurrent)", out.settings.max_concurrent);
                 out.failed(Failure::Busy, &uri, &detail);
                 Error::ConnectionLimitReached
             })?;

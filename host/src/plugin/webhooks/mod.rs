@@ -41,7 +41,8 @@ const MAX_SECRET: usize = 1024;
 const MAX_HEADERS: usize = 16;
 const MAX_HEADER_VALUE: usize = 1024;
 /// Headers the host sets itself.
-const RESERVED: &[&str] = &["host", "content-length", "content-type", "transfer-encoding", "connection", "te", "upgrade"];
+const RESERVED: &[&str] =
+    &["host", "content-length", "content-type", "transfer-encoding", "connection", "te", "upgrade"];
 
 /// How a batch is signed: `header` carries the hex HMAC-SHA256 of the body under `secret`, and
 /// `headers` go with every request (Pusher: `X-Pusher-Signature`, and `X-Pusher-Key`).
@@ -312,8 +313,11 @@ mod tests {
 
     #[tokio::test]
     async fn emit_checks_the_policy_the_event_and_the_bounds() {
-        let settings =
-            WebhookSettings { max_queued_events: 2, flush_delay: std::time::Duration::from_secs(60), ..Default::default() };
+        let settings = WebhookSettings {
+            max_queued_events: 2,
+            flush_delay: std::time::Duration::from_secs(60),
+            ..Default::default()
+        };
         let (w, _m) = webhooks(settings);
         let url = "http://127.0.0.1:9/hook".to_owned();
         assert_eq!(w.emit("http://10.0.0.1:9/".into(), "{}".into(), None), Err(EmitError::Denied));
@@ -321,7 +325,8 @@ mod tests {
         let bad = Signing { secret: "s".into(), header: "content-length".into(), headers: vec![] };
         assert!(matches!(w.emit(url.clone(), "{}".into(), Some(bad)), Err(EmitError::Invalid(_))));
         w.emit(url.clone(), "{\"a\":1}".into(), None).unwrap();
-        let signed = Signing { secret: "s".into(), header: "x-sig".into(), headers: vec![("x-key".into(), "k".into())] };
+        let signed =
+            Signing { secret: "s".into(), header: "x-sig".into(), headers: vec![("x-key".into(), "k".into())] };
         w.emit(url.clone(), "[1]".into(), Some(signed)).unwrap();
         assert_eq!(w.emit(url, "2".into(), None), Err(EmitError::QueueFull));
         let q = w.queues.lock();

@@ -55,14 +55,16 @@ impl Plugin for Outbound {
             "hooks" => {
                 let (n, url) = rest.split_once(' ').unwrap_or((rest, ""));
                 let n: u32 = n.parse().unwrap_or(0);
-                let refused = (0..n).filter(|i| webhooks::emit(url, &serde_json::json!({"n": i}), None).is_err()).count();
+                let refused =
+                    (0..n).filter(|i| webhooks::emit(url, &serde_json::json!({"n": i}), None).is_err()).count();
                 format!("queued {}, refused {refused}", n as usize - refused)
             }
             "signed" => {
                 let mut parts = rest.splitn(3, ' ');
                 let (url, secret, event) =
                     (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                let signing = Signing::hmac_sha256(secret).header("x-test-signature").with_header("x-test-key", "key-1");
+                let signing =
+                    Signing::hmac_sha256(secret).header("x-test-signature").with_header("x-test-key", "key-1");
                 queued(webhooks::emit_json(url, event, Some(&signing)))
             }
             "sleep" => {
