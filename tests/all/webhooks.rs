@@ -154,7 +154,7 @@ async fn webhook_batches_arrive_in_pushers_shape_with_a_signature_the_backend_ve
     assert_eq!(ask(&mut ws, "hook http://127.0.0.1:1/x {}").await, "error: connection not permitted for this plugin");
     assert_eq!(ask(&mut ws, &format!("hook {} {{oops", b.url("/ok"))).await, "error: invalid argument");
 
-    let mut got = vec![b.next().await, b.next().await];
+    let mut got = [b.next().await, b.next().await];
     got.sort_by_key(|r| r["path"].as_str().unwrap_or_default().to_owned());
     let (signed, plain) = (&got[0], &got[1]);
     assert_eq!(signed["path"], "/ok");
