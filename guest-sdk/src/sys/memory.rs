@@ -316,6 +316,11 @@ pub(crate) fn user_connections(user: &str) -> u32 {
     with(|s| user_conns(s, user).len() as u32)
 }
 
+/// The test host is one node: everywhere is here.
+pub(crate) fn user_connections_everywhere(user: &str) -> Option<u32> {
+    Some(user_connections(user))
+}
+
 pub(crate) fn close(conn: u64, code: u16, reason: &str) -> Result<(), Error> {
     // The codes the server accepts from a plugin (those a peer may legitimately send).
     if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) || reason.len() > 123 {

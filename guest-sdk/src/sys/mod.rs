@@ -108,6 +108,9 @@ mod imp {
     pub(crate) fn user_connections(user: &str) -> u32 {
         users::user_connections(user)
     }
+    pub(crate) fn user_connections_everywhere(user: &str) -> Option<u32> {
+        users::user_connections_everywhere(user)
+    }
     pub(crate) fn webhook_emit(
         url: &str,
         event: &str,
@@ -192,5 +195,5 @@ pub(crate) use imp::*;
 pub(crate) use memory::{
     attachment, close, close_user, config, identity, join, kv_compare_and_set, kv_delete, kv_get, kv_increment,
     kv_list, kv_set, leave, log, member_count, members, publish, rooms, send, send_to_user, set_attachment,
-    user_connections, webhook_emit,
+    user_connections, user_connections_everywhere, webhook_emit,
 };
