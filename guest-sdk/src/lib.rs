@@ -70,6 +70,7 @@ mod sys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod users;
+mod webhook_types;
 pub mod webhooks;
 
 pub use conn::Conn;

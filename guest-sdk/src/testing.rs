@@ -29,6 +29,7 @@ use crate::sys::memory::{self, ConnState, State, with};
 use crate::{Conn, Connect, Flow, Identity, Message, Plugin, Request, http};
 
 pub use crate::sys::memory::Limits;
+pub use crate::webhook_types::Emitted;
 
 /// The test host of the current thread; dropping it discards all recorded state.
 ///
@@ -49,17 +50,6 @@ pub use crate::sys::memory::Limits;
 /// ```
 pub struct TestHost {
     _not_send: PhantomData<*const ()>,
-}
-
-/// A webhook event a plugin emitted (see [`TestHost::webhooks`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Emitted {
-    /// Where it goes.
-    pub url: String,
-    /// The event, parsed.
-    pub event: serde_json::Value,
-    /// How its batch would be signed.
-    pub signing: Option<crate::webhooks::Signing>,
 }
 
 impl Default for TestHost {

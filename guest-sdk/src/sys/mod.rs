@@ -114,7 +114,7 @@ mod imp {
     pub(crate) fn webhook_emit(
         url: &str,
         event: &str,
-        signing: Option<&crate::webhooks::Signing>,
+        signing: Option<&crate::webhook_types::Signing>,
     ) -> Result<(), Error> {
         let signing = signing.map(|s| webhooks::Signing {
             secret: s.secret().to_owned(),
