@@ -257,6 +257,20 @@ async fn webhooks_queued_at_shutdown_are_sent_within_the_grace_period() {
 }
 
 #[tokio::test]
+async fn webhooks_queued_before_a_hot_reload_are_still_sent_once() {
+    let Some(mut b) = Backend::start() else { return };
+    let mut s = server(b.port, "webhook_flush_delay = \"700ms\"\n").await;
+    let mut ws = s.connect("/out").await;
+    assert_eq!(ask(&mut ws, &format!("hook {} {{\"before\":\"reload\"}}", b.url("/ok"))).await, "queued");
+    // New code under the same name while the event waits in the host's queue.
+    assert!(matches!(s.install("outbound", "echo").await, wasmsock::plugin::LoadOutcome::Loaded { .. }));
+    assert_eq!(ask(&mut ws, "say hi").await, "say hi", "the new code answers");
+    assert_eq!(b.next().await["body"]["events"], json!([{"before": "reload"}]));
+    b.assert_quiet(Duration::from_millis(300)).await;
+    assert_eq!(s.metric(&series("batches")).await, 1.0);
+}
+
+#[tokio::test]
 async fn rooms_webhooks_report_occupied_member_added_member_removed_and_vacated_in_order() {
     let Some(mut b) = Backend::start() else { return };
     let toml = format!(
