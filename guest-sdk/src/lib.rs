@@ -39,6 +39,7 @@
 //! - [`Message`], [`Request`], [`Identity`]: the data a plugin is handed.
 //! - [`rooms`], [`kv`], [`log`], [`config`]: the host's other services.
 //! - [`http`]: calls to the application's backend (allowed hosts only).
+//! - [`webhooks`]: events for the backend, batched, signed and retried by the host.
 //! - [`Error`]: why a host call failed.
 //!
 //! # Testing plugins natively
@@ -69,6 +70,8 @@ mod sys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod users;
+mod webhook_types;
+pub mod webhooks;
 
 pub use conn::Conn;
 pub use error::Error;

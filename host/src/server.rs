@@ -182,7 +182,13 @@ impl Server {
         ctx.hub.for_each(|c| {
             c.close(CloseCode::GOING_AWAY, "server shutting down");
         });
-        if tokio::time::timeout(grace, ctx.tasks.wait_idle()).await.is_err() {
+        // Queued webhooks go now; the ones on-close emits follow as those calls run.
+        ctx.registry.flush_webhooks();
+        let settled = async {
+            ctx.tasks.wait_idle().await;
+            ctx.registry.webhooks_idle().await;
+        };
+        if tokio::time::timeout(grace, settled).await.is_err() {
             let left = ctx.hub.len();
             tracing::warn!(connections = left, "shutdown grace period over: dropping the remaining connections");
             ctx.hub.for_each(|c| c.kill(Kill::Shutdown));
@@ -192,6 +198,8 @@ impl Server {
             if tokio::time::timeout(SHUTDOWN_MARGIN, ctx.tasks.wait_idle()).await.is_err() {
                 tracing::error!(tasks = ctx.tasks.count(), "connections still ending after the shutdown margin");
             }
+            // Webhooks still queued or in delivery are dropped (and counted) at once.
+            let _ = tokio::time::timeout(SHUTDOWN_MARGIN, ctx.registry.webhooks_idle()).await;
         }
         sweeper.abort();
         budget_guard.abort();

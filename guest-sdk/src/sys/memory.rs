@@ -135,6 +135,24 @@ pub(crate) struct State {
     pub(crate) http_answers: Vec<(String, String, Result<crate::http_types::Response, crate::http_types::Error>)>,
     /// Outbound HTTP requests made, in order.
     pub(crate) http_requests: Vec<crate::http_types::Request>,
+    /// Webhook events emitted, in order.
+    pub(crate) webhooks: Vec<crate::webhook_types::Emitted>,
+}
+
+/// A webhook event, recorded for [`crate::testing::TestHost::webhooks`] after the checks the
+/// server makes at `emit` (an http(s) URL, JSON text, a usable signing).
+pub(crate) fn webhook_emit(
+    url: &str,
+    event: &str,
+    signing: Option<&crate::webhook_types::Signing>,
+) -> Result<(), Error> {
+    crate::http_types::split_url(url).map_err(|_| Error::InvalidArgument)?;
+    let event: serde_json::Value = serde_json::from_str(event).map_err(|_| Error::InvalidArgument)?;
+    if signing.is_some_and(|s| s.secret().is_empty() || s.signature_header().is_empty()) {
+        return Err(Error::InvalidArgument);
+    }
+    with(|s| s.webhooks.push(crate::webhook_types::Emitted { url: url.to_owned(), event, signing: signing.cloned() }));
+    Ok(())
 }
 
 /// Outbound HTTP, answered from the fakes set on the [`crate::testing::TestHost`]: like the
