@@ -34,7 +34,7 @@ class Handler(BaseHTTPRequestHandler):
             status = 500 if n == 0 else 200
         sig = self.headers.get("x-test-signature") or self.headers.get("x-wasmsock-signature")
         expected = hmac.new(SECRET, body, hashlib.sha256).hexdigest()
-        print(json.dumps({
+        line = json.dumps({
             "path": self.path,
             "status": status,
             "signed": sig is not None,
@@ -42,7 +42,10 @@ class Handler(BaseHTTPRequestHandler):
             "key": self.headers.get("x-test-key"),
             "content_type": self.headers.get("content-type"),
             "body": json.loads(body),
-        }), flush=True)
+        })
+        # One line at a time: requests are handled on threads of their own.
+        with lock:
+            print(line, flush=True)
         if status == 0:
             time.sleep(3600)
             return
@@ -86,7 +89,8 @@ impl Backend {
         let (tx, received) = tokio::sync::mpsc::unbounded_channel();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
-                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("backend printed {line:?}: {e}"));
+                if tx.send(v).is_err() {
                     return;
                 }
             }
