@@ -129,10 +129,13 @@ plugins = ["outbound"]
 deadline = "100ms"
 http_allowed_hosts = ["http://127.0.0.1:{port}"]
 http_timeout = "10s"
-http_max_concurrent = {instances}
+http_max_concurrent = {waiters}
 "#,
-        // Every waiting call holds an instance: room for all the waiters and the others.
-        instances = WAITERS + 100,
+        // Every waiting call holds an instance. Half of `max_instances` is reserved, split
+        // between the four loaded plugins (echo, rooms, proxy, outbound), and a plugin takes a
+        // shared slot only while the others' reservations stay free: one plugin gets a quarter.
+        instances = 4 * (WAITERS + 100),
+        waiters = WAITERS + 100,
         port = backend.port,
         auth = backend.url("/auth"),
     )
@@ -260,8 +263,9 @@ async fn echo_beside_waiters(
                 quiet.push(v);
             }
             waiting.store(false, Relaxed);
-            if let Some(t) = tasks.iter().find(|t| t.is_finished()) {
-                bail!("a waiting connection stopped: {t:?}");
+            if let Some(i) = tasks.iter().position(|t| t.is_finished()) {
+                let why = tasks.swap_remove(i).await;
+                bail!("a waiting connection stopped: {why:?}");
             }
             // Let the last slow answers come back before the next measurement.
             tokio::time::sleep(Duration::from_millis(SLOW_MS + 300)).await;
