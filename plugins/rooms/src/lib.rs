@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use wasmsock_sdk::{Conn, Flow, Message, Plugin, export_plugin, rooms};
 
 mod permissions;
+mod summary;
 
 use permissions::Permissions;
 
@@ -68,6 +69,10 @@ impl Plugin for Rooms {
         Flow::Done
     }
 
+    fn on_timer(&self, key: &str, _conn: Option<Conn>) {
+        summary::on_timer(key);
+    }
+
     fn on_close(&self, conn: Conn, _code: u16, _reason: &str) {
         // The host drops the memberships right after; tell the others first.
         if !presence_events() {
@@ -104,6 +109,9 @@ fn handle(conn: Conn, request: Request) -> Result<Option<Value>, Refusal> {
             conn.join(&channel)?;
             if !already && presence_events() {
                 announce(&channel, json!({"event": "join", "channel": channel, "user": display_id(conn)}), Some(conn));
+            }
+            if !already {
+                summary::subscribed(&channel);
             }
             let (members, count) = presence(&channel);
             json!({"event": "subscribed", "channel": channel, "members": members, "count": count})
