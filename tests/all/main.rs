@@ -27,3 +27,4 @@ mod proxy;
 mod rooms;
 mod sandbox;
 mod state;
+mod timers;

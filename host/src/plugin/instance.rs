@@ -315,11 +315,6 @@ impl Loaded {
         self.pre.serves_http()
     }
 
-    /// Whether this version exports `on-timer`.
-    pub fn serves_timers(&self) -> bool {
-        self.pre.serves_timers()
-    }
-
     /// Idle instances in the pool.
     pub fn idle_instances(&self) -> usize {
         self.idle.lock().len()

@@ -87,7 +87,9 @@ async fn fire(registry: Arc<Registry>, hub: Arc<Hub>, due: Due, gate: Arc<Semaph
             None => return dropped("connection_gone"),
         },
     };
-    let fired = || metrics.fired.get_or_create(&PluginLabel { plugin: due.plugin.to_string() }).inc();
+    let fired = || {
+        metrics.fired.get_or_create(&PluginLabel { plugin: due.plugin.to_string() }).inc();
+    };
     match slot.on_timer(&due, conn.as_ref()).await {
         Ok(true) => fired(),
         Ok(false) => dropped("no_export"),
@@ -97,7 +99,7 @@ async fn fire(registry: Arc<Registry>, hub: Arc<Hub>, due: Due, gate: Arc<Semaph
         // connection as to a failed message.
         Err(f) => {
             fired();
-            if let Some(c) = conn.filter(|_| !f.bypass) {
+            if let Some(c) = conn.as_ref().filter(|_| !f.bypass) {
                 c.close_now(CloseCode::INTERNAL, &f.reason());
             }
         }
