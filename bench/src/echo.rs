@@ -22,6 +22,18 @@ pub(crate) fn wsload(kit: &Kit, server: &Server, path: &str, args: &[&str]) -> R
     wsload_at(kit.wsload.as_deref(), &kit.cert, &server.url(path), server.pid(), args)
 }
 
+/// [`wsload`] on a blocking thread, so the tasks of this process that load the server in other
+/// ways (burners, waiting connections) keep running meanwhile.
+pub(crate) async fn wsload_beside(kit: &Kit, server: &Server, path: &str, args: &[&str]) -> Result<Value> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let (wsload_bin, cert, url, pid) = (kit.wsload.clone(), kit.cert.clone(), server.url(path), server.pid());
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        wsload_at(wsload_bin.as_deref(), &cert, &url, pid, &args)
+    })
+    .await?
+}
+
 /// [`wsload`] against any URL (a proxy in front of the server, say), the server's CPU taken
 /// from process `pid`.
 pub(crate) fn wsload_at(wsload: Option<&Path>, cert: &Path, url: &str, pid: u32, args: &[&str]) -> Result<Value> {
@@ -197,28 +209,40 @@ pub async fn handshakes(kit: &Kit, quick: bool) -> Result<()> {
     }
     servers.push(("wasmsock", Server::wasmsock(kit, "", "warn")?));
     for (name, server) in servers {
-        let url = Arc::new(server.url("/echo"));
-        let cpu0 = server.cpu_ns();
-        let started = Instant::now();
-        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..concurrency {
-            let (url, tls, next, port) = (url.clone(), tls.clone(), next.clone(), server.port);
-            tasks.push(tokio::spawn(async move {
-                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
-                    let mut ws = client::connect(&url, port, &tls).await?;
-                    ws.close(None).await.ok();
-                }
-                anyhow::Ok(())
-            }));
-        }
-        for t in tasks {
-            t.await??;
-        }
-        let secs = started.elapsed().as_secs_f64();
-        let cpu = (server.cpu_ns() - cpu0) as f64 / 1e3 / total as f64;
-        println!("| {name} | {:.0} | {cpu:.0} µs |", total as f64 / secs);
+        let (rate, cpu) = handshake_rate(&server, &tls, "/echo", total, concurrency).await?;
+        println!("| {name} | {rate:.0} | {cpu:.0} µs |");
     }
     println!();
     Ok(())
+}
+
+/// `total` handshakes (each connection closed at once), `concurrency` at a time, to `path`:
+/// handshakes per second and the server's CPU per handshake in µs.
+pub async fn handshake_rate(
+    server: &Server,
+    tls: &Arc<rustls::ClientConfig>,
+    path: &str,
+    total: usize,
+    concurrency: usize,
+) -> Result<(f64, f64)> {
+    let url = Arc::new(server.url(path));
+    let cpu0 = server.cpu_ns();
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (url, tls, next, port) = (url.clone(), tls.clone(), next.clone(), server.port);
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                let mut ws = client::connect(&url, port, &tls).await?;
+                ws.close(None).await.ok();
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok((total as f64 / secs, (server.cpu_ns() - cpu0) as f64 / 1e3 / total as f64))
 }

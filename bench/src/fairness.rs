@@ -106,7 +106,7 @@ pub async fn echo_beside_burners(kit: &Kit, quick: bool) -> Result<()> {
             }
             let calls0 = burners.calls.load(Relaxed);
             let started = Instant::now();
-            let v = run_wsload(kit, &server, &args).await?;
+            let v = crate::echo::wsload_beside(kit, &server, "/echo", &args).await?;
             let rate = (burners.calls.load(Relaxed) - calls0) as f64 / started.elapsed().as_secs_f64();
             burners.set_burning(false);
             burners.check()?;
@@ -157,15 +157,4 @@ pub async fn echo_beside_burners(kit: &Kit, quick: bool) -> Result<()> {
         serde_json::to_string(&loaded.iter().map(|(v, _)| v).collect::<Vec<_>>())?
     );
     Ok(())
-}
-
-/// wsload on a blocking thread, so the burners keep running on the runtime meanwhile.
-async fn run_wsload(kit: &Kit, server: &Server, args: &[&str]) -> Result<Value> {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let (wsload_bin, cert, url, pid) = (kit.wsload.clone(), kit.cert.clone(), server.url("/echo"), server.pid());
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        crate::echo::wsload_at(wsload_bin.as_deref(), &cert, &url, pid, &args)
-    })
-    .await?
 }

@@ -7,7 +7,8 @@ use anyhow::{Context, Result, bail};
 
 pub struct Kit {
     pub wasmsock: PathBuf,
-    /// Directory with echo.wasm, echo_v2.wasm, rooms.wasm, auth.wasm, probe.wasm, hostile.wasm.
+    /// Directory with echo.wasm, echo_v2.wasm, rooms.wasm, auth.wasm, probe.wasm, hostile.wasm,
+    /// proxy.wasm, outbound.wasm.
     pub wasm: PathBuf,
     pub work: PathBuf,
     pub cert: PathBuf,
@@ -42,6 +43,10 @@ impl Kit {
                 "test-probe",
                 "-p",
                 "test-hostile",
+                "-p",
+                "proxy",
+                "-p",
+                "test-outbound",
             ])
             .status()
             .context("building the plugins")?;

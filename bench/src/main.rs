@@ -4,7 +4,7 @@
 //! ```text
 //! cargo build --release -p wasmsock -p wasmsock-bench
 //! ./target/release/wasmsock-bench all            # every scenario (about 10 minutes)
-//! ./target/release/wasmsock-bench echo|memory|handshake|calls|reload|fanout|broker|compression|fairness
+//! ./target/release/wasmsock-bench echo|memory|handshake|calls|reload|fanout|broker|compression|fairness|outbound
 //! ./target/release/wasmsock-bench soak [--minutes 5]   # not part of `all`
 //! ```
 //!
@@ -18,6 +18,7 @@ mod echo;
 mod fairness;
 mod fanout;
 mod kit;
+mod outbound;
 mod proxy;
 mod reload;
 mod server;
@@ -52,7 +53,7 @@ fn main() -> Result<()> {
     let kit = kit::Kit::prepare(cpus)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     const ALL: &[&str] =
-        &["calls", "echo", "memory", "handshake", "reload", "fanout", "broker", "compression", "fairness"];
+        &["calls", "echo", "memory", "handshake", "reload", "fanout", "broker", "compression", "fairness", "outbound"];
     let scenarios: Vec<&str> = match which {
         "all" => ALL.to_vec(),
         one if ALL.contains(&one) || one == "soak" => vec![one],
@@ -71,6 +72,7 @@ fn main() -> Result<()> {
             "compression" => compression::scenarios(&kit, quick)?,
             "fairness" => rt.block_on(fairness::echo_beside_burners(&kit, quick))?,
             "soak" => rt.block_on(soak::run(&kit, minutes))?,
+            "outbound" => rt.block_on(outbound::calls_to_a_backend(&kit, quick))?,
             _ => unreachable!(),
         }
     }

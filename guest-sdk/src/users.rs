@@ -35,3 +35,19 @@ pub fn close(user: &str, code: u16, reason: &str) -> Result<u32, Error> {
 pub fn connections(user: &str) -> u32 {
     sys::user_connections(user)
 }
+
+/// How many open connections `user` has on every node: this node's now, plus what each other
+/// live node last told the broker (a node silent for the broker's `node_ttl` no longer
+/// counts). Without a broker, this node's. `None` when the broker cannot be asked now (Redis
+/// down or slow): fall back on [`connections`] if this node's number will do.
+///
+/// ```
+/// use wasmsock_sdk::{Identity, testing::TestHost, users};
+///
+/// let host = TestHost::new();
+/// host.open_as("/app", Identity::new("ada"));
+/// assert_eq!(users::connections_everywhere("ada"), Some(1), "the test host is one node");
+/// ```
+pub fn connections_everywhere(user: &str) -> Option<u32> {
+    sys::user_connections_everywhere(user)
+}

@@ -41,6 +41,18 @@ pub struct PluginKindLabel {
     pub kind: &'static str,
 }
 
+/// An HTTP route's answers: the route as configured (a bounded set) and the status class.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpStatusLabel {
+    pub route: String,
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabel {
     pub plugin: String,
@@ -69,6 +81,10 @@ pub struct Metrics {
     pub plugin_http_requests: Family<PluginLabel, Counter>,
     pub plugin_http_errors: Family<PluginKindLabel, Counter>,
     pub plugin_http_seconds: Family<PluginLabel, Histogram>,
+    /// Requests answered on HTTP routes, by route and status class, and their time from the
+    /// request's head to the answer written.
+    pub http_requests: Family<HttpStatusLabel, Counter>,
+    pub http_request_seconds: Family<RouteLabel, Histogram>,
     pub rooms: Gauge,
     pub room_members: Gauge,
     /// Bytes the host keeps for plugins (key/value, attachments, memberships), and their bounds.
@@ -126,6 +142,11 @@ fn http_histogram() -> Histogram {
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1e-3, 2.0, 16))
 }
 
+fn request_histogram() -> Histogram {
+    // 100 µs .. ~6.5 s: an answer from a plugin is sub-millisecond, a slow backend behind it seconds.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1e-4, 2.0, 17))
+}
+
 fn call_histogram() -> Histogram {
     // 1 µs .. ~1 s: plugin calls are usually microseconds, deadlines are milliseconds.
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1e-6, 4.0, 11))
@@ -172,6 +193,8 @@ impl Metrics {
             plugin_http_requests: Family::default(),
             plugin_http_errors: Family::default(),
             plugin_http_seconds: Family::new_with_constructor(http_histogram),
+            http_requests: Family::default(),
+            http_request_seconds: Family::new_with_constructor(request_histogram),
             rooms: Gauge::default(),
             room_members: Gauge::default(),
             plugin_host_bytes: Family::default(),
@@ -231,6 +254,16 @@ impl Metrics {
             "plugin_http_seconds",
             "Outbound HTTP latency of plugins, until the answer's head or the failure",
             m.plugin_http_seconds.clone(),
+        );
+        r.register(
+            "http_requests",
+            "Requests answered on HTTP routes, by route and status class (host refusals included)",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "http_request_seconds",
+            "Time from an HTTP route request's head to its answer written",
+            m.http_request_seconds.clone(),
         );
         r.register("rooms", "Rooms with at least one member", m.rooms.clone());
         r.register("room_members", "Room memberships", m.room_members.clone());
@@ -298,6 +331,23 @@ impl Metrics {
 
     pub fn reject(&self, reason: &str) {
         self.handshake_rejects.get_or_create(&ReasonLabel { reason: reason.to_owned() }).inc();
+    }
+
+    /// Counts an answer on an HTTP route, and its time when it answered a whole request.
+    pub fn http_answered(&self, route: &str, status: u16, took: Option<std::time::Duration>) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.http_requests.get_or_create(&HttpStatusLabel { route: route.to_owned(), status: class }).inc();
+        if let Some(took) = took {
+            self.http_request_seconds
+                .get_or_create(&RouteLabel { route: route.to_owned() })
+                .observe(took.as_secs_f64());
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! `wasmsock new NAME [--template echo|auth|rooms]`: a ready plugin crate.
+//! `wasmsock new NAME [--template echo|auth|rooms|api]`: a ready plugin crate.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +15,8 @@ pub enum Template {
     Auth,
     /// Channels: subscribe, unsubscribe and publish over JSON.
     Rooms,
+    /// A backend's way in, on an HTTP route: `POST /publish/ROOM` with an API key.
+    Api,
 }
 
 /// The SDK this binary was built with (the repository's `guest-sdk/`).
@@ -99,6 +101,7 @@ strip = true
         sdk = sdk.display().to_string(),
         extra_deps = match template {
             Template::Rooms => "serde = { version = \"1\", features = [\"derive\"] }\nserde_json = \"1\"\n",
+            Template::Api => "serde_json = \"1\"\n",
             _ => "",
         },
     );
@@ -125,9 +128,18 @@ wasmsock build --install path/to/plugins     # build for wasm32-wasip2 and insta
 wasmsock check target/wasm32-wasip2/release/{lib}.wasm
 ```
 
-Serve it on a route: `wasmsock serve --plugins path/to/plugins --route /{name}={name}`.
+{serve}
 "#,
-        lib = name.replace('-', "_")
+        lib = name.replace('-', "_"),
+        serve = match template {
+            Template::Api => format!(
+                "Serve it on an HTTP route (`[[http_routes]] path = \"/{name}\"`, `plugin = \"{name}\"`) with its key\n\
+                 (`[plugins.{name}.config] api_key = {{ env = \"MY_API_KEY\" }}`), then\n\
+                 `curl -H \"X-API-Key: $MY_API_KEY\" -d '{{\"text\":\"hi\"}}' https://HOST/{name}/publish/news`.\n\
+                 For Centrifugo's API (the `cent` client), start from the repository's `plugins/api` instead."
+            ),
+            _ => format!("Serve it on a route: `wasmsock serve --plugins path/to/plugins --route /{name}={name}`."),
+        }
     )
 }
 
@@ -145,6 +157,7 @@ fn source(template: Template, name: &str) -> String {
         Template::Echo => ECHO,
         Template::Auth => AUTH,
         Template::Rooms => ROOMS,
+        Template::Api => API,
     };
     body.replace("PLUGIN", &ty)
 }
@@ -295,6 +308,84 @@ mod tests {
         host.message(&PLUGIN, a, r#"{"event":"publish","channel":"news","data":"hi"}"#.into());
         let got: serde_json::Value = host.sent(b)[0].parse_json().unwrap();
         assert_eq!(got["data"], "hi");
+    }
+}
+"##;
+
+const API: &str = r##"//! A backend's way in, on an HTTP route: `POST <route>/publish/ROOM` with the header
+//! `X-API-Key` publishes the body (JSON) to room ROOM and answers how many members got it.
+//! The key comes from the host configuration (`[plugins.NAME.config] api_key = { env = "..." }`).
+
+use serde_json::json;
+use wasmsock_sdk::{HttpRequest, HttpResponse, Message, Plugin, export_plugin, rooms};
+
+#[derive(Default)]
+pub struct PLUGIN;
+
+impl Plugin for PLUGIN {
+    fn on_request(&self, req: &HttpRequest) -> HttpResponse {
+        let Some(expected) = wasmsock_sdk::config("api_key") else {
+            return HttpResponse::text(503, "no api_key configured");
+        };
+        let given = req.header("x-api-key").unwrap_or_default();
+        if !same(given.as_bytes(), expected.as_bytes()) {
+            return HttpResponse::text(401, "bad or missing X-API-Key");
+        }
+        let room = match (req.method.as_str(), req.subpath().strip_prefix("/publish/")) {
+            ("POST", Some(room)) if !room.is_empty() => room,
+            _ => return HttpResponse::text(404, "try POST /publish/ROOM"),
+        };
+        let data: serde_json::Value = match req.json() {
+            Ok(v) => v,
+            Err(e) => return HttpResponse::text(400, &format!("the body is not JSON: {e}")),
+        };
+        let out = json!({"event": "message", "channel": room, "data": data});
+        match Message::json(&out).map(|m| rooms::publish(room, m, None)) {
+            Ok(Ok(n)) => HttpResponse::json(200, &json!({"delivered": n})),
+            Ok(Err(e)) | Err(e) => HttpResponse::text(500, &e.to_string()),
+        }
+    }
+}
+
+/// Equal bytes, compared in time that depends on their lengths only, so a wrong key's
+/// answer time does not tell how much of it was right.
+fn same(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = given.len() ^ expected.len();
+    for (i, e) in expected.iter().enumerate() {
+        diff |= usize::from(given.get(i).copied().unwrap_or(!e) ^ e);
+    }
+    diff == 0
+}
+
+export_plugin!(PLUGIN);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmsock_sdk::testing::TestHost;
+
+    fn post(path: &str, key: &str, body: &str) -> HttpRequest {
+        HttpRequest {
+            method: "POST".into(),
+            route: "/api".into(),
+            path: format!("/api{path}"),
+            headers: vec![("x-api-key".into(), key.into())],
+            body: body.into(),
+            ..HttpRequest::default()
+        }
+    }
+
+    #[test]
+    fn publishes_with_the_key_only() {
+        let host = TestHost::new().config("api_key", "k3y");
+        let member = host.open("/rooms");
+        member.join("news").unwrap();
+        assert_eq!(host.request(&PLUGIN, post("/publish/news", "nope", "1")).status, 401);
+        assert_eq!(host.request(&PLUGIN, post("/publish/news", "k3y", "{")).status, 400);
+        let r = host.request(&PLUGIN, post("/publish/news", "k3y", r#"{"id":7}"#));
+        assert_eq!(r.status, 200);
+        let got: serde_json::Value = host.sent(member)[0].parse_json().unwrap();
+        assert_eq!(got["data"]["id"], 7);
     }
 }
 "##;

@@ -409,6 +409,69 @@ async fn a_users_connections_on_every_node_are_reached_in_order_and_closed() {
     }
 }
 
+/// A user's connections are counted on every node: closes are followed, a Redis restarted
+/// empty gets every node's numbers again, a node killed with SIGKILL stops counting within
+/// `node_ttl`, and with Redis down the count across nodes says it cannot be known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_connections_are_counted_on_every_node_and_a_killed_node_stops_counting() {
+    use crate::http_routes::{CONFIG, Client};
+    use crate::process::Proc;
+    let Some(redis) = Redis::start(None) else { return skip() };
+    let broker =
+        format!("[broker]\nurl = \"redis://127.0.0.1:{0}\"\nprefix = \"c{0}\"\nnode_ttl = \"1s\"\n", redis.port);
+    let a = Setup::new(&format!("{CONFIG}\n{broker}"))
+        .plugin("probe", "probe")
+        .plugin("legacy", "legacy-v0-1")
+        .start()
+        .await;
+    assert!(connected(&a).await, "node A did not connect to Redis");
+    // Node B is a process of its own, so that it can be killed.
+    let b = Proc::start("[[routes]]\npath = \"/ws\"\nplugins = [\"probe\"]\n", &["probe"], &broker);
+    let _ada_a = [a.connect("/ws?as=ada").await, a.connect("/ws?as=ada").await];
+    let mut ada_b = [b.connect("/ws?as=ada").await, b.connect("/ws?as=ada").await];
+    let _bob_b = b.connect("/ws?as=bob").await;
+    let mut backend = Client::new(&a).await;
+    let mut count = async |user: &str| backend.request("GET", &format!("/h/count?user={user}"), "").await.json();
+    let everywhere = |v: &Value| v["everywhere"].as_u64();
+    assert!(
+        eventually(Duration::from_secs(10), async || everywhere(&count("ada").await) == Some(4)).await,
+        "two connections here and two on node B: {}",
+        count("ada").await
+    );
+    assert_eq!(count("ada").await["count"], 2, "this node's");
+    assert_eq!(everywhere(&count("bob").await), Some(1));
+    assert_eq!(everywhere(&count("cy").await), Some(0));
+
+    // A close on node B is followed.
+    drop(ada_b[1].close(None).await);
+    assert!(eventually(Duration::from_secs(10), async || everywhere(&count("ada").await) == Some(3)).await);
+
+    // Redis restarted empty: node B writes its numbers again.
+    let port = redis.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let redis = Redis::start(Some(port)).unwrap();
+    assert!(connected(&a).await, "node A did not reconnect");
+    assert!(
+        eventually(Duration::from_secs(15), async || everywhere(&count("ada").await) == Some(3)).await,
+        "node B's numbers are back: {}",
+        count("ada").await
+    );
+
+    // Node B killed: its connections stop counting within node_ttl (1 s), give or take a
+    // heartbeat and this machine's load.
+    let killed = std::time::Instant::now();
+    drop(b);
+    assert!(eventually(Duration::from_secs(10), async || everywhere(&count("ada").await) == Some(2)).await);
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(4), "node B still counted {took:?} after it was killed");
+    eprintln!("a killed node stopped counting after {took:?} (node_ttl 1s)");
+
+    // Redis down: the count across nodes cannot be known; this node's still can.
+    redis.kill();
+    assert!(eventually(Duration::from_secs(10), async || count("ada").await["everywhere"].is_null()).await);
+    assert_eq!(count("ada").await["count"], 2);
+}
+
 /// The API publish measurement across two nodes: the backend publishes on one node, the 100
 /// subscribers are on the other (see `crate::api::measure`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

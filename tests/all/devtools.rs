@@ -64,7 +64,7 @@ async fn scaffold_build_install_and_talk_to_a_new_plugin() {
 #[test]
 fn every_template_scaffolds_a_crate_whose_tests_pass() {
     let work = tempfile::tempdir().unwrap();
-    for template in ["auth", "rooms"] {
+    for template in ["auth", "rooms", "api"] {
         let name = format!("my-{template}");
         let (ok, out) = run(Command::new(BIN).args(["new", &name, "--template", template, "--dir"]).arg(work.path()));
         assert!(ok, "{out}");

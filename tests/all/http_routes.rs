@@ -191,6 +191,10 @@ async fn bodies_headers_and_framing_are_bounded() {
     let big = format!("GET /h/echo HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "y".repeat(20 << 10));
     c.send_raw(big.as_bytes()).await;
     assert_eq!(c.response().await.unwrap().status, 431);
+    // Every answer is counted by route and status class, refusals included; whole requests are timed.
+    assert_eq!(s.metric(r#"wasmsock_http_requests_total{route="/h",status="2xx"}"#).await, 2.0);
+    assert_eq!(s.metric(r#"wasmsock_http_requests_total{route="/h",status="4xx"}"#).await, 5.0);
+    assert_eq!(s.metric(r#"wasmsock_http_request_seconds_count{route="/h"}"#).await, 6.0);
 }
 
 #[tokio::test]

@@ -86,9 +86,7 @@ async fn a_connections_timers_go_with_it_and_never_fire_after_it_closed() {
     assert_eq!(s.metric(r#"wasmsock_plugin_timers_active{plugin="probe"}"#).await, 4.0);
     a.close(None).await.unwrap();
     assert!(
-        eventually(Duration::from_secs(5), async || s
-            .metric(r#"wasmsock_plugin_timers_active{plugin="probe"}"#)
-            .await
+        eventually(Duration::from_secs(5), async || s.metric(r#"wasmsock_plugin_timers_active{plugin="probe"}"#).await
             == 1.0)
         .await,
         "a's three timers are removed when it closes"

@@ -341,6 +341,11 @@ pub(crate) fn user_connections(user: &str) -> u32 {
     with(|s| user_conns(s, user).len() as u32)
 }
 
+/// The test host is one node: everywhere is here.
+pub(crate) fn user_connections_everywhere(user: &str) -> Option<u32> {
+    Some(user_connections(user))
+}
+
 pub(crate) fn close(conn: u64, code: u16, reason: &str) -> Result<(), Error> {
     // The codes the server accepts from a plugin (those a peer may legitimately send).
     if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) || reason.len() > 123 {
@@ -544,7 +549,9 @@ pub(crate) fn log(level: Level, message: &str) {
 
 pub(crate) fn set_timer(key: &str, delay_ms: u32, conn: Option<u64>) -> Result<(), Error> {
     with(|s| {
-        if key.is_empty() || key.len() > wasmsock_limits::MAX_TIMER_KEY || delay_ms > wasmsock_limits::MAX_TIMER_DELAY_MS
+        if key.is_empty()
+            || key.len() > wasmsock_limits::MAX_TIMER_KEY
+            || delay_ms > wasmsock_limits::MAX_TIMER_DELAY_MS
         {
             return Err(Error::InvalidArgument);
         }

@@ -108,6 +108,9 @@ mod imp {
     pub(crate) fn user_connections(user: &str) -> u32 {
         users::user_connections(user)
     }
+    pub(crate) fn user_connections_everywhere(user: &str) -> Option<u32> {
+        users::user_connections_everywhere(user)
+    }
     pub(crate) fn set_timer(key: &str, delay_ms: u32, conn: Option<u64>) -> Result<(), Error> {
         timers::set_timer(key, delay_ms, conn).map_err(Error::from)
     }
@@ -186,7 +189,7 @@ pub(crate) use imp::*;
 pub(crate) use memory::{
     attachment, close, close_user, config, identity, join, kv_compare_and_set, kv_delete, kv_get, kv_increment,
     kv_list, kv_set, leave, log, member_count, members, publish, rooms, send, send_to_user, set_attachment,
-    user_connections,
+    user_connections, user_connections_everywhere,
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use memory::{cancel_timer, set_timer};

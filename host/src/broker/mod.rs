@@ -25,13 +25,14 @@
 //! installed at start. The parts, in the order a publish meets them: [`queue`] (bounded, in
 //! count and bytes), [`publisher`] (pipelines, resends), [`wire`] (the frame format and the
 //! names in Redis), [`subscriber`] (delivery to this node, dedup), [`kv_sync`] (the shared
-//! store's reloads), [`link`] (the two connections' gauge and backoff) and [`client`] (the
-//! Redis URL and `rediss://` files).
+//! store's reloads), [`link`] (the two connections' gauge and backoff), [`presence`] (users'
+//! connections counted across nodes) and [`client`] (the Redis URL and `rediss://` files).
 
 mod atomic;
 mod client;
 mod kv_sync;
 mod link;
+mod presence;
 mod publisher;
 mod queue;
 mod subscriber;
@@ -44,10 +45,11 @@ use bytes::Bytes;
 
 use crate::config::BrokerSettings;
 use crate::hub::Outgoing;
-use crate::hub::{Hub, Peers, RoomKey, SharedKv, UserAction};
+use crate::hub::{CountFuture, Hub, Peers, RoomKey, SharedKv, UserAction};
 use atomic::{Applied, RedisKv};
 use kv_sync::PendingKv;
 use link::Link;
+use presence::Presence;
 use publisher::Publisher;
 use queue::Outbound;
 use subscriber::{Seen, Subscriber};
@@ -82,7 +84,15 @@ impl Broker {
                 conn: tokio::sync::Mutex::new(None),
             })
         });
-        hub.set_peers(Arc::new(Fanout { shared_kv, queue: to_redis, pending_kv: pending_kv.clone(), atomic }))?;
+        let presence =
+            Arc::new(Presence::new(Arc::downgrade(&hub), client.clone(), node, &settings.prefix, settings.node_ttl));
+        hub.set_peers(Arc::new(Fanout {
+            shared_kv,
+            queue: to_redis,
+            pending_kv: pending_kv.clone(),
+            atomic,
+            presence: presence.clone(),
+        }))?;
         let publisher = Publisher {
             client: client.clone(),
             ch: ch.clone(),
@@ -91,6 +101,7 @@ impl Broker {
             metrics: hub.metrics.clone(),
             link: link.clone(),
             pending_kv: pending_kv.clone(),
+            presence,
         };
         let subscriber =
             Subscriber { client, ch, node, shared_kv, hub, link, pending_kv, applied, seen: Seen::default() };
@@ -122,6 +133,8 @@ struct Fanout {
     pending_kv: Arc<PendingKv>,
     /// With a shared store: where atomic operations are decided.
     atomic: Option<Arc<RedisKv>>,
+    /// Users' connections on every node.
+    presence: Arc<Presence>,
 }
 
 impl Peers for Fanout {
@@ -150,6 +163,17 @@ impl Peers for Fanout {
             }
         };
         self.queue.send(Outbound::User { plugin: plugin.clone(), user: user.to_owned(), kind, payload });
+    }
+
+    fn user_count(&self, plugin: &str, user: &str) {
+        if !self.queue.send(Outbound::Presence { plugin: Arc::from(plugin), user: user.to_owned() }) {
+            self.presence.lost_a_write();
+        }
+    }
+
+    fn user_count_elsewhere(&self, plugin: Arc<str>, user: String) -> CountFuture {
+        let presence = self.presence.clone();
+        Box::pin(async move { presence.elsewhere(&plugin, &user).await })
     }
 
     /// With a shared store, a change is queued for Redis and the other nodes. The key counts

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::kv_sync::PendingKv;
 use super::link::{BACKOFF_MIN, Link, PUBLISHING, jitter, next_backoff, retryable};
+use super::presence::Presence;
 use super::queue::{Outbound, Receiver};
 use super::wire::{Channels, Frame, KIND_BINARY, KIND_KV_DELETE, KIND_KV_SET, KIND_TEXT};
 use crate::metrics::Metrics;
@@ -24,6 +25,7 @@ pub(super) struct Publisher {
     pub metrics: Arc<Metrics>,
     pub link: Arc<Link>,
     pub pending_kv: Arc<PendingKv>,
+    pub presence: Arc<Presence>,
 }
 
 impl Publisher {
@@ -35,11 +37,14 @@ impl Publisher {
         let mut batch = Vec::new();
         // A pipeline that failed, kept (with its sequence numbers) to be sent again.
         let mut unsent: Option<(redis::Pipeline, u64)> = None;
+        let mut heartbeat = tokio::time::interval(self.presence.heartbeat_every());
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut conn = match self.client.get_multiplexed_async_connection().await {
                 Ok(c) => {
                     backoff = BACKOFF_MIN;
                     self.link.set(PUBLISHING, true);
+                    self.presence.reconnected();
                     c
                 }
                 Err(e) => {
@@ -57,11 +62,26 @@ impl Publisher {
                 let (pipe, publishes) = match unsent.take() {
                     Some(p) => p,
                     None => {
+                        // After what was unsent: the numbers written now are the latest.
+                        if !self.presence_upkeep(&mut conn, None).await {
+                            break;
+                        }
                         batch.clear();
-                        if !self.queue.next_batch(&mut batch).await {
+                        let next = tokio::select! {
+                            more = self.queue.next_batch(&mut batch) => more,
+                            _ = heartbeat.tick() => {
+                                let mut beat = redis::pipe();
+                                self.presence.heartbeat(&mut beat);
+                                if !self.presence_upkeep(&mut conn, Some(beat)).await {
+                                    break;
+                                }
+                                continue;
+                            }
+                        };
+                        if !next {
                             return; // the node is shutting down
                         }
-                        pipeline(&batch, &self.ch, self.node, &mut seq)
+                        pipeline(&batch, &self.ch, self.node, &mut seq, &self.presence)
                     }
                 };
                 let sent = tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(&mut conn)).await;
@@ -93,6 +113,29 @@ impl Publisher {
         }
     }
 
+    /// Sends the presence resync when one is due, and `beat` if given; false if Redis failed
+    /// (reconnect: the resync is due again).
+    async fn presence_upkeep(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        beat: Option<redis::Pipeline>,
+    ) -> bool {
+        for pipe in [self.presence.take_resync(), beat].into_iter().flatten() {
+            let sent = tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(conn)).await;
+            if let Ok(Ok(())) = sent {
+                continue;
+            }
+            self.metrics.broker_errors.inc();
+            let error =
+                sent.map_or_else(|_| "timed out".to_owned(), |r| r.err().map(|e| e.to_string()).unwrap_or_default());
+            tracing::warn!(%error, "broker: writing this node's user counts to Redis failed; reconnecting");
+            self.presence.resync_failed();
+            self.link.set(PUBLISHING, false);
+            return false;
+        }
+        true
+    }
+
     /// Redis has answered `batch`: it is no longer pending.
     fn answered(&self, batch: &[Outbound]) {
         self.metrics.broker_pending.dec_by(batch.len() as i64);
@@ -101,7 +144,13 @@ impl Publisher {
 }
 
 /// One round trip's commands for `batch`, numbered from `seq`; and how many are room publishes.
-fn pipeline(batch: &[Outbound], ch: &Channels, node: u64, seq: &mut u64) -> (redis::Pipeline, u64) {
+fn pipeline(
+    batch: &[Outbound],
+    ch: &Channels,
+    node: u64,
+    seq: &mut u64,
+    presence: &Presence,
+) -> (redis::Pipeline, u64) {
     let mut pipe = redis::pipe();
     let mut publishes = 0;
     for out in batch {
@@ -134,6 +183,7 @@ fn pipeline(batch: &[Outbound], ch: &Channels, node: u64, seq: &mut u64) -> (red
                 pipe.cmd("PUBLISH").arg(&ch.rooms).arg(frame).ignore();
                 publishes += 1;
             }
+            Outbound::Presence { plugin, user } => presence.write(&mut pipe, plugin, user),
         }
     }
     (pipe, publishes)

@@ -35,6 +35,11 @@ pub(super) enum Outbound {
         kind: u8,
         payload: Bytes,
     },
+    /// This node's number of connections of a user changed (the number is read when sent).
+    Presence {
+        plugin: Arc<str>,
+        user: String,
+    },
 }
 
 impl Outbound {
@@ -44,6 +49,7 @@ impl Outbound {
             Outbound::Publish { key, payload, .. } => key.plugin.len() + key.name.len() + payload.len(),
             Outbound::Kv { plugin, key, value } => plugin.len() + key.len() + value.as_ref().map_or(0, |v| v.len()),
             Outbound::User { plugin, user, payload, .. } => plugin.len() + user.len() + payload.len(),
+            Outbound::Presence { plugin, user } => plugin.len() + user.len(),
         }
     }
 }

@@ -153,4 +153,7 @@ pub(crate) mod broker {
     pub(crate) const SHARED_KV: bool = false;
     pub(crate) const MAX_PENDING: usize = 10_000;
     pub(crate) const MAX_PENDING_BYTES: usize = 16 << 20;
+    /// A node that has not said it is alive for this long no longer counts (its users'
+    /// connections drop out of the cluster's counts); it says so every fifth of it.
+    pub(crate) const NODE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 }

@@ -321,6 +321,8 @@ pub struct BrokerFile {
     /// Bytes of payload buffered while Redis is slow or down (the count above bounds the
     /// number, this the memory); beyond it publishes are dropped (and counted).
     pub max_pending_bytes: Option<ByteSize>,
+    /// How long a node counts in the cluster's user counts without a heartbeat.
+    pub node_ttl: Option<Dur>,
     /// PEM bundle of the CAs that sign Redis's certificate (`rediss://` only; default: the
     /// system's trust store).
     pub ca: Option<PathBuf>,

@@ -317,6 +317,8 @@ pub struct BrokerSettings {
     pub shared_kv: bool,
     pub max_pending: usize,
     pub max_pending_bytes: usize,
+    /// A node without a heartbeat for this long drops out of the cluster's user counts.
+    pub node_ttl: Duration,
     /// CA bundle to trust for `rediss://` instead of the system's.
     pub ca: Option<PathBuf>,
     /// Client certificate and key for Redis.
@@ -813,6 +815,10 @@ fn resolve_broker(b: &BrokerFile, rel: &dyn Fn(PathBuf) -> PathBuf) -> Result<Br
         shared_kv: b.shared_kv.unwrap_or(defaults::broker::SHARED_KV),
         max_pending: b.max_pending.unwrap_or(defaults::broker::MAX_PENDING),
         max_pending_bytes: b.max_pending_bytes.map_or(defaults::broker::MAX_PENDING_BYTES, size),
+        node_ttl: match b.node_ttl.map(dur) {
+            Some(d) if d < Duration::from_millis(500) => bail!("node_ttl must be at least 500ms"),
+            d => d.unwrap_or(defaults::broker::NODE_TTL),
+        },
         ca,
         client_cert,
     })

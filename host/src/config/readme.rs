@@ -159,6 +159,7 @@ fn checks() -> Vec<(&'static str, &'static str, Check)> {
         ("broker", "shared_kv", value(d::broker::SHARED_KV)),
         ("broker", "max_pending", value(d::broker::MAX_PENDING)),
         ("broker", "max_pending_bytes", size(d::broker::MAX_PENDING_BYTES)),
+        ("broker", "node_ttl", duration(d::broker::NODE_TTL)),
     ]
 }
 

@@ -40,6 +40,7 @@ pub(crate) async fn serve<S: Socket>(
     let admitted = ctx.hub.admission.admit(peer.ip(), limits.max_connections, limits.max_connections_per_ip);
     let Ok(_admitted) = admitted else {
         let answer = Answer::text(503, "too many connections").close();
+        ctx.hub.metrics.http_answered(route.path(), answer.status, None);
         respond(t, peer, &route, &first, answer).await;
         finish(t).await;
         return;
@@ -61,6 +62,7 @@ pub(crate) async fn serve<S: Socket>(
         let settings = &route.settings;
         let keep_alive = !req.has_token("connection", "close") && !ctx.is_shutting_down();
         let body = tokio::time::timeout(settings.request_timeout, read_body(t, &req, &mut buf, settings.max_body_size));
+        let started = std::time::Instant::now();
         let answer = match body.await {
             Ok(Ok(body)) => call(ctx, &route, &conn, &req, body, cert.clone()).await,
             Ok(Err(BodyError::Gone)) => return,
@@ -69,7 +71,10 @@ pub(crate) async fn serve<S: Socket>(
         };
         let answer = if keep_alive { answer } else { answer.close() };
         let close = answer.close;
-        if !respond(t, peer, &route, &req, answer).await || close {
+        let status = answer.status;
+        let written = respond(t, peer, &route, &req, answer).await;
+        ctx.hub.metrics.http_answered(route.path(), status, Some(started.elapsed()));
+        if !written || close {
             finish(t).await;
             return;
         }
@@ -85,6 +90,7 @@ pub(crate) async fn serve<S: Socket>(
                             HttpError::TooLarge => Answer::text(431, "request headers too large"),
                             e => Answer::text(400, &e.to_string()),
                         };
+                        ctx.hub.metrics.http_answered(route.path(), answer.status, None);
                         respond(t, peer, &route, &HttpRequest::empty(), answer.close()).await;
                         break;
                     }
@@ -92,6 +98,7 @@ pub(crate) async fn serve<S: Socket>(
             }
         };
         if let Some((status, reason)) = req.unacceptable() {
+            ctx.hub.metrics.http_answered(route.path(), status, None);
             respond(t, peer, &route, &req, Answer::text(status, reason).close()).await;
             break;
         }
@@ -105,6 +112,7 @@ pub(crate) async fn serve<S: Socket>(
             }
             _ => {
                 let answer = Answer::text(404, &format!("no HTTP route for {}", req.path));
+                ctx.hub.metrics.http_answered(route.path(), 404, None);
                 respond(t, peer, &route, &req, answer.close()).await;
                 break;
             }

@@ -70,7 +70,7 @@ impl Registration {
     pub fn establish(&mut self, admitted: AdmitGuard) {
         let p = self.parts_mut();
         p.conn.mark_established();
-        p.hub.users.insert(&p.conn);
+        p.hub.user_arrived(&p.conn);
         let m = &p.hub.metrics;
         m.connections.inc();
         m.connections_total.inc();

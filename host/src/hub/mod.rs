@@ -27,7 +27,7 @@ pub use host_memory::{ENTRY_OVERHEAD, HostMemory};
 pub use kv::{AtomicError, KvPage, parse_counter};
 pub use kv::{Kv, KvError, KvLimits};
 pub use outbox::{Outgoing, PushError};
-pub(crate) use peers::{AtomicFuture, Peers, SharedKv, UserAction};
+pub(crate) use peers::{AtomicFuture, CountFuture, Peers, SharedKv, UserAction};
 pub use rooms::{Allowance, Delivery, OverBudget, RoomKey, Rooms};
 pub use timers::{Due, TimerError, Timers};
 pub use users::Users;
@@ -99,7 +99,9 @@ impl Hub {
     /// Removes a connection, its room memberships and its attachments.
     pub fn unregister(&self, conn: &ConnShared) {
         self.shard(conn.id).write().remove(&conn.id);
-        self.users.remove(conn);
+        if self.users.remove(conn) {
+            self.user_count_changed(conn);
+        }
         let (rooms, attachments) = {
             let mut data = conn.data.lock();
             data.gone = true;
@@ -225,6 +227,31 @@ impl Hub {
             peers.publish(key, item);
         }
         Ok(delivery)
+    }
+
+    /// Indexes an established connection under its identity (if it has one); the other nodes
+    /// learn the user's new count.
+    pub fn user_arrived(&self, conn: &Arc<ConnShared>) {
+        if self.users.insert(conn) {
+            self.user_count_changed(conn);
+        }
+    }
+
+    fn user_count_changed(&self, conn: &ConnShared) {
+        let (Some(peers), Some(identity)) = (self.peers.get(), conn.identity()) else { return };
+        for plugin in &conn.route.plugins {
+            peers.user_count(plugin, &identity.id);
+        }
+    }
+
+    /// How many connections of `user` that `plugin` may address are open on every node: this
+    /// node's now, the others' as they last said. `None` when the other nodes cannot be asked.
+    pub(crate) async fn user_count_everywhere(&self, plugin: &Arc<str>, user: &str) -> Option<usize> {
+        let elsewhere = match self.peers.get() {
+            Some(peers) => peers.user_count_elsewhere(plugin.clone(), user.to_owned()).await?,
+            None => 0,
+        };
+        Some(self.users.count(user, plugin) + elsewhere)
     }
 
     /// Sends `item` to every connection of `user` that `plugin` may address: queued here, then

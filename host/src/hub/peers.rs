@@ -26,6 +26,19 @@ pub(crate) trait Peers: Send + Sync {
         let _ = (plugin, user, action);
     }
 
+    /// This node's number of connections of `user` that `plugin` may address changed: the
+    /// other nodes' view of the user follows.
+    fn user_count(&self, plugin: &str, user: &str) {
+        let _ = (plugin, user);
+    }
+
+    /// How many connections of `user` that `plugin` may address the other live nodes have;
+    /// `None` when they cannot be asked now.
+    fn user_count_elsewhere(&self, plugin: Arc<str>, user: String) -> CountFuture {
+        let _ = (plugin, user);
+        Box::pin(async { Some(0) })
+    }
+
     /// The store that decides atomic key/value operations for every node, when the key/value
     /// store is shared; `None`: this node's store decides.
     fn shared_kv(&self) -> Option<&dyn SharedKv> {
@@ -39,6 +52,9 @@ pub(crate) enum UserAction {
     Send(Outgoing),
     Close(crate::ws::CloseCode, String),
 }
+
+/// What a count across nodes waits for.
+pub(crate) type CountFuture = Pin<Box<dyn Future<Output = Option<usize>> + Send>>;
 
 /// What an atomic operation waits for.
 pub(crate) type AtomicFuture<T> = Pin<Box<dyn Future<Output = Result<T, AtomicError>> + Send>>;

@@ -31,22 +31,45 @@ impl Users {
         &self.shards[(self.hasher.hash_one(user) as usize) % SHARDS]
     }
 
-    /// Indexes an established connection under its identity (none: nothing to index).
-    pub(crate) fn insert(&self, conn: &Arc<ConnShared>) {
-        let Some(identity) = conn.identity() else { return };
+    /// Indexes an established connection under its identity; false if it has none.
+    pub(super) fn insert(&self, conn: &Arc<ConnShared>) -> bool {
+        let Some(identity) = conn.identity() else { return false };
         let mut shard = self.shard(&identity.id).write();
         shard.entry(Arc::from(identity.id.as_str())).or_default().push(conn.clone());
+        true
     }
 
-    pub(super) fn remove(&self, conn: &ConnShared) {
-        let Some(identity) = conn.identity() else { return };
+    /// Removes a connection from its identity's; false if it was not indexed.
+    pub(super) fn remove(&self, conn: &ConnShared) -> bool {
+        let Some(identity) = conn.identity() else { return false };
         let mut shard = self.shard(&identity.id).write();
-        if let Some(conns) = shard.get_mut(identity.id.as_str()) {
-            conns.retain(|c| c.id != conn.id);
-            if conns.is_empty() {
-                shard.remove(identity.id.as_str());
+        let Some(conns) = shard.get_mut(identity.id.as_str()) else { return false };
+        let before = conns.len();
+        conns.retain(|c| c.id != conn.id);
+        let removed = conns.len() < before;
+        if conns.is_empty() {
+            shard.remove(identity.id.as_str());
+        }
+        removed
+    }
+
+    /// Every user's number of connections per plugin that may address them (for a node
+    /// telling the other nodes everything again).
+    pub fn counts(&self) -> Vec<(Arc<str>, Arc<str>, usize)> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.read();
+            for (user, conns) in shard.iter() {
+                let mut per_plugin: HashMap<&str, usize> = HashMap::new();
+                for c in conns {
+                    for p in &c.route.plugins {
+                        *per_plugin.entry(p.as_str()).or_default() += 1;
+                    }
+                }
+                out.extend(per_plugin.into_iter().map(|(p, n)| (Arc::from(p), user.clone(), n)));
             }
         }
+        out
     }
 
     /// The connections of `user` on this node that `plugin` may address.

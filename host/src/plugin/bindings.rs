@@ -5,7 +5,7 @@
 //!
 //! Calls into plugins are async (they run on a fiber, so a long one can yield and a call that
 //! waits holds no thread); the host functions plugins import are plain calls, except the
-//! atomic key/value operations, which may wait for Redis.
+//! atomic key/value operations and the cluster's user counts, which may wait for Redis.
 
 pub(crate) mod v0_1 {
     wasmtime::component::bindgen!({
@@ -25,6 +25,7 @@ pub(crate) mod v0_2 {
         imports: {
             "wasmsock:plugin/host.kv-increment": async,
             "wasmsock:plugin/host.kv-compare-and-set": async,
+            "wasmsock:plugin/users.user-connections-everywhere": async,
         },
     });
 }

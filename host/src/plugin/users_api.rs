@@ -34,6 +34,20 @@ impl StoreState {
     pub(super) fn user_connections(&mut self, user: String) -> u32 {
         self.env.hub.users.count(&user, &self.env.scope) as u32
     }
+
+    /// Waits for the broker when there is one; holds nothing of the store meanwhile.
+    pub(super) fn user_connections_everywhere(
+        &mut self,
+        user: String,
+    ) -> impl Future<Output = Option<u32>> + Send + 'static {
+        let (hub, scope) = (self.env.hub.clone(), self.env.scope.clone());
+        async move {
+            if Self::user_id(&user).is_err() {
+                return Some(0);
+            }
+            hub.user_count_everywhere(&scope, &user).await.map(|n| n.min(u32::MAX as usize) as u32)
+        }
+    }
 }
 
 impl v0_2::wasmsock::plugin::users::Host for StoreState {
@@ -56,5 +70,9 @@ impl v0_2::wasmsock::plugin::users::Host for StoreState {
 
     fn user_connections(&mut self, user: String) -> u32 {
         StoreState::user_connections(self, user)
+    }
+
+    async fn user_connections_everywhere(&mut self, user: String) -> Option<u32> {
+        StoreState::user_connections_everywhere(self, user).await
     }
 }

@@ -16,8 +16,8 @@ fn param(req: &HttpRequest, name: &str) -> Option<String> {
 
 impl Plugin for Probe {
     /// `/echo` describes the request; `/trap` panics; `/spin` never returns; `/send?user=U`,
-    /// `/close?user=U` and `/count?user=U` use the users calls; `/publish?room=R` publishes the
-    /// body.
+    /// `/close?user=U` and `/count?user=U` use the users calls (`count`: this node's,
+    /// `everywhere`: every node's, `null` when unknown); `/publish?room=R` publishes the body.
     fn on_request(&self, req: &HttpRequest) -> HttpResponse {
         let text = String::from_utf8_lossy(&req.body).into_owned();
         let user = param(req, "user").unwrap_or_default();
@@ -42,7 +42,10 @@ impl Plugin for Probe {
                 Ok(n) => json(serde_json::json!({ "closed": n })),
                 Err(e) => HttpResponse::text(400, &e.to_string()),
             },
-            "/count" => json(serde_json::json!({ "count": users::connections(&user) })),
+            "/count" => json(serde_json::json!({
+                "count": users::connections(&user),
+                "everywhere": users::connections_everywhere(&user),
+            })),
             "/publish" => match rooms::publish(&param(req, "room").unwrap_or_default(), Message::from(text), None) {
                 Ok(n) => json(serde_json::json!({ "queued": n })),
                 Err(e) => HttpResponse::text(400, &e.to_string()),
