@@ -160,6 +160,7 @@ impl Timers {
             s.remove(&plugin, &key);
             touched.push(plugin);
         }
+        touched.sort();
         touched.dedup();
         let counts: Vec<_> = touched.into_iter().map(|p| (s.count(&p), p)).collect();
         drop(s);
@@ -185,11 +186,11 @@ impl Timers {
         let mut s = self.state.lock();
         let mut due = Vec::new();
         while due.len() < limit {
-            let Some((&(at, seq), _)) = s.queue.first_key_value() else { break };
+            let Some((&(at, seq), (plugin, key))) = s.queue.first_key_value() else { break };
             if at > now {
                 break;
             }
-            let (plugin, key) = s.queue.first_key_value().map(|(_, v)| v.clone()).unwrap_or_default();
+            let (plugin, key) = (plugin.clone(), key.clone());
             let conn = s.remove(&plugin, &key).and_then(|e| e.conn);
             due.push(Due { plugin, key, conn, seq });
         }
@@ -308,5 +309,44 @@ mod tests {
         assert_eq!(t.stop(), 3);
         assert!(t.take_due(at, 10).is_empty());
         assert_eq!(t.set(&p, "late", at, None, 10), Err(TimerError::Stopped));
+    }
+}
+
+#[cfg(test)]
+mod hub_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use crate::hub::{ConnShared, Hub, KvLimits, TimerError};
+
+    fn hub_and_conn() -> (Hub, Arc<ConnShared>) {
+        let settings =
+            crate::Settings::from_toml("[[routes]]\npath = \"/r\"\nbuiltin = \"echo\"\n", &Default::default())
+                .expect("settings");
+        let hub = Hub::new(KvLimits { max_key: 64, max_value: 64, max_keys: 8 }, 1 << 20, Arc::default());
+        let conn = Arc::new(ConnShared::new(
+            hub.next_id(),
+            Arc::new(settings.routes[0].clone()),
+            "127.0.0.1:9".parse().expect("addr"),
+            Default::default(),
+        ));
+        hub.register(conn.clone());
+        (hub, conn)
+    }
+
+    #[test]
+    fn a_connections_end_removes_its_timers_and_refuses_new_ones() {
+        let (hub, conn) = hub_and_conn();
+        let p: Arc<str> = Arc::from("p");
+        let at = Instant::now() + Duration::from_secs(60);
+        hub.set_timer(&p, "tied", at, Some(&conn), 10).unwrap();
+        hub.set_timer(&p, "free", at, None, 10).unwrap();
+        assert_eq!(hub.timers.count("p"), 2);
+        hub.unregister(&conn);
+        assert_eq!(hub.timers.count("p"), 1, "the connection's timer went with it");
+        assert_eq!(hub.set_timer(&p, "late", at, Some(&conn), 10), Err(TimerError::Gone));
+        assert_eq!(hub.timers.count("p"), 1);
     }
 }
