@@ -239,3 +239,21 @@ async fn shutdown_drops_pending_timers_and_ends_promptly() {
     s.shutdown().await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn a_plugin_without_on_timer_loads_as_before_and_may_not_set_timers() {
+    let toml =
+        "[[routes]]\npath = \"/old\"\nplugins = [\"old\"]\n[[routes]]\npath = \"/probe\"\nplugins = [\"probe\"]\n";
+    let s = Setup::new(toml).plugin("old", "no-timer").plugin("probe", "probe").start().await;
+    assert_eq!(s.plugin_listing("old").await["loaded"], true);
+    let mut old = s.connect("/old").await;
+    assert_eq!(ask(&mut old, "hello").await, "hello");
+    let refused = ask(&mut old, "timer t").await;
+    assert!(refused.starts_with("Err(") && refused.contains("not-permitted"), "{refused}");
+    assert_eq!(s.metric(r#"wasmsock_plugin_timers_refused_total{plugin="old",kind="no_export"}"#).await, 1.0);
+    assert_eq!(s.metric(r#"wasmsock_plugin_timers_active{plugin="old"}"#).await, 0.0);
+    // Next to it, a plugin that exports on-timer gets its calls.
+    let mut probe = s.connect("/probe").await;
+    assert_eq!(ask(&mut probe, "timer t 10").await, "timer set");
+    assert_eq!(recv_text(&mut probe).await, "fired t probe v1");
+}
