@@ -28,7 +28,9 @@ pub enum Error {
     /// The connection is closed or never existed.
     #[error("unknown connection")]
     UnknownConnection,
-    /// The connection belongs to a route this plugin does not serve.
+    /// The connection belongs to a route this plugin does not serve; for
+    /// [`webhooks::emit`](crate::webhooks::emit), the URL's host is not in the plugin's
+    /// `http_allowed_hosts`.
     #[error("connection not permitted for this plugin")]
     NotPermitted,
     /// The receiver's outgoing queue is full (a slow consumer).

@@ -40,6 +40,7 @@
 //! - [`rooms`], [`kv`], [`log`], [`config`]: the host's other services.
 //! - [`http`]: calls to the application's backend (allowed hosts only).
 //! - [`timers`]: one-shot timers the host holds, calling [`Plugin::on_timer`].
+//! - [`webhooks`]: events for the backend, batched, signed and retried by the host.
 //! - [`Error`]: why a host call failed.
 //!
 //! # Testing plugins natively
@@ -71,6 +72,8 @@ mod sys;
 pub mod testing;
 pub mod timers;
 pub mod users;
+mod webhook_types;
+pub mod webhooks;
 
 pub use conn::Conn;
 pub use error::Error;

@@ -30,6 +30,7 @@ use crate::sys::memory::{self, ConnState, State, with};
 use crate::{Conn, Connect, Flow, Identity, Message, Plugin, Request, http};
 
 pub use crate::sys::memory::Limits;
+pub use crate::webhook_types::Emitted;
 
 /// The test host of the current thread; dropping it discards all recorded state.
 ///
@@ -121,6 +122,19 @@ impl TestHost {
     /// The outbound HTTP requests the plugin made, in order (answered or not).
     pub fn http_requests(&self) -> Vec<http::Request> {
         with(|s| s.http_requests.clone())
+    }
+
+    /// The webhook events the plugin emitted, in order (see [`webhooks`](crate::webhooks)).
+    ///
+    /// ```
+    /// use wasmsock_sdk::{testing::TestHost, webhooks};
+    /// let host = TestHost::new();
+    /// webhooks::emit("https://api.example.com/hooks", &serde_json::json!({"name": "ping"}), None).unwrap();
+    /// assert_eq!(host.webhooks()[0].url, "https://api.example.com/hooks");
+    /// assert_eq!(host.webhooks()[0].event, serde_json::json!({"name": "ping"}));
+    /// ```
+    pub fn webhooks(&self) -> Vec<Emitted> {
+        with(|s| s.webhooks.clone())
     }
 
     /// Replaces the limits (see the example on [`Limits`]).

@@ -54,6 +54,12 @@ pub struct RouteLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginReasonLabel {
+    pub plugin: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabel {
     pub plugin: String,
     pub result: &'static str,
@@ -81,6 +87,11 @@ pub struct Metrics {
     pub plugin_http_requests: Family<PluginLabel, Counter>,
     pub plugin_http_errors: Family<PluginKindLabel, Counter>,
     pub plugin_http_seconds: Family<PluginLabel, Histogram>,
+    /// Webhooks: events queued, batches delivered, retries, events dropped by reason.
+    pub plugin_webhook_events: Family<PluginLabel, Counter>,
+    pub plugin_webhook_batches: Family<PluginLabel, Counter>,
+    pub plugin_webhook_retries: Family<PluginLabel, Counter>,
+    pub plugin_webhook_dropped: Family<PluginReasonLabel, Counter>,
     /// Requests answered on HTTP routes, by route and status class, and their time from the
     /// request's head to the answer written.
     pub http_requests: Family<HttpStatusLabel, Counter>,
@@ -193,6 +204,10 @@ impl Metrics {
             plugin_http_requests: Family::default(),
             plugin_http_errors: Family::default(),
             plugin_http_seconds: Family::new_with_constructor(http_histogram),
+            plugin_webhook_events: Family::default(),
+            plugin_webhook_batches: Family::default(),
+            plugin_webhook_retries: Family::default(),
+            plugin_webhook_dropped: Family::default(),
             http_requests: Family::default(),
             http_request_seconds: Family::new_with_constructor(request_histogram),
             rooms: Gauge::default(),
@@ -264,6 +279,22 @@ impl Metrics {
             "http_request_seconds",
             "Time from an HTTP route request's head to its answer written",
             m.http_request_seconds.clone(),
+        );
+        r.register("plugin_webhook_events", "Webhook events plugins queued", m.plugin_webhook_events.clone());
+        r.register(
+            "plugin_webhook_batches",
+            "Webhook batches delivered (answered 2xx)",
+            m.plugin_webhook_batches.clone(),
+        );
+        r.register(
+            "plugin_webhook_retries",
+            "Webhook deliveries tried again after a 5xx, a connection failure or a timeout",
+            m.plugin_webhook_retries.clone(),
+        );
+        r.register(
+            "plugin_webhook_dropped",
+            "Webhook events dropped, by reason (refused at emit, rejected or failed delivery, shutdown)",
+            m.plugin_webhook_dropped.clone(),
         );
         r.register("rooms", "Rooms with at least one member", m.rooms.clone());
         r.register("room_members", "Room memberships", m.room_members.clone());

@@ -185,11 +185,14 @@ impl Server {
         ctx.hub.for_each(|c| {
             c.close(CloseCode::GOING_AWAY, "server shutting down");
         });
-        let ended = async {
+        // Queued webhooks go now; the ones on-close emits follow as those calls run.
+        ctx.registry.flush_webhooks();
+        let settled = async {
             ctx.tasks.wait_idle().await;
+            ctx.registry.webhooks_idle().await;
             let _ = (&mut timers).await;
         };
-        if tokio::time::timeout(grace, ended).await.is_err() {
+        if tokio::time::timeout(grace, settled).await.is_err() {
             let left = ctx.hub.len();
             tracing::warn!(connections = left, "shutdown grace period over: dropping the remaining connections");
             ctx.hub.for_each(|c| c.kill(Kill::Shutdown));
@@ -205,6 +208,8 @@ impl Server {
             if tokio::time::timeout(SHUTDOWN_MARGIN, ended).await.is_err() {
                 tracing::error!(tasks = ctx.tasks.count(), "connections still ending after the shutdown margin");
             }
+            // Webhooks still queued or in delivery are dropped (and counted) at once.
+            let _ = tokio::time::timeout(SHUTDOWN_MARGIN, ctx.registry.webhooks_idle()).await;
         }
         timers.abort();
         sweeper.abort();

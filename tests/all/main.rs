@@ -28,3 +28,4 @@ mod rooms;
 mod sandbox;
 mod state;
 mod timers;
+mod webhooks;

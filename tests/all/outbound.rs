@@ -293,11 +293,13 @@ async fn https_is_verified_against_the_configured_ca() {
     let b = Backend::start_with(Some(config)).await;
     let url = format!("https://localhost:{}/echo", b.port);
     let allowed = [format!("https://localhost:{}", b.port)];
-    let trusting = server(&allowed, &format!("http_ca = {:?}\n", pki.path("backend-ca.pem"))).await;
+    // `localhost` resolves to 127.0.0.1: allowed only with the SSRF guard's opt-in.
+    let trusting =
+        server(&allowed, &format!("http_ca = {:?}\nhttp_allow_private = true\n", pki.path("backend-ca.pem"))).await;
     let mut ws = trusting.connect("/out").await;
     assert_eq!(ask(&mut ws, &format!("post {url} over tls")).await, "200 POST over tls");
     // Against the system's roots the private CA is unknown: the handshake fails.
-    let system = server(&allowed, "").await;
+    let system = server(&allowed, "http_allow_private = true\n").await;
     let mut ws = system.connect("/out").await;
     assert_eq!(ask(&mut ws, &format!("get {url}")).await, "error: TLS failed");
     assert_eq!(system.metric("wasmsock_plugin_http_errors_total{plugin=\"outbound\",kind=\"tls\"}").await, 1.0);
@@ -394,4 +396,43 @@ async fn shutdown_does_not_wait_for_a_backend_past_its_grace_period() {
     tokio::time::timeout(Duration::from_secs(10), s.shutdown()).await.expect("shutdown ends").unwrap();
     let took = started.elapsed();
     assert!(took < Duration::from_secs(3), "shutdown took {took:?} with a request waiting (http_timeout 60s)");
+}
+
+#[tokio::test]
+async fn a_name_that_does_not_resolve_is_a_dns_error_and_nothing_else_is_affected() {
+    let b = Backend::start().await;
+    let s = server(&["http://nothing.invalid".into(), format!("http://127.0.0.1:{}", b.port)], "").await;
+    let mut ws = s.connect("/out").await;
+    let mut other = s.connect("/out").await;
+    assert_eq!(ask(&mut ws, "get http://nothing.invalid/").await, "error: DNS lookup failed");
+    assert_eq!(s.metric("wasmsock_plugin_http_errors_total{plugin=\"outbound\",kind=\"dns\"}").await, 1.0);
+    assert_eq!(ask(&mut ws, "say still here").await, "still here");
+    assert_eq!(ask(&mut other, &format!("get {}", b.url("/echo"))).await, "200 GET ");
+    assert_eq!(s.metric("wasmsock_plugin_http_errors_total{plugin=\"outbound\",kind=\"connect\"}").await, 0.0);
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_loopback_is_refused_unless_the_policy_opts_in() {
+    let b = Backend::start().await;
+    let allowed = [format!("http://localhost:{}", b.port)];
+    let url = format!("http://localhost:{}/echo", b.port);
+    let guarded = server(&allowed, "webhook_flush_delay = \"10ms\"\n").await;
+    let mut ws = guarded.connect("/out").await;
+    assert_eq!(ask(&mut ws, &format!("get {url}")).await, "error: request denied by the server's policy");
+    let private = "wasmsock_plugin_http_errors_total{plugin=\"outbound\",kind=\"private\"}";
+    assert_eq!(guarded.metric(private).await, 1.0);
+    // A webhook to it is queued (the name is allowed) and refused when sent, not retried.
+    assert_eq!(ask(&mut ws, &format!("hook {url} {{}}")).await, "queued");
+    let denied = "wasmsock_plugin_webhook_dropped_total{plugin=\"outbound\",reason=\"denied\"}";
+    assert!(eventually(Duration::from_secs(3), async || guarded.metric(denied).await == 1.0).await);
+    assert_eq!(guarded.metric("wasmsock_plugin_webhook_retries_total{plugin=\"outbound\"}").await, 0.0);
+    assert_eq!(b.accepted.load(SeqCst), 0, "a refused request connected");
+    // The same address written as an IP literal is the operator's choice: allowed.
+    let literal = server(&[format!("http://127.0.0.1:{}", b.port)], "").await;
+    let mut ws = literal.connect("/out").await;
+    assert_eq!(ask(&mut ws, &format!("get {}", b.url("/echo"))).await, "200 GET ");
+    // With the opt-in the name goes through.
+    let opted = server(&allowed, "http_allow_private = true\n").await;
+    let mut ws = opted.connect("/out").await;
+    assert_eq!(ask(&mut ws, &format!("get {url}")).await, "200 GET ");
 }

@@ -154,6 +154,8 @@ pub(crate) struct State {
     pub(crate) timers: BTreeMap<String, TimerState>,
     pub(crate) timer_seq: u64,
     pub(crate) cancelled_timers: Vec<String>,
+    /// Webhook events emitted, in order.
+    pub(crate) webhooks: Vec<crate::webhook_types::Emitted>,
 }
 
 /// An armed timer: when it comes due (on the test host's clock), its connection, and when it
@@ -172,6 +174,22 @@ impl State {
         all.sort_by_key(|(_, t)| (t.due_ms, t.seq));
         all
     }
+}
+
+/// A webhook event, recorded for [`crate::testing::TestHost::webhooks`] after the checks the
+/// server makes at `emit` (an http(s) URL, JSON text, a usable signing).
+pub(crate) fn webhook_emit(
+    url: &str,
+    event: &str,
+    signing: Option<&crate::webhook_types::Signing>,
+) -> Result<(), Error> {
+    crate::http_types::split_url(url).map_err(|_| Error::InvalidArgument)?;
+    let event: serde_json::Value = serde_json::from_str(event).map_err(|_| Error::InvalidArgument)?;
+    if signing.is_some_and(|s| s.secret().is_empty() || s.signature_header().is_empty()) {
+        return Err(Error::InvalidArgument);
+    }
+    with(|s| s.webhooks.push(crate::webhook_types::Emitted { url: url.to_owned(), event, signing: signing.cloned() }));
+    Ok(())
 }
 
 /// Outbound HTTP, answered from the fakes set on the [`crate::testing::TestHost`]: like the

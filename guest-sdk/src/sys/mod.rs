@@ -28,7 +28,7 @@ pub use bindings::export;
 /// function has a twin of the same signature in `memory`; keep the two in step.
 #[cfg(target_arch = "wasm32")]
 mod imp {
-    use super::bindings::wasmsock::plugin::{host, timers, types, users};
+    use super::bindings::wasmsock::plugin::{host, timers, types, users, webhooks};
     use crate::level::Level;
     use crate::{Error, Identity, Message};
 
@@ -117,6 +117,18 @@ mod imp {
     pub(crate) fn cancel_timer(key: &str) -> bool {
         timers::cancel_timer(key)
     }
+    pub(crate) fn webhook_emit(
+        url: &str,
+        event: &str,
+        signing: Option<&crate::webhook_types::Signing>,
+    ) -> Result<(), Error> {
+        let signing = signing.map(|s| webhooks::Signing {
+            secret: s.secret().to_owned(),
+            header: s.signature_header().to_owned(),
+            headers: s.headers().to_vec(),
+        });
+        webhooks::emit(url, event, signing.as_ref()).map_err(Error::from)
+    }
     pub(crate) fn log(level: Level, message: &str) {
         let level = match level {
             Level::Trace => types::LogLevel::Trace,
@@ -189,7 +201,7 @@ pub(crate) use imp::*;
 pub(crate) use memory::{
     attachment, close, close_user, config, identity, join, kv_compare_and_set, kv_delete, kv_get, kv_increment,
     kv_list, kv_set, leave, log, member_count, members, publish, rooms, send, send_to_user, set_attachment,
-    user_connections, user_connections_everywhere,
+    user_connections, user_connections_everywhere, webhook_emit,
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use memory::{cancel_timer, set_timer};

@@ -123,6 +123,16 @@ pub(crate) mod plugin {
     pub(crate) const HTTP_MAX_CONCURRENT: usize = 64;
     /// Off: the system's trust store.
     pub(crate) const HTTP_CA: Option<&str> = None;
+    /// Off: a name in `http_allowed_hosts` that resolves to an internal address is refused.
+    pub(crate) const HTTP_ALLOW_PRIVATE: bool = false;
+    pub(crate) const WEBHOOK_FLUSH_DELAY: Duration = Duration::from_millis(200);
+    pub(crate) const WEBHOOK_MAX_BATCH_EVENTS: usize = 50;
+    pub(crate) const WEBHOOK_MAX_BATCH_BYTES: usize = 256 << 10;
+    pub(crate) const WEBHOOK_MAX_QUEUED_EVENTS: usize = 10_000;
+    pub(crate) const WEBHOOK_MAX_QUEUED_BYTES: usize = 8 << 20;
+    pub(crate) const WEBHOOK_MAX_ATTEMPTS: u32 = 5;
+    pub(crate) const WEBHOOK_RETRY_BACKOFF: Duration = Duration::from_millis(500);
+    pub(crate) const WEBHOOK_MAX_CONCURRENT: usize = 4;
 }
 
 /// `[host]`, what plugins may keep in the host.

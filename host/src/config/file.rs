@@ -238,6 +238,24 @@ pub struct PluginFile {
     pub http_max_concurrent: Option<usize>,
     /// PEM bundle of the CAs trusted for `https://` (default: the system's trust store).
     pub http_ca: Option<PathBuf>,
+    /// Let names in `http_allowed_hosts` resolve to loopback, private, link-local, unspecified
+    /// or multicast addresses (an entry that is an IP address is always taken at its word).
+    pub http_allow_private: Option<bool>,
+    /// How long the first event of a webhook batch waits for others.
+    pub webhook_flush_delay: Option<Dur>,
+    /// Events in one webhook batch (sent at once when reached).
+    pub webhook_max_batch_events: Option<usize>,
+    /// Bytes of events in one webhook batch (sent at once when reached; the largest event).
+    pub webhook_max_batch_bytes: Option<ByteSize>,
+    /// Webhook events of the plugin queued or being delivered; more are refused and counted.
+    pub webhook_max_queued_events: Option<usize>,
+    pub webhook_max_queued_bytes: Option<ByteSize>,
+    /// Tries per webhook batch on 5xx, connection failures and timeouts (the first included).
+    pub webhook_max_attempts: Option<u32>,
+    /// Wait before the first webhook retry, doubling with each further one.
+    pub webhook_retry_backoff: Option<Dur>,
+    /// Webhook batches of the plugin in flight at once.
+    pub webhook_max_concurrent: Option<usize>,
     /// Another plugin whose rooms and users this one reaches as its own (for example an HTTP
     /// API plugin publishing to the rooms of `rooms`).
     pub act_as: Option<String>,
@@ -400,6 +418,15 @@ overlay_fields!(PluginFile {
     http_max_response,
     http_max_concurrent,
     http_ca,
+    http_allow_private,
+    webhook_flush_delay,
+    webhook_max_batch_events,
+    webhook_max_batch_bytes,
+    webhook_max_queued_events,
+    webhook_max_queued_bytes,
+    webhook_max_attempts,
+    webhook_retry_backoff,
+    webhook_max_concurrent,
     act_as,
     config,
 });

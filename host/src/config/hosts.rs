@@ -78,6 +78,15 @@ impl HostPattern {
         Ok(HostPattern { scheme, host, port, text: text.to_owned() })
     }
 
+    /// The entry names one IP address (`http://127.0.0.1:8080`, `http://[::1]:9000`): the
+    /// operator chose that address, so the SSRF guard does not second-guess it.
+    pub fn is_ip_literal(&self) -> bool {
+        match &self.host {
+            HostMatch::Exact(h) => h.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok(),
+            HostMatch::Subdomains(_) => false,
+        }
+    }
+
     /// Whether a request to `scheme://host:port` may go out (`host` lower-cased, IPv6 in
     /// brackets as in a URL).
     pub fn matches(&self, scheme: Scheme, host: &str, port: u16) -> bool {
@@ -126,6 +135,8 @@ mod tests {
         assert!(!local.matches(Scheme::Http, "127.0.0.1", 80));
         assert!(p("http://[::1]:9000").matches(Scheme::Http, "[::1]", 9000));
         assert!(p("http://localhost:*").matches(Scheme::Http, "localhost", 1234));
+        assert!(local.is_ip_literal() && p("http://[::1]:9000").is_ip_literal());
+        assert!(!p("http://localhost:*").is_ip_literal() && !p("https://*.0.0.1").is_ip_literal());
     }
 
     #[test]

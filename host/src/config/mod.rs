@@ -208,6 +208,8 @@ pub struct PluginSettings {
     pub config: HashMap<String, String>,
     /// What the plugin may call over HTTP (see `plugin::outbound`).
     pub http: HttpSettings,
+    /// How the host batches, sends and retries the plugin's webhooks (see `plugin::webhooks`).
+    pub webhooks: WebhookSettings,
 }
 
 /// A plugin's outbound HTTP policy: deny unless `allowed_hosts` names the backend.
@@ -222,6 +224,46 @@ pub struct HttpSettings {
     pub max_concurrent: usize,
     /// PEM file of the CAs trusted for `https://`; `None`: the system's trust store.
     pub ca: Option<PathBuf>,
+    /// Names in `allowed_hosts` may resolve to loopback, private, link-local, unspecified or
+    /// multicast addresses (off: such a request is refused; an entry that is itself an IP
+    /// address is always taken at its word).
+    pub allow_private: bool,
+}
+
+/// A plugin's webhooks: batched per (URL, signing), sent under its HTTP policy, retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// How long the first event of a batch waits for others.
+    pub flush_delay: Duration,
+    /// A batch is sent at once when it holds this many events ...
+    pub max_batch_events: usize,
+    /// ... or this many bytes of events (also the largest single event).
+    pub max_batch_bytes: usize,
+    /// Events (and their bytes) queued or being delivered, per plugin; more are refused.
+    pub max_queued_events: usize,
+    pub max_queued_bytes: usize,
+    /// Tries per batch (the first included) on 5xx, connection failures and timeouts.
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubles with each further one, up to `MAX_BACKOFF`.
+    pub retry_backoff: Duration,
+    /// Batches of the plugin being delivered at once (each (URL, signing) sends one at a time).
+    pub max_concurrent: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        use defaults::plugin as d;
+        WebhookSettings {
+            flush_delay: d::WEBHOOK_FLUSH_DELAY,
+            max_batch_events: d::WEBHOOK_MAX_BATCH_EVENTS,
+            max_batch_bytes: d::WEBHOOK_MAX_BATCH_BYTES,
+            max_queued_events: d::WEBHOOK_MAX_QUEUED_EVENTS,
+            max_queued_bytes: d::WEBHOOK_MAX_QUEUED_BYTES,
+            max_attempts: d::WEBHOOK_MAX_ATTEMPTS,
+            retry_backoff: d::WEBHOOK_RETRY_BACKOFF,
+            max_concurrent: d::WEBHOOK_MAX_CONCURRENT,
+        }
+    }
 }
 
 impl Default for HttpSettings {
@@ -235,6 +277,7 @@ impl Default for HttpSettings {
             max_response: defaults::plugin::HTTP_MAX_RESPONSE,
             max_concurrent: defaults::plugin::HTTP_MAX_CONCURRENT,
             ca: defaults::plugin::HTTP_CA.map(PathBuf::from),
+            allow_private: defaults::plugin::HTTP_ALLOW_PRIVATE,
         }
     }
 }
@@ -259,6 +302,7 @@ impl Default for PluginSettings {
             act_as: None,
             config: HashMap::new(),
             http: HttpSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -721,6 +765,7 @@ fn resolve_plugin(name: &str, p: &PluginFile) -> Result<PluginSettings> {
         },
         config,
         http: resolve_http(name, p)?,
+        webhooks: resolve_webhooks(name, p)?,
     })
 }
 
@@ -749,7 +794,29 @@ fn resolve_http(name: &str, p: &PluginFile) -> Result<HttpSettings> {
         max_response: p.http_max_response.map_or(d.max_response, size),
         max_concurrent,
         ca: p.http_ca.clone().or(d.ca),
+        allow_private: p.http_allow_private.unwrap_or(d.allow_private),
     })
+}
+
+fn resolve_webhooks(name: &str, p: &PluginFile) -> Result<WebhookSettings> {
+    let d = WebhookSettings::default();
+    let s = WebhookSettings {
+        flush_delay: p.webhook_flush_delay.map_or(d.flush_delay, dur),
+        max_batch_events: p.webhook_max_batch_events.unwrap_or(d.max_batch_events),
+        max_batch_bytes: p.webhook_max_batch_bytes.map_or(d.max_batch_bytes, size),
+        max_queued_events: p.webhook_max_queued_events.unwrap_or(d.max_queued_events),
+        max_queued_bytes: p.webhook_max_queued_bytes.map_or(d.max_queued_bytes, size),
+        max_attempts: p.webhook_max_attempts.unwrap_or(d.max_attempts),
+        retry_backoff: p.webhook_retry_backoff.map_or(d.retry_backoff, dur),
+        max_concurrent: p.webhook_max_concurrent.unwrap_or(d.max_concurrent),
+    };
+    if s.max_batch_events == 0 || s.max_batch_bytes == 0 || s.max_attempts == 0 || s.max_concurrent == 0 {
+        bail!(
+            "plugin {name}: webhook_max_batch_events, webhook_max_batch_bytes, webhook_max_attempts and \
+             webhook_max_concurrent must be at least 1"
+        );
+    }
+    Ok(s)
 }
 
 fn resolve_host(h: &file::HostFile) -> HostLimits {

@@ -42,6 +42,7 @@ pub(crate) mod v0_2_http {
             "wasmsock:plugin/types": super::v0_2::wasmsock::plugin::types,
             "wasmsock:plugin/host": super::v0_2::wasmsock::plugin::host,
             "wasmsock:plugin/users": super::v0_2::wasmsock::plugin::users,
+            "wasmsock:plugin/webhooks": super::v0_2::wasmsock::plugin::webhooks,
             "wasmsock:plugin/timers": super::v0_2::wasmsock::plugin::timers,
         },
     });
@@ -82,6 +83,7 @@ pub(crate) mod v0_2_timer {
             "wasmsock:plugin/types": super::v0_2::wasmsock::plugin::types,
             "wasmsock:plugin/host": super::v0_2::wasmsock::plugin::host,
             "wasmsock:plugin/users": super::v0_2::wasmsock::plugin::users,
+            "wasmsock:plugin/webhooks": super::v0_2::wasmsock::plugin::webhooks,
             "wasmsock:plugin/timers": super::v0_2::wasmsock::plugin::timers,
         },
     });

@@ -18,6 +18,8 @@ mod timers_api;
 mod users_api;
 mod wasi;
 mod watcher;
+mod webhooks;
+mod webhooks_api;
 
 pub(crate) use bindings::{Connect, Flow, HttpRequest, HttpResponse, Message, Request};
 pub(crate) use contract::{CONTRACT_PACKAGE, CONTRACT_VERSION, is_trapped_import};

@@ -22,6 +22,7 @@ use super::engine::Runtime;
 use super::instance::{CallError, Export, Loaded, Pre, Ticks, VersionInfo};
 use super::outbound::Outbound;
 use super::state::PluginEnv;
+use super::webhooks::{Shutdown as WebhookShutdown, Webhooks};
 use crate::config::{OnError, Settings};
 use crate::hub::ConnShared;
 use crate::hub::{Due, Hub};
@@ -271,6 +272,10 @@ pub struct Registry {
     /// reported only when its content changed (by name; one entry per file in the directory).
     seen: Mutex<HashMap<String, Seen>>,
     dir: PathBuf,
+    /// Every plugin's webhooks hear shutdown through this.
+    webhooks: WebhookShutdown,
+    /// The server's runtime, where webhook deliveries run.
+    handle: Option<tokio::runtime::Handle>,
 }
 
 /// A plugin file as last read: its stamp, and the hash of its content if it could be read.
@@ -307,7 +312,27 @@ impl Stamp {
 impl Registry {
     pub fn new(runtime: Arc<Runtime>, hub: Arc<Hub>, settings: Arc<Settings>) -> Registry {
         let dir = settings.plugin_dir.clone();
-        Registry { runtime, hub, settings, slots: RwLock::new(BTreeMap::new()), seen: Mutex::default(), dir }
+        Registry {
+            runtime,
+            hub,
+            settings,
+            slots: RwLock::new(BTreeMap::new()),
+            seen: Mutex::default(),
+            dir,
+            webhooks: WebhookShutdown::default(),
+            handle: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+
+    /// Shutdown has begun: every plugin's queued webhooks go now, without their delay.
+    pub fn flush_webhooks(&self) {
+        self.webhooks.flush.cancel();
+    }
+
+    /// Resolves when no webhook is queued or being delivered (after `flush_webhooks`, within
+    /// the grace period; after `stop_calls`, what is left is dropped, counted, at once).
+    pub async fn webhooks_idle(&self) {
+        self.webhooks.tasks.wait_idle().await
     }
 
     pub fn dir(&self) -> &Path {
@@ -347,7 +372,15 @@ impl Registry {
                         .clone()
                 };
                 let stop = self.runtime.lanes.stop_token();
-                let outbound = Arc::new(Outbound::new(name.clone(), settings.http.clone(), m, stop));
+                let outbound = Arc::new(Outbound::new(name.clone(), settings.http.clone(), m, stop.clone()));
+                let webhooks = Arc::new(Webhooks::new(
+                    outbound.clone(),
+                    settings.webhooks.clone(),
+                    m,
+                    self.webhooks.clone(),
+                    stop,
+                    self.handle.clone(),
+                ));
                 Arc::new(PluginSlot {
                     env: Arc::new(PluginEnv {
                         scope: settings.act_as.as_deref().map_or_else(|| name.clone(), Arc::from),
@@ -366,6 +399,7 @@ impl Registry {
                         ],
                         stopping: self.runtime.stopping.clone(),
                         outbound,
+                        webhooks,
                     }),
                     current: ArcSwapOption::empty(),
                     breaker: Breaker::default(),

@@ -11,6 +11,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::outbound::{Hooks, Outbound};
 use super::wasi::Capture;
+use super::webhooks::Webhooks;
 use crate::config::{HostLimits, PluginSettings};
 use crate::hub::ConnShared;
 use crate::hub::Hub;
@@ -33,6 +34,8 @@ pub struct PluginEnv {
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Outbound HTTP: policy, requests in flight, metrics.
     pub outbound: Arc<Outbound>,
+    /// Webhooks: the plugin's queues and delivery tasks (kept across reloads).
+    pub webhooks: Arc<Webhooks>,
 }
 
 /// Per-call budget and the connection the call is about.

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use wasmsock_sdk::{Conn, Flow, Message, Plugin, export_plugin, rooms};
 
+mod hooks;
 mod permissions;
 mod summary;
 
@@ -74,13 +75,14 @@ impl Plugin for Rooms {
     }
 
     fn on_close(&self, conn: Conn, _code: u16, _reason: &str) {
-        // The host drops the memberships right after; tell the others first.
-        if !presence_events() {
-            return;
-        }
+        // The host drops the memberships right after; tell the others (and the backend) first.
         let user = display_id(conn);
         for channel in conn.rooms() {
-            announce(&channel, json!({"event": "leave", "channel": channel, "user": user}), Some(conn));
+            if presence_events() {
+                announce(&channel, json!({"event": "leave", "channel": channel, "user": user}), Some(conn));
+            }
+            // Still a member: the last one out leaves a count of 1.
+            hooks::left(&channel, &user, rooms::count(&channel) <= 1);
         }
     }
 }
@@ -107,8 +109,15 @@ fn handle(conn: Conn, request: Request) -> Result<Option<Value>, Refusal> {
             perms.check_subscribe(&channel)?;
             let already = conn.rooms().contains(&channel);
             conn.join(&channel)?;
-            if !already && presence_events() {
-                announce(&channel, json!({"event": "join", "channel": channel, "user": display_id(conn)}), Some(conn));
+            if !already {
+                if presence_events() {
+                    announce(
+                        &channel,
+                        json!({"event": "join", "channel": channel, "user": display_id(conn)}),
+                        Some(conn),
+                    );
+                }
+                hooks::joined(&channel, &display_id(conn), rooms::count(&channel) == 1);
             }
             if !already {
                 summary::subscribed(&channel);
@@ -124,6 +133,7 @@ fn handle(conn: Conn, request: Request) -> Result<Option<Value>, Refusal> {
             if presence_events() {
                 announce(&channel, json!({"event": "leave", "channel": channel, "user": display_id(conn)}), Some(conn));
             }
+            hooks::left(&channel, &display_id(conn), rooms::count(&channel) == 0);
             json!({"event": "unsubscribed", "channel": channel})
         }
         Request::Publish { channel, data, echo } => {

@@ -215,3 +215,38 @@ fn without_summary_secs_no_timer_is_set() {
     subscribe(&host, ada, "lobby");
     assert!(host.timers().is_empty());
 }
+
+#[test]
+fn webhooks_report_occupied_members_and_vacated_in_order() {
+    let url = "https://backend.example.com/hooks";
+    let host = TestHost::new().config("webhook_url", url).config("webhook_secret", "s3cret");
+    let (ada, bob) = (user(&host, "ada"), user(&host, "bob"));
+    subscribe(&host, ada, "lobby");
+    subscribe(&host, bob, "lobby");
+    subscribe(&host, bob, "lobby"); // again: nothing new
+    send(&host, ada, json!({"event": "unsubscribe", "channel": "lobby"}));
+    host.close(&Rooms, bob, 1000, "");
+    let hooks = host.webhooks();
+    assert!(hooks.iter().all(|h| h.url == url && h.signing.as_ref().is_some_and(|s| s.secret() == "s3cret")));
+    let events: Vec<Value> = hooks.into_iter().map(|h| h.event).collect();
+    assert_eq!(
+        events,
+        vec![
+            json!({"name": "channel_occupied", "channel": "lobby"}),
+            json!({"name": "member_added", "channel": "lobby", "user_id": "ada"}),
+            json!({"name": "member_added", "channel": "lobby", "user_id": "bob"}),
+            json!({"name": "member_removed", "channel": "lobby", "user_id": "ada"}),
+            json!({"name": "member_removed", "channel": "lobby", "user_id": "bob"}),
+            json!({"name": "channel_vacated", "channel": "lobby"}),
+        ]
+    );
+}
+
+#[test]
+fn no_webhooks_without_a_url() {
+    let host = TestHost::new();
+    let ada = user(&host, "ada");
+    subscribe(&host, ada, "lobby");
+    host.close(&Rooms, ada, 1000, "");
+    assert!(host.webhooks().is_empty());
+}

@@ -11,6 +11,7 @@
 //! call, so one connection's messages stay in order.
 
 mod send;
+mod ssrf;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -19,6 +20,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::Semaphore;
+
+pub(crate) use send::send;
 use tokio_util::sync::CancellationToken;
 use wasmtime_wasi_http::{Error, WasiBody, WasiHttpHooks};
 
@@ -46,6 +49,8 @@ pub struct Outbound {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
     Denied,
+    /// A name resolved to an internal address (see `ssrf`).
+    Private,
     Busy,
     Dns,
     Refused,
@@ -60,6 +65,7 @@ impl Failure {
     fn as_str(self) -> &'static str {
         match self {
             Failure::Denied => "denied",
+            Failure::Private => "private",
             Failure::Busy => "concurrency",
             Failure::Dns => "dns",
             Failure::Refused => "connect",
@@ -94,6 +100,9 @@ impl Outbound {
             Failure::Denied => {
                 tracing::warn!(plugin = %self.plugin, %url, "outbound HTTP request denied: {detail} (see http_allowed_hosts)")
             }
+            Failure::Private => {
+                tracing::warn!(plugin = %self.plugin, %url, "outbound HTTP request denied: {detail} (see http_allow_private)")
+            }
             _ => {
                 tracing::info!(plugin = %self.plugin, %url, kind = failure.as_str(), "outbound HTTP request failed: {detail}")
             }
@@ -101,14 +110,20 @@ impl Outbound {
     }
 
     /// The policy's verdict on a request's target: the scheme and `host:port` to connect to.
-    fn admit(&self, uri: &http::Uri) -> Result<Target, String> {
+    pub(crate) fn admit(&self, uri: &http::Uri) -> Result<Target, String> {
         let scheme = uri.scheme_str().and_then(Scheme::parse).ok_or("the scheme must be http or https")?;
         let host = uri.host().ok_or("the URL has no host")?.to_ascii_lowercase();
         let port = uri.port_u16().unwrap_or(scheme.default_port());
-        if !self.settings.allowed_hosts.iter().any(|p| p.matches(scheme, &host, port)) {
+        let Some(entry) = self.settings.allowed_hosts.iter().find(|p| p.matches(scheme, &host, port)) else {
             return Err(format!("{host}:{port} over {} is not in http_allowed_hosts", uri.scheme_str().unwrap_or("?")));
-        }
-        Ok(Target { scheme, host, port })
+        };
+        let guarded = !self.settings.allow_private && !entry.is_ip_literal();
+        Ok(Target { scheme, host, port, guarded })
+    }
+
+    /// The plugin's name, for logs.
+    pub(crate) fn plugin(&self) -> &Arc<str> {
+        &self.plugin
     }
 
     /// The TLS client settings: the configured CA, or the system's roots.
@@ -118,11 +133,13 @@ impl Outbound {
 }
 
 /// Where an admitted request goes.
-struct Target {
+pub(crate) struct Target {
     scheme: Scheme,
     /// Lower-cased; an IPv6 address keeps its brackets.
     host: String,
     port: u16,
+    /// The addresses the host resolves to must be public (see `ssrf`).
+    guarded: bool,
 }
 
 /// The `wasi:http` hooks of one store: every request a plugin sends goes through
@@ -149,8 +166,15 @@ impl WasiHttpHooks for Hooks {
         Box::new(async move {
             let target = admitted?;
             let uri = request.uri().clone();
+            // Taken before connecting, given back when the answer's body is read or dropped.
+            let permit = out.in_flight.clone().try_acquire_owned().map_err(|_| {
+                let detail =
+                    format!("{} requests already in flight (http_max_concurrent)", out.settings.max_concurrent);
+                out.failed(Failure::Busy, &uri, &detail);
+                Error::ConnectionLimitReached
+            })?;
             let result = tokio::select! {
-                r = send::send(&out, target, request, started) => r,
+                r = send::send(&out, target, request, started, permit) => r,
                 () = out.stop.cancelled() => {
                     Err((Failure::Stopped, Error::ConnectionTerminated, "the server is shutting down".to_owned()))
                 }

@@ -33,18 +33,16 @@ type Failed = (Failure, Error, String);
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
-pub(super) async fn send(
+/// Sends `request` to the admitted `target`; `permit` (a slot of the caller's concurrency
+/// bound) is held until the answer's body is read or dropped. Also used for webhooks.
+pub(crate) async fn send(
     out: &Arc<Outbound>,
     target: Target,
     mut request: http::Request<WasiBody>,
     started: Instant,
+    permit: OwnedSemaphorePermit,
 ) -> Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Failed> {
     let s = &out.settings;
-    // Taken before connecting, given back when the answer's body is read or dropped.
-    let permit = out.in_flight.clone().try_acquire_owned().map_err(|_| {
-        let detail = format!("{} requests already in flight (http_max_concurrent)", s.max_concurrent);
-        (Failure::Busy, Error::ConnectionLimitReached, detail)
-    })?;
     let deadline = tokio::time::Instant::from_std(started + s.timeout);
     let timed_out = |what: &str, error: Error| (Failure::Timeout, error, format!("{what} (http_timeout)"));
 
@@ -58,6 +56,13 @@ pub(super) async fn send(
         }
         Ok(Ok(addrs)) => addrs.collect(),
     };
+    // Checked on the very addresses connected to below: no second lookup to rebind.
+    if target.guarded
+        && let Some(internal) = addrs.iter().find(|a| super::ssrf::is_internal(a.ip()))
+    {
+        let detail = format!("{name} resolves to the internal address {}", internal.ip());
+        return Err((Failure::Private, Error::HttpRequestDenied, detail));
+    }
     let mut last = None;
     let mut tcp = None;
     for addr in addrs {

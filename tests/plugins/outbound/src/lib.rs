@@ -4,7 +4,11 @@
 //! - `say TEXT`: replies `TEXT` without any request (to check a connection's order).
 //! - `sleep MS`: a sleep, which the host refuses (the call traps).
 //! - on connect, `?check=URL` asks the backend first: 2xx accepts, anything else refuses.
+//! - `hook URL JSON`: emits a webhook event; replies `queued` or `error: WHAT`.
+//! - `hooks N URL`: emits `{"n": i}` for i in 0..N; replies `queued K, refused R`.
+//! - `signed URL SECRET JSON`: emits signed (`x-test-signature`, with `x-test-key: key-1`).
 
+use wasmsock_sdk::webhooks::{self, Signing};
 use wasmsock_sdk::{Conn, Connect, Flow, Message, Plugin, Request, export_plugin, http};
 
 #[derive(Default)]
@@ -13,6 +17,13 @@ pub struct Outbound;
 fn describe(result: Result<http::Response, http::Error>) -> String {
     match result {
         Ok(r) => format!("{} {}", r.status, String::from_utf8_lossy(&r.body)),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+fn queued(result: Result<(), wasmsock_sdk::Error>) -> String {
+    match result {
+        Ok(()) => "queued".to_owned(),
         Err(e) => format!("error: {e}"),
     }
 }
@@ -37,6 +48,25 @@ impl Plugin for Outbound {
                 describe(http::post(url, body))
             }
             "say" => rest.to_owned(),
+            "hook" => {
+                let (url, event) = rest.split_once(' ').unwrap_or((rest, ""));
+                queued(webhooks::emit_json(url, event, None))
+            }
+            "hooks" => {
+                let (n, url) = rest.split_once(' ').unwrap_or((rest, ""));
+                let n: u32 = n.parse().unwrap_or(0);
+                let refused =
+                    (0..n).filter(|i| webhooks::emit(url, &serde_json::json!({"n": i}), None).is_err()).count();
+                format!("queued {}, refused {refused}", n as usize - refused)
+            }
+            "signed" => {
+                let mut parts = rest.splitn(3, ' ');
+                let (url, secret, event) =
+                    (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let signing =
+                    Signing::hmac_sha256(secret).header("x-test-signature").with_header("x-test-key", "key-1");
+                queued(webhooks::emit_json(url, event, Some(&signing)))
+            }
             "sleep" => {
                 std::thread::sleep(std::time::Duration::from_millis(rest.parse().unwrap_or(10)));
                 "slept".to_owned()
