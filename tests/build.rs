@@ -18,6 +18,7 @@ const PLUGINS: &[&str] = &[
     "test-hostile",
     "test-wrong-contract",
     "test-legacy-v0-1",
+    "test-no-timer",
     "test-outbound",
 ];
 

@@ -39,6 +39,7 @@
 //! - [`Message`], [`Request`], [`Identity`]: the data a plugin is handed.
 //! - [`rooms`], [`kv`], [`log`], [`config`]: the host's other services.
 //! - [`http`]: calls to the application's backend (allowed hosts only).
+//! - [`timers`]: one-shot timers the host holds, calling [`Plugin::on_timer`].
 //! - [`webhooks`]: events for the backend, batched, signed and retried by the host.
 //! - [`Error`]: why a host call failed.
 //!
@@ -69,6 +70,7 @@ mod serve;
 mod sys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod timers;
 pub mod users;
 mod webhook_types;
 pub mod webhooks;
@@ -145,6 +147,11 @@ macro_rules! export_plugin {
                     $crate::__private::on_request(__wasmsock_plugin(), req)
                 }
             }
+            impl $crate::__private::TimerGuest for __WasmsockExport {
+                fn on_timer(key: ::std::string::String, conn: ::core::option::Option<u64>) {
+                    $crate::__private::on_timer(__wasmsock_plugin(), key, conn)
+                }
+            }
     $crate::__private::export!(__WasmsockExport with_types_in $crate::__private::bindings);
         };
     };
@@ -153,12 +160,13 @@ macro_rules! export_plugin {
 #[doc(hidden)]
 #[cfg(target_arch = "wasm32")]
 pub mod __private {
-    pub use crate::plugin::glue::{on_close, on_connect, on_message, on_request};
+    pub use crate::plugin::glue::{on_close, on_connect, on_message, on_request, on_timer};
     pub use crate::sys::bindings;
     pub use crate::sys::bindings::exports::wasmsock::plugin::handler::Guest;
     pub use crate::sys::bindings::exports::wasmsock::plugin::http::{
         Guest as HttpGuest, HttpRequest as WitHttpRequest, HttpResponse as WitHttpResponse,
     };
+    pub use crate::sys::bindings::exports::wasmsock::plugin::timer::Guest as TimerGuest;
     pub use crate::sys::bindings::wasmsock::plugin::types::{
         Connect as WitConnect, Flow as WitFlow, Message as WitMessage, Request as WitRequest,
     };

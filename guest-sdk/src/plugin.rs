@@ -181,6 +181,39 @@ pub trait Plugin: Default + 'static {
         let _ = req;
         HttpResponse::text(503, "this plugin does not serve HTTP requests")
     }
+
+    /// Timer `key`, armed with [`timers::set`](crate::timers::set) (`conn` is `None`) or
+    /// [`timers::set_for`](crate::timers::set_for), came due. Timers are one-shot: set it
+    /// again here for periodic work. Default: nothing.
+    ///
+    /// It runs like any call, under the deadline and with a fresh send budget; the version of
+    /// the plugin loaded when the timer comes due gets the call, even if an older one set it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wasmsock_sdk::{Conn, Plugin, rooms, testing::TestHost, timers};
+    ///
+    /// /// Tells the "lobby" room the time every 10 s, while anyone is there.
+    /// #[derive(Default)]
+    /// struct Clock;
+    ///
+    /// impl Plugin for Clock {
+    ///     fn on_timer(&self, key: &str, _conn: Option<Conn>) {
+    ///         if key == "clock" && rooms::count("lobby") > 0 {
+    ///             let _ = rooms::publish("lobby", "tick".into(), None);
+    ///             let _ = timers::set("clock", Duration::from_secs(10));
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let host = TestHost::new();
+    /// host.open("/chat").join("lobby").unwrap();
+    /// timers::set("clock", Duration::from_secs(10)).unwrap();
+    /// assert_eq!(host.advance(&Clock, Duration::from_secs(30)).len(), 3);
+    /// ```
+    fn on_timer(&self, key: &str, conn: Option<Conn>) {
+        let _ = (key, conn);
+    }
 }
 
 /// The answer to [`Plugin::on_connect`]. Build it with the constructors rather than the
@@ -360,5 +393,9 @@ pub(crate) mod glue {
         };
         let r = plugin.on_request(&req);
         http::HttpResponse { status: r.status, headers: r.headers, body: r.body }
+    }
+
+    pub fn on_timer<P: Plugin>(plugin: &P, key: String, conn: Option<u64>) {
+        plugin.on_timer(&key, conn.map(Conn::from_raw))
     }
 }

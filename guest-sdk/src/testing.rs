@@ -23,6 +23,7 @@
 //! ```
 
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use crate::log::Level;
 use crate::sys::memory::{self, ConnState, State, with};
@@ -395,5 +396,224 @@ impl TestHost {
     /// ```
     pub fn route(&self, conn: Conn) -> Option<String> {
         with(|s| s.conns.get(&conn.id()).map(|c| c.route.clone()))
+    }
+}
+
+/// A timer the plugin holds armed, as [`TestHost::timers`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
+    /// Its key.
+    pub key: String,
+    /// How long until it comes due, on the test host's clock (which moves only with
+    /// [`TestHost::advance`]).
+    pub due_in: Duration,
+    /// The connection it was set for ([`timers::set_for`](crate::timers::set_for)).
+    pub conn: Option<Conn>,
+}
+
+/// Timers: the test host keeps its own clock, which stands still until a test advances it, so
+/// timer tests are exact and instant.
+impl TestHost {
+    /// The armed timers, earliest first.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wasmsock_sdk::{testing::{TestHost, Timer}, timers};
+    /// let host = TestHost::new();
+    /// let conn = host.open("/chat");
+    /// timers::set("b", Duration::from_secs(2)).unwrap();
+    /// timers::set_for(conn, "a", Duration::from_secs(1)).unwrap();
+    /// assert_eq!(host.timers(), [
+    ///     Timer { key: "a".into(), due_in: Duration::from_secs(1), conn: Some(conn) },
+    ///     Timer { key: "b".into(), due_in: Duration::from_secs(2), conn: None },
+    /// ]);
+    /// ```
+    pub fn timers(&self) -> Vec<Timer> {
+        with(|s| {
+            s.timers_in_order()
+                .into_iter()
+                .map(|(key, t)| Timer {
+                    key,
+                    due_in: Duration::from_millis(t.due_ms.saturating_sub(s.now_ms)),
+                    conn: t.conn.map(Conn::from_raw),
+                })
+                .collect()
+        })
+    }
+
+    /// The keys of the timers the plugin cancelled (that were armed), in order.
+    pub fn cancelled_timers(&self) -> Vec<String> {
+        with(|s| s.cancelled_timers.clone())
+    }
+
+    /// Moves the clock on by `by`, firing every timer that comes due meanwhile through
+    /// `plugin.on_timer`, earliest first, each as a call of its own (with a fresh send budget),
+    /// with the clock at its due time: a timer set again from `on_timer` fires again if it
+    /// comes due within `by`. Returns the keys fired, in order.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wasmsock_sdk::{Conn, Plugin, testing::TestHost, timers};
+    ///
+    /// #[derive(Default)]
+    /// struct Every100ms;
+    /// impl Plugin for Every100ms {
+    ///     fn on_timer(&self, key: &str, _conn: Option<Conn>) {
+    ///         timers::set(key, Duration::from_millis(100)).unwrap();
+    ///     }
+    /// }
+    ///
+    /// let host = TestHost::new();
+    /// timers::set("beat", Duration::from_millis(100)).unwrap();
+    /// assert!(host.advance(&Every100ms, Duration::from_millis(99)).is_empty());
+    /// assert_eq!(host.advance(&Every100ms, Duration::from_millis(301)), ["beat", "beat", "beat", "beat"]);
+    /// assert_eq!(host.timers()[0].due_in, Duration::from_millis(100));
+    /// ```
+    pub fn advance<P: Plugin>(&self, plugin: &P, by: Duration) -> Vec<String> {
+        let end = with(|s| s.now_ms.saturating_add(u64::try_from(by.as_millis()).unwrap_or(u64::MAX)));
+        let mut fired = Vec::new();
+        loop {
+            let next = with(|s| {
+                let (key, t) = s.timers_in_order().into_iter().next().filter(|(_, t)| t.due_ms <= end)?;
+                s.now_ms = s.now_ms.max(t.due_ms);
+                s.timers.remove(&key);
+                Some((key, t.conn))
+            });
+            let Some((key, conn)) = next else { break };
+            memory::begin_call();
+            plugin.on_timer(&key, conn.map(Conn::from_raw));
+            fired.push(key);
+        }
+        with(|s| s.now_ms = end);
+        fired
+    }
+
+    /// Fires timer `key` now, whenever it was due; false (and no call) if it is not armed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wasmsock_sdk::{Conn, Plugin, testing::TestHost, timers};
+    ///
+    /// #[derive(Default)]
+    /// struct Expire;
+    /// impl Plugin for Expire {
+    ///     fn on_timer(&self, _key: &str, conn: Option<Conn>) {
+    ///         if let Some(conn) = conn {
+    ///             let _ = conn.close(4000, "turn expired");
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let host = TestHost::new();
+    /// let conn = host.open("/game");
+    /// timers::set_for(conn, "turn", Duration::from_secs(30)).unwrap();
+    /// assert!(host.fire(&Expire, "turn"));
+    /// assert_eq!(host.close_requested(conn), Some((4000, "turn expired".into())));
+    /// assert!(!host.fire(&Expire, "turn"), "one-shot");
+    /// ```
+    pub fn fire<P: Plugin>(&self, plugin: &P, key: &str) -> bool {
+        let Some(conn) = with(|s| s.timers.remove(key).map(|t| t.conn)) else {
+            return false;
+        };
+        memory::begin_call();
+        plugin.on_timer(key, conn.map(Conn::from_raw));
+        true
+    }
+}
+
+#[cfg(test)]
+mod timer_tests {
+    use std::time::Duration;
+
+    use super::{TestHost, Timer};
+    use crate::{Conn, Error, Plugin, timers};
+
+    /// Records its calls in the key/value store, and re-arms `again` once.
+    #[derive(Default)]
+    struct Recorder;
+    impl Plugin for Recorder {
+        fn on_timer(&self, key: &str, conn: Option<Conn>) {
+            let seen = crate::kv::get("seen").map(|v| String::from_utf8(v).unwrap()).unwrap_or_default();
+            let entry = format!("{seen}{key}@{};", conn.map_or(0, |c| c.id()));
+            crate::kv::set("seen", entry.as_bytes()).unwrap();
+            if key == "again" && !seen.contains("again") {
+                timers::set("again", Duration::from_millis(10)).unwrap();
+            }
+        }
+    }
+
+    fn seen(host: &TestHost) -> String {
+        host.kv("seen").map(|v| String::from_utf8(v).unwrap()).unwrap_or_default()
+    }
+
+    #[test]
+    fn advance_fires_in_due_order_with_the_connection_and_re_armed_timers_fire_again() {
+        let host = TestHost::new();
+        let conn = host.open("/x");
+        timers::set("late", Duration::from_millis(50)).unwrap();
+        timers::set_for(conn, "early", Duration::from_millis(5)).unwrap();
+        timers::set("again", Duration::from_millis(20)).unwrap();
+        timers::set("tie", Duration::from_millis(20)).unwrap();
+        assert_eq!(host.advance(&Recorder, Duration::from_millis(4)), Vec::<String>::new());
+        let fired = host.advance(&Recorder, Duration::from_millis(46));
+        assert_eq!(fired, ["early", "again", "tie", "again", "late"]);
+        assert_eq!(seen(&host), format!("early@{};again@0;tie@0;again@0;late@0;", conn.id()));
+        assert!(host.timers().is_empty());
+    }
+
+    #[test]
+    fn cancel_and_replace_are_recorded_and_closing_a_connection_drops_its_timers() {
+        let host = TestHost::new();
+        let (a, b) = (host.open("/x"), host.open("/x"));
+        timers::set_for(a, "a", Duration::from_secs(1)).unwrap();
+        timers::set_for(b, "b", Duration::from_secs(1)).unwrap();
+        timers::set("k", Duration::from_secs(1)).unwrap();
+        timers::set("k", Duration::from_secs(3)).unwrap();
+        assert!(timers::cancel("b"));
+        assert!(!timers::cancel("never"));
+        assert_eq!(host.cancelled_timers(), ["b"]);
+        host.close(&Recorder, a, 1000, "");
+        assert_eq!(host.timers(), [Timer { key: "k".into(), due_in: Duration::from_secs(3), conn: None }]);
+        assert!(matches!(timers::set_for(a, "a", Duration::ZERO), Err(Error::UnknownConnection)));
+        assert!(host.advance(&Recorder, Duration::from_secs(2)).is_empty());
+        assert_eq!(host.advance(&Recorder, Duration::from_secs(1)), ["k"]);
+    }
+
+    #[test]
+    fn bounds_are_the_servers() {
+        let host = TestHost::new();
+        let long = "k".repeat(wasmsock_limits::MAX_TIMER_KEY + 1);
+        assert!(matches!(timers::set(&long, Duration::ZERO), Err(Error::InvalidArgument)));
+        assert!(matches!(timers::set("day", Duration::from_secs(86_400)), Ok(())));
+        assert!(matches!(timers::set("day+", Duration::from_millis(86_400_001)), Err(Error::InvalidArgument)));
+        let max = wasmsock_limits::MAX_TIMERS;
+        for i in 1..max {
+            timers::set(&i.to_string(), Duration::from_secs(1)).unwrap();
+        }
+        assert!(matches!(timers::set("one too many", Duration::from_secs(1)), Err(Error::LimitReached)));
+        assert_eq!(host.timers().len(), max);
+        assert!(host.fire(&Recorder, "day"));
+        timers::set("room again", Duration::from_secs(1)).unwrap();
+    }
+
+    #[test]
+    fn the_send_budget_is_fresh_for_each_fire() {
+        #[derive(Default)]
+        struct Sender;
+        impl Plugin for Sender {
+            fn on_timer(&self, _key: &str, conn: Option<Conn>) {
+                if let Some(c) = conn {
+                    let _ = c.send_text("x");
+                    let _ = c.send_text("x");
+                }
+            }
+        }
+        let host = TestHost::new().limits(super::Limits { max_sends_per_call: 2, ..Default::default() });
+        let conn = host.open("/x");
+        for key in ["a", "b"] {
+            timers::set_for(conn, key, Duration::ZERO).unwrap();
+        }
+        host.advance(&Sender, Duration::ZERO);
+        assert_eq!(host.sent(conn).len(), 4);
     }
 }

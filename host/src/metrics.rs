@@ -120,6 +120,32 @@ pub struct Metrics {
     pub broker_connected: Gauge,
     pub broker_dropped: Counter,
     pub broker_pending: Gauge,
+    pub timers: TimerMetrics,
+}
+
+/// Plugin timers, by plugin: set, fired, refused (by reason), dropped when due (by reason),
+/// and armed now.
+#[derive(Default)]
+pub struct TimerMetrics {
+    pub set: Family<PluginLabel, Counter>,
+    pub fired: Family<PluginLabel, Counter>,
+    pub refused: Family<PluginKindLabel, Counter>,
+    pub dropped: Family<PluginKindLabel, Counter>,
+    pub active: Family<PluginLabel, Gauge>,
+}
+
+impl TimerMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register("plugin_timers_set", "Timers plugins armed (a key set again counts again)", self.set.clone());
+        r.register("plugin_timers_fired", "Timers that came due and called the plugin's on-timer", self.fired.clone());
+        r.register("plugin_timers_refused", "Timers refused to plugins, by reason", self.refused.clone());
+        r.register(
+            "plugin_timers_dropped",
+            "Timers that came due without a call (plugin not loaded or quarantined, no on-timer, connection gone), by reason",
+            self.dropped.clone(),
+        );
+        r.register("plugin_timers_active", "Timers plugins hold armed", self.active.clone());
+    }
 }
 
 fn http_histogram() -> Histogram {
@@ -203,8 +229,10 @@ impl Metrics {
             broker_connected: Gauge::default(),
             broker_dropped: Counter::default(),
             broker_pending: Gauge::default(),
+            timers: TimerMetrics::default(),
             registry: Registry::default(),
         };
+        m.timers.register(&mut r);
         r.register("connections", "Open WebSocket connections", m.connections.clone());
         r.register("connections_accepted", "WebSocket connections accepted", m.connections_total.clone());
         r.register("handshake_rejects", "Handshakes refused, by reason", m.handshake_rejects.clone());

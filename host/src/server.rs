@@ -168,8 +168,11 @@ impl Server {
         }
         let sweeper = tokio::spawn(sweep(ctx.clone()));
         let budget_guard = tokio::spawn(guard_budget(ctx.clone()));
+        let mut timers = crate::plugin::start_timers(ctx.registry.clone(), ctx.hub.clone(), ctx.shutdown.clone());
         shutdown.await;
 
+        // Timers stop with the accept loops: pending ones are dropped, fires running finish
+        // within the grace period like the connections' calls.
         ctx.shutdown.cancel();
         accept_loops.shutdown().await;
         let grace = ctx.settings.server.shutdown_grace;
@@ -187,6 +190,7 @@ impl Server {
         let settled = async {
             ctx.tasks.wait_idle().await;
             ctx.registry.webhooks_idle().await;
+            let _ = (&mut timers).await;
         };
         if tokio::time::timeout(grace, settled).await.is_err() {
             let left = ctx.hub.len();
@@ -195,12 +199,19 @@ impl Server {
             // Calls still running stop at their next tick; each on-close still owed is made and
             // stopped at once. So every teardown ends within the margin, and none is abandoned.
             ctx.registry.stop_calls();
-            if tokio::time::timeout(SHUTDOWN_MARGIN, ctx.tasks.wait_idle()).await.is_err() {
+            let ended = async {
+                ctx.tasks.wait_idle().await;
+                if !timers.is_finished() {
+                    let _ = (&mut timers).await;
+                }
+            };
+            if tokio::time::timeout(SHUTDOWN_MARGIN, ended).await.is_err() {
                 tracing::error!(tasks = ctx.tasks.count(), "connections still ending after the shutdown margin");
             }
             // Webhooks still queued or in delivery are dropped (and counted) at once.
             let _ = tokio::time::timeout(SHUTDOWN_MARGIN, ctx.registry.webhooks_idle()).await;
         }
+        timers.abort();
         sweeper.abort();
         budget_guard.abort();
         if let Some(broker) = &self.broker {

@@ -37,3 +37,11 @@ pub const KV_MAX_VALUE: usize = 64 << 10;
 pub const MAX_HOST_MEMORY: usize = 256 << 20;
 /// Most keys one `kv-list` call returns (not configurable: a page; the plugin asks for the next).
 pub const KV_MAX_KEYS_LISTED: u32 = 1000;
+
+/// `[plugin_defaults] max_timers`: timers one plugin may hold armed at once.
+pub const MAX_TIMERS: usize = 10_000;
+/// Longest timer delay, in milliseconds (a day; not configurable: a plugin that needs longer
+/// re-arms).
+pub const MAX_TIMER_DELAY_MS: u32 = 24 * 60 * 60 * 1000;
+/// Longest timer key, in bytes (not configurable).
+pub const MAX_TIMER_KEY: usize = 256;

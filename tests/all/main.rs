@@ -27,4 +27,5 @@ mod proxy;
 mod rooms;
 mod sandbox;
 mod state;
+mod timers;
 mod webhooks;

@@ -88,6 +88,18 @@ pub struct Limits {
     /// kv::set("b", &[0; 10]).unwrap();
     /// ```
     pub max_host_memory: usize,
+    /// Most timers the plugin may hold armed at once (the server's `max_timers`); beyond it,
+    /// [`timers::set`](crate::timers::set) returns [`Error::LimitReached`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wasmsock_sdk::{Error, testing::{Limits, TestHost}, timers};
+    /// let _host = TestHost::new().limits(Limits { max_timers: 1, ..Limits::default() });
+    /// timers::set("a", Duration::from_secs(1)).unwrap();
+    /// timers::set("a", Duration::from_secs(2)).unwrap(); // replacing needs no room
+    /// assert!(matches!(timers::set("b", Duration::from_secs(1)), Err(Error::LimitReached)));
+    /// ```
+    pub max_timers: usize,
 }
 
 impl Default for Limits {
@@ -105,6 +117,7 @@ impl Default for Limits {
             max_sends_per_call: server::MAX_SENDS_PER_CALL,
             max_send_bytes_per_call: server::MAX_SEND_BYTES_PER_CALL,
             max_host_memory: server::MAX_HOST_MEMORY,
+            max_timers: server::MAX_TIMERS,
         }
     }
 }
@@ -135,8 +148,32 @@ pub(crate) struct State {
     pub(crate) http_answers: Vec<(String, String, Result<crate::http_types::Response, crate::http_types::Error>)>,
     /// Outbound HTTP requests made, in order.
     pub(crate) http_requests: Vec<crate::http_types::Request>,
+    /// Timers: the test host's clock (milliseconds since it was created; it moves only when a
+    /// test advances it), the armed timers by key, and the keys cancelled, in order.
+    pub(crate) now_ms: u64,
+    pub(crate) timers: BTreeMap<String, TimerState>,
+    pub(crate) timer_seq: u64,
+    pub(crate) cancelled_timers: Vec<String>,
     /// Webhook events emitted, in order.
     pub(crate) webhooks: Vec<crate::webhook_types::Emitted>,
+}
+
+/// An armed timer: when it comes due (on the test host's clock), its connection, and when it
+/// was set (timers due together fire in the order they were set, as on the server).
+#[derive(Debug, Clone)]
+pub(crate) struct TimerState {
+    pub(crate) due_ms: u64,
+    pub(crate) conn: Option<u64>,
+    pub(crate) seq: u64,
+}
+
+impl State {
+    /// The armed timers, earliest first.
+    pub(crate) fn timers_in_order(&self) -> Vec<(String, TimerState)> {
+        let mut all: Vec<_> = self.timers.iter().map(|(k, t)| (k.clone(), t.clone())).collect();
+        all.sort_by_key(|(_, t)| (t.due_ms, t.seq));
+        all
+    }
 }
 
 /// A webhook event, recorded for [`crate::testing::TestHost::webhooks`] after the checks the
@@ -194,6 +231,8 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
 /// Drops a connection and its room memberships, as the server does when it ends.
 pub(crate) fn forget(s: &mut State, conn: u64) -> Option<ConnState> {
     let mut state = s.conns.remove(&conn)?;
+    // Its timers go with it (after its on_close, which may still have set one).
+    s.timers.retain(|_, t| t.conn != Some(conn));
     for room in std::mem::take(&mut state.rooms) {
         remove_member(s, &room, conn);
     }
@@ -524,4 +563,37 @@ pub(crate) fn config(key: &str) -> Option<String> {
 
 pub(crate) fn log(level: Level, message: &str) {
     with(|s| s.logs.push((level, message.to_owned())))
+}
+
+pub(crate) fn set_timer(key: &str, delay_ms: u32, conn: Option<u64>) -> Result<(), Error> {
+    with(|s| {
+        if key.is_empty()
+            || key.len() > wasmsock_limits::MAX_TIMER_KEY
+            || delay_ms > wasmsock_limits::MAX_TIMER_DELAY_MS
+        {
+            return Err(Error::InvalidArgument);
+        }
+        // As on the server: a connection that ended (or was never opened) has no timers; one
+        // that is closing still takes them, until it ends.
+        if conn.is_some_and(|c| !s.conns.contains_key(&c)) {
+            return Err(Error::UnknownConnection);
+        }
+        if !s.timers.contains_key(key) && s.timers.len() >= s.limits.max_timers {
+            return Err(Error::LimitReached);
+        }
+        let seq = s.timer_seq;
+        s.timer_seq += 1;
+        s.timers.insert(key.to_owned(), TimerState { due_ms: s.now_ms + u64::from(delay_ms), conn, seq });
+        Ok(())
+    })
+}
+
+pub(crate) fn cancel_timer(key: &str) -> bool {
+    with(|s| {
+        let was = s.timers.remove(key).is_some();
+        if was {
+            s.cancelled_timers.push(key.to_owned());
+        }
+        was
+    })
 }

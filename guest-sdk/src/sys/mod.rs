@@ -13,7 +13,7 @@
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "http-plugin",
+        world: "full-plugin",
         pub_export_macro: true,
         export_macro_name: "export",
         default_bindings_module: "wasmsock_sdk::__private::bindings",
@@ -28,7 +28,7 @@ pub use bindings::export;
 /// function has a twin of the same signature in `memory`; keep the two in step.
 #[cfg(target_arch = "wasm32")]
 mod imp {
-    use super::bindings::wasmsock::plugin::{host, types, users, webhooks};
+    use super::bindings::wasmsock::plugin::{host, timers, types, users, webhooks};
     use crate::level::Level;
     use crate::{Error, Identity, Message};
 
@@ -110,6 +110,12 @@ mod imp {
     }
     pub(crate) fn user_connections_everywhere(user: &str) -> Option<u32> {
         users::user_connections_everywhere(user)
+    }
+    pub(crate) fn set_timer(key: &str, delay_ms: u32, conn: Option<u64>) -> Result<(), Error> {
+        timers::set_timer(key, delay_ms, conn).map_err(Error::from)
+    }
+    pub(crate) fn cancel_timer(key: &str) -> bool {
+        timers::cancel_timer(key)
     }
     pub(crate) fn webhook_emit(
         url: &str,
@@ -197,3 +203,5 @@ pub(crate) use memory::{
     kv_list, kv_set, leave, log, member_count, members, publish, rooms, send, send_to_user, set_attachment,
     user_connections, user_connections_everywhere, webhook_emit,
 };
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use memory::{cancel_timer, set_timer};

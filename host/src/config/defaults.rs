@@ -111,6 +111,8 @@ pub(crate) mod plugin {
     pub(crate) const QUARANTINE: Duration = Duration::from_secs(30);
     pub(crate) const MAX_LOG_BYTES: usize = 4096;
     pub(crate) const MAX_IDLE_INSTANCES: usize = 8;
+    /// Timers one plugin may hold armed at once.
+    pub(crate) use wasmsock_limits::MAX_TIMERS;
     /// Off: the plugin's share of `[host] max_memory` is the total divided by the number of
     /// plugins.
     pub(crate) const MAX_HOST_MEMORY: Option<usize> = None;

@@ -225,6 +225,8 @@ pub struct PluginFile {
     pub max_log_bytes: Option<ByteSize>,
     /// Idle instances kept warm.
     pub max_idle_instances: Option<usize>,
+    /// Timers the plugin may hold armed at once; more are refused (`limit-reached`).
+    pub max_timers: Option<usize>,
     /// Backends the plugin may call (`scheme://host[:port]`, `*.domain`, port `*`); none: no
     /// outbound HTTP at all.
     pub http_allowed_hosts: Option<Vec<String>>,
@@ -410,6 +412,7 @@ overlay_fields!(PluginFile {
     max_host_memory,
     max_log_bytes,
     max_idle_instances,
+    max_timers,
     http_allowed_hosts,
     http_timeout,
     http_max_response,

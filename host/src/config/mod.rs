@@ -201,6 +201,8 @@ pub struct PluginSettings {
     pub max_host_memory: Option<usize>,
     pub max_log_bytes: usize,
     pub max_idle_instances: usize,
+    /// Timers the plugin may hold armed at once.
+    pub max_timers: usize,
     /// The plugin whose rooms and users this one reaches (itself when `None`).
     pub act_as: Option<String>,
     pub config: HashMap<String, String>,
@@ -296,6 +298,7 @@ impl Default for PluginSettings {
             max_host_memory: defaults::plugin::MAX_HOST_MEMORY,
             max_log_bytes: defaults::plugin::MAX_LOG_BYTES,
             max_idle_instances: defaults::plugin::MAX_IDLE_INSTANCES,
+            max_timers: defaults::plugin::MAX_TIMERS,
             act_as: None,
             config: HashMap::new(),
             http: HttpSettings::default(),
@@ -752,6 +755,7 @@ fn resolve_plugin(name: &str, p: &PluginFile) -> Result<PluginSettings> {
         max_host_memory: p.max_host_memory.map(size).or(d.max_host_memory),
         max_log_bytes: p.max_log_bytes.map_or(d.max_log_bytes, size),
         max_idle_instances: p.max_idle_instances.unwrap_or(d.max_idle_instances),
+        max_timers: p.max_timers.unwrap_or(d.max_timers),
         act_as: match &p.act_as {
             Some(other) => {
                 validate_plugin_name(other).with_context(|| format!("plugin {name}: act_as"))?;

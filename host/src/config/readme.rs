@@ -127,6 +127,7 @@ fn checks() -> Vec<(&'static str, &'static str, Check)> {
         ("plugin_defaults", "max_host_memory", off(d::plugin::MAX_HOST_MEMORY)),
         ("plugin_defaults", "max_log_bytes", size(d::plugin::MAX_LOG_BYTES)),
         ("plugin_defaults", "max_idle_instances", value(d::plugin::MAX_IDLE_INSTANCES)),
+        ("plugin_defaults", "max_timers", value(d::plugin::MAX_TIMERS)),
         (
             "plugin_defaults",
             "http_allowed_hosts",

@@ -9,6 +9,7 @@ mod kv;
 mod outbox;
 mod peers;
 mod rooms;
+mod timers;
 mod users;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ pub use kv::{Kv, KvError, KvLimits};
 pub use outbox::{Outgoing, PushError};
 pub(crate) use peers::{AtomicFuture, CountFuture, Peers, SharedKv, UserAction};
 pub use rooms::{Allowance, Delivery, OverBudget, RoomKey, Rooms};
+pub use timers::{Due, TimerError, Timers};
 pub use users::Users;
 
 const SHARDS: usize = 16;
@@ -39,6 +41,8 @@ pub struct Hub {
     /// Established connections by identity.
     pub users: Users,
     pub kv: Kv,
+    /// Timers plugins set, until they come due.
+    pub timers: Timers,
     /// What plugins keep here (key/value, attachments, memberships), bounded.
     pub memory: Arc<HostMemory>,
     pub admission: Arc<Admission>,
@@ -61,6 +65,7 @@ impl Hub {
             rooms: Rooms::new(),
             users: Users::default(),
             kv: Kv::new(kv_limits, memory.clone()),
+            timers: Timers::new(metrics.clone()),
             memory,
             admission: Arc::default(),
             budget: Budget::default(),
@@ -109,7 +114,31 @@ impl Hub {
             self.rooms.remove(&key, conn.id);
             self.memory.release(&key.plugin, membership_cost(&key));
         }
+        // After `gone` is set: a timer set for the connection from now on is refused.
+        self.timers.remove_conn(conn.id);
         self.departed.notify_waiters();
+    }
+
+    /// Arms `plugin`'s timer `key` (see [`Timers::set`]), tied to `conn` if given: refused once
+    /// the connection is unregistered, and removed when it is.
+    pub fn set_timer(
+        &self,
+        plugin: &Arc<str>,
+        key: &str,
+        due: tokio::time::Instant,
+        conn: Option<&ConnShared>,
+        max: usize,
+    ) -> Result<(), TimerError> {
+        let Some(conn) = conn else {
+            return self.timers.set(plugin, key, due, None, max);
+        };
+        // Set under the connection's data lock: `unregister` sets `gone` under it and removes
+        // the connection's timers after, so the timer is either refused here or removed there.
+        let data = conn.data.lock();
+        if data.gone {
+            return Err(TimerError::Gone);
+        }
+        self.timers.set(plugin, key, due, Some(conn.id), max)
     }
 
     /// Replaces `plugin`'s attachment on `conn` (empty removes it), charged to its share of

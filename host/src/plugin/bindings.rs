@@ -43,6 +43,7 @@ pub(crate) mod v0_2_http {
             "wasmsock:plugin/host": super::v0_2::wasmsock::plugin::host,
             "wasmsock:plugin/users": super::v0_2::wasmsock::plugin::users,
             "wasmsock:plugin/webhooks": super::v0_2::wasmsock::plugin::webhooks,
+            "wasmsock:plugin/timers": super::v0_2::wasmsock::plugin::timers,
         },
     });
 
@@ -69,6 +70,25 @@ pub(crate) mod v0_2_http {
             super::HttpResponse { status: r.status, headers: r.headers, body: r.body }
         }
     }
+}
+
+/// The optional `timer` export of contract 0.2.0 (world `timer-plugin`), found like `http`:
+/// `on-timer` is looked up on a plugin's instance when the plugin exports it.
+pub(crate) mod v0_2_timer {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "timer-plugin",
+        exports: { default: async },
+        with: {
+            "wasmsock:plugin/types": super::v0_2::wasmsock::plugin::types,
+            "wasmsock:plugin/host": super::v0_2::wasmsock::plugin::host,
+            "wasmsock:plugin/users": super::v0_2::wasmsock::plugin::users,
+            "wasmsock:plugin/webhooks": super::v0_2::wasmsock::plugin::webhooks,
+            "wasmsock:plugin/timers": super::v0_2::wasmsock::plugin::timers,
+        },
+    });
+
+    pub(crate) use exports::wasmsock::plugin::timer::{Guest as Timer, GuestIndices as TimerIndices};
 }
 
 /// A plain HTTP request for `on-request`.

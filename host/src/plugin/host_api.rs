@@ -27,7 +27,7 @@ const MAX_LOG_LINE: usize = 2048;
 
 impl StoreState {
     /// The connection `id`, if this plugin may address it.
-    fn target(&self, id: u64) -> Result<Arc<ConnShared>, ErrorCode> {
+    pub(super) fn target(&self, id: u64) -> Result<Arc<ConnShared>, ErrorCode> {
         if let Some(c) = &self.call.conn
             && c.id == id
         {

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::{Connect, Flow, HttpRequest, HttpResponse, Message, Request, v0_1, v0_2, v0_2_http};
+use super::bindings::{Connect, Flow, HttpRequest, HttpResponse, Message, Request, v0_1, v0_2, v0_2_http, v0_2_timer};
 use super::capacity::{Capacity, Slot};
 use super::lanes::Lanes;
 use super::state::{CallCtx, Limiter, PluginEnv, StoreState};
@@ -38,7 +38,11 @@ pub enum Export {
     OnMessage = 1,
     OnClose = 2,
     OnRequest = 3,
+    OnTimer = 4,
 }
+
+/// How many exports there are (per-export tables are this long).
+pub const EXPORTS: usize = 5;
 
 impl Export {
     pub fn as_str(self) -> &'static str {
@@ -47,6 +51,7 @@ impl Export {
             Export::OnMessage => "on-message",
             Export::OnClose => "on-close",
             Export::OnRequest => "on-request",
+            Export::OnTimer => "on-timer",
         }
     }
 }
@@ -94,6 +99,8 @@ pub(crate) enum Pre {
         pre: v0_2::PluginPre<StoreState>,
         indices: v0_2::PluginIndices,
         http: Option<v0_2_http::HttpIndices>,
+        /// The optional `timer` export, likewise.
+        timer: Option<v0_2_timer::TimerIndices>,
     },
 }
 
@@ -101,6 +108,11 @@ impl Pre {
     /// Whether the plugin exports `on-request` (contract 0.2.0's optional `http` export).
     pub(crate) fn serves_http(&self) -> bool {
         matches!(self, Pre::V0_2 { http: Some(_), .. })
+    }
+
+    /// Whether the plugin exports `on-timer` (contract 0.2.0's optional `timer` export).
+    pub(crate) fn serves_timers(&self) -> bool {
+        matches!(self, Pre::V0_2 { timer: Some(_), .. })
     }
 }
 
@@ -126,6 +138,8 @@ struct Instance {
     api: Api,
     /// `on-request`, when the plugin exports it.
     http: Option<v0_2_http::Http>,
+    /// `on-timer`, when the plugin exports it.
+    timer: Option<v0_2_timer::Timer>,
     /// Its slot of `[engine] max_instances`, given back when the instance is dropped.
     _slot: Slot,
 }
@@ -173,7 +187,7 @@ pub struct Loaded {
     /// Per export: its last call ran past the slice. The next one then starts on the slow lane
     /// at once, instead of taking a slice of an I/O thread first (many long calls arriving
     /// together would otherwise add up their slices there).
-    runs_long: [AtomicBool; 4],
+    runs_long: [AtomicBool; EXPORTS],
     /// Boxed so taking one out of the pool or putting it back moves a pointer, not the store.
     #[allow(clippy::vec_box)]
     idle: Mutex<Vec<Box<Instance>>>,
@@ -213,7 +227,7 @@ impl Loaded {
                 (inst, (), r)
             })
         };
-        self.call(conn, Export::OnConnect, 0, (), call).await.1
+        self.call(Some(conn), Export::OnConnect, 0, (), call).await.1
     }
 
     /// Runs `on-message`; gives the message back, for the next plugin of the chain.
@@ -230,7 +244,7 @@ impl Loaded {
                 (inst, msg, r)
             })
         };
-        self.call(conn, Export::OnMessage, bytes, msg, call).await
+        self.call(Some(conn), Export::OnMessage, bytes, msg, call).await
     }
 
     pub async fn on_close(&self, conn: &Arc<ConnShared>, code: CloseCode, reason: &str) -> Result<(), CallError> {
@@ -244,7 +258,7 @@ impl Loaded {
                 (inst, (), r)
             })
         };
-        self.call(conn, Export::OnClose, 0, (), call).await.1
+        self.call(Some(conn), Export::OnClose, 0, (), call).await.1
     }
 
     /// Runs `on-request`; `None` when the plugin does not export it.
@@ -267,7 +281,33 @@ impl Loaded {
                 (inst, (), r)
             })
         };
-        Some(self.call(conn, Export::OnRequest, bytes, (), call).await.1)
+        Some(self.call(Some(conn), Export::OnRequest, bytes, (), call).await.1)
+    }
+
+    /// Runs `on-timer` for timer `key` (tied to `conn`, when it was set with one); `None` when
+    /// the plugin does not export it. A timer without a connection is a call about none, as
+    /// the host calls it on its own.
+    pub async fn on_timer(
+        &self,
+        key: String,
+        conn: Option<&Arc<ConnShared>>,
+        conn_id: Option<u64>,
+    ) -> Option<Result<(), CallError>> {
+        if !self.pre.serves_timers() {
+            return None;
+        }
+        let bytes = key.len();
+        let call = move |mut inst: Box<Instance>, (): ()| -> CallFuture<(), ()> {
+            Box::pin(async move {
+                let Instance { store, timer, .. } = &mut *inst;
+                let r = match timer {
+                    Some(t) => t.call_on_timer(&mut *store, &key, conn_id).await,
+                    None => Err(wasmtime::format_err!("the instance has no on-timer export")),
+                };
+                (inst, (), r)
+            })
+        };
+        Some(self.call(conn, Export::OnTimer, bytes, (), call).await.1)
     }
 
     /// Whether this version exports `on-request`.
@@ -317,6 +357,7 @@ impl Loaded {
             move_to_lane: Arc::new(AtomicBool::new(false)),
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             http_hooks: super::outbound::Hooks(self.env.outbound.clone()),
+            serves_timers: self.pre.serves_timers(),
         };
         let engine = match &self.pre {
             Pre::V0_1(p) => p.engine(),
@@ -329,17 +370,18 @@ impl Loaded {
         store.data_mut().call = CallCtx { budget: self.ticks.base, slice: u64::MAX, ..CallCtx::default() };
         store.set_epoch_deadline(1);
         let api = match &self.pre {
-            Pre::V0_1(p) => p.instantiate_async(&mut store).await.map(|p| (Api::V0_1(p), None)),
-            Pre::V0_2 { pre, indices, http } => match pre.instance_pre().instantiate_async(&mut store).await {
+            Pre::V0_1(p) => p.instantiate_async(&mut store).await.map(|p| (Api::V0_1(p), None, None)),
+            Pre::V0_2 { pre, indices, http, timer } => match pre.instance_pre().instantiate_async(&mut store).await {
                 Ok(instance) => indices.load(&mut store, &instance).and_then(|api| {
                     let http = http.as_ref().map(|h| h.load(&mut store, &instance)).transpose()?;
-                    Ok((Api::V0_2(api), http))
+                    let timer = timer.as_ref().map(|t| t.load(&mut store, &instance)).transpose()?;
+                    Ok((Api::V0_2(api), http, timer))
                 }),
                 Err(e) => Err(e),
             },
         };
         match api {
-            Ok((api, http)) => Ok(Box::new(Instance { store, api, http, _slot: slot })),
+            Ok((api, http, timer)) => Ok(Box::new(Instance { store, api, http, timer, _slot: slot })),
             Err(e) => Err(classify(&e, &store, self.deadline_ms(), true)),
         }
     }
@@ -353,7 +395,7 @@ impl Loaded {
     /// back to the pool (or dropped after a trap).
     async fn call<K: Default + Send + 'static, R: Send + 'static>(
         &self,
-        conn: &Arc<ConnShared>,
+        conn: Option<&Arc<ConnShared>>,
         export: Export,
         bytes: usize,
         lent: K,
@@ -366,14 +408,15 @@ impl Loaded {
         let lane = inst.store.data().move_to_lane.clone();
         lane.store(false, Relaxed);
         inst.store.data_mut().call = CallCtx {
-            conn: Some(conn.clone()),
+            conn: conn.cloned(),
             budget: self.ticks.for_message(bytes),
             slice: self.ticks.slice,
             ..CallCtx::default()
         };
         inst.store.set_epoch_deadline(1);
+        let conn_id = conn.map(|c| c.id);
         let span =
-            tracing::debug_span!("plugin_call", plugin = %self.env.name, export = export.as_str(), conn = conn.id);
+            tracing::debug_span!("plugin_call", plugin = %self.env.name, export = export.as_str(), conn = conn_id);
         let started = Instant::now();
         let mut call = make(inst, lent);
         let runs_long = &self.runs_long[export as usize];
@@ -407,12 +450,12 @@ impl Loaded {
         let slow = self.env.settings.slow_call;
         if !slow.is_zero() && took >= slow {
             tracing::warn!(
-                plugin = %self.env.name, export = export.as_str(), conn = conn.id, route = %conn.route.path,
-                took_us = took.as_micros() as u64, "slow plugin call"
+                plugin = %self.env.name, export = export.as_str(), conn = conn_id,
+                route = conn.map(|c| &*c.route.path), took_us = took.as_micros() as u64, "slow plugin call"
             );
         }
         inst.store.data_mut().call.conn = None;
-        self.drain_output(&inst.store, conn.id);
+        self.drain_output(&inst.store, conn_id);
         let result = match result {
             Ok(v) => {
                 {
@@ -432,7 +475,7 @@ impl Loaded {
     }
 
     /// Logs what the guest printed during the call, line by line, attributed to the plugin.
-    fn drain_output(&self, store: &Store<StoreState>, conn: u64) {
+    fn drain_output(&self, store: &Store<StoreState>, conn: Option<u64>) {
         let Some((bytes, dropped)) = store.data().capture.take() else {
             return;
         };

@@ -15,7 +15,7 @@ use arc_swap::ArcSwapOption;
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 
-use super::bindings::{Connect, Flow, HttpRequest, HttpResponse, Message, Request, v0_1, v0_2, v0_2_http};
+use super::bindings::{Connect, Flow, HttpRequest, HttpResponse, Message, Request, v0_1, v0_2, v0_2_http, v0_2_timer};
 use super::breaker::Breaker;
 use super::contract;
 use super::engine::Runtime;
@@ -25,7 +25,7 @@ use super::state::PluginEnv;
 use super::webhooks::{Shutdown as WebhookShutdown, Webhooks};
 use crate::config::{OnError, Settings};
 use crate::hub::ConnShared;
-use crate::hub::Hub;
+use crate::hub::{Due, Hub};
 use crate::metrics::{PluginExportLabel, PluginKindLabel, PluginLabel, ReloadLabel};
 use crate::ws::CloseCode;
 
@@ -127,6 +127,25 @@ impl PluginSlot {
         }
     }
 
+    /// Runs `on-timer` for a timer that came due, with its connection when it was tied to one
+    /// (still registered). `Ok(false)`: the version loaded now does not export `on-timer`.
+    pub async fn on_timer(&self, due: &Due, conn: Option<&Arc<ConnShared>>) -> Result<bool, CallFailure> {
+        let loaded = self.admit(Export::OnTimer)?;
+        match loaded.on_timer(due.key.clone(), conn, due.conn).await {
+            None => Ok(false),
+            Some(Ok(())) => Ok(true),
+            Some(Err(error)) => {
+                self.record_failure(Export::OnTimer, About::Timer(due), &error);
+                Err(self.failure(error))
+            }
+        }
+    }
+
+    /// The plugin's settings.
+    pub fn settings(&self) -> &crate::config::PluginSettings {
+        &self.env.settings
+    }
+
     /// Whether the loaded version exports `on-request` (false when none is loaded).
     pub fn serves_http(&self) -> bool {
         self.current.load().as_ref().is_some_and(|l| l.serves_http())
@@ -157,12 +176,12 @@ impl PluginSlot {
 
     fn outcome<R>(&self, export: Export, conn: &ConnShared, r: Result<R, CallError>) -> Result<R, CallFailure> {
         r.map_err(|error| {
-            self.record_failure(export, conn, &error);
+            self.record_failure(export, About::Conn(conn), &error);
             self.failure(error)
         })
     }
 
-    fn record_failure(&self, export: Export, conn: &ConnShared, error: &CallError) {
+    fn record_failure(&self, export: Export, about: About<'_>, error: &CallError) {
         if *error == CallError::Stopped {
             return; // shutdown's doing, not the plugin's
         }
@@ -173,11 +192,17 @@ impl PluginSlot {
         if matches!(error, CallError::Deadline(_)) {
             m.plugin_deadline_hits.get_or_create(&PluginLabel { plugin: plugin.clone() }).inc();
         }
-        tracing::warn!(
-            plugin = %self.env.name, export = export.as_str(), conn = conn.id, remote = %conn.remote,
-            route = %conn.route.path, error = %error, "plugin call failed"
-        );
-        if self.breaker.failure(&self.env.settings, conn.id) {
+        match about {
+            About::Conn(conn) => tracing::warn!(
+                plugin = %self.env.name, export = export.as_str(), conn = conn.id, remote = %conn.remote,
+                route = %conn.route.path, error = %error, "plugin call failed"
+            ),
+            About::Timer(due) => tracing::warn!(
+                plugin = %self.env.name, export = export.as_str(), timer = %due.key, conn = due.conn,
+                error = %error, "plugin call failed"
+            ),
+        }
+        if self.breaker.failure(&self.env.settings, about.breaker_id()) {
             m.plugin_quarantines.get_or_create(&PluginLabel { plugin }).inc();
             tracing::error!(
                 plugin = %self.env.name,
@@ -187,6 +212,27 @@ impl PluginSlot {
                 policy = ?self.env.settings.on_error,
                 "plugin quarantined: it keeps failing"
             );
+        }
+    }
+}
+
+/// What a failed call was about, for its log line and the failure breaker.
+#[derive(Clone, Copy)]
+enum About<'a> {
+    Conn(&'a ConnShared),
+    /// A timer's fire (the host calls on its own).
+    Timer(&'a Due),
+}
+
+impl About<'_> {
+    /// Who the breaker counts the failure against (once per window each): the connection, a
+    /// timer's connection, or for a timer tied to none, that fire (ids no connection has: the
+    /// plugin's own timers failing again and again are its own doing, and count each time).
+    fn breaker_id(self) -> u64 {
+        match self {
+            About::Conn(c) => c.id,
+            About::Timer(Due { conn: Some(id), .. }) => *id,
+            About::Timer(due) => (1 << 63) | due.seq,
         }
     }
 }
@@ -301,6 +347,11 @@ impl Registry {
         self.runtime.lanes.stop();
     }
 
+    /// The slot for `name`, if it was ever created (by a route, or a file in the directory).
+    pub fn existing(&self, name: &str) -> Option<Arc<PluginSlot>> {
+        self.slots.read().get(name).cloned()
+    }
+
     /// The slot for `name`, created empty if new.
     pub fn slot(&self, name: &str) -> Arc<PluginSlot> {
         if let Some(s) = self.slots.read().get(name) {
@@ -344,6 +395,7 @@ impl Registry {
                             histogram(Export::OnMessage),
                             histogram(Export::OnClose),
                             histogram(Export::OnRequest),
+                            histogram(Export::OnTimer),
                         ],
                         stopping: self.runtime.stopping.clone(),
                         outbound,
@@ -527,7 +579,9 @@ fn prepare(runtime: &Runtime, bytes: &[u8]) -> Result<(Pre, contract::ComponentS
             let indices = v0_2::PluginIndices::new(&instance_pre).map_err(mismatch)?;
             // Optional: a plugin without it loads, and its HTTP routes answer 503.
             let http = v0_2_http::HttpIndices::new(&instance_pre).ok();
-            Pre::V0_2 { pre: v0_2::PluginPre::new(instance_pre).map_err(mismatch)?, indices, http }
+            // Optional as well: a plugin without it loads, and may not set timers.
+            let timer = v0_2_timer::TimerIndices::new(&instance_pre).ok();
+            Pre::V0_2 { pre: v0_2::PluginPre::new(instance_pre).map_err(mismatch)?, indices, http, timer }
         }
     };
     Ok((pre, summary))

@@ -27,9 +27,9 @@ pub struct PluginEnv {
     /// `[server] detailed_errors`: failures tell clients what failed.
     pub detailed_errors: bool,
     pub hub: Arc<Hub>,
-    /// Call latency histograms by export (on-connect, on-message, on-close, on-request),
-    /// resolved once.
-    pub call_seconds: [Histogram; 4],
+    /// Call latency histograms by export (on-connect, on-message, on-close, on-request,
+    /// on-timer), resolved once.
+    pub call_seconds: [Histogram; super::instance::EXPORTS],
     /// Set when shutdown's grace period is over: every call stops at its next tick.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Outbound HTTP: policy, requests in flight, metrics.
@@ -52,6 +52,8 @@ pub struct CallCtx {
     pub slice: u64,
     /// Ticks since shutdown stopped plugin calls (see `Registry::stop_calls`).
     pub ticks_since_stop: u64,
+    /// A timer refused for the plugin's bound was logged in this call (once per call is enough).
+    pub timer_refusal_logged: bool,
 }
 
 pub struct StoreState {
@@ -67,6 +69,8 @@ pub struct StoreState {
     pub http: WasiHttpCtx,
     /// Sends the plugin's `wasi:http` requests under its policy.
     pub http_hooks: Hooks,
+    /// The instance's version exports `on-timer` (a plugin that does not may not set timers).
+    pub serves_timers: bool,
 }
 
 impl WasiHttpView for StoreState {

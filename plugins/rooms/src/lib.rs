@@ -7,6 +7,7 @@ use wasmsock_sdk::{Conn, Flow, Message, Plugin, export_plugin, rooms};
 
 mod hooks;
 mod permissions;
+mod summary;
 
 use permissions::Permissions;
 
@@ -69,6 +70,10 @@ impl Plugin for Rooms {
         Flow::Done
     }
 
+    fn on_timer(&self, key: &str, _conn: Option<Conn>) {
+        summary::on_timer(key);
+    }
+
     fn on_close(&self, conn: Conn, _code: u16, _reason: &str) {
         // The host drops the memberships right after; tell the others (and the backend) first.
         let user = display_id(conn);
@@ -113,6 +118,9 @@ fn handle(conn: Conn, request: Request) -> Result<Option<Value>, Refusal> {
                     );
                 }
                 hooks::joined(&channel, &display_id(conn), rooms::count(&channel) == 1);
+            }
+            if !already {
+                summary::subscribed(&channel);
             }
             let (members, count) = presence(&channel);
             json!({"event": "subscribed", "channel": channel, "members": members, "count": count})

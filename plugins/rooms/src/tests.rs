@@ -185,6 +185,38 @@ fn presence_events_can_be_turned_off_for_large_channels() {
 }
 
 #[test]
+fn with_summary_secs_members_get_a_summary_every_interval_while_the_channel_has_members() {
+    use std::time::Duration;
+    let host = TestHost::new().config("summary_secs", "5").config("presence", "false");
+    let (ada, bob) = (user(&host, "ada"), user(&host, "bob"));
+    subscribe(&host, ada, "lobby");
+    assert_eq!(host.timers().len(), 1, "the first member arms the summary");
+    subscribe(&host, bob, "lobby");
+    assert_eq!(host.timers()[0].due_in, Duration::from_secs(5), "a second member does not move it");
+    assert_eq!(host.advance(&Rooms, Duration::from_secs(10)), ["summary:lobby", "summary:lobby"]);
+    let summary = json!({"event": "summary", "channel": "lobby", "members": 2});
+    assert_eq!(got(&host, ada), vec![summary.clone(), summary.clone()]);
+    assert_eq!(got(&host, bob), vec![summary.clone(), summary]);
+    host.close(&Rooms, bob, 1000, "");
+    host.advance(&Rooms, Duration::from_secs(5));
+    assert_eq!(got(&host, ada), vec![json!({"event": "summary", "channel": "lobby", "members": 1})]);
+    send(&host, ada, json!({"event": "unsubscribe", "channel": "lobby"}));
+    got(&host, ada);
+    assert_eq!(host.advance(&Rooms, Duration::from_secs(5)), ["summary:lobby"]);
+    assert!(host.timers().is_empty(), "an empty channel's summary lapses");
+    subscribe(&host, ada, "lobby");
+    assert_eq!(host.timers().len(), 1, "and its next first member arms it again");
+}
+
+#[test]
+fn without_summary_secs_no_timer_is_set() {
+    let host = TestHost::new();
+    let ada = user(&host, "ada");
+    subscribe(&host, ada, "lobby");
+    assert!(host.timers().is_empty());
+}
+
+#[test]
 fn webhooks_report_occupied_members_and_vacated_in_order() {
     let url = "https://backend.example.com/hooks";
     let host = TestHost::new().config("webhook_url", url).config("webhook_secret", "s3cret");

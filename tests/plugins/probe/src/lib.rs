@@ -9,6 +9,9 @@
 //!   `pass` passes the message on; `forward TEXT` forwards TEXT; `version` replies which build
 //!   this is (`probe v1`; `tests/plugins/probe-v2` is the same code answering `probe v2`);
 //!   anything else is echoed back.
+//! - timers: `timer KEY MS` (for this connection), `timer-free KEY MS`, `cancel KEY`, `timers N`
+//!   (N day-long timers, answering how many were refused); `on_timer` says `fired KEY VERSION` to
+//!   the connection (to room `timers` without one) and panics for keys starting with `trap`.
 //! - `on_close`: logs `probe on_close ID CODE` and publishes `closed ID CODE REASON` to `monitor`
 //!   (except for monitors themselves).
 

@@ -2,7 +2,8 @@
 // its own `VERSION`).
 
 use wasmsock_sdk::{
-    Conn, Connect, Flow, HttpRequest, HttpResponse, Identity, Message, Plugin, Request, export_plugin, rooms, users,
+    Conn, Connect, Flow, HttpRequest, HttpResponse, Identity, Message, Plugin, Request, export_plugin, rooms, timers,
+    users,
 };
 
 #[derive(Default)]
@@ -185,11 +186,61 @@ impl Plugin for Probe {
                 let _ = conn.send_text("burned");
                 Flow::Done
             }
+            // Timers: `timer KEY MS` for this connection, `timer-free KEY MS` for none, `cancel
+            // KEY`, and `timers N` (N timers of a day, keyed `flood-I`: counts what was refused).
+            (Some(cmd @ ("timer" | "timer-free")), Some(key), ms) => {
+                let delay = std::time::Duration::from_millis(ms.and_then(|m| m.parse().ok()).unwrap_or(0));
+                let r = match cmd {
+                    "timer" => timers::set_for(conn, key, delay),
+                    _ => timers::set(key, delay),
+                };
+                let _ = conn.send_text(&match r {
+                    Ok(()) => "timer set".to_owned(),
+                    Err(e) => format!("timer refused: {e}"),
+                });
+                Flow::Done
+            }
+            (Some("cancel"), Some(key), _) => {
+                let _ = conn.send_text(&format!("cancelled {}", timers::cancel(key)));
+                Flow::Done
+            }
+            (Some("timers"), Some(n), _) => {
+                let (n, mut ok, mut refused, mut first) = (n.parse::<u64>().unwrap_or(0), 0, 0, None);
+                let start = wasmsock_sdk::kv::increment("flood", n as i64).unwrap_or(0) as u64 - n;
+                for i in start..start + n {
+                    match timers::set(&format!("flood-{i}"), std::time::Duration::from_secs(86_400)) {
+                        Ok(()) => ok += 1,
+                        Err(e) => {
+                            refused += 1;
+                            first.get_or_insert_with(|| e.to_string());
+                        }
+                    }
+                }
+                let _ = conn.send_text(&format!("timers ok={ok} refused={refused} error={}", first.unwrap_or_default()));
+                Flow::Done
+            }
             (Some("pass"), _, _) => Flow::Pass,
             (Some("forward"), Some(rest), _) => Flow::Forward(Message::Text(rest.to_owned())),
             _ => {
                 let _ = conn.send(msg);
                 Flow::Done
+            }
+        }
+    }
+
+    /// Says `fired KEY VERSION` to the timer's connection, or to room `timers` for a timer of
+    /// none; a key starting with `trap` panics.
+    fn on_timer(&self, key: &str, conn: Option<Conn>) {
+        if key.starts_with("trap") {
+            panic!("probe traps on timer {key}");
+        }
+        let line = format!("fired {key} {VERSION}");
+        match conn {
+            Some(c) => {
+                let _ = c.send_text(&line);
+            }
+            None => {
+                let _ = rooms::publish("timers", Message::Text(line), None);
             }
         }
     }
