@@ -137,13 +137,13 @@ impl Presence {
         let mut pipe = redis::pipe();
         pipe.atomic();
         let mut plugins = self.plugins.lock();
+        plugins.extend(counts.iter().map(|(plugin, _, _)| plugin.clone()));
         for plugin in plugins.iter() {
             pipe.cmd("DEL").arg(self.hash(plugin)).ignore();
         }
+        drop(plugins);
         for per_plugin in counts.chunk_by(|a, b| a.0 == b.0) {
-            let plugin = &per_plugin[0].0;
-            let hash = self.hash(plugin);
-            pipe.cmd("DEL").arg(&hash).ignore();
+            let hash = self.hash(&per_plugin[0].0);
             for chunk in per_plugin.chunks(RESYNC_CHUNK) {
                 let cmd = pipe.cmd("HSET").arg(&hash);
                 for (_, user, n) in chunk {
@@ -151,10 +151,8 @@ impl Presence {
                 }
                 cmd.ignore();
             }
-            pipe.cmd("PEXPIRE").arg(&hash).arg(self.ttl_ms()).ignore();
-            plugins.insert(plugin.clone());
         }
-        drop(plugins);
+        // The heartbeat renews every written hash's expiry.
         self.heartbeat(&mut pipe);
         Some(pipe)
     }

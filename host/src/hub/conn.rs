@@ -67,6 +67,8 @@ pub struct PluginData {
     pub rooms: Vec<RoomKey>,
     /// Set when the connection is unregistered: no room may be joined after that.
     pub gone: bool,
+    /// A timer was ever tied to the connection: its end looks for its timers.
+    pub timers: bool,
 }
 
 #[derive(Debug, Default)]

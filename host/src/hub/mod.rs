@@ -102,10 +102,10 @@ impl Hub {
         if self.users.remove(conn) {
             self.user_count_changed(conn);
         }
-        let (rooms, attachments) = {
+        let (rooms, attachments, timers) = {
             let mut data = conn.data.lock();
             data.gone = true;
-            (std::mem::take(&mut data.rooms), std::mem::take(&mut data.attachments))
+            (std::mem::take(&mut data.rooms), std::mem::take(&mut data.attachments), data.timers)
         };
         for (plugin, value) in attachments {
             self.memory.release(&plugin, attachment_cost(&value));
@@ -114,8 +114,11 @@ impl Hub {
             self.rooms.remove(&key, conn.id);
             self.memory.release(&key.plugin, membership_cost(&key));
         }
-        // After `gone` is set: a timer set for the connection from now on is refused.
-        self.timers.remove_conn(conn.id);
+        // After `gone` is set: a timer set for the connection from now on is refused. Only a
+        // connection that had a timer touches the timers' lock.
+        if timers {
+            self.timers.remove_conn(conn.id);
+        }
         self.departed.notify_waiters();
     }
 
@@ -134,10 +137,11 @@ impl Hub {
         };
         // Set under the connection's data lock: `unregister` sets `gone` under it and removes
         // the connection's timers after, so the timer is either refused here or removed there.
-        let data = conn.data.lock();
+        let mut data = conn.data.lock();
         if data.gone {
             return Err(TimerError::Gone);
         }
+        data.timers = true;
         self.timers.set(plugin, key, due, Some(conn.id), max)
     }
 

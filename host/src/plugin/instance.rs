@@ -287,15 +287,11 @@ impl Loaded {
     /// Runs `on-timer` for timer `key` (tied to `conn`, when it was set with one); `None` when
     /// the plugin does not export it. A timer without a connection is a call about none, as
     /// the host calls it on its own.
-    pub async fn on_timer(
-        &self,
-        key: String,
-        conn: Option<&Arc<ConnShared>>,
-        conn_id: Option<u64>,
-    ) -> Option<Result<(), CallError>> {
+    pub async fn on_timer(&self, key: String, conn: Option<&Arc<ConnShared>>) -> Option<Result<(), CallError>> {
         if !self.pre.serves_timers() {
             return None;
         }
+        let conn_id = conn.map(|c| c.id);
         let bytes = key.len();
         let call = move |mut inst: Box<Instance>, (): ()| -> CallFuture<(), ()> {
             Box::pin(async move {

@@ -131,7 +131,7 @@ impl PluginSlot {
     /// (still registered). `Ok(false)`: the version loaded now does not export `on-timer`.
     pub async fn on_timer(&self, due: &Due, conn: Option<&Arc<ConnShared>>) -> Result<bool, CallFailure> {
         let loaded = self.admit(Export::OnTimer)?;
-        match loaded.on_timer(due.key.clone(), conn, due.conn).await {
+        match loaded.on_timer(due.key.clone(), conn).await {
             None => Ok(false),
             Some(Ok(())) => Ok(true),
             Some(Err(error)) => {
