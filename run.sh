@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")"
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 cargo build --release -p wasmsock
-./target/release/wasmsock build plugins/echo plugins/auth plugins/rooms plugins/api --install plugins/dist
+./target/release/wasmsock build plugins/echo plugins/auth plugins/rooms plugins/api plugins/pusher --install plugins/dist
 exec ./target/release/wasmsock serve "$@"

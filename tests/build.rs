@@ -12,6 +12,7 @@ const PLUGINS: &[&str] = &[
     "rooms",
     "proxy",
     "api",
+    "pusher",
     "test-probe",
     "test-probe-v2",
     "test-echo-v2",

@@ -1,0 +1,60 @@
+//! Channels: names, kinds, the host room each one is, and socket ids.
+
+use wasmsock_sdk::Conn;
+
+use crate::apps::App;
+
+/// Pusher's longest channel name.
+pub const MAX_NAME: usize = 164;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Public,
+    Private,
+    /// `private-encrypted-`: relayed as the client and the backend encrypted it.
+    Encrypted,
+    Presence,
+}
+
+/// A channel name within the protocol's rules: 1-164 of `A-Z a-z 0-9 _ - = @ , . ;`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-=@,.;".contains(&b))
+}
+
+pub fn kind(name: &str) -> Kind {
+    if name.starts_with("private-encrypted-") {
+        Kind::Encrypted
+    } else if name.starts_with("private-") {
+        Kind::Private
+    } else if name.starts_with("presence-") {
+        Kind::Presence
+    } else {
+        Kind::Public
+    }
+}
+
+/// The host room of an app's channel (apps never share rooms). Needs `[host] max_room_name`
+/// of at least the app id's length + 1 + 164 for the longest channel names.
+pub fn room(app: &App, channel: &str) -> String {
+    format!("{}:{}", app.id, channel)
+}
+
+/// The channel a room of `app` is, if it is one of the app's.
+pub fn of_room<'a>(app: &App, room: &'a str) -> Option<&'a str> {
+    room.strip_prefix(app.id.as_str())?.strip_prefix(':')
+}
+
+/// A connection's socket id, `<digits>.<digits>` as the protocol has it.
+pub fn socket_id(conn: Conn) -> String {
+    let id = conn.id();
+    format!("{}.{}", id, id.wrapping_mul(2_654_435_761) % 1_000_000_007)
+}
+
+/// The connection a socket id names, if it is well formed (and its check part matches).
+pub fn conn_of(socket_id: &str) -> Option<Conn> {
+    let (id, _) = socket_id.split_once('.')?;
+    let conn = Conn::from_raw(id.parse().ok()?);
+    (self::socket_id(conn) == socket_id).then_some(conn)
+}

@@ -1,0 +1,1 @@
+//! Webhooks to the app's backend, signed as Pusher signs them.
