@@ -94,7 +94,7 @@ fn not_a_number(e: &redis::RedisError) -> bool {
 }
 
 pub(super) struct RedisKv {
-    pub client: redis::Client,
+    pub client: super::client::Redis,
     pub ch: Channels,
     /// The sequence counter in Redis (not under the key/value prefix, which holds hashes only).
     pub seq_key: String,

@@ -96,7 +96,7 @@ impl Drop for ReloadGuard<'_> {
 }
 
 /// Reads every plugin's shared store from Redis into the local stores.
-pub(super) async fn load(client: &redis::Client, ch: &Channels, hub: &Hub, pending: &PendingKv) -> Result<()> {
+pub(super) async fn load(client: &super::client::Redis, ch: &Channels, hub: &Hub, pending: &PendingKv) -> Result<()> {
     let _recording = pending.reload();
     let mut conn = client.get_multiplexed_async_connection().await?;
     let pattern = format!("{}*", ch.kv_prefix);

@@ -65,7 +65,7 @@ impl Broker {
     /// Connects `hub` to the other nodes and starts the publishing and subscribing tasks. Does
     /// not wait for Redis: a node serves its own clients whether or not Redis is up.
     pub(crate) fn start(settings: &BrokerSettings, hub: Arc<Hub>) -> Result<Broker> {
-        let client = client::client(settings)?;
+        let client = client::redis(settings)?;
         // Never `atomic::ATOMIC_NODE` (0), the id of what Redis itself announces.
         let node = random_u64().max(1);
         let ch = Channels::new(&settings.prefix);

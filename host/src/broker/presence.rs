@@ -54,7 +54,7 @@ const COUNT: &str = "local total = 0 \
 pub(super) struct Presence {
     /// The hub holds this (through its peers): a weak link, no cycle.
     pub hub: Weak<Hub>,
-    pub client: redis::Client,
+    pub client: super::client::Redis,
     node: String,
     prefix: String,
     nodes: String,
@@ -67,7 +67,7 @@ pub(super) struct Presence {
 }
 
 impl Presence {
-    pub fn new(hub: Weak<Hub>, client: redis::Client, node: u64, prefix: &str, ttl: Duration) -> Presence {
+    pub fn new(hub: Weak<Hub>, client: super::client::Redis, node: u64, prefix: &str, ttl: Duration) -> Presence {
         Presence {
             hub,
             client,

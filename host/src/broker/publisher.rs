@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) struct Publisher {
-    pub client: redis::Client,
+    pub client: super::client::Redis,
     pub ch: Channels,
     pub node: u64,
     pub queue: Receiver,

@@ -23,7 +23,7 @@ use crate::hub::Outgoing;
 use crate::hub::{Allowance, Hub, RoomKey};
 
 pub(super) struct Subscriber {
-    pub client: redis::Client,
+    pub client: super::client::Redis,
     pub ch: Channels,
     pub node: u64,
     pub shared_kv: bool,

@@ -326,8 +326,15 @@ pub struct StaticFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerFile {
-    /// `redis://[:password@]host:port[/db]` or `rediss://` for TLS.
-    pub url: String,
+    /// `redis://[:password@]host:port[/db]` or `rediss://` for TLS; or `sentinels`.
+    pub url: Option<String>,
+    /// Redis Sentinel instead of `url`: the sentinels' `host:port`, asked for the master of
+    /// `master_name` at every (re)connection.
+    pub sentinels: Option<Vec<String>>,
+    /// The name the sentinels monitor the master under.
+    pub master_name: Option<String>,
+    /// The sentinels' password (or `{ env = "VAR" }`), if they require one.
+    pub sentinel_password: Option<ConfigValue>,
     /// Password (or `{ env = "VAR" }`), if not in the URL.
     pub password: Option<ConfigValue>,
     /// Prefix of the Redis channels and keys this cluster uses.

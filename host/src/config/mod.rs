@@ -356,7 +356,10 @@ impl Default for EngineSettings {
 
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
+    /// The Redis URL; with Sentinel, a description of the sentinels for logs.
     pub url: String,
+    /// Redis Sentinel: where the master is asked for.
+    pub sentinel: Option<SentinelSettings>,
     pub password: Option<String>,
     pub prefix: String,
     pub shared_kv: bool,
@@ -368,6 +371,14 @@ pub struct BrokerSettings {
     pub ca: Option<PathBuf>,
     /// Client certificate and key for Redis.
     pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SentinelSettings {
+    /// `host:port` of each sentinel.
+    pub addrs: Vec<String>,
+    pub master_name: String,
+    pub password: Option<String>,
 }
 
 /// The validated configuration the server runs on.
@@ -848,11 +859,54 @@ fn resolve_engine(e: &file::EngineFile) -> Result<EngineSettings> {
 }
 
 fn resolve_broker(b: &BrokerFile, rel: &dyn Fn(PathBuf) -> PathBuf) -> Result<BrokerSettings> {
-    if !(b.url.starts_with("redis://") || b.url.starts_with("rediss://")) {
-        bail!("url must start with redis:// or rediss:// (got {:?})", b.url);
+    let secret = |what: &str, v: &Option<ConfigValue>| -> Result<Option<String>> {
+        match v {
+            None => Ok(None),
+            Some(ConfigValue::Text(s)) => Ok(Some(s.clone())),
+            Some(ConfigValue::Env { env, default }) => Ok(Some(
+                std::env::var(env)
+                    .ok()
+                    .or_else(|| default.clone())
+                    .with_context(|| format!("{what} reads environment variable {env}, which is not set"))?,
+            )),
+            Some(_) => bail!("{what} must be a string or {{ env = \"VAR\" }}"),
+        }
+    };
+    let (url, sentinel) = match (&b.url, &b.sentinels) {
+        (Some(_), Some(_)) => bail!("give url or sentinels, not both"),
+        (None, None) => bail!("url (one Redis) or sentinels (Redis Sentinel) is required"),
+        (Some(url), None) => {
+            if b.master_name.is_some() || b.sentinel_password.is_some() {
+                bail!("master_name and sentinel_password go with sentinels, not url");
+            }
+            (url.clone(), None)
+        }
+        (None, Some(addrs)) => {
+            if addrs.is_empty() {
+                bail!("sentinels is empty: list at least one sentinel's host:port");
+            }
+            for a in addrs {
+                let port = a.rsplit_once(':').and_then(|(h, p)| (!h.is_empty()).then_some(p));
+                if port.and_then(|p| p.parse::<u16>().ok()).is_none() {
+                    bail!("sentinels: {a:?} is not host:port");
+                }
+            }
+            let Some(master_name) = b.master_name.clone().filter(|m| !m.is_empty()) else {
+                bail!("sentinels need master_name: the name the sentinels monitor the master under");
+            };
+            if b.ca.is_some() || b.cert.is_some() || b.key.is_some() {
+                bail!("ca, cert and key (TLS) are not supported with sentinels yet: use url with rediss://");
+            }
+            let url = format!("sentinel://{}/{master_name}", addrs.join(","));
+            let password = secret("sentinel_password", &b.sentinel_password)?;
+            (url, Some(SentinelSettings { addrs: addrs.clone(), master_name, password }))
+        }
+    };
+    if sentinel.is_none() && !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        bail!("url must start with redis:// or rediss:// (got {url:?})");
     }
     let (ca, cert, key) = (b.ca.clone().map(rel), b.cert.clone().map(rel), b.key.clone().map(rel));
-    if !b.url.starts_with("rediss://") && (ca.is_some() || cert.is_some() || key.is_some()) {
+    if sentinel.is_none() && !url.starts_with("rediss://") && (ca.is_some() || cert.is_some() || key.is_some()) {
         bail!("ca, cert and key are for TLS: the url must start with rediss://");
     }
     for (what, p) in [("ca", &ca), ("cert", &cert), ("key", &key)] {
@@ -865,19 +919,10 @@ fn resolve_broker(b: &BrokerFile, rel: &dyn Fn(PathBuf) -> PathBuf) -> Result<Br
         (None, None) => None,
         _ => bail!("cert and key go together: give both or neither"),
     };
-    let password = match &b.password {
-        None => None,
-        Some(ConfigValue::Text(s)) => Some(s.clone()),
-        Some(ConfigValue::Env { env, default }) => Some(
-            std::env::var(env)
-                .ok()
-                .or_else(|| default.clone())
-                .with_context(|| format!("password reads environment variable {env}, which is not set"))?,
-        ),
-        Some(_) => bail!("password must be a string or {{ env = \"VAR\" }}"),
-    };
+    let password = secret("password", &b.password)?;
     Ok(BrokerSettings {
-        url: b.url.clone(),
+        url,
+        sentinel,
         password,
         prefix: b.prefix.clone().unwrap_or_else(|| defaults::broker::PREFIX.into()),
         shared_kv: b.shared_kv.unwrap_or(defaults::broker::SHARED_KV),
@@ -1084,6 +1129,26 @@ mod tests {
                 .contains("WASMSOCK_SURELY_UNSET_VAR")
         );
         assert!(err("[[routes]]\npath = \"/a\"\nplugins = [\"../x\"]").contains("invalid plugin name"));
+        let broker = |b: &str| err(&format!("[broker]\n{b}"));
+        assert!(broker("prefix = \"x\"").contains("url (one Redis) or sentinels"));
+        assert!(broker("url = \"redis://a:1\"\nsentinels = [\"a:1\"]").contains("not both"));
+        assert!(broker("sentinels = [\"a:1\"]").contains("need master_name"));
+        assert!(broker("sentinels = []\nmaster_name = \"m\"").contains("at least one"));
+        assert!(broker("sentinels = [\"a\"]\nmaster_name = \"m\"").contains("not host:port"));
+        assert!(broker("url = \"redis://a:1\"\nmaster_name = \"m\"").contains("go with sentinels"));
+        assert!(
+            broker("sentinels = [\"a:1\"]\nmaster_name = \"m\"\nca = \"x.pem\"")
+                .contains("not supported with sentinels")
+        );
+        let ok = Settings::from_toml(
+            "[broker]\nsentinels = [\"127.0.0.1:26379\", \"[::1]:26380\"]\nmaster_name = \"main\"\nsentinel_password = \"p\"",
+            &Overrides::default(),
+        )
+        .unwrap();
+        let b = ok.broker.unwrap();
+        let s = b.sentinel.unwrap();
+        assert_eq!((s.addrs.len(), s.master_name.as_str(), s.password.as_deref()), (2, "main", Some("p")));
+        assert_eq!(b.url, "sentinel://127.0.0.1:26379,[::1]:26380/main");
     }
 
     #[test]
