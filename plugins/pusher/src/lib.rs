@@ -11,8 +11,14 @@ mod apps;
 mod channel;
 mod hooks;
 mod presence;
+mod protocol;
+// md5_hex is the HTTP API's (api.rs): allowed until it uses it.
+#[allow(dead_code)]
 mod sign;
 mod socket;
+mod state;
+#[cfg(test)]
+mod tests;
 
 use wasmsock_sdk::{Conn, Connect, Flow, HttpRequest, HttpResponse, Message, Plugin, Request, export_plugin};
 
