@@ -26,10 +26,7 @@ fn config(webhook_port: u16) -> String {
 max_room_name = 200
 
 [[routes]]
-path = "/app/demo-key"
-plugins = ["pusher"]
-[[routes]]
-path = "/app/no-such-key"
+path = "/app/{{key}}"
 plugins = ["pusher"]
 
 [plugins.pusher]
