@@ -57,14 +57,20 @@ pub fn connect(conn: Conn, req: &Request) -> Connect {
 /// The protocol's refusal: `pusher:error` with `code`, then a close with the same code.
 fn refuse(conn: Conn, code: u16, message: &str) {
     send(conn, protocol::error(Some(code), message));
-    if let Err(e) = conn.close(code, message) {
+    // A close frame's reason holds 123 bytes.
+    if let Err(e) = conn.close(code, prefix(message, 123)) {
         wasmsock_sdk::debug!("pusher: could not close {}: {e}", conn.id());
     }
 }
 
 /// At most 64 bytes of peer input, for messages.
 fn short(s: &str) -> &str {
-    let mut end = s.len().min(64);
+    prefix(s, 64)
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }

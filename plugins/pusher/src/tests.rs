@@ -123,6 +123,9 @@ fn an_unknown_app_key_gets_4001_then_a_close_with_4001() {
     assert_eq!(sent[0]["event"], "pusher:error");
     assert_eq!(sent[0]["data"]["code"], 4001);
     assert_eq!(host.close_requested(conn).map(|c| c.0), Some(4001));
+    // A long key in a multi-byte script still gets its close (the reason fits a close frame).
+    let (long, _) = host.connect(&Pusher, request(&format!("/app/{}", "ключ".repeat(40)), "protocol=7"));
+    assert_eq!(host.close_requested(long).map(|c| c.0), Some(4001));
     // Nothing it sends afterwards is served.
     assert_eq!(send(&host, conn, &json!({"event": "pusher:ping"})), Flow::Done);
 }
