@@ -41,6 +41,7 @@ pub fn room(app: &App, channel: &str) -> String {
     format!("{}:{}", app.id, channel)
 }
 
+#[allow(dead_code)] // the HTTP API's (api.rs)
 /// The channel a room of `app` is, if it is one of the app's.
 pub fn of_room<'a>(app: &App, room: &'a str) -> Option<&'a str> {
     room.strip_prefix(app.id.as_str())?.strip_prefix(':')
@@ -52,9 +53,20 @@ pub fn socket_id(conn: Conn) -> String {
     format!("{}.{}", id, id.wrapping_mul(2_654_435_761) % 1_000_000_007)
 }
 
+#[allow(dead_code)] // the HTTP API's (api.rs)
 /// The connection a socket id names, if it is well formed (and its check part matches).
 pub fn conn_of(socket_id: &str) -> Option<Conn> {
     let (id, _) = socket_id.split_once('.')?;
     let conn = Conn::from_raw(id.parse().ok()?);
     (self::socket_id(conn) == socket_id).then_some(conn)
+}
+
+/// The prefix of the channel pusher-js subscribes to after `pusher:signin`, to get the events
+/// sent to its user (`#server-to-user-<id>`).
+pub const USER_CHANNEL_PREFIX: &str = "#server-to-user-";
+
+/// The host room of every connection of `app` signed in (`pusher:signin`) as `user_id`.
+/// `#` is outside channel names, so it never collides with a channel's room.
+pub fn user_room(app: &App, user_id: &str) -> String {
+    format!("{}#user:{}", app.id, user_id)
 }
