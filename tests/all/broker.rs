@@ -508,9 +508,12 @@ struct SentinelSetup {
 
 impl SentinelSetup {
     fn start() -> Option<SentinelSetup> {
-        let master = Redis::start(None)?;
-        let replica = Redis::spawn(None, &["--replicaof".into(), "127.0.0.1".into(), master.port.to_string()])?;
+        // The replica's full sync writes an RDB file to its working directory: keep it there.
         let dir = tempfile::tempdir().ok()?;
+        let in_dir = ["--dir".to_owned(), dir.path().to_string_lossy().into_owned()];
+        let master = Redis::spawn(None, &in_dir)?;
+        let replicaof = ["--replicaof".into(), "127.0.0.1".into(), master.port.to_string()];
+        let replica = Redis::spawn(None, &[&in_dir[..], &replicaof[..]].concat())?;
         let mut sentinels = Vec::new();
         let mut ports = Vec::new();
         for i in 0..3 {
