@@ -58,3 +58,29 @@ pub fn conn_of(socket_id: &str) -> Option<Conn> {
     let conn = Conn::from_raw(id.parse().ok()?);
     (self::socket_id(conn) == socket_id).then_some(conn)
 }
+
+/// The kv key that lists a channel of `app` for the HTTP API's channel list (`GET
+/// /apps/{id}/channels`): the host has no list of rooms, so a subscribe notes its channel here
+/// ([`note_subscribed`]) and the listing drops the channels it finds empty.
+pub fn index_key(app: &App, channel: &str) -> String {
+    format!("{}{channel}", index_prefix(app))
+}
+
+/// The prefix of every [`index_key`] of `app`.
+pub fn index_prefix(app: &App) -> String {
+    format!("channels:{}:", app.id)
+}
+
+/// Notes that `channel` has a subscriber (idempotent; call on every successful subscribe, so a
+/// channel the listing dropped while someone was joining is listed again at the next one).
+pub fn note_subscribed(app: &App, channel: &str) {
+    if let Err(e) = wasmsock_sdk::kv::set(&index_key(app, channel), b"") {
+        wasmsock_sdk::warn!("pusher: channel {channel} of app {} not listed: {e}", app.id);
+    }
+}
+
+/// The host room of every connection signed in (`pusher:signin`) as `user_id` in `app`.
+/// `#` is outside channel names, so it never meets a channel's room.
+pub fn user_room(app: &App, user_id: &str) -> String {
+    format!("{}#user:{user_id}", app.id)
+}
