@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 pub struct Kit {
     pub wasmsock: PathBuf,
     /// Directory with echo.wasm, echo_v2.wasm, rooms.wasm, auth.wasm, probe.wasm, hostile.wasm,
-    /// proxy.wasm, outbound.wasm.
+    /// proxy.wasm, outbound.wasm, pusher.wasm, api.wasm.
     pub wasm: PathBuf,
     pub work: PathBuf,
     pub cert: PathBuf,
@@ -47,6 +47,10 @@ impl Kit {
                 "proxy",
                 "-p",
                 "test-outbound",
+                "-p",
+                "pusher",
+                "-p",
+                "api",
             ])
             .status()
             .context("building the plugins")?;

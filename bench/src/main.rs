@@ -4,7 +4,7 @@
 //! ```text
 //! cargo build --release -p wasmsock -p wasmsock-bench
 //! ./target/release/wasmsock-bench all            # every scenario (about 10 minutes)
-//! ./target/release/wasmsock-bench echo|memory|handshake|calls|reload|fanout|broker|compression|fairness|outbound
+//! ./target/release/wasmsock-bench echo|memory|handshake|calls|reload|fanout|broker|compression|fairness|outbound|pusher
 //! ./target/release/wasmsock-bench soak [--minutes 5]   # not part of `all`
 //! ```
 //!
@@ -20,6 +20,7 @@ mod fanout;
 mod kit;
 mod outbound;
 mod proxy;
+mod pusher;
 mod reload;
 mod server;
 mod soak;
@@ -52,8 +53,19 @@ fn main() -> Result<()> {
     wasmsock::server::raise_nofile(1 << 20);
     let kit = kit::Kit::prepare(cpus)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    const ALL: &[&str] =
-        &["calls", "echo", "memory", "handshake", "reload", "fanout", "broker", "compression", "fairness", "outbound"];
+    const ALL: &[&str] = &[
+        "calls",
+        "echo",
+        "memory",
+        "handshake",
+        "reload",
+        "fanout",
+        "broker",
+        "compression",
+        "fairness",
+        "outbound",
+        "pusher",
+    ];
     let scenarios: Vec<&str> = match which {
         "all" => ALL.to_vec(),
         one if ALL.contains(&one) || one == "soak" => vec![one],
@@ -73,6 +85,7 @@ fn main() -> Result<()> {
             "fairness" => rt.block_on(fairness::echo_beside_burners(&kit, quick))?,
             "soak" => rt.block_on(soak::run(&kit, minutes))?,
             "outbound" => rt.block_on(outbound::calls_to_a_backend(&kit, quick))?,
+            "pusher" => rt.block_on(pusher::triggers(&kit, quick))?,
             _ => unreachable!(),
         }
     }

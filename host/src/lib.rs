@@ -25,6 +25,7 @@ mod metrics;
 mod origin;
 pub mod plugin;
 mod proxy_protocol;
+mod route_path;
 mod router;
 mod scaffold;
 pub mod server;

@@ -1,5 +1,5 @@
-//! Where a request goes: a WebSocket route (a path, its plugin chain, limits and origin
-//! policy), a static file, or nowhere.
+//! Where a request goes: a WebSocket route (a path or path pattern, its plugin chain, limits
+//! and origin policy), an HTTP route, a static file, or nowhere.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::config::{Builtin, HttpRouteSettings, RouteSettings};
 use crate::origin::OriginPolicy;
 use crate::plugin::{PluginSlot, Registry};
+use crate::route_path::{Pattern, RoutePath};
 use crate::static_files::StaticFiles;
 
 #[derive(Debug)]
@@ -90,7 +91,10 @@ pub(crate) enum Target<'a> {
 
 #[derive(Default)]
 pub(crate) struct Router {
+    /// Routes whose path has no `{name}` segment.
     routes: HashMap<String, Arc<Route>>,
+    /// The others, most specific first (see `route_path`).
+    patterns: Vec<(Pattern, Arc<Route>)>,
     /// Longest prefix first.
     http: Vec<Arc<HttpRoute>>,
     files: Option<StaticFiles>,
@@ -103,26 +107,38 @@ impl Router {
         registry: &Registry,
         static_dir: Option<PathBuf>,
     ) -> Router {
-        let routes = settings
-            .iter()
-            .map(|r| {
-                let route = Route {
-                    settings: Arc::new(r.clone()),
-                    chain: r.plugins.iter().map(|p| registry.slot(p)).collect(),
-                    builtin: r.builtin,
-                };
-                (r.path.clone(), Arc::new(route))
-            })
-            .collect();
+        let mut routes = HashMap::new();
+        let mut patterns = Vec::new();
+        for r in settings {
+            let route = Arc::new(Route {
+                settings: Arc::new(r.clone()),
+                chain: r.plugins.iter().map(|p| registry.slot(p)).collect(),
+                builtin: r.builtin,
+            });
+            // Paths were validated with the configuration; one that no longer parses would
+            // have been refused there, so it cannot be reached here.
+            match RoutePath::parse(&r.path) {
+                Ok(RoutePath::Pattern(p)) => patterns.push((p, route)),
+                Ok(RoutePath::Exact(path)) => {
+                    routes.insert(path, route);
+                }
+                Err(e) => tracing::error!(route = %r.path, error = %e, "route left out"),
+            }
+        }
+        patterns.sort_by_key(|(p, _)| p.precedence());
         let mut http: Vec<Arc<HttpRoute>> = http.iter().map(|h| Arc::new(HttpRoute::new(h, registry))).collect();
         http.sort_by_key(|h| std::cmp::Reverse(h.settings.path.trim_end_matches('/').len()));
-        Router { routes, http, files: static_dir.map(StaticFiles::new) }
+        Router { routes, patterns, http, files: static_dir.map(StaticFiles::new) }
     }
 
-    /// Exact WebSocket routes first, then the HTTP route with the longest prefix covering the
-    /// path; any other path is for the static files, if there are any.
+    /// Exact WebSocket routes first, then the most specific WebSocket pattern, then the HTTP
+    /// route with the longest prefix covering the path; any other path is for the static
+    /// files, if there are any.
     pub fn target(&self, path: &str) -> Target<'_> {
         if let Some(route) = self.routes.get(path) {
+            return Target::WebSocket(route);
+        }
+        if let Some((_, route)) = self.patterns.iter().find(|(p, _)| p.matches(path)) {
             return Target::WebSocket(route);
         }
         if let Some(route) = self.http.iter().find(|h| h.settings.serves(path)) {
@@ -139,6 +155,6 @@ impl Router {
     }
 
     pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
-        self.routes.values()
+        self.routes.values().chain(self.patterns.iter().map(|(_, r)| r))
     }
 }

@@ -50,6 +50,53 @@ async fn echoes_text_and_binary_over_wss() {
     ws.close(None).await.unwrap();
 }
 
+/// Pusher clients connect to `/app/{key}`: a route may be a pattern. Exact routes win, then
+/// the pattern with more literal segments, then one without `{*rest}`; what matches none is 404.
+#[tokio::test]
+async fn routes_match_path_patterns_and_exact_routes_win() {
+    let s = Setup::new(
+        r#"
+[[routes]]
+path = "/app/{key}"
+plugins = ["probe"]
+[[routes]]
+path = "/app/echo"
+plugins = ["echo"]
+[[routes]]
+path = "/app/{key}/{*rest}"
+plugins = ["echo"]
+[[routes]]
+path = "/{*rest}"
+plugins = ["probe"]
+"#,
+    )
+    .plugin("echo", "echo")
+    .plugin("probe", "probe")
+    .start()
+    .await;
+    // The probe answers "version" with its version; the echo plugin echoes the word.
+    for (path, via_probe) in [
+        ("/app/demo-key", true),
+        ("/app/echo", false),
+        ("/app/demo-key/x", false),
+        ("/app/demo-key/x/y", false),
+        ("/other", true),
+        ("/a/b/c", true),
+    ] {
+        let mut ws = s.connect(path).await;
+        send(&mut ws, "version").await;
+        let answer = recv_text(&mut ws).await;
+        assert_eq!(answer != "version", via_probe, "{path}: {answer}");
+    }
+    // `/{*rest}` needs a segment: the bare root is no route.
+    assert_eq!(s.refused("/").await.0, 404);
+    // A query string is not part of what is matched.
+    let mut ws = s.connect("/app/demo-key?client=js&version=8.6.0").await;
+    send(&mut ws, "whoami").await;
+    assert_eq!(recv_text(&mut ws).await, "nobody");
+    s.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn unknown_path_is_404_and_absent_plugin_is_503() {
     let s = echo_server().await;

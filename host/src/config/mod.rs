@@ -24,6 +24,7 @@ use file::Overlay;
 use units::{ByteSize, Dur};
 
 use crate::origin::OriginPolicy;
+use crate::route_path::{Pattern, RoutePath};
 use crate::ws::deflate::Config as Compression;
 
 /// The configuration used when no `--config` is given: the example routes over a development
@@ -925,12 +926,17 @@ pub fn parse_route_flag(spec: &str) -> Result<(String, Vec<String>)> {
 
 fn validate_routes(routes: &[RouteSettings]) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
+    let mut patterns: Vec<(&str, Pattern)> = Vec::new();
     for r in routes {
-        if !r.path.starts_with('/') || r.path.contains(['?', '#', ' ']) {
-            bail!("route path {:?} must start with '/' and contain no '?', '#' or spaces", r.path);
-        }
+        let path = RoutePath::parse(&r.path)?;
         if !seen.insert(&r.path) {
             bail!("route {} is defined twice", r.path);
+        }
+        if let RoutePath::Pattern(p) = path {
+            if let Some((other, _)) = patterns.iter().find(|(_, q)| q.ties_with(&p)) {
+                bail!("routes {other} and {} can match the same path and neither is more specific", r.path);
+            }
+            patterns.push((&r.path, p));
         }
         match (r.plugins.is_empty(), r.builtin) {
             (true, None) => bail!("route {} has no plugins", r.path),
@@ -1048,6 +1054,19 @@ mod tests {
             err("[[routes]]\npath = \"/a\"\nplugins = [\"e\"]\n[[routes]]\npath = \"/a\"\nplugins = [\"e\"]")
                 .contains("defined twice")
         );
+        let two = |a: &str, b: &str| {
+            err(&format!(
+                "[[routes]]\npath = \"{a}\"\nplugins = [\"e\"]\n[[routes]]\npath = \"{b}\"\nplugins = [\"e\"]"
+            ))
+        };
+        assert!(two("/app/{key}", "/app/{id}").contains("neither is more specific"));
+        assert!(two("/{t}/ws", "/app/{key}").contains("neither is more specific"));
+        assert!(err("[[routes]]\npath = \"/app/{k}/{*r}/x\"\nplugins = [\"e\"]").contains("only be the last"));
+        let s = Settings::from_toml(
+            "[[routes]]\npath = \"/app/{key}\"\nplugins = [\"e\"]\n[[routes]]\npath = \"/app/{*rest}\"\nplugins = [\"e\"]\n[[routes]]\npath = \"/app/x\"\nplugins = [\"e\"]",
+            &Overrides::default(),
+        );
+        assert!(s.is_ok(), "patterns of different specificity and an exact route load: {s:?}");
         assert!(err("[tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"").contains("not readable"));
         assert!(err("[tls]\ncert = \"/nonexistent/c.pem\"").contains("key is not"));
         assert!(err("[tls]\nclient_auth = \"required\"").contains("needs client_ca"));
