@@ -41,6 +41,7 @@ pub fn room(app: &App, channel: &str) -> String {
     format!("{}:{}", app.id, channel)
 }
 
+#[allow(dead_code)] // the HTTP API's (api.rs)
 /// The channel a room of `app` is, if it is one of the app's.
 pub fn of_room<'a>(app: &App, room: &'a str) -> Option<&'a str> {
     room.strip_prefix(app.id.as_str())?.strip_prefix(':')
@@ -79,8 +80,12 @@ pub fn note_subscribed(app: &App, channel: &str) {
     }
 }
 
-/// The host room of every connection signed in (`pusher:signin`) as `user_id` in `app`.
-/// `#` is outside channel names, so it never meets a channel's room.
+/// The prefix of the channel pusher-js subscribes to after `pusher:signin`, to get the events
+/// sent to its user (`#server-to-user-<id>`).
+pub const USER_CHANNEL_PREFIX: &str = "#server-to-user-";
+
+/// The host room of every connection of `app` signed in (`pusher:signin`) as `user_id`.
+/// `#` is outside channel names, so it never collides with a channel's room.
 pub fn user_room(app: &App, user_id: &str) -> String {
-    format!("{}#user:{user_id}", app.id)
+    format!("{}#user:{}", app.id, user_id)
 }

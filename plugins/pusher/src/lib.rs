@@ -11,8 +11,12 @@ mod apps;
 mod channel;
 mod hooks;
 mod presence;
+mod protocol;
 mod sign;
 mod socket;
+mod state;
+#[cfg(test)]
+mod tests;
 
 use wasmsock_sdk::{Conn, Connect, Flow, HttpRequest, HttpResponse, Message, Plugin, Request, export_plugin};
 
