@@ -46,7 +46,8 @@ pub fn attributes(app: &App, name: &str, info: &[String]) -> Result<Value, Refus
                 out.insert(a.clone(), json!(presence::members(app, name).len()));
             }
             SUBSCRIPTION_COUNT => {
-                out.insert(a.clone(), json!(rooms::count(&channel::room(app, name))));
+                let room = super::events::room_of(app, name).unwrap_or_else(|| channel::room(app, name));
+                out.insert(a.clone(), json!(rooms::count(&room)));
             }
             _ => {}
         }

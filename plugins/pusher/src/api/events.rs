@@ -120,7 +120,7 @@ fn check(app: &App, t: Trigger, channels: Vec<String>) -> Result<Event, Refusal>
             format!("Event data too large: {} bytes, the limit is {}", data.len(), app.max_event_size),
         ));
     }
-    if let Some(bad) = channels.iter().find(|c| !channel::valid_name(c)) {
+    if let Some(bad) = channels.iter().find(|c| room_of(app, c).is_none()) {
         return Err(Refusal::bad(format!("Invalid channel name {bad:?}")));
     }
     let except = match t.socket_id {
@@ -133,6 +133,19 @@ fn check(app: &App, t: Trigger, channels: Vec<String>) -> Result<Event, Refusal>
         Some(i) => super::channels::info_attributes(&i)?,
     };
     Ok(Event { channels, name, data, except, info })
+}
+
+/// The host room a trigger to `ch` goes to: the channel's, or for `#server-to-user-<id>` (what
+/// the SDKs' `sendToUser` triggers to) the room of the user's signed-in connections. `None`
+/// for a name outside the protocol's rules.
+pub fn room_of(app: &App, ch: &str) -> Option<String> {
+    match ch.strip_prefix(channel::USER_CHANNEL_PREFIX) {
+        Some(user) if !user.is_empty() && user.len() <= crate::socket::MAX_USER_ID => {
+            Some(channel::user_room(app, user))
+        }
+        Some(_) => None,
+        None => channel::valid_name(ch).then(|| channel::room(app, ch)),
+    }
 }
 
 /// `<digits>.<digits>`, as the protocol's socket ids are.
@@ -149,7 +162,8 @@ fn publish(app: &App, event: &Event) -> Result<(), Refusal> {
         // `data` itself when it is JSON).
         let msg = json!({ "event": event.name, "channel": c, "data": event.data });
         let msg = Message::Text(msg.to_string());
-        match rooms::publish(&channel::room(app, c), msg, event.except) {
+        let room = room_of(app, c).unwrap_or_default(); // checked in `check`
+        match rooms::publish(&room, msg, event.except) {
             Ok(_) => {}
             Err(Error::TooLarge) => return Err(Refusal::new(413, "Event too large for the subscribers' connections")),
             Err(Error::LimitReached) => {

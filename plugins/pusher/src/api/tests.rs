@@ -301,6 +301,69 @@ fn a_channels_info_and_users() {
     );
 }
 
+/// A pusher-js-like connection subscribed to presence channel `ch` as `user`, through the
+/// plugin's WebSocket side (signed as an auth endpoint signs).
+fn presence_member(host: &TestHost, ch: &str, user: &str) -> Conn {
+    let req = wasmsock_sdk::Request {
+        route: "/app/{key}".into(),
+        path: "/app/demo-key".into(),
+        query: "protocol=7".into(),
+        ..Default::default()
+    };
+    let (conn, _) = host.connect(&crate::Pusher, req);
+    let socket_id = channel::socket_id(conn);
+    let channel_data = json!({"user_id": user, "user_info": {"name": user}}).to_string();
+    let sig = sign::hmac_sha256_hex("demo-secret", &format!("{socket_id}:{ch}:{channel_data}"));
+    let sub = json!({"event": "pusher:subscribe",
+        "data": {"channel": ch, "auth": format!("demo-key:{sig}"), "channel_data": channel_data}});
+    host.message(&crate::Pusher, conn, sub.to_string().into());
+    let got = received(host, conn);
+    assert!(got.iter().any(|e| e["event"] == "pusher_internal:subscription_succeeded"), "{got:?}");
+    conn
+}
+
+#[test]
+fn a_presence_channels_users_and_user_count() {
+    let host = host();
+    presence_member(&host, "presence-lobby", "ada");
+    presence_member(&host, "presence-lobby", "ada");
+    presence_member(&host, "presence-lobby", "bob");
+    let get = |path: &str, extra: &str| call(&signed("GET", path, extra, ""));
+    assert_eq!(
+        get("/apps/demo/channels/presence-lobby/users", ""),
+        Ok(json!({"users": [{"id": "ada"}, {"id": "bob"}]}))
+    );
+    assert_eq!(
+        get("/apps/demo/channels/presence-lobby", "info=user_count,subscription_count"),
+        Ok(json!({"occupied": true, "user_count": 2, "subscription_count": 3}))
+    );
+    assert_eq!(
+        get("/apps/demo/channels", "filter_by_prefix=presence-&info=user_count"),
+        Ok(json!({"channels": {"presence-lobby": {"user_count": 2}}})),
+        "listed: the subscribe noted the channel"
+    );
+}
+
+#[test]
+fn a_trigger_to_a_users_channel_reaches_their_signed_in_connections() {
+    let host = host();
+    let (ada, bob) = (host.open("/app/demo-key"), host.open("/app/demo-key"));
+    ada.join(&channel::user_room(&demo(), "ada")).expect("joins");
+    bob.join(&channel::user_room(&demo(), "bob")).expect("joins");
+    // What the Node SDK's `sendToUser("ada", "hello", {...})` sends.
+    let body = json!({"name": "hello", "channels": ["#server-to-user-ada"], "data": "{\"x\":1}"});
+    assert_eq!(call(&post("/apps/demo/events", &body)), Ok(json!({})));
+    assert_eq!(
+        received(&host, ada),
+        [json!({"event": "hello", "channel": "#server-to-user-ada", "data": "{\"x\":1}"})]
+    );
+    assert!(host.sent(bob).is_empty());
+    for bad in ["#server-to-user-".to_owned(), format!("#server-to-user-{}", "u".repeat(65)), "#other".to_owned()] {
+        let body = json!({"name": "hello", "channel": bad, "data": ""});
+        assert_eq!(refused(&post("/apps/demo/events", &body)).status, 400, "{bad}");
+    }
+}
+
 #[test]
 fn terminating_a_user_closes_their_connections_with_4009() {
     let host = host();
