@@ -24,6 +24,7 @@ mod observability;
 mod outbound;
 mod process;
 mod proxy;
+mod pusher_api;
 mod rooms;
 mod sandbox;
 mod state;

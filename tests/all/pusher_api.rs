@@ -1,0 +1,196 @@
+//! The pusher plugin's HTTP API with the libraries apps use, unchanged: the `pusher` server SDK
+//! (npm, 5.3.4) triggers events (single, several channels, batch, with socket exclusion) that
+//! `pusher-js` (8.6.0, Node) clients receive over wss, queries channels and users, sends to and
+//! terminates a signed-in user, and has its bad requests refused; a webhook backend checks the
+//! plugin's webhooks with the SDK's `webhook().isValid()`. Real server, real TLS (the test CA
+//! through `NODE_EXTRA_CA_CERTS`), the real plugin wasm. Also: the example config loads and
+//! serves.
+//!
+//! The npm project is tests/pusher (`npm ci` when its node_modules is missing); without node
+//! and npm these tests skip, except under `WASMSOCK_REQUIRE_TOOLS`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// The server's routes and the one app of these tests; `{hook}` is the webhook backend's port.
+pub const CONFIG: &str = r#"
+[host]
+max_room_name = 200                  # app id + ":" + Pusher's 164-byte channel names
+
+[[routes]]
+path = "/app/{key}"
+plugins = ["pusher"]
+
+[[http_routes]]
+path = "/apps"
+plugin = "pusher"
+
+[plugins.pusher]
+http_allowed_hosts = ["http://127.0.0.1:{hook}"]
+webhook_flush_delay = "50ms"
+
+[plugins.pusher.config]
+apps = "test"
+"test.key" = "test-key"
+"test.secret" = "test-secret"
+"test.client_events" = true
+"test.webhook_url" = "http://127.0.0.1:{hook}/pusher/webhooks"
+"#;
+
+pub async fn server(hook_port: u16) -> TestServer {
+    Setup::new(&CONFIG.replace("{hook}", &hook_port.to_string())).plugin("pusher", "pusher").start().await
+}
+
+/// tests/pusher with its node_modules installed (`npm ci`, once per test process), or `None`
+/// (the test skips) without node and npm.
+pub fn node_project() -> Option<PathBuf> {
+    static READY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pusher");
+    let ready = READY.get_or_init(|| {
+        let has = |tool: &str| Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+        if !has("node") || !has("npm") {
+            return Err("node and npm".into());
+        }
+        if !dir.join("node_modules/pusher-js/package.json").is_file() || !dir.join("node_modules/pusher").is_dir() {
+            let out = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .output()
+                .expect("run npm ci");
+            assert!(out.status.success(), "npm ci in tests/pusher failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(dir.clone())
+    });
+    match ready {
+        Ok(dir) => Some(dir.clone()),
+        Err(tool) => {
+            skip_without(tool);
+            None
+        }
+    }
+}
+
+/// Runs `node <script> <args>` in tests/pusher trusting the server's CA; returns its lines by
+/// `step`. A script that fails (or a step it reports as failed) fails the test with its output.
+pub async fn node(dir: &Path, s: &TestServer, script: &str, args: &[String]) -> serde_json::Map<String, Value> {
+    let ca = s.ca.as_ref().expect("the test server has a CA");
+    let run = tokio::process::Command::new("node")
+        .arg(script)
+        .args(args)
+        .current_dir(dir)
+        .env("NODE_EXTRA_CA_CERTS", ca)
+        .kill_on_drop(true)
+        .output();
+    let out =
+        tokio::time::timeout(Duration::from_secs(90), run).await.expect("the node script ends").expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "node {script} failed:\n{stdout}\n{stderr}");
+    let mut steps = serde_json::Map::new();
+    for line in stdout.lines().filter(|l| l.starts_with('{')) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let step = v["step"].as_str().unwrap_or_default().to_owned();
+        steps.insert(step, v);
+    }
+    steps
+}
+
+/// The events (names) a recorded list of `{event, data}` has.
+fn names(events: &Value) -> Vec<&str> {
+    events.as_array().map(|a| a.iter().filter_map(|e| e["event"].as_str()).collect()).unwrap_or_default()
+}
+
+fn body_json(answer: &Value) -> Value {
+    serde_json::from_str(answer["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pusher_server_sdk_triggers_queries_and_terminates_and_pusher_js_clients_receive() {
+    let Some(dir) = node_project() else { return };
+    let hook = free_port();
+    let s = server(hook).await;
+    let out = node(&dir, &s, "sdk-api.js", &[s.addr.port().to_string(), hook.to_string()]).await;
+
+    // One event to one channel: both subscribers, data decoded by pusher-js.
+    let single = &out["single"];
+    assert_eq!(single["answer"], json!({"status": 200, "body": "{}"}), "{single}");
+    for who in ["ada", "bob"] {
+        assert_eq!(single[who], json!([{"event": "placed", "data": {"id": 1, "total": 9.5}}]), "{who}: {single}");
+    }
+
+    // Several channels, and a batch.
+    let mb = &out["multi_and_batch"];
+    assert_eq!((mb["multi"]["status"].as_u64(), mb["batch"]["status"].as_u64()), (Some(200), Some(200)), "{mb}");
+    assert_eq!(mb["batch"]["body"], "{}");
+    assert_eq!(names(&mb["ada"]), ["placed", "both", "b1"], "{mb}");
+    assert_eq!(mb["ada"][1]["data"], "plain text");
+    assert_eq!(mb["ada"][2]["data"], json!({"n": 1}));
+    assert_eq!(mb["bob_news"], json!([{"event": "both", "data": "plain text"}, {"event": "b2", "data": {"n": 2}}]));
+
+    // Socket exclusion: ada never got `excluded`, bob did, before the marker.
+    let ex = &out["exclusion"];
+    assert_eq!(ex["answer"]["status"], 200, "{ex}");
+    assert_eq!(ex["ada"], json!(["placed", "both", "b1", "marker"]), "{ex}");
+    assert_eq!(ex["bob"], json!(["placed", "both", "b1", "excluded", "marker"]), "{ex}");
+
+    let info = &out["trigger_info"];
+    assert_eq!(
+        body_json(&info["answer"]),
+        json!({"channels": {"presence-room": {"user_count": 2, "subscription_count": 2}}})
+    );
+
+    // Channel queries through the SDK's `get`.
+    let q = &out["queries"];
+    assert_eq!(q["channels"]["body"], json!({"channels": {"news": {}, "orders": {}, "presence-room": {}}}), "{q}");
+    assert_eq!(q["presence"]["body"], json!({"channels": {"presence-room": {"user_count": 2}}}), "{q}");
+    assert_eq!(q["orders"]["body"], json!({"occupied": true, "subscription_count": 2}), "{q}");
+    assert_eq!(q["empty"]["body"], json!({"occupied": false}), "{q}");
+    assert_eq!(q["users"]["body"], json!({"users": [{"id": "ada"}, {"id": "bob"}]}), "{q}");
+    assert_eq!(q["user_count_on_public"]["status"], 400, "{q}");
+
+    // sendToUser reaches the signed-in user; terminating closes ada with 4009, not bob.
+    let t = &out["terminate"];
+    assert_eq!(t["to_user"], json!([{"hi": true}]), "{t}");
+    assert_eq!(t["answer"], json!({"status": 200, "body": "{}"}), "{t}");
+    assert!(t["ada_errors"].as_array().is_some_and(|e| e.iter().any(|e| e["code"] == 4009)), "{t}");
+    assert_ne!(t["ada_state"], "connected", "{t}");
+    assert_eq!(t["bob_state"], "connected", "{t}");
+    assert_eq!(t["users_after"]["body"], json!({"users": [{"id": "bob"}]}), "{t}");
+
+    // Refused requests, with Pusher's statuses and explanations; none reached a subscriber.
+    let r = &out["refused"];
+    let refusal = |name: &str, status: u64, says: &str| {
+        assert_eq!(r[name]["status"].as_u64(), Some(status), "{name}: {r}");
+        assert!(r[name]["body"].as_str().is_some_and(|b| b.contains(says)), "{name}: {r}");
+    };
+    refusal("bad_signature", 401, "Invalid signature");
+    refusal("stale", 401, "Timestamp expired");
+    refusal("bad_md5", 401, "Invalid body_md5");
+    refusal("unknown_app", 404, "Unknown app");
+    refusal("too_big", 413, "Event data too large");
+    assert_eq!(r["bob"], json!(["placed", "both", "b1", "excluded", "marker", "after-refusals"]), "{r}");
+
+    // Every webhook checks out with the SDK (and not with another secret), and tells the story.
+    let requests = out["webhooks"]["requests"].as_array().expect("webhook requests");
+    assert!(!requests.is_empty());
+    for w in requests {
+        assert_eq!((&w["valid"], &w["valid_with_wrong_secret"]), (&json!(true), &json!(false)), "{w}");
+    }
+    let events: Vec<&Value> = requests.iter().flat_map(|w| w["events"].as_array().into_iter().flatten()).collect();
+    let has = |e: Value| events.iter().any(|got| e.as_object().is_some_and(|m| m.iter().all(|(k, v)| &got[k] == v)));
+    for expected in [
+        json!({"name": "channel_occupied", "channel": "orders"}),
+        json!({"name": "member_added", "channel": "presence-room", "user_id": "ada"}),
+        json!({"name": "member_added", "channel": "presence-room", "user_id": "bob"}),
+        json!({"name": "member_removed", "channel": "presence-room", "user_id": "ada"}),
+        json!({"name": "channel_vacated", "channel": "orders"}),
+    ] {
+        assert!(has(expected.clone()), "no {expected} among {events:?}");
+    }
+}
