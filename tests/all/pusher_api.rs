@@ -194,3 +194,34 @@ async fn the_pusher_server_sdk_triggers_queries_and_terminates_and_pusher_js_cli
         assert!(has(expected.clone()), "no {expected} among {events:?}");
     }
 }
+
+/// pusher-js's browser build on a page the server serves, in headless Chromium: it subscribes
+/// and receives an event the server SDK triggers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pusher_js_on_a_page_in_chromium_receives_a_triggered_event() {
+    let Some(exe) = crate::browser::chromium() else { return skip_without("chromium") };
+    let Some(dir) = node_project() else { return };
+    let page_dir = dir.canonicalize().expect("tests/pusher");
+    let hook = free_port();
+    let toml = format!("[static]\ndir = {page_dir:?}\n{}", CONFIG.replace("{hook}", &hook.to_string()));
+    let s = Setup::new(&toml).plugin("pusher", "pusher").start().await;
+    let port = s.addr.port();
+    let mut browser = crate::browser::Browser::launch(&exe).await;
+    let page = browser.open(&format!("https://localhost:{port}/browser.html?key=test-key&channel=lobby")).await;
+    browser.wait_for(&page, "window.subscribed === true").await;
+    assert_eq!(browser.eval(&page, "pusher.connection.state").await, "connected");
+
+    let args = ["test", "test-key", "test-secret", "lobby", "greeting", r#"{"text":"hello, browser"}"#];
+    let args: Vec<String> = std::iter::once(port.to_string()).chain(args.iter().map(|a| a.to_string())).collect();
+    let out = node(&dir, &s, "sdk-trigger.js", &args).await;
+    assert_eq!(out["trigger"]["status"], 200, "{out:?}");
+    browser.wait_for(&page, "window.received.length === 1").await;
+    assert_eq!(browser.eval(&page, "JSON.stringify(window.received)").await, r#"[{"text":"hello, browser"}]"#);
+    // The page's transport is the WebSocket over TLS, not a fallback.
+    let socket = "(t => ({name: t.name, url: t.socket && t.socket.url}))(pusher.connection.connection.transport)";
+    let transport = browser.eval(&page, &format!("JSON.stringify({socket})")).await;
+    let transport: Value = serde_json::from_str(transport.as_str().unwrap_or("null")).unwrap_or_default();
+    assert!(["ws", "wss"].contains(&transport["name"].as_str().unwrap_or_default()), "{transport}");
+    let url = format!("wss://localhost:{port}/app/test-key?");
+    assert!(transport["url"].as_str().is_some_and(|u| u.starts_with(&url)), "{transport}");
+}
