@@ -225,3 +225,44 @@ async fn pusher_js_on_a_page_in_chromium_receives_a_triggered_event() {
     let url = format!("wss://localhost:{port}/app/test-key?");
     assert!(transport["url"].as_str().is_some_and(|u| u.starts_with(&url)), "{transport}");
 }
+
+/// examples/configs/pusher.toml as it is (but its listen address, plugin and state
+/// directories, which the test server sets): a protocol-7 client at /app/demo-key gets an event
+/// the server SDK triggers at /apps/demo with the secret from `WASMSOCK_PUSHER_SECRET` (or the
+/// example's stand-in when unset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_config_serves_the_demo_app() {
+    let Some(dir) = node_project() else { return };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/configs/pusher.toml");
+    let example = std::fs::read_to_string(&path).expect("examples/configs/pusher.toml");
+    let setup_owns = ["listen", "plugin_dir", "state_dir"];
+    let toml: Vec<&str> =
+        example.lines().filter(|l| !setup_owns.iter().any(|k| l.trim_start().starts_with(&format!("{k} =")))).collect();
+    let s = Setup::new(&toml.join("\n")).plugin("pusher", "pusher").start().await;
+
+    let mut ws = s.connect("/app/demo-key?protocol=7&client=js&version=8.6.0").await;
+    let established: Value = serde_json::from_str(&recv_text(&mut ws).await).unwrap();
+    assert_eq!(established["event"], "pusher:connection_established", "{established}");
+    send(&mut ws, &json!({"event": "pusher:subscribe", "data": {"channel": "lobby"}}).to_string()).await;
+    let subscribed: Value = serde_json::from_str(&recv_text(&mut ws).await).unwrap();
+    assert_eq!(subscribed["event"], "pusher_internal:subscription_succeeded", "{subscribed}");
+
+    let secret = std::env::var("WASMSOCK_PUSHER_SECRET").unwrap_or_else(|_| "demo-secret-change-me".into());
+    let args = [
+        s.addr.port().to_string(),
+        "demo".into(),
+        "demo-key".into(),
+        secret,
+        "lobby".into(),
+        "hi".into(),
+        "[1]".into(),
+    ];
+    let out = node(&dir, &s, "sdk-trigger.js", &args).await;
+    assert_eq!(out["trigger"]["status"], 200, "{out:?}");
+    let event: Value = serde_json::from_str(&recv_text(&mut ws).await).unwrap();
+    assert_eq!(event, json!({"event": "hi", "channel": "lobby", "data": "[1]"}));
+    // Another key is refused as the protocol refuses it.
+    let mut other = s.connect("/app/not-a-key?protocol=7").await;
+    let error: Value = serde_json::from_str(&recv_text(&mut other).await).unwrap();
+    assert_eq!(error["data"]["code"], 4001, "{error}");
+}
