@@ -24,6 +24,7 @@ mod observability;
 mod outbound;
 mod process;
 mod proxy;
+mod pusher;
 mod pusher_api;
 mod rooms;
 mod sandbox;
