@@ -6,12 +6,10 @@
 //! through `NODE_EXTRA_CA_CERTS`), the real plugin wasm. Also: the example config loads and
 //! serves.
 //!
-//! The npm project is tests/pusher (`npm ci` when its node_modules is missing); without node
+//! The npm project is tests/pusher (installed by `crate::pusher::npm_project`); without node
 //! and npm these tests skip, except under `WASMSOCK_REQUIRE_TOOLS`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -45,35 +43,6 @@ apps = "test"
 
 pub async fn server(hook_port: u16) -> TestServer {
     Setup::new(&CONFIG.replace("{hook}", &hook_port.to_string())).plugin("pusher", "pusher").start().await
-}
-
-/// tests/pusher with its node_modules installed (`npm ci`, once per test process), or `None`
-/// (the test skips) without node and npm.
-pub fn node_project() -> Option<PathBuf> {
-    static READY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pusher");
-    let ready = READY.get_or_init(|| {
-        let has = |tool: &str| Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
-        if !has("node") || !has("npm") {
-            return Err("node and npm".into());
-        }
-        if !dir.join("node_modules/pusher-js/package.json").is_file() || !dir.join("node_modules/pusher").is_dir() {
-            let out = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&dir)
-                .output()
-                .expect("run npm ci");
-            assert!(out.status.success(), "npm ci in tests/pusher failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(dir.clone())
-    });
-    match ready {
-        Ok(dir) => Some(dir.clone()),
-        Err(tool) => {
-            skip_without(tool);
-            None
-        }
-    }
 }
 
 /// Runs `node <script> <args>` in tests/pusher trusting the server's CA; returns its lines by
@@ -112,7 +81,7 @@ fn body_json(answer: &Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pusher_server_sdk_triggers_queries_and_terminates_and_pusher_js_clients_receive() {
-    let Some(dir) = node_project() else { return };
+    let Some(dir) = crate::pusher::npm_project() else { return };
     let hook = free_port();
     let s = server(hook).await;
     let out = node(&dir, &s, "sdk-api.js", &[s.addr.port().to_string(), hook.to_string()]).await;
@@ -200,7 +169,7 @@ async fn the_pusher_server_sdk_triggers_queries_and_terminates_and_pusher_js_cli
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pusher_js_on_a_page_in_chromium_receives_a_triggered_event() {
     let Some(exe) = crate::browser::chromium() else { return skip_without("chromium") };
-    let Some(dir) = node_project() else { return };
+    let Some(dir) = crate::pusher::npm_project() else { return };
     let page_dir = dir.canonicalize().expect("tests/pusher");
     let hook = free_port();
     let toml = format!("[static]\ndir = {page_dir:?}\n{}", CONFIG.replace("{hook}", &hook.to_string()));
@@ -232,7 +201,7 @@ async fn pusher_js_on_a_page_in_chromium_receives_a_triggered_event() {
 /// example's stand-in when unset).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_config_serves_the_demo_app() {
-    let Some(dir) = node_project() else { return };
+    let Some(dir) = crate::pusher::npm_project() else { return };
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/configs/pusher.toml");
     let example = std::fs::read_to_string(&path).expect("examples/configs/pusher.toml");
     let setup_owns = ["listen", "plugin_dir", "state_dir"];
