@@ -128,7 +128,7 @@ async fn the_pusher_server_sdk_triggers_queries_and_terminates_and_pusher_js_cli
     assert_eq!(t["to_user"], json!([{"hi": true}]), "{t}");
     assert_eq!(t["answer"], json!({"status": 200, "body": "{}"}), "{t}");
     assert!(t["ada_errors"].as_array().is_some_and(|e| e.iter().any(|e| e["code"] == 4009)), "{t}");
-    assert_ne!(t["ada_state"], "connected", "{t}");
+    assert_eq!(t["ada_state"], "disconnected", "pusher-js does not reconnect after 4009: {t}");
     assert_eq!(t["bob_state"], "connected", "{t}");
     assert_eq!(t["users_after"]["body"], json!({"users": [{"id": "bob"}]}), "{t}");
 

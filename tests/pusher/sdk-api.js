@@ -68,7 +68,6 @@ function client(user) {
     wssPort: port,
     forceTLS: true,
     enabledTransports: ["ws"],
-    disableStats: true,
     channelAuthorization: {
       customHandler: (params, cb) =>
         cb(null, server.authorizeChannel(params.socketId, params.channelName, { user_id: user, user_info: { name: user } })),
