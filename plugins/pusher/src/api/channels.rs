@@ -46,13 +46,26 @@ pub fn attributes(app: &App, name: &str, info: &[String]) -> Result<Value, Refus
                 out.insert(a.clone(), json!(presence::members(app, name).len()));
             }
             SUBSCRIPTION_COUNT => {
-                let room = super::events::room_of(app, name).unwrap_or_else(|| channel::room(app, name));
+                let room = room_of(app, name).unwrap_or_else(|| channel::room(app, name));
                 out.insert(a.clone(), json!(rooms::count(&room)));
             }
             _ => {}
         }
     }
     Ok(Value::Object(out))
+}
+
+/// The host room a trigger to `ch` goes to: the channel's, or for `#server-to-user-<id>` (what
+/// the SDKs' `sendToUser` triggers to) the room of the user's signed-in connections. `None`
+/// for a name outside the protocol's rules.
+pub fn room_of(app: &App, ch: &str) -> Option<String> {
+    match ch.strip_prefix(channel::USER_CHANNEL_PREFIX) {
+        Some(user) if !user.is_empty() && user.len() <= crate::socket::MAX_USER_ID => {
+            Some(channel::user_room(app, user))
+        }
+        Some(_) => None,
+        None => channel::valid_name(ch).then(|| channel::room(app, ch)),
+    }
 }
 
 fn valid(name: &str) -> Result<(), Refusal> {

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use wasmsock_sdk::{Conn, Error, Message, rooms};
 
-use super::channels::attributes;
+use super::channels::{attributes, room_of};
 use super::{Answer, Refusal};
 use crate::apps::App;
 use crate::channel;
@@ -133,19 +133,6 @@ fn check(app: &App, t: Trigger, channels: Vec<String>) -> Result<Event, Refusal>
         Some(i) => super::channels::info_attributes(&i)?,
     };
     Ok(Event { channels, name, data, except, info })
-}
-
-/// The host room a trigger to `ch` goes to: the channel's, or for `#server-to-user-<id>` (what
-/// the SDKs' `sendToUser` triggers to) the room of the user's signed-in connections. `None`
-/// for a name outside the protocol's rules.
-pub fn room_of(app: &App, ch: &str) -> Option<String> {
-    match ch.strip_prefix(channel::USER_CHANNEL_PREFIX) {
-        Some(user) if !user.is_empty() && user.len() <= crate::socket::MAX_USER_ID => {
-            Some(channel::user_room(app, user))
-        }
-        Some(_) => None,
-        None => channel::valid_name(ch).then(|| channel::room(app, ch)),
-    }
 }
 
 /// `<digits>.<digits>`, as the protocol's socket ids are.
