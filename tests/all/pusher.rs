@@ -26,10 +26,7 @@ fn config(webhook_port: u16) -> String {
 max_room_name = 200
 
 [[routes]]
-path = "/app/demo-key"
-plugins = ["pusher"]
-[[routes]]
-path = "/app/no-such-key"
+path = "/app/{{key}}"
 plugins = ["pusher"]
 
 [plugins.pusher]
@@ -126,8 +123,8 @@ async fn pusher_unknown_keys_and_old_protocols_get_the_protocols_error_then_clos
 }
 
 #[tokio::test]
-async fn pusher_presence_and_client_events_between_raw_clients() {
-    let s = server(free_port()).await;
+async fn pusher_presence_and_client_events_between_raw_clients_survive_a_live_reload() {
+    let mut s = server(free_port()).await;
     let mut clients = Vec::new();
     for user in ["ada", "bob"] {
         let mut ws = s.connect("/app/demo-key?protocol=7").await;
@@ -146,6 +143,9 @@ async fn pusher_presence_and_client_events_between_raw_clients() {
         (added["event"].as_str(), data(&added)["user_id"].as_str()),
         (Some("pusher_internal:member_added"), Some("bob"))
     );
+    // A new version of the plugin under the open connections: their protocol state is the host's.
+    let outcome = s.install_bytes("pusher", &rebuilt("pusher", "v2")).await;
+    assert!(matches!(outcome, wasmsock::plugin::LoadOutcome::Loaded { .. }), "{outcome:?}");
     let ev = json!({"event": "client-hi", "channel": "presence-room", "data": {"n": 1}});
     send(&mut clients[0].0, &ev.to_string()).await;
     let got = json_msg(&mut clients[1].0).await;

@@ -42,13 +42,42 @@ pub fn members_except(app: &App, channel: &str, except: Option<Conn>) -> BTreeMa
     out
 }
 
-/// Whether a connection other than `except` is in the channel as user `user_id`.
+/// Whether a connection other than `except` is in the channel as user `user_id`. Used when
+/// `except` leaves, after it wrote its state without the channel: of two connections of a
+/// user leaving at once, at least one then sees the other gone (the host's attachment writes
+/// and reads are atomic), so the member is not left behind.
 pub fn has_other_connection(app: &App, channel: &str, user_id: &str, except: Conn) -> bool {
     rooms::members(&channel::room(app, channel), MAX_SCAN)
         .into_iter()
         .filter(|c| *c != except)
         .any(|c| State::load(c).as_ref().and_then(|s| s.member(channel)).is_some_and(|m| m.user_id == user_id))
 }
+
+/// Whether another connection of user `user_id` joined the channel before the one that
+/// joined as number `seq` (a state without a number joined before any with one). Of two
+/// connections of a user joining at once, the first (lower number) always announces the user.
+pub fn joined_before(app: &App, channel: &str, user_id: &str, conn: Conn, seq: u64) -> bool {
+    rooms::members(&channel::room(app, channel), MAX_SCAN).into_iter().filter(|c| *c != conn).any(|c| {
+        State::load(c).is_some_and(|s| {
+            s.member(channel).is_some_and(|m| m.user_id == user_id) && s.joined.get(channel).copied().unwrap_or(0) < seq
+        })
+    })
+}
+
+/// The next join number (see [`joined_before`]); the largest one when the store refuses
+/// (the connection then counts as the latest: announced only if it is alone).
+pub fn next_join() -> u64 {
+    match wasmsock_sdk::kv::increment(JOIN_COUNTER, 1) {
+        Ok(n) => u64::try_from(n).unwrap_or(u64::MAX),
+        Err(e) => {
+            wasmsock_sdk::warn!("pusher: presence join counter: {e}");
+            u64::MAX
+        }
+    }
+}
+
+/// The key/value key of the join counter.
+const JOIN_COUNTER: &str = "presence:joins";
 
 /// The `presence` object of `pusher_internal:subscription_succeeded`.
 pub fn subscription_data(members: &BTreeMap<String, Member>) -> serde_json::Value {

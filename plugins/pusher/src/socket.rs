@@ -57,14 +57,20 @@ pub fn connect(conn: Conn, req: &Request) -> Connect {
 /// The protocol's refusal: `pusher:error` with `code`, then a close with the same code.
 fn refuse(conn: Conn, code: u16, message: &str) {
     send(conn, protocol::error(Some(code), message));
-    if let Err(e) = conn.close(code, message) {
+    // A close frame's reason holds 123 bytes.
+    if let Err(e) = conn.close(code, prefix(message, 123)) {
         wasmsock_sdk::debug!("pusher: could not close {}: {e}", conn.id());
     }
 }
 
 /// At most 64 bytes of peer input, for messages.
 fn short(s: &str) -> &str {
-    let mut end = s.len().min(64);
+    prefix(s, 64)
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
@@ -112,7 +118,13 @@ pub fn close(conn: Conn, code: u16, reason: &str) {
     let _ = (code, reason);
     let Some(state) = State::load(conn) else { return };
     let Some(app) = apps::by_id(&state.app) else { return };
-    // The host removes the connection from its rooms after this call: it is still counted.
+    // Written first, so that other connections of its users leaving at once see it gone
+    // (presence::has_other_connection). The host removes the connection from its rooms after
+    // this call: it is still counted there.
+    let gone = State { channels: Default::default(), joined: Default::default(), ..state.clone() };
+    if let Err(e) = gone.save(conn) {
+        wasmsock_sdk::debug!("pusher: {} could not clear its channels: {e}", conn.id());
+    }
     for (ch, member) in &state.channels {
         left(conn, &app, ch, member.as_ref(), 1);
     }
@@ -187,6 +199,10 @@ fn subscribe(conn: Conn, app: &App, mut state: State, data: &Value) {
         return send(conn, protocol::subscription_error(ch, "LimitReached", why, status));
     }
     state.channels.insert(ch.to_owned(), member.clone());
+    let seq = member.as_ref().map(|_| presence::next_join());
+    if let Some(n) = seq {
+        state.joined.insert(ch.to_owned(), n);
+    }
     if let Err(e) = state.save(conn) {
         conn.leave(&room);
         wasmsock_sdk::debug!("pusher: {} could not keep channel {ch}: {e}", conn.id());
@@ -198,8 +214,8 @@ fn subscribe(conn: Conn, app: &App, mut state: State, data: &Value) {
     if rooms::count(&room) == 1 {
         hooks::channel_occupied(app, ch);
     }
-    if let Some(m) = &member
-        && !presence::has_other_connection(app, ch, &m.user_id, conn)
+    if let (Some(m), Some(seq)) = (&member, seq)
+        && !presence::joined_before(app, ch, &m.user_id, conn, seq)
     {
         let added = json!({"user_id": m.user_id, "user_info": m.user_info});
         let msg = protocol::event("pusher_internal:member_added", Some(ch), &added);
@@ -264,6 +280,7 @@ fn presence_member(
 
 fn unsubscribe(conn: Conn, app: &App, mut state: State, ch: &str) {
     let Some(member) = state.channels.remove(ch) else { return };
+    state.joined.remove(ch);
     let room = channel::room(app, ch);
     conn.leave(&room);
     if let Err(e) = state.save(conn) {

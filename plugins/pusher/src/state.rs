@@ -19,6 +19,11 @@ pub struct State {
     /// Subscribed channels; the member this connection is on presence channels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub channels: BTreeMap<String, Option<Member>>,
+    /// When this connection joined each of its presence channels: a number from a counter
+    /// shared by the plugin's instances, so that of two connections of one user joining at
+    /// once, the later one knows it is later (see `presence::joined_before`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub joined: BTreeMap<String, u64>,
     /// The user this connection signed in as (`pusher:signin`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,

@@ -123,6 +123,9 @@ fn an_unknown_app_key_gets_4001_then_a_close_with_4001() {
     assert_eq!(sent[0]["event"], "pusher:error");
     assert_eq!(sent[0]["data"]["code"], 4001);
     assert_eq!(host.close_requested(conn).map(|c| c.0), Some(4001));
+    // A long key in a multi-byte script still gets its close (the reason fits a close frame).
+    let (long, _) = host.connect(&Pusher, request(&format!("/app/{}", "ключ".repeat(40)), "protocol=7"));
+    assert_eq!(host.close_requested(long).map(|c| c.0), Some(4001));
     // Nothing it sends afterwards is served.
     assert_eq!(send(&host, conn, &json!({"event": "pusher:ping"})), Flow::Done);
 }
@@ -530,4 +533,64 @@ fn a_connections_channels_are_bounded_by_the_host() {
     let ch = refused.expect("the attachment bound refused a subscription");
     assert_eq!(rooms::count(&format!("demo:{ch}")), 0);
     assert!(host2.is_open(c));
+}
+
+#[test]
+fn of_two_connections_of_a_user_joining_at_once_the_first_announces_the_user() {
+    use crate::state::State;
+    let host = host();
+    let ch = "presence-room";
+    let (watcher, ada1, ada2) = (client(&host, KEY), client(&host, KEY), client(&host, KEY));
+    join_presence(&host, watcher, ch, "bob");
+    // ada2 is half way through its own subscribe: in the room with its state written (a later
+    // join number than ada1 will get), not yet done announcing.
+    let member = presence::Member { user_id: "ada".into(), user_info: json!({"name": "ADA"}) };
+    let mut state = State::new("demo");
+    state.channels.insert(ch.into(), Some(member));
+    state.joined.insert(ch.into(), u64::MAX - 1);
+    state.save(ada2).unwrap();
+    ada2.join(&channel::room(&app(), ch)).unwrap();
+    // ada1 sees ada2 there, but ada2 joined after it: ada1 announces her.
+    join_presence(&host, ada1, ch, "ada");
+    let got = events(&host, watcher);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["event"], "pusher_internal:member_added");
+    assert_eq!(got[0]["data"]["user_id"], "ada");
+    // And a connection of hers joining later than both announces nothing.
+    let ada3 = client(&host, KEY);
+    join_presence(&host, ada3, ch, "ada");
+    assert!(events(&host, watcher).is_empty());
+}
+
+#[test]
+fn a_closing_connection_clears_its_channels_before_looking_for_the_users_other_connections() {
+    use crate::state::State;
+    let host = host();
+    let ch = "presence-room";
+    let (watcher, ada1, ada2) = (client(&host, KEY), client(&host, KEY), client(&host, KEY));
+    join_presence(&host, watcher, ch, "bob");
+    join_presence(&host, ada1, ch, "ada");
+    join_presence(&host, ada2, ch, "ada");
+    events(&host, watcher);
+    // ada2 is closing at the same moment: it wrote its cleared state, and is still in the room.
+    State::new("demo").save(ada2).unwrap();
+    host.close(&Pusher, ada1, 1001, "");
+    let got = events(&host, watcher);
+    assert_eq!(got.len(), 1, "ada is not left behind: {got:?}");
+    assert_eq!(got[0]["event"], "pusher_internal:member_removed");
+    // What ada1 wrote in its on-close is what ada2's on-close reads: the channel gone.
+    let host2 = self::host();
+    let c = client(&host2, KEY);
+    join_presence(&host2, c, ch, "ada");
+    #[derive(Default)]
+    struct Peek;
+    impl wasmsock_sdk::Plugin for Peek {
+        fn on_close(&self, conn: Conn, code: u16, reason: &str) {
+            crate::socket::close(conn, code, reason);
+            let left = State::load(conn).map(|s| s.channels.len());
+            wasmsock_sdk::kv::set("left", format!("{left:?}").as_bytes()).unwrap();
+        }
+    }
+    host2.close(&Peek, c, 1000, "");
+    assert_eq!(host2.kv("left").as_deref(), Some(&b"Some(0)"[..]));
 }
