@@ -80,6 +80,12 @@ pub fn note_subscribed(app: &App, channel: &str) {
     }
 }
 
+/// Drops `channel` from the list when its last subscriber (on this node) left, so the list
+/// (and the kv keys it takes) holds the occupied channels, not every channel ever used.
+pub fn note_vacated(app: &App, channel: &str) {
+    wasmsock_sdk::kv::delete(&index_key(app, channel));
+}
+
 /// The prefix of the channel pusher-js subscribes to after `pusher:signin`, to get the events
 /// sent to its user (`#server-to-user-<id>`).
 pub const USER_CHANNEL_PREFIX: &str = "#server-to-user-";

@@ -144,6 +144,7 @@ fn left(conn: Conn, app: &App, channel: &str, member: Option<&presence::Member>,
         hooks::member_removed(app, channel, &m.user_id);
     }
     if rooms::count(&room) <= remaining {
+        channel::note_vacated(app, channel);
         hooks::channel_vacated(app, channel);
     }
 }

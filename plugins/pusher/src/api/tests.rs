@@ -277,6 +277,38 @@ fn the_channel_list_has_the_occupied_channels_filtered_by_prefix() {
 }
 
 #[test]
+fn the_channel_list_follows_subscribes_and_unsubscribes_through_the_websocket_side() {
+    let host = host();
+    let connect = || {
+        let req = wasmsock_sdk::Request {
+            route: "/app/{key}".into(),
+            path: "/app/demo-key".into(),
+            query: "protocol=7".into(),
+            ..Default::default()
+        };
+        host.connect(&crate::Pusher, req).0
+    };
+    let (a, b) = (connect(), connect());
+    let say = |conn: Conn, event: &str, ch: &str| {
+        let msg = json!({"event": event, "data": {"channel": ch}}).to_string();
+        host.message(&crate::Pusher, conn, msg.into());
+    };
+    say(a, "pusher:subscribe", "news");
+    say(b, "pusher:subscribe", "news");
+    say(b, "pusher:subscribe", "sports");
+    let list = || call(&signed("GET", "/apps/demo/channels", "", ""));
+    assert_eq!(list(), Ok(json!({"channels": {"news": {}, "sports": {}}})));
+    say(a, "pusher:unsubscribe", "news");
+    assert_eq!(list(), Ok(json!({"channels": {"news": {}, "sports": {}}})), "b is still in news");
+    say(b, "pusher:unsubscribe", "sports");
+    host.close(&crate::Pusher, b, 1000, "");
+    // Vacated: the key is gone before any listing would drop it.
+    let keys = wasmsock_sdk::kv::list(&channel::index_prefix(&demo()), None, 10).keys;
+    assert_eq!(keys, Vec::<String>::new());
+    assert_eq!(list(), Ok(json!({"channels": {}})));
+}
+
+#[test]
 fn a_channels_info_and_users() {
     let host = host();
     subscriber(&host, "orders");
