@@ -26,7 +26,9 @@
 //!   (`channel_data` too large).
 //! - Presence: one member per user id. `pusher_internal:member_added` goes to the others when a
 //!   user's first connection joins, `member_removed` when its last one leaves (unsubscribe or
-//!   close); a second connection of the same user announces nothing.
+//!   close); a second connection of the same user announces nothing. Connections of one user
+//!   joining or leaving at the same moment (calls run in parallel) announce the user at least
+//!   once, rarely twice, and never leave a member behind.
 //! - `pusher:unsubscribe`; a connection's end leaves everything, with the same announcements.
 //! - `client-*` events, when the app's `client_events` is on, on `private-` and `presence-`
 //!   channels the sender is subscribed to, relayed to the channel's other subscribers (with

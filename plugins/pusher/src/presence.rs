@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use wasmsock_sdk::{Conn, rooms};
 
 use crate::apps::App;
@@ -14,13 +13,7 @@ use crate::state::State;
 /// one listing).
 pub const MAX_SCAN: u32 = 10_000;
 
-/// A member as the protocol lists it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Member {
-    pub user_id: String,
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub user_info: serde_json::Value,
-}
+pub use crate::state::Member;
 
 /// The channel's members, one per user id, in a stable order (by user id).
 pub fn members(app: &App, channel: &str) -> Vec<Member> {

@@ -10,7 +10,14 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use wasmsock_sdk::Conn;
 
-use crate::presence::Member;
+/// A presence channel's member as the protocol lists it (`presence::Member`; kept here, with
+/// the state that holds it, so that `presence` depends on `state` and not both ways).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub user_id: String,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub user_info: serde_json::Value,
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
