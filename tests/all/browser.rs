@@ -13,14 +13,14 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::*;
 
-fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|name| {
         std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
     })
 }
 
 /// A headless Chromium and a DevTools connection to it.
-struct Browser {
+pub(crate) struct Browser {
     child: Child,
     cdp: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     next_id: u64,
@@ -28,7 +28,7 @@ struct Browser {
 }
 
 impl Browser {
-    async fn launch(exe: &Path) -> Browser {
+    pub(crate) async fn launch(exe: &Path) -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let mut child = Command::new(exe)
             .args([
@@ -64,7 +64,7 @@ impl Browser {
         Browser { child, cdp, next_id: 1, _profile: profile }
     }
 
-    async fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+    pub(crate) async fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
         let id = self.next_id;
         self.next_id += 1;
         let mut msg = json!({"id": id, "method": method, "params": params});
@@ -84,14 +84,14 @@ impl Browser {
     }
 
     /// Opens `url` in a new page; returns its session id.
-    async fn open(&mut self, url: &str) -> String {
+    pub(crate) async fn open(&mut self, url: &str) -> String {
         let target = self.call(None, "Target.createTarget", json!({"url": url})).await;
         let attached =
             self.call(None, "Target.attachToTarget", json!({"targetId": target["targetId"], "flatten": true})).await;
         attached["sessionId"].as_str().unwrap().to_owned()
     }
 
-    async fn eval(&mut self, session: &str, expr: &str) -> Value {
+    pub(crate) async fn eval(&mut self, session: &str, expr: &str) -> Value {
         let r = self
             .call(
                 Some(session),
@@ -103,7 +103,7 @@ impl Browser {
     }
 
     /// Evaluates `expr` until it is true (within 20 s).
-    async fn wait_for(&mut self, session: &str, expr: &str) {
+    pub(crate) async fn wait_for(&mut self, session: &str, expr: &str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             if self.eval(session, expr).await == json!(true) {

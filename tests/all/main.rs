@@ -25,6 +25,7 @@ mod outbound;
 mod process;
 mod proxy;
 mod pusher;
+mod pusher_api;
 mod rooms;
 mod sandbox;
 mod state;

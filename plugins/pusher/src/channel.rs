@@ -53,12 +53,37 @@ pub fn socket_id(conn: Conn) -> String {
     format!("{}.{}", id, id.wrapping_mul(2_654_435_761) % 1_000_000_007)
 }
 
-#[allow(dead_code)] // the HTTP API's (api.rs)
 /// The connection a socket id names, if it is well formed (and its check part matches).
 pub fn conn_of(socket_id: &str) -> Option<Conn> {
     let (id, _) = socket_id.split_once('.')?;
     let conn = Conn::from_raw(id.parse().ok()?);
     (self::socket_id(conn) == socket_id).then_some(conn)
+}
+
+/// The kv key that lists a channel of `app` for the HTTP API's channel list (`GET
+/// /apps/{id}/channels`): the host has no list of rooms, so a subscribe notes its channel here
+/// ([`note_subscribed`]) and the listing drops the channels it finds empty.
+pub fn index_key(app: &App, channel: &str) -> String {
+    format!("{}{channel}", index_prefix(app))
+}
+
+/// The prefix of every [`index_key`] of `app`.
+pub fn index_prefix(app: &App) -> String {
+    format!("channels:{}:", app.id)
+}
+
+/// Notes that `channel` has a subscriber (idempotent; call on every successful subscribe, so a
+/// channel the listing dropped while someone was joining is listed again at the next one).
+pub fn note_subscribed(app: &App, channel: &str) {
+    if let Err(e) = wasmsock_sdk::kv::set(&index_key(app, channel), b"") {
+        wasmsock_sdk::warn!("pusher: channel {channel} of app {} not listed: {e}", app.id);
+    }
+}
+
+/// Drops `channel` from the list when its last subscriber (on this node) left, so the list
+/// (and the kv keys it takes) holds the occupied channels, not every channel ever used.
+pub fn note_vacated(app: &App, channel: &str) {
+    wasmsock_sdk::kv::delete(&index_key(app, channel));
 }
 
 /// The prefix of the channel pusher-js subscribes to after `pusher:signin`, to get the events

@@ -61,8 +61,6 @@ mod channel;
 mod hooks;
 mod presence;
 mod protocol;
-// md5_hex is the HTTP API's (api.rs): allowed until it uses it.
-#[allow(dead_code)]
 mod sign;
 mod socket;
 mod state;

@@ -16,7 +16,6 @@ pub const MAX_SCAN: u32 = 10_000;
 pub use crate::state::Member;
 
 /// The channel's members, one per user id, in a stable order (by user id).
-#[allow(dead_code)] // the HTTP API's (api.rs)
 pub fn members(app: &App, channel: &str) -> Vec<Member> {
     members_except(app, channel, None).into_values().collect()
 }

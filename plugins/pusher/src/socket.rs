@@ -144,6 +144,7 @@ fn left(conn: Conn, app: &App, channel: &str, member: Option<&presence::Member>,
         hooks::member_removed(app, channel, &m.user_id);
     }
     if rooms::count(&room) <= remaining {
+        channel::note_vacated(app, channel);
         hooks::channel_vacated(app, channel);
     }
 }
@@ -209,6 +210,8 @@ fn subscribe(conn: Conn, app: &App, mut state: State, data: &Value) {
         let why = "Too much subscription state on this connection ([host] max_attachment)";
         return send(conn, protocol::subscription_error(ch, "LimitReached", why, code::OVER_CAPACITY));
     }
+    // Listed for the HTTP API's `GET /channels` (the host keeps no list of rooms).
+    channel::note_subscribed(app, ch);
     if rooms::count(&room) == 1 {
         hooks::channel_occupied(app, ch);
     }
