@@ -40,6 +40,7 @@
 //! - [`rooms`], [`kv`], [`log`], [`config`]: the host's other services.
 //! - [`http`]: calls to the application's backend (allowed hosts only).
 //! - [`timers`]: one-shot timers the host holds, calling [`Plugin::on_timer`].
+//! - [`history`]: rooms' last publishes, with positions, for clients that come back.
 //! - [`webhooks`]: events for the backend, batched, signed and retried by the host.
 //! - [`Error`]: why a host call failed.
 //!
@@ -57,6 +58,7 @@ extern crate self as wasmsock_sdk;
 
 mod conn;
 mod error;
+pub mod history;
 pub mod http;
 mod http_types;
 pub mod kv;

@@ -86,6 +86,36 @@ impl TestHost {
         self
     }
 
+    /// Keeps the history of the rooms `rooms` names (`*` matches any run of characters), at
+    /// most `size` entries each, as a `[[history]]` rule does on the server (first rule that
+    /// matches wins). Chains, builder-style.
+    ///
+    /// ```
+    /// use wasmsock_sdk::{history, testing::TestHost};
+    /// let _host = TestHost::new().history("orders*", 100);
+    /// assert_eq!(history::current("orders:1").unwrap().offset, 0);
+    /// assert!(history::current("lobby").is_err());
+    /// ```
+    pub fn history(self, rooms: &str, size: usize) -> Self {
+        with(|s| s.history_rules.push((rooms.to_owned(), size.max(1))));
+        self
+    }
+
+    /// Loses `room`'s history, as a server restart does: its next use starts a new epoch.
+    ///
+    /// ```
+    /// use wasmsock_sdk::{history, testing::TestHost, Message};
+    /// let host = TestHost::new().history("news", 10);
+    /// let before = history::publish("news", Message::from("a"), None).unwrap().position;
+    /// host.lose_history("news");
+    /// let after = history::current("news").unwrap();
+    /// assert_ne!(after.epoch, before.epoch);
+    /// assert_eq!(after.offset, 0);
+    /// ```
+    pub fn lose_history(&self, room: &str) {
+        with(|s| s.history.remove(room));
+    }
+
     /// Answers outbound HTTP `method url` with `status` and `body` (any number of times).
     /// Requests nobody set an answer for fail with [`http::Error::Denied`], as on a server
     /// whose `http_allowed_hosts` does not list the backend.

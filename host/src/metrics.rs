@@ -121,6 +121,35 @@ pub struct Metrics {
     pub broker_dropped: Counter,
     pub broker_pending: Gauge,
     pub timers: TimerMetrics,
+    pub history: HistoryMetrics,
+}
+
+/// Room history (`[[history]]`): what is kept now over all rooms, its bound, and the entries
+/// evicted, by reason (`size`, `ttl`, `bytes`: a room's bounds; `total`: `[host]
+/// max_history_memory`; `unkept`: a publish the full total left out of history).
+#[derive(Default)]
+pub struct HistoryMetrics {
+    pub rooms: Gauge,
+    pub entries: Gauge,
+    pub bytes: Gauge,
+    pub limit: Gauge,
+    pub evictions: Family<ReasonLabel, Counter>,
+}
+
+impl HistoryMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register("history_rooms", "Rooms with a history kept", self.rooms.clone());
+        r.register("history_entries", "Publishes kept in room histories", self.entries.clone());
+        r.register("history_bytes", "Bytes kept in room histories (payloads and overhead)", self.bytes.clone());
+        r.register("history_bytes_limit", "[host] max_history_memory", self.limit.clone());
+        r.register("history_evictions", "History entries evicted, by reason", self.evictions.clone());
+    }
+
+    pub(crate) fn evicted(&self, reason: &str, n: u64) {
+        if n > 0 {
+            self.evictions.get_or_create(&ReasonLabel { reason: reason.to_owned() }).inc_by(n);
+        }
+    }
 }
 
 /// Plugin timers, by plugin: set, fired, refused (by reason), dropped when due (by reason),
@@ -230,9 +259,11 @@ impl Metrics {
             broker_dropped: Counter::default(),
             broker_pending: Gauge::default(),
             timers: TimerMetrics::default(),
+            history: HistoryMetrics::default(),
             registry: Registry::default(),
         };
         m.timers.register(&mut r);
+        m.history.register(&mut r);
         r.register("connections", "Open WebSocket connections", m.connections.clone());
         r.register("connections_accepted", "WebSocket connections accepted", m.connections_total.clone());
         r.register("handshake_rejects", "Handshakes refused, by reason", m.handshake_rejects.clone());

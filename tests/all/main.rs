@@ -16,6 +16,7 @@ mod contract;
 mod core;
 mod devtools;
 mod edge;
+mod history;
 mod hostile;
 mod http_routes;
 mod idle_memory;

@@ -156,6 +156,10 @@ pub(crate) struct State {
     pub(crate) cancelled_timers: Vec<String>,
     /// Webhook events emitted, in order.
     pub(crate) webhooks: Vec<crate::webhook_types::Emitted>,
+    /// `[[history]]` rules (room pattern, size), the rooms' logs, and epochs drawn so far.
+    pub(crate) history_rules: Vec<(String, usize)>,
+    pub(crate) history: BTreeMap<String, TestLog>,
+    pub(crate) epochs: u64,
 }
 
 /// An armed timer: when it comes due (on the test host's clock), its connection, and when it
@@ -595,5 +599,145 @@ pub(crate) fn cancel_timer(key: &str) -> bool {
             s.cancelled_timers.push(key.to_owned());
         }
         was
+    })
+}
+
+/// A room's history on the test host: like the server's, bounded by entries only (no ttl,
+/// no bytes), in one epoch until [`crate::testing::TestHost::lose_history`].
+#[derive(Default)]
+pub(crate) struct TestLog {
+    pub(crate) epoch: String,
+    pub(crate) top: u64,
+    pub(crate) entries: std::collections::VecDeque<(u64, Message)>,
+}
+
+impl TestLog {
+    /// Offsets up to this one are not kept.
+    fn floor(&self) -> u64 {
+        self.entries.front().map_or(self.top, |(o, _)| o - 1)
+    }
+
+    fn resume(&self, after: &crate::history::Position) -> Option<usize> {
+        (after.epoch == self.epoch && after.offset <= self.top && after.offset >= self.floor())
+            .then(|| (after.offset - self.floor()) as usize)
+    }
+
+    fn position(&self) -> crate::history::Position {
+        crate::history::Position { offset: self.top, epoch: self.epoch.clone() }
+    }
+}
+
+/// `*` matches any run of characters, as in the server's `[[history]] rooms`.
+fn glob(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            name.starts_with(head)
+                && (0..=name.len() - head.len())
+                    .any(|i| name.is_char_boundary(head.len() + i) && glob(rest, &name[head.len() + i..]))
+        }
+    }
+}
+
+/// The room's log (created on first use), or `NotPermitted` when no rule names it.
+fn test_log<'a>(s: &'a mut State, room: &str) -> Result<&'a mut TestLog, Error> {
+    if room.is_empty() || room.len() > s.limits.max_room_name {
+        return Err(Error::InvalidArgument);
+    }
+    let size = s.history_rules.iter().find(|(p, _)| glob(p, room)).map(|(_, n)| *n).ok_or(Error::NotPermitted)?;
+    let epochs = &mut s.epochs;
+    let log = s.history.entry(room.to_owned()).or_insert_with(|| {
+        *epochs += 1;
+        TestLog { epoch: format!("test{epochs}"), ..TestLog::default() }
+    });
+    while log.entries.len() > size {
+        log.entries.pop_front();
+    }
+    Ok(log)
+}
+
+fn history_size(s: &State, room: &str) -> usize {
+    s.history_rules.iter().find(|(p, _)| glob(p, room)).map_or(1, |(_, n)| *n)
+}
+
+pub(crate) fn history_publish(
+    room: &str,
+    msg: Message,
+    except: Option<u64>,
+) -> Result<crate::history::Published, Error> {
+    let (offset, epoch) = with(|s| test_log(s, room).map(|l| (l.top + 1, l.epoch.clone())))?;
+    let msg = match msg {
+        Message::Text(t) => {
+            Message::Text(t.replace(crate::history::OFFSET, &offset.to_string()).replace(crate::history::EPOCH, &epoch))
+        }
+        binary => binary,
+    };
+    let queued = publish(room, msg.clone(), except)?;
+    with(|s| {
+        let size = history_size(s, room);
+        let log = test_log(s, room)?;
+        log.top = offset;
+        log.entries.push_back((offset, msg));
+        while log.entries.len() > size {
+            log.entries.pop_front();
+        }
+        Ok(crate::history::Published { queued, position: log.position() })
+    })
+}
+
+pub(crate) fn history_read(
+    room: &str,
+    after: Option<&crate::history::Position>,
+    limit: u32,
+) -> Result<crate::history::Page, Error> {
+    with(|s| {
+        let log = test_log(s, room)?;
+        let (from, complete) = match after {
+            Some(a) => log.resume(a).map_or((0, false), |i| (i, true)),
+            None => (0, log.floor() == 0),
+        };
+        let limit = (limit as usize).min(1000);
+        let entries: Vec<crate::history::Entry> = log
+            .entries
+            .iter()
+            .skip(from)
+            .take(limit)
+            .map(|(offset, msg)| crate::history::Entry { offset: *offset, msg: msg.clone() })
+            .collect();
+        let more = from + entries.len() < log.entries.len();
+        Ok(crate::history::Page { entries, complete, more, top: log.position() })
+    })
+}
+
+pub(crate) fn history_current(room: &str) -> Result<crate::history::Position, Error> {
+    with(|s| test_log(s, room).map(|l| l.position()))
+}
+
+pub(crate) fn history_join(
+    conn: u64,
+    room: &str,
+    after: Option<&crate::history::Position>,
+) -> Result<crate::history::Recovery, Error> {
+    with(|s| test_log(s, room).map(|_| ()))?;
+    join(conn, room)?;
+    with(|s| {
+        let log = test_log(s, room)?;
+        let top = log.position();
+        let missed: Option<Vec<Message>> = after
+            .and_then(|a| log.resume(a))
+            .map(|from| log.entries.iter().skip(from).map(|(_, m)| m.clone()).collect());
+        let Some(missed) = missed else {
+            return Ok(crate::history::Recovery { recovered: false, replayed: 0, top });
+        };
+        let (sends, bytes) = s.spent;
+        let len: usize = missed.iter().map(Message::len).sum();
+        let left = s.limits.max_sends_per_call.saturating_sub(sends) as usize;
+        if missed.len() > left || bytes + len > s.limits.max_send_bytes_per_call {
+            return Ok(crate::history::Recovery { recovered: false, replayed: 0, top });
+        }
+        s.spent = (sends + missed.len() as u32, bytes + len);
+        let replayed = missed.len() as u32;
+        open_conn(s, conn)?.sent.extend(missed);
+        Ok(crate::history::Recovery { recovered: true, replayed, top })
     })
 }

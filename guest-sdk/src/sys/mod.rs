@@ -28,7 +28,7 @@ pub use bindings::export;
 /// function has a twin of the same signature in `memory`; keep the two in step.
 #[cfg(target_arch = "wasm32")]
 mod imp {
-    use super::bindings::wasmsock::plugin::{host, timers, types, users, webhooks};
+    use super::bindings::wasmsock::plugin::{history, host, timers, types, users, webhooks};
     use crate::level::Level;
     use crate::{Error, Identity, Message};
 
@@ -129,6 +129,50 @@ mod imp {
         });
         webhooks::emit(url, event, signing.as_ref()).map_err(Error::from)
     }
+    pub(crate) fn history_publish(
+        room: &str,
+        msg: Message,
+        except: Option<u64>,
+    ) -> Result<crate::history::Published, Error> {
+        let p = history::publish(room, &msg.into(), except).map_err(Error::from)?;
+        Ok(crate::history::Published { queued: p.queued, position: p.position.into() })
+    }
+    pub(crate) fn history_read(
+        room: &str,
+        after: Option<&crate::history::Position>,
+        limit: u32,
+    ) -> Result<crate::history::Page, Error> {
+        let page = history::read(room, after.map(wit_position).as_ref(), limit).map_err(Error::from)?;
+        Ok(crate::history::Page {
+            entries: page
+                .entries
+                .into_iter()
+                .map(|e| crate::history::Entry { offset: e.offset, msg: e.msg.into() })
+                .collect(),
+            complete: page.complete,
+            more: page.more,
+            top: page.top.into(),
+        })
+    }
+    pub(crate) fn history_current(room: &str) -> Result<crate::history::Position, Error> {
+        history::current(room).map(Into::into).map_err(Error::from)
+    }
+    pub(crate) fn history_join(
+        conn: u64,
+        room: &str,
+        after: Option<&crate::history::Position>,
+    ) -> Result<crate::history::Recovery, Error> {
+        let r = history::join(conn, room, after.map(wit_position).as_ref()).map_err(Error::from)?;
+        Ok(crate::history::Recovery { recovered: r.recovered, replayed: r.replayed, top: r.top.into() })
+    }
+    fn wit_position(p: &crate::history::Position) -> history::Position {
+        history::Position { offset: p.offset, epoch: p.epoch.clone() }
+    }
+    impl From<history::Position> for crate::history::Position {
+        fn from(p: history::Position) -> Self {
+            crate::history::Position { offset: p.offset, epoch: p.epoch }
+        }
+    }
     pub(crate) fn log(level: Level, message: &str) {
         let level = match level {
             Level::Trace => types::LogLevel::Trace,
@@ -205,3 +249,5 @@ pub(crate) use memory::{
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use memory::{cancel_timer, set_timer};
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use memory::{history_current, history_join, history_publish, history_read};

@@ -142,6 +142,22 @@ pub(crate) mod host {
     };
 }
 
+/// `[host] max_history_memory`: room history kept for all rooms together.
+pub(crate) mod history_memory {
+    pub(crate) const MAX_HISTORY_MEMORY: usize = 64 << 20;
+}
+
+/// `[[history]]`, per rule (`rooms` has no default).
+pub(crate) mod history {
+    use std::time::Duration;
+
+    pub(crate) const SIZE: usize = 100;
+    pub(crate) const TTL: Duration = Duration::from_secs(300);
+    pub(crate) const MAX_BYTES: usize = 1 << 20;
+    /// Not configurable beyond: a room's log is a queue in memory.
+    pub(crate) const MAX_SIZE: usize = 100_000;
+}
+
 /// `[engine]`, the wasm engine.
 pub(crate) mod engine {
     use std::time::Duration;

@@ -45,6 +45,25 @@ pub struct FileConfig {
     #[serde(rename = "static")]
     pub static_files: Option<StaticFile>,
     pub broker: Option<BrokerFile>,
+    /// Rooms whose last publishes the host keeps, for clients that come back.
+    #[serde(default)]
+    pub history: Vec<HistoryFile>,
+}
+
+/// A `[[history]]` rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryFile {
+    /// Room names (`*` matches any run of characters), e.g. "orders*".
+    pub rooms: String,
+    /// Only the rooms of this plugin (default: of every plugin).
+    pub plugin: Option<String>,
+    /// Most entries a room keeps.
+    pub size: Option<usize>,
+    /// Oldest entry a room keeps.
+    pub ttl: Option<Dur>,
+    /// Most bytes a room keeps (payloads plus 96 bytes per entry).
+    pub max_bytes: Option<ByteSize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -294,6 +313,8 @@ pub struct HostFile {
     /// Bytes the host keeps for all plugins together: key/value entries, attachments, room
     /// memberships.
     pub max_memory: Option<ByteSize>,
+    /// Bytes of room history (`[[history]]`) kept for all rooms together.
+    pub max_history_memory: Option<ByteSize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

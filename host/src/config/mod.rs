@@ -318,6 +318,8 @@ pub struct HostLimits {
     pub kv_max_value: usize,
     /// Bytes the host keeps for all plugins together.
     pub max_memory: usize,
+    /// Bytes of room history kept for all rooms together.
+    pub max_history_memory: usize,
 }
 
 impl Default for HostLimits {
@@ -330,6 +332,7 @@ impl Default for HostLimits {
             kv_max_key: defaults::host::KV_MAX_KEY,
             kv_max_value: defaults::host::KV_MAX_VALUE,
             max_memory: defaults::host::MAX_HOST_MEMORY,
+            max_history_memory: defaults::history_memory::MAX_HISTORY_MEMORY,
         }
     }
 }
@@ -401,6 +404,8 @@ pub struct Settings {
     pub admin: Option<String>,
     pub static_dir: Option<PathBuf>,
     pub broker: Option<BrokerSettings>,
+    /// Rooms whose history is kept (`[[history]]`), first match wins.
+    pub history: Vec<crate::hub::HistoryRule>,
     /// Things worth a warning at start-up (logged once logging is set up).
     pub warnings: Vec<String>,
 }
@@ -537,6 +542,11 @@ impl Settings {
             bail!("[static] dir {} is not a directory", dir.display());
         }
         let broker = f.broker.map(|b| resolve_broker(&b, &rel)).transpose().context("[broker]")?;
+        let history = f
+            .history
+            .iter()
+            .map(|h| resolve_history(h).with_context(|| format!("[[history]] rooms = {:?}", h.rooms)))
+            .collect::<Result<Vec<_>>>()?;
 
         Ok(Settings {
             listen,
@@ -554,6 +564,7 @@ impl Settings {
             admin,
             static_dir,
             broker,
+            history,
             warnings: Vec::new(),
         })
     }
@@ -841,7 +852,32 @@ fn resolve_host(h: &file::HostFile) -> HostLimits {
         kv_max_key: h.kv_max_key.unwrap_or(d.kv_max_key),
         kv_max_value: h.kv_max_value.map_or(d.kv_max_value, size),
         max_memory: h.max_memory.map_or(d.max_memory, size),
+        max_history_memory: h.max_history_memory.map_or(d.max_history_memory, size),
     }
+}
+
+fn resolve_history(h: &file::HistoryFile) -> Result<crate::hub::HistoryRule> {
+    let entries = h.size.unwrap_or(defaults::history::SIZE);
+    if entries == 0 || entries > defaults::history::MAX_SIZE {
+        bail!("size {entries}: from 1 to {}", defaults::history::MAX_SIZE);
+    }
+    if h.rooms.is_empty() {
+        bail!("rooms: empty (use \"*\" for every room)");
+    }
+    if let Some(p) = &h.plugin {
+        validate_plugin_name(p).context("plugin")?;
+    }
+    let ttl = h.ttl.map_or(defaults::history::TTL, |d| d.0);
+    if ttl.is_zero() {
+        bail!("ttl: must be more than 0s");
+    }
+    Ok(crate::hub::HistoryRule {
+        rooms: h.rooms.clone(),
+        plugin: h.plugin.clone(),
+        size: entries,
+        ttl,
+        max_bytes: h.max_bytes.map_or(defaults::history::MAX_BYTES, size),
+    })
 }
 
 fn resolve_engine(e: &file::EngineFile) -> Result<EngineSettings> {

@@ -155,6 +155,12 @@ fn checks() -> Vec<(&'static str, &'static str, Check)> {
         ("host", "kv_max_key", value(d::host::KV_MAX_KEY)),
         ("host", "kv_max_value", size(d::host::KV_MAX_VALUE)),
         ("host", "max_memory", size(d::host::MAX_HOST_MEMORY)),
+        ("host", "max_history_memory", size(d::history_memory::MAX_HISTORY_MEMORY)),
+        ("history", "rooms", prose("required")),
+        ("history", "plugin", prose("every plugin")),
+        ("history", "size", value(d::history::SIZE)),
+        ("history", "ttl", duration(d::history::TTL)),
+        ("history", "max_bytes", size(d::history::MAX_BYTES)),
         ("engine", "max_instances", value(d::engine::MAX_INSTANCES)),
         ("engine", "max_memory", size(d::engine::MAX_MEMORY)),
         ("engine", "epoch_tick", duration(d::engine::EPOCH_TICK)),
@@ -211,7 +217,7 @@ fn readme_tables() -> BTreeMap<String, BTreeMap<String, String>> {
 fn code_keys(section: &str) -> BTreeSet<String> {
     let text = match section {
         "" => "unknown_key_for_the_test = 1\n".to_owned(),
-        "routes" | "http_routes" => format!("[[{section}]]\nunknown_key_for_the_test = 1\n"),
+        "routes" | "http_routes" | "history" => format!("[[{section}]]\nunknown_key_for_the_test = 1\n"),
         _ => format!("[{section}]\nunknown_key_for_the_test = 1\n"),
     };
     let err = toml::from_str::<FileConfig>(&text).unwrap_err().to_string();

@@ -4,6 +4,7 @@
 mod admission;
 mod budget;
 mod conn;
+mod history;
 mod host_memory;
 mod kv;
 mod outbox;
@@ -23,6 +24,7 @@ use tokio::sync::Notify;
 pub use admission::{Admission, AdmitError, AdmitGuard};
 pub use budget::Budget;
 pub use conn::{ConnShared, Identity, Kill};
+pub use history::{History, HistoryError, HistoryRule, Page, Position, Recovery};
 pub use host_memory::{ENTRY_OVERHEAD, HostMemory};
 pub use kv::{AtomicError, KvPage, parse_counter};
 pub use kv::{Kv, KvError, KvLimits};
@@ -43,6 +45,8 @@ pub struct Hub {
     pub kv: Kv,
     /// Timers plugins set, until they come due.
     pub timers: Timers,
+    /// The last publishes of the rooms `[[history]]` names.
+    pub history: History,
     /// What plugins keep here (key/value, attachments, memberships), bounded.
     pub memory: Arc<HostMemory>,
     pub admission: Arc<Admission>,
@@ -66,6 +70,7 @@ impl Hub {
             users: Users::default(),
             kv: Kv::new(kv_limits, memory.clone()),
             timers: Timers::new(metrics.clone()),
+            history: History::new(Vec::new(), 0, metrics.clone()),
             memory,
             admission: Arc::default(),
             budget: Budget::default(),
@@ -73,6 +78,12 @@ impl Hub {
             departed: Notify::new(),
             peers: OnceLock::new(),
         }
+    }
+
+    /// Keeps the history of the rooms `rules` name, `max_bytes` for all of them together.
+    pub fn with_history(mut self, rules: Vec<HistoryRule>, max_bytes: usize) -> Self {
+        self.history = History::new(rules, max_bytes, self.metrics.clone());
+        self
     }
 
     /// Connects this hub to other nodes: its publishes and key/value writes go to `peers` too.

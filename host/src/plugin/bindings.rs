@@ -44,6 +44,7 @@ pub(crate) mod v0_2_http {
             "wasmsock:plugin/users": super::v0_2::wasmsock::plugin::users,
             "wasmsock:plugin/webhooks": super::v0_2::wasmsock::plugin::webhooks,
             "wasmsock:plugin/timers": super::v0_2::wasmsock::plugin::timers,
+            "wasmsock:plugin/history": super::v0_2::wasmsock::plugin::history,
         },
     });
 
@@ -85,6 +86,7 @@ pub(crate) mod v0_2_timer {
             "wasmsock:plugin/users": super::v0_2::wasmsock::plugin::users,
             "wasmsock:plugin/webhooks": super::v0_2::wasmsock::plugin::webhooks,
             "wasmsock:plugin/timers": super::v0_2::wasmsock::plugin::timers,
+            "wasmsock:plugin/history": super::v0_2::wasmsock::plugin::history,
         },
     });
 

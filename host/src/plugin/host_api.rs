@@ -105,7 +105,7 @@ impl StoreState {
         ErrorCode::HostMemoryFull
     }
 
-    fn room(&self, name: &str) -> Result<RoomKey, ErrorCode> {
+    pub(super) fn room(&self, name: &str) -> Result<RoomKey, ErrorCode> {
         if name.is_empty() || name.len() > self.env.host_limits.max_room_name {
             return Err(ErrorCode::InvalidArgument);
         }

@@ -6,6 +6,7 @@ mod breaker;
 mod capacity;
 mod contract;
 mod engine;
+mod history_api;
 mod host_api;
 mod instance;
 mod lanes;

@@ -7,6 +7,7 @@ use wasmsock_sdk::{Conn, Flow, Message, Plugin, export_plugin, rooms};
 
 mod hooks;
 mod permissions;
+mod recovery;
 mod summary;
 
 use permissions::Permissions;
@@ -21,10 +22,22 @@ pub struct Rooms;
 #[derive(Deserialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 enum Request {
-    Subscribe { channel: String },
-    Unsubscribe { channel: String },
-    Publish { channel: String, data: Value, echo: Option<bool> },
-    Presence { channel: String },
+    /// `since`: the last `{offset, epoch}` the client saw (see `recovery`).
+    Subscribe {
+        channel: String,
+        since: Option<Value>,
+    },
+    Unsubscribe {
+        channel: String,
+    },
+    Publish {
+        channel: String,
+        data: Value,
+        echo: Option<bool>,
+    },
+    Presence {
+        channel: String,
+    },
     Ping,
 }
 
@@ -104,11 +117,12 @@ fn handle(conn: Conn, request: Request) -> Result<Option<Value>, Refusal> {
     let perms = Permissions::of(conn);
     Ok(Some(match request {
         Request::Ping => json!({"event": "pong"}),
-        Request::Subscribe { channel } => {
+        Request::Subscribe { channel, since } => {
             check_channel(&channel)?;
             perms.check_subscribe(&channel)?;
             let already = conn.rooms().contains(&channel);
-            conn.join(&channel)?;
+            // Joins, and queues what the client missed before this reply (channels with history).
+            let recovery = recovery::join(conn, &channel, since.as_ref())?;
             if !already {
                 if presence_events() {
                     announce(
@@ -123,7 +137,11 @@ fn handle(conn: Conn, request: Request) -> Result<Option<Value>, Refusal> {
                 summary::subscribed(&channel);
             }
             let (members, count) = presence(&channel);
-            json!({"event": "subscribed", "channel": channel, "members": members, "count": count})
+            let mut reply = json!({"event": "subscribed", "channel": channel, "members": members, "count": count});
+            if let Some(r) = reply.as_object_mut() {
+                r.extend(recovery);
+            }
+            reply
         }
         Request::Unsubscribe { channel } => {
             check_channel(&channel)?;
@@ -145,9 +163,12 @@ fn handle(conn: Conn, request: Request) -> Result<Option<Value>, Refusal> {
             }
             let event = json!({"event": "message", "channel": channel, "data": data, "from": display_id(conn)});
             let except = if echo == Some(false) { Some(conn) } else { None };
-            // One host call; the host fans the same bytes out to every member.
-            let delivered = rooms::publish(&channel, Message::json(&event)?, except)?;
-            json!({"event": "published", "channel": channel, "delivered": delivered})
+            let (delivered, position) = recovery::publish(&channel, &event, except)?;
+            let mut receipt = json!({"event": "published", "channel": channel, "delivered": delivered});
+            if let Some(r) = receipt.as_object_mut() {
+                r.extend(position);
+            }
+            receipt
         }
         Request::Presence { channel } => {
             check_channel(&channel)?;

@@ -250,3 +250,69 @@ fn no_webhooks_without_a_url() {
     host.close(&Rooms, ada, 1000, "");
     assert!(host.webhooks().is_empty());
 }
+
+#[test]
+fn messages_of_history_channels_carry_their_position_and_a_resubscribe_gets_what_was_missed() {
+    let host = TestHost::new().history("orders*", 100);
+    let (ada, bob) = (user(&host, "ada"), user(&host, "bob"));
+    let reply = subscribe(&host, ada, "orders");
+    assert_eq!((reply["recovered"].clone(), reply["offset"].clone()), (json!(false), json!(0)));
+    let epoch = reply["epoch"].as_str().unwrap().to_owned();
+    send(&host, ada, json!({"event": "publish", "channel": "orders", "data": 1}));
+    let first = got(&host, ada).pop().unwrap();
+    assert_eq!(
+        first,
+        json!({"event": "message", "channel": "orders", "data": 1, "from": "ada", "offset": 1, "epoch": epoch})
+    );
+    send(&host, ada, json!({"event": "publish", "channel": "orders", "data": 2}));
+    send(&host, ada, json!({"event": "publish", "channel": "orders", "data": 3, "id": 7}));
+    let receipt = got(&host, ada).pop().unwrap();
+    assert_eq!((receipt["event"].clone(), receipt["offset"].clone()), (json!("published"), json!(3)));
+
+    // bob saw offset 1: he gets 2 and 3, then the reply.
+    send(&host, bob, json!({"event": "subscribe", "channel": "orders", "since": {"offset": 1, "epoch": epoch}}));
+    let events = got(&host, bob);
+    let offsets: Vec<&Value> = events.iter().map(|e| &e["offset"]).collect();
+    assert_eq!(offsets, [&json!(2), &json!(3), &json!(3)]);
+    assert_eq!(events[2]["event"], "subscribed");
+    assert_eq!(events[2]["recovered"], true);
+
+    // Channels without history: no positions, and a since is answered recovered:false.
+    send(&host, ada, json!({"event": "subscribe", "channel": "lobby", "since": {"offset": 1, "epoch": epoch}}));
+    let reply = got(&host, ada).pop().unwrap();
+    assert_eq!((reply["event"].clone(), reply["recovered"].clone()), (json!("subscribed"), json!(false)));
+    assert!(reply.get("offset").is_none());
+    send(&host, ada, json!({"event": "publish", "channel": "lobby", "data": 1}));
+    assert!(got(&host, ada).pop().unwrap().get("offset").is_none());
+}
+
+#[test]
+fn a_bad_since_subscribes_without_recovery() {
+    let host = TestHost::new().history("orders", 100);
+    let (ada, bob) = (user(&host, "ada"), user(&host, "bob"));
+    subscribe(&host, ada, "orders");
+    send(&host, ada, json!({"event": "publish", "channel": "orders", "data": 1}));
+    let epoch = got(&host, ada).pop().unwrap()["epoch"].clone();
+    for since in [
+        json!({"offset": 5, "epoch": epoch}),
+        json!({"offset": 0, "epoch": "other"}),
+        json!({"offset": "x"}),
+        json!("nonsense"),
+        json!({"offset": -1, "epoch": epoch}),
+    ] {
+        send(&host, bob, json!({"event": "subscribe", "channel": "orders", "since": since}));
+        let events = got(&host, bob);
+        assert_eq!(events.len(), 1, "{since}: {events:?}");
+        assert_eq!((events[0]["event"].clone(), events[0]["recovered"].clone()), (json!("subscribed"), json!(false)));
+        assert_eq!(events[0]["offset"], 1);
+    }
+    // Still subscribed: live messages arrive.
+    send(&host, ada, json!({"event": "publish", "channel": "orders", "data": 2}));
+    assert_eq!(got(&host, bob).pop().unwrap()["offset"], 2);
+    // A history lost (a restart): the old epoch is not recovered.
+    host.lose_history("orders");
+    send(&host, bob, json!({"event": "subscribe", "channel": "orders", "since": {"offset": 2, "epoch": epoch}}));
+    let reply = got(&host, bob).pop().unwrap();
+    assert_eq!(reply["recovered"], false);
+    assert_ne!(reply["epoch"], epoch);
+}
