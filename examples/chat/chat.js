@@ -1,5 +1,7 @@
 // wasmsock chat: joins a channel of the `rooms` plugin over wss://<this host>/chat, shows
-// messages and presence, and reconnects with backoff when the connection drops.
+// messages and presence, and reconnects with backoff when the connection drops. On channels with
+// history, it remembers the position (offset, epoch) of the last message it showed and
+// resubscribes after a reconnect with `since`, so what was published meanwhile is shown once.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -21,6 +23,8 @@ const state = {
   openedAt: 0,
   everOpened: false,
   wanted: false,
+  // channel -> {offset, epoch} of the last message shown (channels with history only).
+  positions: new Map(),
 };
 
 function setStatus(text) {
@@ -63,7 +67,7 @@ function connect() {
     state.openedAt = Date.now();
     state.everOpened = true;
     setStatus("joining…");
-    send({ event: "subscribe", channel: state.channel });
+    subscribe(state.channel);
   };
   ws.onmessage = (e) => {
     let msg;
@@ -90,6 +94,20 @@ function scheduleRetry(refused) {
   state.retryTimer = setTimeout(connect, delay);
 }
 
+// Subscribes, with the last position seen on this channel when there is one: the server then
+// sends what was missed, in order, before its `subscribed` reply.
+function subscribe(channel) {
+  const since = state.positions.get(channel);
+  send(since ? { event: "subscribe", channel, since } : { event: "subscribe", channel });
+}
+
+// Remembers the position of a message of a channel with history.
+function remember(msg) {
+  if (typeof msg.offset === "number" && typeof msg.epoch === "string") {
+    state.positions.set(msg.channel, { offset: msg.offset, epoch: msg.epoch });
+  }
+}
+
 function send(obj) {
   if (state.ws && state.ws.readyState === WebSocket.OPEN) {
     state.ws.send(JSON.stringify(obj));
@@ -104,6 +122,11 @@ function handle(msg) {
       if (msg.channel !== state.channel) return;
       state.members = new Set(msg.members || []);
       renderMembers();
+      if (msg.recovered === false && state.positions.has(msg.channel)) {
+        notice("some messages published while you were away could not be recovered");
+      }
+      // Not recovered (or a first subscribe): live messages continue from the channel's position.
+      if (msg.recovered !== true) remember(msg);
       setStatus(`connected in #${msg.channel}`);
       flushQueue();
       break;
@@ -124,6 +147,7 @@ function handle(msg) {
       notice(`${msg.user} left`);
       break;
     case "message":
+      remember(msg);
       addMessage(msg.from, textOf(msg.data), msg.channel);
       break;
     case "unsubscribed":
@@ -215,7 +239,7 @@ $("join").addEventListener("submit", (e) => {
     state.members.clear();
     renderMembers();
     setStatus("joining…");
-    send({ event: "subscribe", channel });
+    subscribe(channel);
     return;
   }
   state.backoff = BACKOFF_MIN;
@@ -227,10 +251,15 @@ $("compose").addEventListener("submit", (e) => {
   if (sendText($("message").value)) $("message").value = "";
 });
 
-// For automation and the curious: window.chat.state(), chat.send("hi"), chat.connect().
+// For automation and the curious: window.chat.state(), chat.send("hi"), chat.connect(),
+// chat.drop() (the connection is lost as if the network went away; the page reconnects).
 window.chat = {
   connect,
   send: sendText,
+  drop: () => {
+    if (state.ws) state.ws.close(4000, "dropped");
+    return true;
+  },
   state: () => ({
     status: state.status,
     channel: state.channel,
@@ -238,6 +267,7 @@ window.chat = {
     extensions: state.ws ? state.ws.extensions : "",
     members: [...state.members].sort(),
     messages: state.messages.slice(),
+    positions: Object.fromEntries(state.positions),
   }),
 };
 

@@ -1,6 +1,7 @@
 //! The chat page in a real browser: two headless Chromium pages, driven over the Chrome
 //! DevTools Protocol, join a channel, exchange messages, see each other's presence, and rejoin
-//! by themselves after the server restarts.
+//! by themselves after the server restarts; on a channel with history, a page that lost its
+//! connection shows what was published meanwhile exactly once.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -200,4 +201,48 @@ async fn two_browser_pages_chat_and_rejoin_after_a_server_restart() {
     browser.eval(&bob, "chat.send('back again')").await;
     browser.wait_for(&alice, &has_message("guest-bob", "back again")).await;
     drop(restarted);
+}
+
+/// How many times `text` from `from` is in the page's messages and on the page.
+fn count_message(from: &str, text: &str) -> String {
+    format!(
+        "[chat.state().messages.filter(m => m.from === '{from}' && m.text === '{text}').length, [...document.querySelectorAll('#messages li.message')].filter(li => li.dataset.from === '{from}' && li.querySelector('.text').textContent === '{text}').length]"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_loses_its_connection_shows_what_was_published_meanwhile_exactly_once() {
+    let Some(exe) = chromium() else {
+        skip_without("chromium");
+        return;
+    };
+    let config = format!("{}\n[[history]]\nrooms = \"lobby\"\n", config());
+    let s = Setup::new(&config).plugin("auth", "auth").plugin("rooms", "rooms").plugin("probe", "probe").start().await;
+    let port = s.addr.port();
+    let mut browser = Browser::launch(&exe).await;
+    let page = |name: &str| format!("https://localhost:{port}/?name={name}&channel=lobby&autoconnect=1");
+    let alice = browser.open(&page("alice")).await;
+    let bob = browser.open(&page("bob")).await;
+    browser.wait_for(&alice, CONNECTED).await;
+    browser.wait_for(&bob, CONNECTED).await;
+    browser.eval(&bob, "chat.send('before')").await;
+    browser.wait_for(&alice, &has_message("guest-bob", "before")).await;
+    // The page keeps the position of what it showed.
+    browser.wait_for(&alice, "chat.state().positions.lobby?.offset === 1").await;
+
+    // Alice's connection goes away; Bob publishes while she is away (her page ignores whatever
+    // still arrives on the closing socket, and retries after at least 250 ms).
+    browser.eval(&alice, "chat.drop()").await;
+    browser.eval(&bob, "chat.send('while you were away')").await;
+    browser.wait_for(&bob, &has_message("guest-bob", "while you were away")).await;
+    browser.wait_for(&alice, "!chat.state().status.startsWith('connected')").await;
+    // She is back, with the message, shown once, and live messages continue.
+    browser.wait_for(&alice, CONNECTED).await;
+    browser.wait_for(&alice, &has_message("guest-bob", "while you were away")).await;
+    browser.eval(&bob, "chat.send('after')").await;
+    browser.wait_for(&alice, &has_message("guest-bob", "after")).await;
+    assert_eq!(browser.eval(&alice, &count_message("guest-bob", "while you were away")).await, json!([1, 1]));
+    assert_eq!(browser.eval(&alice, &count_message("guest-bob", "before")).await, json!([1, 1]));
+    assert_eq!(browser.eval(&alice, "chat.state().positions.lobby.offset").await, json!(3));
+    drop(s);
 }
