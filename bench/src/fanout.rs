@@ -14,7 +14,7 @@ use crate::client::{self, Ws};
 use crate::kit::{Kit, median, quantile};
 use crate::server::{Server, free_port};
 
-const BIG: &str = "[server]\nmax_connections_per_ip = 100000\n[limits]\nping_interval = \"0s\"\n";
+pub(crate) const BIG: &str = "[server]\nmax_connections_per_ip = 100000\n[limits]\nping_interval = \"0s\"\n";
 
 /// A client of `/rooms` on the server at `port`, subscribed to `channel`.
 async fn subscribe_at(url: String, port: u16, tls: Arc<rustls::ClientConfig>, channel: String) -> Result<Ws> {
@@ -33,7 +33,12 @@ async fn subscribe(server: &Server, tls: &Arc<rustls::ClientConfig>, channel: &s
 }
 
 /// Opens `n` subscribers, 64 handshakes at a time.
-async fn subscribers(server: &Server, tls: &Arc<rustls::ClientConfig>, channel: &str, n: usize) -> Result<Vec<Ws>> {
+pub(crate) async fn subscribers(
+    server: &Server,
+    tls: &Arc<rustls::ClientConfig>,
+    channel: &str,
+    n: usize,
+) -> Result<Vec<Ws>> {
     let mut all = Vec::with_capacity(n);
     while all.len() < n {
         let batch = (n - all.len()).min(64);
@@ -161,7 +166,7 @@ impl Drop for Redis {
 
 /// Publishes `count` messages from `publisher` (batches of 50, each batch confirmed by the
 /// publisher's own copy) and measures, at `subs`, publish-to-delivery latency and throughput.
-async fn stream(mut publisher: Ws, subs: Vec<Ws>, count: usize) -> Result<(f64, f64, f64)> {
+pub(crate) async fn stream(mut publisher: Ws, subs: Vec<Ws>, count: usize) -> Result<(f64, f64, f64)> {
     let epoch = Instant::now();
     let n = subs.len();
     let lat = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n * count)));

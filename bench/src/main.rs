@@ -4,7 +4,7 @@
 //! ```text
 //! cargo build --release -p wasmsock -p wasmsock-bench
 //! ./target/release/wasmsock-bench all            # every scenario (about 10 minutes)
-//! ./target/release/wasmsock-bench echo|memory|handshake|calls|reload|fanout|broker|compression|fairness|outbound|pusher
+//! ./target/release/wasmsock-bench echo|memory|handshake|calls|reload|fanout|broker|compression|fairness|outbound|pusher|history
 //! ./target/release/wasmsock-bench soak [--minutes 5]   # not part of `all`
 //! ```
 //!
@@ -17,6 +17,7 @@ mod compression;
 mod echo;
 mod fairness;
 mod fanout;
+mod history;
 mod kit;
 mod outbound;
 mod proxy;
@@ -31,7 +32,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "usage: wasmsock-bench [all|calls|echo|memory|handshake|reload|fanout|broker|compression|fairness] [--quick]\n       wasmsock-bench soak [--minutes N]   (not part of all: 5 minutes by default)"
+            "usage: wasmsock-bench [all|calls|echo|memory|handshake|reload|fanout|broker|compression|fairness|outbound|pusher|history] [--quick]\n       wasmsock-bench soak [--minutes N]   (not part of all: 5 minutes by default)"
         );
         println!("servers on CPU 0, load on CPU 1; Markdown tables and JSON lines on stdout");
         return Ok(());
@@ -65,6 +66,7 @@ fn main() -> Result<()> {
         "fairness",
         "outbound",
         "pusher",
+        "history",
     ];
     let scenarios: Vec<&str> = match which {
         "all" => ALL.to_vec(),
@@ -86,6 +88,7 @@ fn main() -> Result<()> {
             "soak" => rt.block_on(soak::run(&kit, minutes))?,
             "outbound" => rt.block_on(outbound::calls_to_a_backend(&kit, quick))?,
             "pusher" => rt.block_on(pusher::triggers(&kit, quick))?,
+            "history" => rt.block_on(history::scenarios(&kit, quick))?,
             _ => unreachable!(),
         }
     }
