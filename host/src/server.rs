@@ -62,21 +62,19 @@ impl Server {
             names: tls.as_ref().map(|t| t.names.clone()).unwrap_or_default(),
         };
 
-        let hub = Arc::new(
-            Hub::new(
-                KvLimits {
-                    max_key: settings.host.kv_max_key,
-                    max_value: settings.host.kv_max_value,
-                    max_keys: settings.host.kv_max_keys,
-                },
-                settings.host.max_memory,
-                Arc::new(match settings.broker {
-                    Some(_) => crate::metrics::Metrics::with_broker(),
-                    None => crate::metrics::Metrics::new(),
-                }),
-            )
-            .with_history(settings.history.clone(), settings.host.max_history_memory),
+        let hub = Hub::new(
+            KvLimits {
+                max_key: settings.host.kv_max_key,
+                max_value: settings.host.kv_max_value,
+                max_keys: settings.host.kv_max_keys,
+            },
+            settings.host.max_memory,
+            Arc::new(match settings.broker {
+                Some(_) => crate::metrics::Metrics::with_broker(),
+                None => crate::metrics::Metrics::new(),
+            }),
         );
+        let hub = Arc::new(hub.with_history(settings.history.clone(), settings.host.max_history_memory));
         let runtime = Arc::new(Runtime::new(&settings.engine)?);
         let broker = settings.broker.as_ref().map(|b| Broker::start(b, hub.clone())).transpose()?;
         let registry = Arc::new(Registry::new(runtime, hub.clone(), settings.clone()));
