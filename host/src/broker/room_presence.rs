@@ -222,8 +222,15 @@ impl RoomPresence {
         tokio::time::timeout(ASK_TIMEOUT * 2, rx).await.ok()?.ok()?
     }
 
+    /// Writes this node's number for `user` in the room and sums the other nodes' (one
+    /// script). When that cannot be done now, the number is written with the next round.
     pub async fn user_elsewhere(&self, key: RoomKey, user: std::sync::Arc<str>) -> Option<usize> {
-        self.ask(|reply| Ask::Decide { key, user, reply }).await
+        let (k, u) = (key.clone(), user.clone());
+        let answer = self.ask(|reply| Ask::Decide { key, user, reply }).await;
+        if answer.is_none() {
+            self.changed(&k, Some(&u));
+        }
+        answer
     }
 
     pub async fn census(&self, key: RoomKey) -> Option<Census> {
@@ -300,7 +307,9 @@ impl Writer {
             };
             let pipes = if rewrite || overflow { self.rewrite(&hub) } else { vec![self.flush(&hub, fields)] };
             drop(hub);
-            for pipe in pipes {
+            // An empty pipeline is never sent: a multiplexed connection would wait for an
+            // answer that never comes.
+            for pipe in pipes.into_iter().filter(|p| !p.is_empty()) {
                 match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<()>(&mut conn)).await {
                     Ok(Ok(())) => {}
                     failed => {
@@ -468,4 +477,100 @@ impl Writer {
 /// `:<plugin>:<room>`: the end of a room's hash name, the same for every node.
 fn suffix(key: &RoomKey) -> String {
     format!(":{}:{}", key.plugin, key.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A throwaway `redis-server` on a free port (none installed: the test says so and passes).
+    struct Server(std::process::Child, u16);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    async fn redis() -> Option<(Server, redis::aio::MultiplexedConnection)> {
+        let exe = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).is_file())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let child = std::process::Command::new(exe)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = Server(child, port);
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+        for _ in 0..100 {
+            if let Ok(c) = client.get_multiplexed_async_connection().await {
+                return Some((server, c));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    async fn eval<T: redis::FromRedisValue>(
+        c: &mut redis::aio::MultiplexedConnection,
+        script: &str,
+        keys: &[&str],
+        args: &[&str],
+    ) -> T {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
+        cmd.query_async(c).await.expect("script")
+    }
+
+    /// The scripts against a real Redis: node `a` (this one) and `b` are alive, `c` fell silent
+    /// longer than the ttl ago; a decision writes and sums the others in one step, counts
+    /// and pages de-duplicate identities across nodes and skip the silent node.
+    #[tokio::test]
+    async fn the_scripts_count_live_nodes_once_per_user_and_decide_first_and_last() {
+        let Some((_server, mut c)) = redis().await else {
+            eprintln!("redis-server not installed: skipped");
+            return;
+        };
+        let nodes = "t:presence:nodes";
+        let hash = |n: &str| format!("t:rp:{n}:p:lobby");
+        let now: (u64, u64) = redis::cmd("TIME").query_async(&mut c).await.unwrap();
+        let now_ms = now.0 * 1000 + now.1 / 1000;
+        let _: () = redis::cmd("ZADD")
+            .arg(nodes)
+            .arg(now_ms)
+            .arg("b")
+            .arg(now_ms - 60_000)
+            .arg("c")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let _: () =
+            redis::cmd("HSET").arg(hash("b")).arg("u:bob").arg(2).arg("a").arg(1).query_async(&mut c).await.unwrap();
+        let _: () = redis::cmd("HSET").arg(hash("c")).arg("u:ada").arg(5).query_async(&mut c).await.unwrap();
+        let decide = format!("{NOW}{DECIDE}");
+        let args = |field: &'static str, n: &'static str| ["10000", "a", "t:rp:", ":p:lobby", field, n];
+        let a_hash = hash("a");
+        // Ada's first tab on a: the silent node c does not count.
+        assert_eq!(eval::<u64>(&mut c, &decide, &[nodes, &a_hash], &args("u:ada", "1")).await, 0);
+        // Bob on a: b has him twice already.
+        assert_eq!(eval::<u64>(&mut c, &decide, &[nodes, &a_hash], &args("u:bob", "1")).await, 2);
+        let census = format!("{NOW}{LIVE_HASHES}{CENSUS}");
+        let base = ["10000", "a", "t:rp:", ":p:lobby"];
+        let (conns, users, anon): (u64, u64, u64) = eval(&mut c, &census, &[nodes], &base).await;
+        assert_eq!((conns, users, anon), (5, 2, 1), "ada 1 + bob 1 here + bob 2 and 1 anonymous on b");
+        let page = format!("{NOW}{LIVE_HASHES}{PAGE}");
+        let all: Vec<String> = eval(&mut c, &page, &[nodes], &[&base[..], &["u:", "10"]].concat()).await;
+        assert_eq!(all, ["u:ada", "u:bob"]);
+        let rest: Vec<String> = eval(&mut c, &page, &[nodes], &[&base[..], &["u:ada", "10"]].concat()).await;
+        assert_eq!(rest, ["u:bob"]);
+        // Ada leaves a: written as gone, and nobody elsewhere has her (c is silent).
+        assert_eq!(eval::<u64>(&mut c, &decide, &[nodes, &a_hash], &args("u:ada", "0")).await, 0);
+        let left: Option<String> = redis::cmd("HGET").arg(&a_hash).arg("u:ada").query_async(&mut c).await.unwrap();
+        assert_eq!(left, None);
+        let (conns, users, _): (u64, u64, u64) = eval(&mut c, &census, &[nodes], &base).await;
+        assert_eq!((conns, users), (4, 1));
+    }
 }

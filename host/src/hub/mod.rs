@@ -187,11 +187,16 @@ impl Hub {
 
     /// Adds `conn` to a room, refusing once the connection is gone or at its room limit.
     pub fn join(&self, conn: &Arc<ConnShared>, key: RoomKey, max_rooms: usize) -> Result<(), JoinError> {
-        self.join_counted(conn, key, max_rooms).map(drop)
+        if self.join_counted(conn, key.clone(), max_rooms)?.is_some() {
+            self.room_changed(&key, conn.identity().as_deref());
+        }
+        Ok(())
     }
 
     /// [`Hub::join`], telling whether `conn` was added (`None`: it was a member already) and
-    /// then how many connections of its identity are in the room on this node.
+    /// then how many connections of its identity are in the room on this node. The other
+    /// nodes are not told: the caller tells them, with [`Hub::room_changed`] or in the same
+    /// step as it asks them ([`Hub::room_user_elsewhere`]).
     pub fn join_counted(
         &self,
         conn: &Arc<ConnShared>,
@@ -212,18 +217,21 @@ impl Hub {
         // Inserted while holding the connection's data lock, so `unregister` (which marks the
         // connection gone under the same lock) always sees this membership and removes it.
         let after = self.rooms.insert(&key, conn);
-        data.rooms.push(key.clone());
-        drop(data);
-        self.room_changed(&key, conn.identity().as_deref());
+        data.rooms.push(key);
         Ok(Some(after))
     }
 
     pub fn leave(&self, conn: &ConnShared, key: &RoomKey) -> bool {
-        self.leave_counted(conn, key).is_some()
+        let left = self.leave_counted(conn, key).is_some();
+        if left {
+            self.room_changed(key, conn.identity().as_deref());
+        }
+        left
     }
 
     /// [`Hub::leave`]: `None` if `conn` was not a member, else how many connections of its
-    /// identity are left in the room on this node.
+    /// identity are left in the room on this node. The other nodes are not told (as for
+    /// [`Hub::join_counted`]).
     pub fn leave_counted(&self, conn: &ConnShared, key: &RoomKey) -> Option<UserConns> {
         let after = {
             let mut data = conn.data.lock();
@@ -232,12 +240,11 @@ impl Hub {
             self.rooms.remove(key, conn)
         };
         self.memory.release(&key.plugin, membership_cost(key));
-        self.room_changed(key, conn.identity().as_deref());
         Some(after)
     }
 
     /// This node's presence in a room changed: the other nodes' view of it follows.
-    fn room_changed(&self, key: &RoomKey, identity: Option<&Identity>) {
+    pub(crate) fn room_changed(&self, key: &RoomKey, identity: Option<&Identity>) {
         if let Some(peers) = self.peers.get() {
             peers.room_changed(key, identity.map(|i| i.id.as_str()));
         }
@@ -245,8 +252,9 @@ impl Hub {
 
     /// How many connections of `user` are in a room on the other live nodes, after this
     /// node's own number for the user there is written (one atomic step, so that of two nodes
-    /// where the user arrives at once, exactly one sees none elsewhere). A node alone: 0;
-    /// `None` when the other nodes cannot be asked.
+    /// where the user arrives at once, exactly one sees none elsewhere: the number must not
+    /// have been written before, see [`Hub::join_counted`]). A node alone: 0; `None` when the
+    /// other nodes cannot be asked (the number is then written when they can).
     pub(crate) async fn room_user_elsewhere(&self, key: &RoomKey, user: &str) -> Option<usize> {
         match self.peers.get() {
             Some(peers) => peers.room_user_elsewhere(key.clone(), Arc::from(user)).await,

@@ -7,7 +7,7 @@ use std::future::Future;
 
 use super::bindings::{ErrorCode, v0_2};
 use super::state::StoreState;
-use crate::hub::{Census, Hub, JoinError, RoomKey, UserConns};
+use crate::hub::{Census, ConnShared, Hub, JoinError, RoomKey, UserConns};
 
 use v0_2::wasmsock::plugin::presence as wit;
 
@@ -25,11 +25,18 @@ enum Local {
 }
 
 impl Local {
-    fn of(key: RoomKey, conn_user: Option<String>, after: UserConns, edge: usize) -> Local {
-        match (after, conn_user) {
-            (None, _) | (_, None) => Local::Anonymous,
-            (Some(n), Some(user)) if n == edge => Local::Ask(key, user),
-            _ => Local::No,
+    /// What a membership change of `conn` means, `edge` being its identity's connections in
+    /// the room here that make it the first (1, after a join) or last (0, after a leave). The
+    /// other nodes are told of the change: in the same step as they are asked when it is an
+    /// edge (so the number must not reach them before), with the next write otherwise.
+    fn of(hub: &Hub, key: RoomKey, conn: &ConnShared, after: UserConns, edge: usize) -> Local {
+        let identity = conn.identity();
+        match (after, identity) {
+            (Some(n), Some(i)) if n == edge => Local::Ask(key, i.id.clone()),
+            (_, identity) => {
+                hub.room_changed(&key, identity.as_deref());
+                if identity.is_none() { Local::Anonymous } else { Local::No }
+            }
         }
     }
 
@@ -59,11 +66,10 @@ impl StoreState {
         let hub = self.env.hub.clone();
         let joined = self.room(&room).and_then(|key| {
             let target = self.target(conn)?;
-            let user = target.identity().map(|i| i.id.clone());
             let max = self.env.host_limits.max_rooms_per_connection;
             match self.env.hub.join_counted(&target, key.clone(), max) {
                 Ok(None) => Ok(Local::No),
-                Ok(Some(after)) => Ok(Local::of(key, user, after, 1)),
+                Ok(Some(after)) => Ok(Local::of(&self.env.hub, key, &target, after, 1)),
                 Err(JoinError::Gone) => Err(ErrorCode::UnknownConnection),
                 Err(JoinError::Limit) => Err(ErrorCode::LimitReached),
                 Err(JoinError::HostMemoryFull) => Err(self.host_memory_full()),
@@ -76,8 +82,8 @@ impl StoreState {
         let hub = self.env.hub.clone();
         let left = match (self.room(&room), self.target(conn)) {
             (Ok(key), Ok(target)) => {
-                let user = target.identity().map(|i| i.id.clone());
-                self.env.hub.leave_counted(&target, &key).map(|after| Local::of(key, user, after, 0))
+                let after = self.env.hub.leave_counted(&target, &key);
+                after.map(|after| Local::of(&self.env.hub, key, &target, after, 0))
             }
             _ => None,
         };
