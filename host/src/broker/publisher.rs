@@ -3,6 +3,11 @@
 //! pipeline again. Every frame is numbered from the node's sequence, so the receivers drop the
 //! frames Redis had already relayed before the failure: one publisher's messages arrive once
 //! and in order while Redis is up.
+//!
+//! Redis pub/sub keeps nothing for a subscriber that is away, so after a reconnection (a Redis
+//! restart, a Sentinel failover) the publisher first waits, a bounded time, until as many
+//! subscriptions to the rooms channel are back as it last saw: what queued up during the outage
+//! then reaches the nodes that are reconnecting too, instead of going out before they listen.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +21,11 @@ use crate::metrics::Metrics;
 
 /// A Redis that stops answering counts as down: reconnect rather than wait forever.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long, after a reconnection, publishing waits for the other nodes' subscriptions: longer
+/// than their longest reconnect backoff, so a node that is coming back is waited for and one
+/// that is gone (killed) delays this node's queued publishes by no more than this.
+const SETTLE_MAX: Duration = Duration::from_secs(6);
 
 pub(super) struct Publisher {
     pub client: super::client::Redis,
@@ -39,10 +49,17 @@ impl Publisher {
         let mut unsent: Option<(redis::Pipeline, u64)> = None;
         let mut heartbeat = tokio::time::interval(self.presence.heartbeat_every());
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Subscriptions to the rooms channel last seen, this node's included (0: not known).
+        let mut subscribers = 0u64;
+        let mut connected_before = false;
         loop {
             let mut conn = match self.client.get_multiplexed_async_connection().await {
-                Ok(c) => {
+                Ok(mut c) => {
                     backoff = BACKOFF_MIN;
+                    if connected_before {
+                        self.settle(&mut c, subscribers).await;
+                    }
+                    connected_before = true;
                     self.link.set(PUBLISHING, true);
                     self.presence.reconnected();
                     c
@@ -74,6 +91,9 @@ impl Publisher {
                                 self.presence.heartbeat(&mut beat);
                                 if !self.presence_upkeep(&mut conn, Some(beat)).await {
                                     break;
+                                }
+                                if let Some(n) = self.subscriptions(&mut conn).await {
+                                    subscribers = n;
                                 }
                                 continue;
                             }
@@ -110,6 +130,36 @@ impl Publisher {
                     }
                 }
             }
+        }
+    }
+
+    /// How many connections are subscribed to the rooms channel on this Redis (`None` if it
+    /// does not answer).
+    async fn subscriptions(&self, conn: &mut redis::aio::MultiplexedConnection) -> Option<u64> {
+        let mut numsub = redis::cmd("PUBSUB");
+        numsub.arg("NUMSUB").arg(&self.ch.rooms);
+        match tokio::time::timeout(PUBLISH_TIMEOUT, numsub.query_async::<(String, u64)>(conn)).await {
+            Ok(Ok((_, n))) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// After a reconnection: waits until `expected` subscriptions to the rooms channel are
+    /// back, at most [`SETTLE_MAX`], so that what queued up meanwhile is not published to a
+    /// Redis the other nodes are not listening to yet.
+    async fn settle(&self, conn: &mut redis::aio::MultiplexedConnection, expected: u64) {
+        if expected <= 1 {
+            return; // this node alone, or nothing known
+        }
+        let started = tokio::time::Instant::now();
+        loop {
+            let now = self.subscriptions(conn).await;
+            if now.is_none_or(|n| n >= expected) || started.elapsed() >= SETTLE_MAX {
+                let waited_ms = started.elapsed().as_millis() as u64;
+                tracing::info!(waited_ms, subscribed = now, expected, "broker: reconnected; publishing again");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
