@@ -42,8 +42,9 @@ const MAX_ASKS: usize = 1024;
 const MAX_DIRTY: usize = 100_000;
 /// Fields per `HSET`, and commands per pipeline, when the node writes everything again.
 const CHUNK: usize = 1000;
-/// Most identities one page may hold.
-pub(crate) const MAX_PAGE: usize = 1000;
+/// Most identities one page may hold: the host's page of 1000 and one more, which tells it
+/// whether there is a next page.
+const MAX_PAGE: usize = 1001;
 
 /// `now`: Redis's clock in milliseconds (every node measures liveness on the same clock).
 const NOW: &str = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) ";
@@ -429,6 +430,9 @@ impl Writer {
                 cmd.arg(field(Some(&user))).arg(n);
                 if n > 0 {
                     self.written.insert(key);
+                } else if self.hub.upgrade().is_none_or(|h| h.rooms.count(&key) == 0) {
+                    // Emptied here: nothing left to renew.
+                    self.written.remove(&key);
                 }
                 let r = self.query::<u64>(conn, &cmd).await;
                 let ok = r.is_some();
@@ -484,7 +488,7 @@ mod tests {
     use super::*;
 
     /// A throwaway `redis-server` on a free port (none installed: the test says so and passes).
-    struct Server(std::process::Child, u16);
+    struct Server(std::process::Child);
 
     impl Drop for Server {
         fn drop(&mut self) {
@@ -503,7 +507,7 @@ mod tests {
             .stdout(std::process::Stdio::null())
             .spawn()
             .ok()?;
-        let server = Server(child, port);
+        let server = Server(child);
         let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
         for _ in 0..100 {
             if let Ok(c) = client.get_multiplexed_async_connection().await {
