@@ -37,6 +37,7 @@ function bin(pkg, rel) {
 function run(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { stdio: 'inherit', ...opts });
   if (r.error) die(`cannot run ${cmd}: ${r.error.message}`);
+  if (r.signal) die(`${cmd} ${args[0] ?? ''} was killed by ${r.signal}`);
   return r.status ?? 1;
 }
 

@@ -31,9 +31,13 @@ fn built() -> Option<PathBuf> {
             .map_err(|e| (None, format!("cannot run scripts/lang-plugins.sh: {e}")))?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
-            let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            return Err((out.status.code(), tail.join("\n")));
+            // tsc writes its type errors to stdout, the script its own messages to stderr.
+            let last = |text: &str| {
+                let tail: Vec<String> = text.lines().rev().take(40).map(str::to_owned).collect();
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            };
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            return Err((out.status.code(), format!("{}\n--- stdout:\n{}", last(&stderr), last(&stdout))));
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
         Ok(PathBuf::from(stdout.lines().last().unwrap_or_default().trim()))

@@ -168,7 +168,10 @@ async fn misbehaviour_at_connect_refuses_the_handshake_and_at_close_is_contained
     let (status, body) = s.refused("/hostile?mode=loop").await;
     assert_eq!(status, 500);
     assert!(body.starts_with("plugin hostile") && body.contains("deadline"), "{body}");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // The deadline counts the plugin's own CPU time (50 ms), not wall time: on a machine busy
+    // with other builds the loop's 50 ms can take seconds of wall time, so the bound here only
+    // says it was cut off.
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
     assert_eq!(s.refused("/hostile?mode=panic").await.0, 500);
     // A loop in on-close: cut off, counted, nothing else affected.
     let before = s.metric("wasmsock_plugin_deadline_hits_total{plugin=\"hostile\"}").await;
