@@ -39,6 +39,7 @@
 //! - [`Message`], [`Request`], [`Identity`]: the data a plugin is handed.
 //! - [`rooms`], [`kv`], [`log`], [`config`]: the host's other services.
 //! - [`http`]: calls to the application's backend (allowed hosts only).
+//! - [`presence`]: who is in a room on every node; joins and leaves announced once per user.
 //! - [`timers`]: one-shot timers the host holds, calling [`Plugin::on_timer`].
 //! - [`history`]: rooms' last publishes, with positions, for clients that come back.
 //! - [`webhooks`]: events for the backend, batched, signed and retried by the host.
@@ -66,6 +67,7 @@ mod level;
 pub mod log;
 mod message;
 mod plugin;
+pub mod presence;
 mod request;
 pub mod rooms;
 mod serve;

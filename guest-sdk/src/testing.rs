@@ -179,6 +179,45 @@ impl TestHost {
         self
     }
 
+    /// Pretends other nodes of a cluster have `connections` of `user` in `room` (0 removes
+    /// them): [`presence`](crate::presence) counts and lists them, and a join or leave of the
+    /// user here is not their first or last.
+    ///
+    /// ```
+    /// use wasmsock_sdk::{Identity, presence, testing::TestHost};
+    /// let host = TestHost::new();
+    /// host.elsewhere("lobby", "ada", 1);
+    /// let tab = host.open_as("/chat", Identity::new("ada"));
+    /// let joined = presence::join(tab, "lobby").unwrap();
+    /// assert_eq!((joined.here, joined.everywhere), (true, Some(false)), "she is on another node");
+    /// assert_eq!(presence::count("lobby").connections, 2);
+    /// ```
+    pub fn elsewhere(&self, room: &str, user: &str, connections: u32) {
+        with(|s| {
+            let key = (room.to_owned(), user.to_owned());
+            if connections == 0 {
+                s.elsewhere.remove(&key);
+            } else {
+                s.elsewhere.insert(key, connections);
+            }
+        });
+    }
+
+    /// Pretends Redis cannot be asked (`true`) or can again: presence answers for this node
+    /// only, flagged (`cluster: false`, `everywhere: None`).
+    ///
+    /// ```
+    /// use wasmsock_sdk::{Identity, presence, testing::TestHost};
+    /// let host = TestHost::new();
+    /// host.presence_unknown(true);
+    /// let joined = presence::join(host.open_as("/chat", Identity::new("ada")), "lobby").unwrap();
+    /// assert_eq!((joined.everywhere, joined.announce()), (None, true), "falls back on this node");
+    /// assert!(!presence::count("lobby").cluster);
+    /// ```
+    pub fn presence_unknown(&self, unknown: bool) {
+        with(|s| s.presence_unknown = unknown);
+    }
+
     /// Opens an accepted connection on `route` without running `on_connect`: the quick way to
     /// get a [`Conn`] for testing `on_message` and `on_close`.
     ///

@@ -10,13 +10,13 @@ use serde_json::{Value, json};
 use crate::harness::*;
 
 /// A `redis-server` on a free port, without persistence; killed on drop.
-struct Redis {
+pub(crate) struct Redis {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Redis {
-    fn start(port: Option<u16>) -> Option<Redis> {
+    pub(crate) fn start(port: Option<u16>) -> Option<Redis> {
         Redis::spawn(port, &[])
     }
 
@@ -61,7 +61,7 @@ impl Redis {
         Some(r)
     }
 
-    fn kill(mut self) -> u16 {
+    pub(crate) fn kill(mut self) -> u16 {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.port
@@ -91,7 +91,7 @@ async fn node(redis_port: u16, extra: &str) -> TestServer {
     s
 }
 
-async fn connected(s: &TestServer) -> bool {
+pub(crate) async fn connected(s: &TestServer) -> bool {
     eventually(Duration::from_secs(15), async || s.metric("wasmsock_broker_connected").await == 1.0).await
 }
 
@@ -120,7 +120,7 @@ async fn publish(ws: &mut Ws, channel: &str, data: Value) {
     send(ws, &json!({"event": "publish", "channel": channel, "data": data}).to_string()).await;
 }
 
-fn skip() {
+pub(crate) fn skip() {
     skip_without("redis-server");
 }
 

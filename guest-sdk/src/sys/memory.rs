@@ -160,6 +160,10 @@ pub(crate) struct State {
     pub(crate) history_rules: Vec<(String, usize)>,
     pub(crate) history: BTreeMap<String, TestLog>,
     pub(crate) epochs: u64,
+    /// Presence on pretend other nodes: connections per (room, user) there.
+    pub(crate) elsewhere: BTreeMap<(String, String), u32>,
+    /// Pretend Redis cannot be asked: presence answers for this node only.
+    pub(crate) presence_unknown: bool,
 }
 
 /// An armed timer: when it comes due (on the test host's clock), its connection, and when it
@@ -366,6 +370,89 @@ pub(crate) fn user_connections(user: &str) -> u32 {
 /// The test host is one node: everywhere is here.
 pub(crate) fn user_connections_everywhere(user: &str) -> Option<u32> {
     Some(user_connections(user))
+}
+
+/// The identity's connections in `room` here.
+fn room_user_conns(s: &State, room: &str, user: &str) -> usize {
+    s.rooms.get(room).map_or(0, |m| {
+        m.iter().filter(|id| s.conns.get(id).and_then(|c| c.identity.as_ref()).is_some_and(|i| i.id == user)).count()
+    })
+}
+
+/// A join or leave's change: `edge` is the user's connections in the room here that make it
+/// their first (1, after a join) or last (0, after a leave).
+fn presence_change(s: &State, conn: u64, room: &str, edge: usize) -> crate::presence::Change {
+    let Some(user) = s.conns.get(&conn).and_then(|c| c.identity.as_ref()).map(|i| i.id.clone()) else {
+        return crate::presence::Change { here: true, everywhere: Some(true) };
+    };
+    let here = room_user_conns(s, room, &user) == edge;
+    let elsewhere = s.elsewhere.get(&(room.to_owned(), user)).copied().unwrap_or(0);
+    let everywhere = if !here {
+        Some(false)
+    } else if s.presence_unknown {
+        None
+    } else {
+        Some(elsewhere == 0)
+    };
+    crate::presence::Change { here, everywhere }
+}
+
+pub(crate) fn presence_join(conn: u64, room: &str) -> Result<crate::presence::Change, Error> {
+    let was = with(|s| s.conns.get(&conn).is_some_and(|c| c.rooms.contains(room)));
+    join(conn, room)?;
+    if was {
+        return Ok(crate::presence::Change { here: false, everywhere: Some(false) });
+    }
+    Ok(with(|s| presence_change(s, conn, room, 1)))
+}
+
+pub(crate) fn presence_leave(conn: u64, room: &str) -> Option<crate::presence::Change> {
+    leave(conn, room).then(|| with(|s| presence_change(s, conn, room, 0)))
+}
+
+pub(crate) fn presence_count(room: &str) -> crate::presence::Census {
+    with(|s| {
+        let mut users = BTreeSet::new();
+        let (mut connections, mut anonymous) = (0u32, 0u32);
+        for id in s.rooms.get(room).into_iter().flatten() {
+            connections += 1;
+            match s.conns.get(id).and_then(|c| c.identity.as_ref()) {
+                Some(i) => drop(users.insert(i.id.clone())),
+                None => anonymous += 1,
+            }
+        }
+        if !s.presence_unknown {
+            for ((r, user), n) in &s.elsewhere {
+                if r == room && *n > 0 {
+                    connections += n;
+                    users.insert(user.clone());
+                }
+            }
+        }
+        crate::presence::Census { connections, users: users.len() as u32, anonymous, cluster: !s.presence_unknown }
+    })
+}
+
+pub(crate) fn presence_users(room: &str, after: Option<&str>, limit: u32) -> crate::presence::UserPage {
+    with(|s| {
+        let mut users = BTreeSet::new();
+        for id in s.rooms.get(room).into_iter().flatten() {
+            if let Some(i) = s.conns.get(id).and_then(|c| c.identity.as_ref()) {
+                users.insert(i.id.clone());
+            }
+        }
+        if !s.presence_unknown {
+            users.extend(s.elsewhere.iter().filter(|((r, _), n)| r == room && **n > 0).map(|((_, u), _)| u.clone()));
+        }
+        let limit = limit.min(1000) as usize;
+        let mut page: Vec<String> =
+            users.into_iter().filter(|u| after.is_none_or(|a| u.as_str() > a)).take(limit + 1).collect();
+        let next = (page.len() > limit).then(|| {
+            page.truncate(limit);
+            page.last().cloned().unwrap_or_default()
+        });
+        crate::presence::UserPage { users: page, next, cluster: !s.presence_unknown }
+    })
 }
 
 pub(crate) fn close(conn: u64, code: u16, reason: &str) -> Result<(), Error> {

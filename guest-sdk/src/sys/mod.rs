@@ -28,7 +28,7 @@ pub use bindings::export;
 /// function has a twin of the same signature in `memory`; keep the two in step.
 #[cfg(target_arch = "wasm32")]
 mod imp {
-    use super::bindings::wasmsock::plugin::{history, host, timers, types, users, webhooks};
+    use super::bindings::wasmsock::plugin::{history, host, presence, timers, types, users, webhooks};
     use crate::level::Level;
     use crate::{Error, Identity, Message};
 
@@ -110,6 +110,28 @@ mod imp {
     }
     pub(crate) fn user_connections_everywhere(user: &str) -> Option<u32> {
         users::user_connections_everywhere(user)
+    }
+    pub(crate) fn presence_join(conn: u64, room: &str) -> Result<crate::presence::Change, Error> {
+        presence::join(conn, room).map(change).map_err(Error::from)
+    }
+    pub(crate) fn presence_leave(conn: u64, room: &str) -> Option<crate::presence::Change> {
+        presence::leave(conn, room).map(change)
+    }
+    pub(crate) fn presence_count(room: &str) -> crate::presence::Census {
+        let c = presence::count(room);
+        crate::presence::Census {
+            connections: c.connections,
+            users: c.users,
+            anonymous: c.anonymous,
+            cluster: c.cluster,
+        }
+    }
+    pub(crate) fn presence_users(room: &str, after: Option<&str>, limit: u32) -> crate::presence::UserPage {
+        let p = presence::users(room, after, limit);
+        crate::presence::UserPage { users: p.users, next: p.next, cluster: p.cluster }
+    }
+    fn change(c: presence::Change) -> crate::presence::Change {
+        crate::presence::Change { here: c.here, everywhere: c.everywhere }
     }
     pub(crate) fn set_timer(key: &str, delay_ms: u32, conn: Option<u64>) -> Result<(), Error> {
         timers::set_timer(key, delay_ms, conn).map_err(Error::from)
@@ -244,8 +266,8 @@ pub(crate) use imp::*;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use memory::{
     attachment, close, close_user, config, identity, join, kv_compare_and_set, kv_delete, kv_get, kv_increment,
-    kv_list, kv_set, leave, log, member_count, members, publish, rooms, send, send_to_user, set_attachment,
-    user_connections, user_connections_everywhere, webhook_emit,
+    kv_list, kv_set, leave, log, member_count, members, presence_count, presence_join, presence_leave, presence_users,
+    publish, rooms, send, send_to_user, set_attachment, user_connections, user_connections_everywhere, webhook_emit,
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use memory::{cancel_timer, set_timer};

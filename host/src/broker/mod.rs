@@ -26,7 +26,7 @@
 //! count and bytes), [`publisher`] (pipelines, resends), [`wire`] (the frame format and the
 //! names in Redis), [`subscriber`] (delivery to this node, dedup), [`kv_sync`] (the shared
 //! store's reloads), [`link`] (the two connections' gauge and backoff), [`presence`] (users'
-//! connections counted across nodes) and [`client`] (the Redis URL and `rediss://` files).
+//! connections counted across nodes), [`room_presence`] (who is in each room on every node) and [`client`] (the Redis URL and `rediss://` files).
 
 mod atomic;
 mod client;
@@ -35,6 +35,7 @@ mod link;
 mod presence;
 mod publisher;
 mod queue;
+mod room_presence;
 mod subscriber;
 mod wire;
 
@@ -45,13 +46,14 @@ use bytes::Bytes;
 
 use crate::config::BrokerSettings;
 use crate::hub::Outgoing;
-use crate::hub::{CountFuture, Hub, Peers, RoomKey, SharedKv, UserAction};
+use crate::hub::{CensusFuture, CountFuture, Hub, PageFuture, Peers, RoomKey, SharedKv, UserAction};
 use atomic::{Applied, RedisKv};
 use kv_sync::PendingKv;
 use link::Link;
 use presence::Presence;
 use publisher::Publisher;
 use queue::Outbound;
+use room_presence::RoomPresence;
 use subscriber::{Seen, Subscriber};
 use wire::Channels;
 
@@ -86,12 +88,15 @@ impl Broker {
         });
         let presence =
             Arc::new(Presence::new(Arc::downgrade(&hub), client.clone(), node, &settings.prefix, settings.node_ttl));
+        let (rooms, rooms_writer) =
+            RoomPresence::start(Arc::downgrade(&hub), client.clone(), node, &settings.prefix, settings.node_ttl);
         hub.set_peers(Arc::new(Fanout {
             shared_kv,
             queue: to_redis,
             pending_kv: pending_kv.clone(),
             atomic,
             presence: presence.clone(),
+            rooms,
         }))?;
         let publisher = Publisher {
             client: client.clone(),
@@ -105,7 +110,11 @@ impl Broker {
         };
         let subscriber =
             Subscriber { client, ch, node, shared_kv, hub, link, pending_kv, applied, seen: Seen::default() };
-        let tasks = vec![tokio::spawn(publisher.run()).abort_handle(), tokio::spawn(subscriber.run()).abort_handle()];
+        let tasks = vec![
+            tokio::spawn(publisher.run()).abort_handle(),
+            tokio::spawn(subscriber.run()).abort_handle(),
+            tokio::spawn(rooms_writer.run()).abort_handle(),
+        ];
         tracing::info!(node = format!("{node:016x}"), url = %client::redact(&settings.url), shared_kv, "broker: Redis pub/sub for rooms across nodes");
         Ok(Broker { tasks })
     }
@@ -135,6 +144,8 @@ struct Fanout {
     atomic: Option<Arc<RedisKv>>,
     /// Users' connections on every node.
     presence: Arc<Presence>,
+    /// Who is in each room on every node.
+    rooms: Arc<RoomPresence>,
 }
 
 impl Peers for Fanout {
@@ -174,6 +185,25 @@ impl Peers for Fanout {
     fn user_count_elsewhere(&self, plugin: Arc<str>, user: String) -> CountFuture {
         let presence = self.presence.clone();
         Box::pin(async move { presence.elsewhere(&plugin, &user).await })
+    }
+
+    fn room_changed(&self, key: &RoomKey, user: Option<&str>) {
+        self.rooms.changed(key, user);
+    }
+
+    fn room_user_elsewhere(&self, key: RoomKey, user: Arc<str>) -> CountFuture {
+        let rooms = self.rooms.clone();
+        Box::pin(async move { rooms.user_elsewhere(key, user).await })
+    }
+
+    fn room_census(&self, key: RoomKey) -> CensusFuture {
+        let rooms = self.rooms.clone();
+        Box::pin(async move { rooms.census(key).await })
+    }
+
+    fn room_users(&self, key: RoomKey, after: Option<String>, limit: usize) -> PageFuture {
+        let rooms = self.rooms.clone();
+        Box::pin(async move { rooms.users(key, after, limit).await })
     }
 
     /// With a shared store, a change is queued for Redis and the other nodes. The key counts

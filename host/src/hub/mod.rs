@@ -29,8 +29,8 @@ pub use host_memory::{ENTRY_OVERHEAD, HostMemory};
 pub use kv::{AtomicError, KvPage, parse_counter};
 pub use kv::{Kv, KvError, KvLimits};
 pub use outbox::{Outgoing, PushError};
-pub(crate) use peers::{AtomicFuture, CountFuture, Peers, SharedKv, UserAction};
-pub use rooms::{Allowance, Delivery, OverBudget, RoomKey, Rooms};
+pub(crate) use peers::{AtomicFuture, CensusFuture, CountFuture, PageFuture, Peers, SharedKv, UserAction};
+pub use rooms::{Allowance, Census, Delivery, OverBudget, RoomKey, Rooms, UserConns};
 pub use timers::{Due, TimerError, Timers};
 pub use users::Users;
 
@@ -121,9 +121,11 @@ impl Hub {
         for (plugin, value) in attachments {
             self.memory.release(&plugin, attachment_cost(&value));
         }
+        let identity = conn.identity();
         for key in rooms {
-            self.rooms.remove(&key, conn.id);
+            self.rooms.remove(&key, conn);
             self.memory.release(&key.plugin, membership_cost(&key));
+            self.room_changed(&key, identity.as_deref());
         }
         // After `gone` is set: a timer set for the connection from now on is refused. Only a
         // connection that had a timer touches the timers' lock.
@@ -196,12 +198,28 @@ impl Hub {
 
     /// Adds `conn` to a room, refusing once the connection is gone or at its room limit.
     pub fn join(&self, conn: &Arc<ConnShared>, key: RoomKey, max_rooms: usize) -> Result<(), JoinError> {
+        if self.join_counted(conn, key.clone(), max_rooms)?.is_some() {
+            self.room_changed(&key, conn.identity().as_deref());
+        }
+        Ok(())
+    }
+
+    /// [`Hub::join`], telling whether `conn` was added (`None`: it was a member already) and
+    /// then how many connections of its identity are in the room on this node. The other
+    /// nodes are not told: the caller tells them, with [`Hub::room_changed`] or in the same
+    /// step as it asks them ([`Hub::room_user_elsewhere`]).
+    pub fn join_counted(
+        &self,
+        conn: &Arc<ConnShared>,
+        key: RoomKey,
+        max_rooms: usize,
+    ) -> Result<Option<UserConns>, JoinError> {
         let mut data = conn.data.lock();
         if data.gone {
             return Err(JoinError::Gone);
         }
         if data.rooms.contains(&key) {
-            return Ok(());
+            return Ok(None);
         }
         if data.rooms.len() >= max_rooms {
             return Err(JoinError::Limit);
@@ -209,20 +227,72 @@ impl Hub {
         self.memory.charge(&key.plugin, membership_cost(&key)).map_err(|_| JoinError::HostMemoryFull)?;
         // Inserted while holding the connection's data lock, so `unregister` (which marks the
         // connection gone under the same lock) always sees this membership and removes it.
-        self.rooms.insert(&key, conn);
+        let after = self.rooms.insert(&key, conn);
         data.rooms.push(key);
-        Ok(())
+        Ok(Some(after))
     }
 
     pub fn leave(&self, conn: &ConnShared, key: &RoomKey) -> bool {
-        let mut data = conn.data.lock();
-        let Some(i) = data.rooms.iter().position(|k| k == key) else {
-            return false;
+        let left = self.leave_counted(conn, key).is_some();
+        if left {
+            self.room_changed(key, conn.identity().as_deref());
+        }
+        left
+    }
+
+    /// [`Hub::leave`]: `None` if `conn` was not a member, else how many connections of its
+    /// identity are left in the room on this node. The other nodes are not told (as for
+    /// [`Hub::join_counted`]).
+    pub fn leave_counted(&self, conn: &ConnShared, key: &RoomKey) -> Option<UserConns> {
+        let after = {
+            let mut data = conn.data.lock();
+            let i = data.rooms.iter().position(|k| k == key)?;
+            data.rooms.swap_remove(i);
+            self.rooms.remove(key, conn)
         };
-        data.rooms.swap_remove(i);
-        self.rooms.remove(key, conn.id);
         self.memory.release(&key.plugin, membership_cost(key));
-        true
+        Some(after)
+    }
+
+    /// This node's presence in a room changed: the other nodes' view of it follows.
+    pub(crate) fn room_changed(&self, key: &RoomKey, identity: Option<&Identity>) {
+        if let Some(peers) = self.peers.get() {
+            peers.room_changed(key, identity.map(|i| i.id.as_str()));
+        }
+    }
+
+    /// How many connections of `user` are in a room on the other live nodes, after this
+    /// node's own number for the user there is written (one atomic step, so that of two nodes
+    /// where the user arrives at once, exactly one sees none elsewhere: the number must not
+    /// have been written before, see [`Hub::join_counted`]). A node alone: 0; `None` when the
+    /// other nodes cannot be asked (the number is then written when they can).
+    pub(crate) async fn room_user_elsewhere(&self, key: &RoomKey, user: &str) -> Option<usize> {
+        match self.peers.get() {
+            Some(peers) => peers.room_user_elsewhere(key.clone(), Arc::from(user)).await,
+            None => Some(0),
+        }
+    }
+
+    /// Who is in a room on every live node (this one's included). A node alone: its own;
+    /// `None` when the other nodes cannot be asked.
+    pub(crate) async fn room_census_everywhere(&self, key: &RoomKey) -> Option<Census> {
+        match self.peers.get() {
+            Some(peers) => peers.room_census(key.clone()).await,
+            None => Some(self.rooms.census(key)),
+        }
+    }
+
+    /// Up to `limit` identities in a room on every live node, after `after`, in byte order.
+    pub(crate) async fn room_users_everywhere(
+        &self,
+        key: &RoomKey,
+        after: Option<String>,
+        limit: usize,
+    ) -> Option<Vec<String>> {
+        match self.peers.get() {
+            Some(peers) => peers.room_users(key.clone(), after, limit).await,
+            None => Some(self.rooms.users(key, after.as_deref(), limit)),
+        }
     }
 
     /// Publishes `item` to a room: queued to its members on this node but `except`, then taken

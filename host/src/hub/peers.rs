@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{AtomicError, RoomKey};
+use super::{AtomicError, Census, RoomKey};
 use crate::hub::Outgoing;
 
 pub(crate) trait Peers: Send + Sync {
@@ -39,6 +39,31 @@ pub(crate) trait Peers: Send + Sync {
         Box::pin(async { Some(0) })
     }
 
+    /// This node's presence in a room changed for `user` (`None`: its anonymous members).
+    fn room_changed(&self, key: &RoomKey, user: Option<&str>) {
+        let _ = (key, user);
+    }
+
+    /// Writes this node's number of `user`'s connections in the room and, in the same atomic
+    /// step, counts the user's connections there on the other live nodes; `None` when they
+    /// cannot be asked now.
+    fn room_user_elsewhere(&self, key: RoomKey, user: Arc<str>) -> CountFuture {
+        let _ = (key, user);
+        Box::pin(async { None })
+    }
+
+    /// Who is in the room on every live node; `None` when they cannot be asked now.
+    fn room_census(&self, key: RoomKey) -> CensusFuture {
+        let _ = key;
+        Box::pin(async { None })
+    }
+
+    /// A page of the room's identities on every live node; `None` when they cannot be asked.
+    fn room_users(&self, key: RoomKey, after: Option<String>, limit: usize) -> PageFuture {
+        let _ = (key, after, limit);
+        Box::pin(async { None })
+    }
+
     /// The store that decides atomic key/value operations for every node, when the key/value
     /// store is shared; `None`: this node's store decides.
     fn shared_kv(&self) -> Option<&dyn SharedKv> {
@@ -55,6 +80,12 @@ pub(crate) enum UserAction {
 
 /// What a count across nodes waits for.
 pub(crate) type CountFuture = Pin<Box<dyn Future<Output = Option<usize>> + Send>>;
+
+/// What a room's census across nodes waits for.
+pub(crate) type CensusFuture = Pin<Box<dyn Future<Output = Option<Census>> + Send>>;
+
+/// What a page of a room's identities across nodes waits for.
+pub(crate) type PageFuture = Pin<Box<dyn Future<Output = Option<Vec<String>>> + Send>>;
 
 /// What an atomic operation waits for.
 pub(crate) type AtomicFuture<T> = Pin<Box<dyn Future<Output = Result<T, AtomicError>> + Send>>;

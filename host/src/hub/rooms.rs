@@ -23,9 +23,36 @@ impl RoomKey {
     }
 }
 
-/// Ordered by connection id (oldest first), so listing the first few members of a big room
-/// costs the few, not a sort of the whole room on every subscribe.
-type Members = BTreeMap<u64, Arc<ConnShared>>;
+/// A room on this node: its members, ordered by connection id (oldest first), so listing the
+/// first few members of a big room costs the few, not a sort of the whole room on every
+/// subscribe; and who they are (presence), kept as members come and go so that a join or
+/// leave knows at once whether it is the user's first or last connection here.
+#[derive(Default)]
+struct Members {
+    conns: BTreeMap<u64, Arc<ConnShared>>,
+    /// Connections per identity, in id order (pages of users).
+    users: BTreeMap<Arc<str>, usize>,
+    /// Members without an identity.
+    anonymous: usize,
+}
+
+/// Who is in a room on this node.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Census {
+    pub connections: usize,
+    /// Distinct identities.
+    pub users: usize,
+    /// Connections without an identity.
+    pub anonymous: usize,
+}
+
+/// One room member's presence: the identity's connections in the room (on this node) after a
+/// join or leave; `None`: the connection has no identity.
+pub type UserConns = Option<usize>;
+
+/// A room's presence fields on this node: (identity, or `None` for the anonymous members;
+/// connections).
+pub type PresenceFields = Vec<(Option<Arc<str>>, usize)>;
 
 pub struct Rooms {
     shards: Vec<RwLock<HashMap<RoomKey, Members>>>,
@@ -97,19 +124,99 @@ impl Rooms {
         &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
-    pub(super) fn insert(&self, key: &RoomKey, conn: &Arc<ConnShared>) {
-        self.shard(key).write().entry(key.clone()).or_default().insert(conn.id, conn.clone());
-    }
-
-    /// Removes a member; an emptied room is freed.
-    pub(super) fn remove(&self, key: &RoomKey, conn: u64) {
+    /// Adds a member; its identity's connections in the room after.
+    pub(super) fn insert(&self, key: &RoomKey, conn: &Arc<ConnShared>) -> UserConns {
+        let identity = conn.identity();
         let mut shard = self.shard(key).write();
-        if let Some(members) = shard.get_mut(key) {
-            members.remove(&conn);
-            if members.is_empty() {
-                shard.remove(key);
+        let room = shard.entry(key.clone()).or_default();
+        if room.conns.insert(conn.id, conn.clone()).is_some() {
+            return identity.map(|i| room.users.get(i.id.as_str()).copied().unwrap_or(0));
+        }
+        match identity {
+            Some(i) => {
+                let n = room.users.entry(Arc::from(i.id.as_str())).or_default();
+                *n += 1;
+                Some(*n)
+            }
+            None => {
+                room.anonymous += 1;
+                None
             }
         }
+    }
+
+    /// Removes a member; an emptied room is freed. Its identity's connections in the room after.
+    pub(super) fn remove(&self, key: &RoomKey, conn: &ConnShared) -> UserConns {
+        let identity = conn.identity();
+        let mut shard = self.shard(key).write();
+        let Some(room) = shard.get_mut(key) else { return identity.map(|_| 0) };
+        let removed = room.conns.remove(&conn.id).is_some();
+        let after = match identity {
+            Some(i) => {
+                let id = i.id.as_str();
+                let n = room.users.get(id).copied().unwrap_or(0).saturating_sub(usize::from(removed));
+                if n == 0 {
+                    room.users.remove(id);
+                } else if let Some(c) = room.users.get_mut(id) {
+                    *c = n;
+                }
+                Some(n)
+            }
+            None => {
+                room.anonymous = room.anonymous.saturating_sub(usize::from(removed));
+                None
+            }
+        };
+        if room.conns.is_empty() {
+            shard.remove(key);
+        }
+        after
+    }
+
+    /// Who is in the room on this node.
+    pub fn census(&self, key: &RoomKey) -> Census {
+        let shard = self.shard(key).read();
+        shard.get(key).map_or_else(Census::default, |r| Census {
+            connections: r.conns.len(),
+            users: r.users.len(),
+            anonymous: r.anonymous,
+        })
+    }
+
+    /// Up to `limit` identities in the room on this node after `after`, in byte order.
+    pub fn users(&self, key: &RoomKey, after: Option<&str>, limit: usize) -> Vec<String> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let shard = self.shard(key).read();
+        let Some(room) = shard.get(key) else { return Vec::new() };
+        let from = after.map_or(Unbounded, |a| Excluded(Arc::<str>::from(a)));
+        room.users.range((from, Unbounded)).take(limit).map(|(u, _)| u.to_string()).collect()
+    }
+
+    /// `user`'s connections in the room on this node (`None`: anonymous members).
+    pub fn user_conns(&self, key: &RoomKey, user: Option<&str>) -> usize {
+        let shard = self.shard(key).read();
+        let Some(room) = shard.get(key) else { return 0 };
+        match user {
+            Some(u) => room.users.get(u).copied().unwrap_or(0),
+            None => room.anonymous,
+        }
+    }
+
+    /// Every room with members on this node and its presence: (identity or `None` for the
+    /// anonymous members, connections). For a node telling the other nodes everything again.
+    pub fn presence(&self) -> Vec<(RoomKey, PresenceFields)> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.read();
+            for (key, room) in shard.iter() {
+                let mut fields: Vec<_> = room.users.iter().map(|(u, n)| (Some(u.clone()), *n)).collect();
+                if room.anonymous > 0 {
+                    fields.push((None, room.anonymous));
+                }
+                out.push((key.clone(), fields));
+            }
+        }
+        out
     }
 
     /// Queues `item` to every member but `except`, or to none when `allowance` does not cover
@@ -130,6 +237,7 @@ impl Rooms {
         let members: Vec<Arc<ConnShared>> = {
             let shard = self.shard(key).read();
             let Some(members) = shard.get(key) else { return Ok(Delivery::default()) };
+            let members = &members.conns;
             let n = members.len() - usize::from(except.is_some_and(|id| members.contains_key(&id)));
             if !allowance.covers(n, len) {
                 return Err(OverBudget { members: n });
@@ -141,11 +249,11 @@ impl Rooms {
 
     pub fn members(&self, key: &RoomKey, limit: usize) -> Vec<u64> {
         let shard = self.shard(key).read();
-        shard.get(key).map(|m| m.keys().take(limit).copied().collect()).unwrap_or_default()
+        shard.get(key).map(|m| m.conns.keys().take(limit).copied().collect()).unwrap_or_default()
     }
 
     pub fn count(&self, key: &RoomKey) -> usize {
-        self.shard(key).read().get(key).map_or(0, |m| m.len())
+        self.shard(key).read().get(key).map_or(0, |m| m.conns.len())
     }
 
     /// (rooms, memberships) across all plugins.
@@ -155,7 +263,7 @@ impl Rooms {
         for shard in &self.shards {
             let shard = shard.read();
             rooms += shard.len();
-            members += shard.values().map(|m| m.len()).sum::<usize>();
+            members += shard.values().map(|m| m.conns.len()).sum::<usize>();
         }
         (rooms, members)
     }

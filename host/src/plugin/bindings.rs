@@ -26,6 +26,10 @@ pub(crate) mod v0_2 {
             "wasmsock:plugin/host.kv-increment": async,
             "wasmsock:plugin/host.kv-compare-and-set": async,
             "wasmsock:plugin/users.user-connections-everywhere": async,
+            "wasmsock:plugin/presence.join": async,
+            "wasmsock:plugin/presence.leave": async,
+            "wasmsock:plugin/presence.count": async,
+            "wasmsock:plugin/presence.users": async,
         },
     });
 }
@@ -42,6 +46,7 @@ pub(crate) mod v0_2_http {
             "wasmsock:plugin/types": super::v0_2::wasmsock::plugin::types,
             "wasmsock:plugin/host": super::v0_2::wasmsock::plugin::host,
             "wasmsock:plugin/users": super::v0_2::wasmsock::plugin::users,
+            "wasmsock:plugin/presence": super::v0_2::wasmsock::plugin::presence,
             "wasmsock:plugin/webhooks": super::v0_2::wasmsock::plugin::webhooks,
             "wasmsock:plugin/timers": super::v0_2::wasmsock::plugin::timers,
             "wasmsock:plugin/history": super::v0_2::wasmsock::plugin::history,
@@ -84,6 +89,7 @@ pub(crate) mod v0_2_timer {
             "wasmsock:plugin/types": super::v0_2::wasmsock::plugin::types,
             "wasmsock:plugin/host": super::v0_2::wasmsock::plugin::host,
             "wasmsock:plugin/users": super::v0_2::wasmsock::plugin::users,
+            "wasmsock:plugin/presence": super::v0_2::wasmsock::plugin::presence,
             "wasmsock:plugin/webhooks": super::v0_2::wasmsock::plugin::webhooks,
             "wasmsock:plugin/timers": super::v0_2::wasmsock::plugin::timers,
             "wasmsock:plugin/history": super::v0_2::wasmsock::plugin::history,

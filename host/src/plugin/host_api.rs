@@ -94,7 +94,7 @@ impl StoreState {
 
     /// Refuses a write past the plugin's share of host memory (at debug level: a plugin can
     /// make many in one call; `wasmsock_plugin_host_bytes` shows who is full).
-    fn host_memory_full(&self) -> ErrorCode {
+    pub(super) fn host_memory_full(&self) -> ErrorCode {
         let memory = &self.env.hub.memory;
         tracing::debug!(
             plugin = &*self.env.name,

@@ -12,6 +12,7 @@ mod instance;
 mod lanes;
 mod outbound;
 pub mod overhead;
+mod presence_api;
 mod registry;
 mod state;
 mod timer_driver;

@@ -11,7 +11,7 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wasmsock_sdk::{HttpRequest, HttpResponse, Message, Plugin, export_plugin, rooms, users};
+use wasmsock_sdk::{HttpRequest, HttpResponse, Message, Plugin, export_plugin, presence, rooms, users};
 
 #[cfg(test)]
 mod tests;
@@ -168,33 +168,45 @@ struct Channel {
     channel: String,
 }
 
-/// The channel's subscribers on this node: `{client id: {client, user}}`.
+/// The channel's subscribers on every node: `{client id: {client, user}}`. This node's
+/// connections are listed one by one (client: the connection id); the other nodes' are known
+/// by identity only, so each user present only there is listed once, as client
+/// `remote:<user>`. With a broker that cannot be asked (Redis down): `not available`.
 fn presence(c: Channel) -> Value {
     if c.channel.is_empty() {
         return error(code::BAD_REQUEST, "bad request");
     }
+    let page = presence::users(&c.channel, None, MAX_PRESENCE);
+    if !page.cluster {
+        return error(code::NOT_AVAILABLE, "not available");
+    }
     let mut presence = serde_json::Map::new();
+    let mut here = std::collections::BTreeSet::new();
     for conn in rooms::members(&c.channel, MAX_PRESENCE) {
         let client = conn.id().to_string();
         let user = conn.identity().map(|i| i.id).unwrap_or_default();
+        here.insert(user.clone());
+        presence.insert(client.clone(), json!({ "client": client, "user": user }));
+    }
+    for user in page.users.into_iter().filter(|u| !here.contains(u)) {
+        let client = format!("remote:{user}");
         presence.insert(client.clone(), json!({ "client": client, "user": user }));
     }
     result(json!({ "presence": presence }))
 }
 
+/// The channel's connections and distinct users on every node; `not available` when a broker
+/// cannot be asked (Redis down).
 fn presence_stats(c: Channel) -> Value {
     if c.channel.is_empty() {
         return error(code::BAD_REQUEST, "bad request");
     }
-    let members = rooms::members(&c.channel, MAX_PRESENCE);
-    if members.len() as u32 >= MAX_PRESENCE {
-        // Users could only be counted among the first ones listed.
+    let census = presence::count(&c.channel);
+    if !census.cluster {
         return error(code::NOT_AVAILABLE, "not available");
     }
-    let mut users: Vec<String> = members.iter().filter_map(|c| c.identity().map(|i| i.id)).collect();
-    users.sort();
-    users.dedup();
-    result(json!({ "num_clients": rooms::count(&c.channel), "num_users": users.len() }))
+    // Connections without an identity count as users of their own, as `presence` lists them.
+    result(json!({ "num_clients": census.connections, "num_users": census.users + census.anonymous }))
 }
 
 export_plugin!(Api);

@@ -83,6 +83,19 @@ fn disconnect_presence_and_stats() {
     assert_eq!(p["result"]["presence"].as_object().unwrap().len(), 3);
     let s = ok(&host, "presence_stats", json!({"channel": "room"}));
     assert_eq!(s, json!({"result": {"num_clients": 3, "num_users": 2}}));
+    // Another node has bob and cy: counted, and cy (there only) listed once by identity.
+    host.elsewhere("room", "bob", 1);
+    host.elsewhere("room", "cy", 2);
+    let s = ok(&host, "presence_stats", json!({"channel": "room"}));
+    assert_eq!(s, json!({"result": {"num_clients": 6, "num_users": 3}}));
+    let p = ok(&host, "presence", json!({"channel": "room"}));
+    assert_eq!(p["result"]["presence"]["remote:cy"], json!({"client": "remote:cy", "user": "cy"}));
+    assert_eq!(p["result"]["presence"].as_object().unwrap().len(), 4);
+    // Redis down: the cluster's numbers are not available.
+    host.presence_unknown(true);
+    assert_eq!(ok(&host, "presence_stats", json!({"channel": "room"}))["error"]["code"], 108);
+    assert_eq!(ok(&host, "presence", json!({"channel": "room"}))["error"]["code"], 108);
+    host.presence_unknown(false);
     assert_eq!(
         ok(&host, "disconnect", json!({"user": "ada", "disconnect": {"code": 4000, "reason": "bye"}})),
         json!({"result": {}})

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wasmsock_sdk::{Conn, Flow, Message, Plugin, export_plugin, rooms};
+use wasmsock_sdk::{Conn, Flow, Message, Plugin, export_plugin, presence, rooms};
 
 mod hooks;
 mod permissions;
@@ -88,14 +88,15 @@ impl Plugin for Rooms {
     }
 
     fn on_close(&self, conn: Conn, _code: u16, _reason: &str) {
-        // The host drops the memberships right after; tell the others (and the backend) first.
+        // The host would drop the memberships right after; leaving here tells whether this was
+        // the user's last connection in the channel on every node (one `leave` per user).
         let user = display_id(conn);
         for channel in conn.rooms() {
-            if presence_events() {
-                announce(&channel, json!({"event": "leave", "channel": channel, "user": user}), Some(conn));
+            let Some(change) = presence::leave(conn, &channel) else { continue };
+            if presence_events() && change.announce() {
+                announce(&channel, json!({"event": "leave", "channel": channel, "user": user}), None);
             }
-            // Still a member: the last one out leaves a count of 1.
-            hooks::left(&channel, &user, rooms::count(&channel) <= 1);
+            hooks::left(&channel, &user, rooms::count(&channel) == 0);
         }
     }
 }
@@ -121,10 +122,11 @@ fn handle(conn: Conn, request: Request) -> Result<Option<Value>, Refusal> {
             check_channel(&channel)?;
             perms.check_subscribe(&channel)?;
             let already = conn.rooms().contains(&channel);
-            // Joins, and queues what the client missed before this reply (channels with history).
-            let recovery = recovery::join(conn, &channel, since.as_ref())?;
+            // Joins (recovering what the client missed, with `since` and a history) and says
+            // whether the user's join is news: not for a second tab, wherever the first is.
+            let (recovery, first) = recovery::join(conn, &channel, since.as_ref())?;
             if !already {
-                if presence_events() {
+                if presence_events() && first {
                     announce(
                         &channel,
                         json!({"event": "join", "channel": channel, "user": display_id(conn)}),
@@ -136,19 +138,20 @@ fn handle(conn: Conn, request: Request) -> Result<Option<Value>, Refusal> {
             if !already {
                 summary::subscribed(&channel);
             }
-            let (members, count) = presence(&channel);
-            let mut reply = json!({"event": "subscribed", "channel": channel, "members": members, "count": count});
-            if let Some(r) = reply.as_object_mut() {
+            let (members, count, cluster) = presence(&channel);
+            let mut answer = json!({"event": "subscribed", "channel": channel, "members": members, "count": count});
+            flag_node_only(&mut answer, cluster);
+            if let Some(r) = answer.as_object_mut() {
                 r.extend(recovery);
             }
-            reply
+            answer
         }
         Request::Unsubscribe { channel } => {
             check_channel(&channel)?;
-            if !conn.leave(&channel) {
+            let Some(change) = presence::leave(conn, &channel) else {
                 return Err(Refusal(format!("not subscribed to {channel}")));
-            }
-            if presence_events() {
+            };
+            if presence_events() && change.announce() {
                 announce(&channel, json!({"event": "leave", "channel": channel, "user": display_id(conn)}), Some(conn));
             }
             hooks::left(&channel, &display_id(conn), rooms::count(&channel) == 0);
@@ -173,8 +176,10 @@ fn handle(conn: Conn, request: Request) -> Result<Option<Value>, Refusal> {
         Request::Presence { channel } => {
             check_channel(&channel)?;
             perms.check_subscribe(&channel)?;
-            let (users, count) = presence(&channel);
-            json!({"event": "presence", "channel": channel, "users": users, "count": count})
+            let (users, count, cluster) = presence(&channel);
+            let mut answer = json!({"event": "presence", "channel": channel, "users": users, "count": count});
+            flag_node_only(&mut answer, cluster);
+            answer
         }
     }))
 }
@@ -193,10 +198,24 @@ fn announce(channel: &str, event: Value, except: Option<Conn>) {
     }
 }
 
-/// Member ids (up to [`MAX_LISTED`]) and the member count.
-fn presence(channel: &str) -> (Vec<String>, u32) {
-    let members = rooms::members(channel, MAX_LISTED).into_iter().map(display_id).collect();
-    (members, rooms::count(channel))
+/// Member ids (up to [`MAX_LISTED`]) and the member count (connections), on every node:
+/// each identity once, then this node's members without one (`conn-<id>`, known here only).
+/// `false` when Redis could not be asked and these are this node's only.
+fn presence(channel: &str) -> (Vec<String>, u32, bool) {
+    let page = presence::users(channel, None, MAX_LISTED);
+    let mut members = page.users;
+    let room = rooms::members(channel, MAX_LISTED);
+    let anonymous = room.into_iter().filter(|c| c.identity().is_none()).map(display_id);
+    members.extend(anonymous.take((MAX_LISTED as usize).saturating_sub(members.len())));
+    let census = presence::count(channel);
+    (members, census.connections, page.cluster && census.cluster)
+}
+
+/// Says so in a reply when its member list and count are this node's only (Redis down).
+fn flag_node_only(answer: &mut Value, cluster: bool) {
+    if !cluster {
+        answer["cluster"] = Value::Bool(false);
+    }
 }
 
 /// Join/leave events, on by default; `presence = "false"` turns them off for large broadcast

@@ -316,3 +316,49 @@ fn a_bad_since_subscribes_without_recovery() {
     assert_eq!(reply["recovered"], false);
     assert_ne!(reply["epoch"], epoch);
 }
+
+#[test]
+fn a_users_second_tab_announces_no_join_and_only_the_last_leave_is_announced() {
+    let host = TestHost::new();
+    let ada = user(&host, "ada");
+    subscribe(&host, ada, "lobby");
+    let (tab1, tab2) = (user(&host, "bob"), user(&host, "bob"));
+    subscribe(&host, tab1, "lobby");
+    assert_eq!(got(&host, ada), vec![json!({"event": "join", "channel": "lobby", "user": "bob"})]);
+    let reply = subscribe(&host, tab2, "lobby");
+    assert_eq!(got(&host, ada), Vec::<Value>::new(), "bob's second tab is not a second join");
+    assert_eq!((reply["count"].clone(), reply["members"].clone()), (json!(3), json!(["ada", "bob"])));
+    send(&host, tab1, json!({"event": "unsubscribe", "channel": "lobby"}));
+    assert_eq!(got(&host, ada), Vec::<Value>::new(), "bob is still there in his other tab");
+    host.close(&Rooms, tab2, 1000, "bye");
+    assert_eq!(got(&host, ada), vec![json!({"event": "leave", "channel": "lobby", "user": "bob"})]);
+}
+
+#[test]
+fn a_user_present_on_another_node_is_not_announced_again_and_is_listed() {
+    let host = TestHost::new();
+    let ada = user(&host, "ada");
+    subscribe(&host, ada, "lobby");
+    host.elsewhere("lobby", "bob", 1);
+    host.elsewhere("lobby", "cy", 2);
+    let bob = user(&host, "bob");
+    let reply = subscribe(&host, bob, "lobby");
+    assert_eq!(got(&host, ada), Vec::<Value>::new(), "bob joined on another node first");
+    assert_eq!((reply["count"].clone(), reply["members"].clone()), (json!(5), json!(["ada", "bob", "cy"])));
+    host.close(&Rooms, bob, 1000, "bye");
+    assert_eq!(got(&host, ada), Vec::<Value>::new(), "bob is still on the other node");
+}
+
+#[test]
+fn with_redis_unreachable_joins_fall_back_on_this_node_and_replies_say_so() {
+    let host = TestHost::new();
+    host.presence_unknown(true);
+    let ada = user(&host, "ada");
+    let reply = subscribe(&host, ada, "lobby");
+    assert_eq!(reply["cluster"], false, "the member list is this node's only");
+    let bob = user(&host, "bob");
+    subscribe(&host, bob, "lobby");
+    assert_eq!(got(&host, ada), vec![json!({"event": "join", "channel": "lobby", "user": "bob"})]);
+    host.presence_unknown(false);
+    assert_eq!(subscribe(&host, ada, "other").get("cluster"), None);
+}
