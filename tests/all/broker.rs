@@ -20,6 +20,14 @@ impl Redis {
         Redis::spawn(port, &[])
     }
 
+    /// Redis that writes every change to an append-only file in `dir` before answering, so a
+    /// SIGKILL loses nothing and a restart on the same `dir` has all of it.
+    pub(crate) fn start_persistent(port: Option<u16>, dir: &std::path::Path) -> Option<Redis> {
+        let dir = dir.to_string_lossy().into_owned();
+        let args = ["--appendonly", "yes", "--appendfsync", "always", "--dir", &dir];
+        Redis::spawn(port, &args.map(String::from))
+    }
+
     /// Redis on TLS only (no plain port), with a password and client certificates required.
     fn start_tls(pki: &Pki, password: &str) -> Option<Redis> {
         let p = |name: &str| pki.path(name).to_string_lossy().into_owned();

@@ -170,8 +170,9 @@ async fn every_node_has_the_same_history_and_a_client_recovers_on_another_node_w
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_restart_changes_the_epoch_and_an_outage_leaves_each_node_its_own_history() {
-    let Some(redis) = Redis::start(None) else { return skip() };
+async fn restarts_keep_or_change_the_epoch_and_an_outage_leaves_each_node_its_own_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(redis) = Redis::start_persistent(None, dir.path()) else { return skip() };
     let a = node_a(redis.port).await;
     let mut publisher = a.connect("/chat?name=pub").await;
     subscribe(&mut publisher, "orders", None).await;
@@ -181,21 +182,21 @@ async fn a_redis_restart_changes_the_epoch_and_an_outage_leaves_each_node_its_ow
         publish(&mut publisher, "orders", json!(i)).await;
     }
     let seen = since(&messages_full(&mut ada, 3).await[2]);
-    let first_epoch = seen["epoch"].clone();
-
-    // Redis restarted without its data: the room's history is gone, and so is its epoch.
-    let port = redis.kill();
-    let redis = Redis::start(Some(port)).unwrap();
-    assert!(connected(&a).await, "node A did not reconnect");
-    let receipt = publish_confirmed(&mut publisher, "orders", json!("redis-again")).await;
-    assert_ne!(receipt["epoch"], first_epoch, "a Redis restarted empty must change the epoch: {receipt}");
-    assert_eq!(receipt["offset"], 1);
+    let redis_epoch = seen["epoch"].clone();
     drop(ada);
+
+    // Redis restarted with its data: same epoch, the history continues.
+    let port = redis.kill();
+    let redis = Redis::start_persistent(Some(port), dir.path()).unwrap();
+    assert!(connected(&a).await, "node A did not reconnect");
+    let receipt = publish_confirmed(&mut publisher, "orders", json!("after-restart")).await;
+    assert_eq!((receipt["epoch"].clone(), receipt["offset"].clone()), (redis_epoch.clone(), json!(4)), "{receipt}");
     let mut ada = a.connect("/chat?name=ada").await;
-    let reply = subscribe(&mut ada, "orders", Some(seen)).await.pop().unwrap();
-    assert_eq!(reply["recovered"], false, "the old epoch cannot be recovered: {reply}");
-    assert_eq!(reply["epoch"], receipt["epoch"]);
-    let redis_epoch = receipt["epoch"].clone();
+    let events = subscribe(&mut ada, "orders", Some(seen.clone())).await;
+    let (reply, missed) = events.split_last().unwrap();
+    assert_eq!(reply["recovered"], true, "a restart that kept the data keeps the history: {reply}");
+    assert_eq!(missed.iter().map(|m| m["data"].clone()).collect::<Vec<_>>(), [json!("after-restart")]);
+    let seen = since(&missed[0]);
 
     // Redis down: the node publishes with a history of its own (a new epoch), live delivery
     // goes on, and a client coming back to this node recovers from it.
@@ -218,16 +219,34 @@ async fn a_redis_restart_changes_the_epoch_and_an_outage_leaves_each_node_its_ow
     assert_eq!(data, [&json!("while-away"), &json!("while-away-2")]);
     // A position in Redis's epoch cannot be vouched for while Redis is away.
     let mut bob = a.connect("/chat?name=bob").await;
-    let reply = subscribe(&mut bob, "orders", Some(json!({"offset": 1, "epoch": redis_epoch}))).await.pop().unwrap();
+    let reply = subscribe(&mut bob, "orders", Some(seen.clone())).await.pop().unwrap();
     assert_eq!(reply["recovered"], false, "{reply}");
 
-    // Redis back: publishes take Redis's offsets again, and the node's own epoch ends.
-    let _redis = Redis::start(Some(port)).unwrap();
+    // Redis back with its data: Redis's history lacks what this node published alone, so the
+    // room's epoch ends (a position in it would claim nothing was missed), and publishes take
+    // Redis's offsets again.
+    let redis = Redis::start_persistent(Some(port), dir.path()).unwrap();
     assert!(connected(&a).await, "node A did not reconnect");
+    let mut cy = a.connect("/chat?name=cy").await;
+    let reply = subscribe(&mut cy, "orders", Some(seen)).await.pop().unwrap();
+    assert_eq!(reply["recovered"], false, "the local publishes are not in Redis: {reply}");
     let receipt = publish_confirmed(&mut publisher, "orders", json!("redis-again")).await;
-    assert_ne!(receipt["epoch"], local_epoch, "{receipt}");
+    let new_epoch = receipt["epoch"].clone();
+    assert!(new_epoch != local_epoch && new_epoch != redis_epoch, "{receipt}");
+    assert_eq!(receipt["offset"], 1);
     let live = message_full(&mut ada).await;
-    assert_eq!(live["epoch"], receipt["epoch"], "members get Redis's position");
+    assert_eq!((live["data"].clone(), live["epoch"].clone()), (json!("redis-again"), new_epoch.clone()));
+
+    // Redis restarted empty (its data gone): the epoch changes again.
+    let port = redis.kill();
+    let empty = tempfile::tempdir().unwrap();
+    let _redis = Redis::start_persistent(Some(port), empty.path()).unwrap();
+    assert!(connected(&a).await, "node A did not reconnect");
+    let receipt = publish_confirmed(&mut publisher, "orders", json!("empty")).await;
+    assert_ne!(receipt["epoch"], new_epoch, "a Redis restarted empty must change the epoch: {receipt}");
+    let mut dee = a.connect("/chat?name=dee").await;
+    let reply = subscribe(&mut dee, "orders", Some(since(&live))).await.pop().unwrap();
+    assert_eq!(reply["recovered"], false, "{reply}");
 }
 
 async fn message_full(ws: &mut Ws) -> Value {

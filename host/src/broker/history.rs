@@ -66,10 +66,14 @@ const READ: &str = "redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
     if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], ARGV[6] .. string.format('%.0f', top) .. '\\n' .. e) end \
     return {e, top, out}";
 
+/// KEYS: hash, stream. Forgets the room's history: the next publish or read draws a new epoch.
+const FORGET: &str = "return redis.call('DEL', KEYS[1], KEYS[2])";
+
 pub(super) struct RedisHistory {
     scripts: ScriptConn,
     publish: Script,
     read: Script,
+    forget: Script,
     ch: Channels,
     prefix: String,
     node: u64,
@@ -94,6 +98,7 @@ impl RedisHistory {
             scripts: ScriptConn::new(client, TIMEOUT),
             publish: Script::new(format!("{EPOCH}{PUBLISH}")),
             read: Script::new(format!("{EPOCH}{READ}")),
+            forget: Script::new(FORGET.to_owned()),
             ch,
             prefix: prefix.to_owned(),
             node,
@@ -114,6 +119,26 @@ impl RedisHistory {
         if let Some(tx) = self.probes.lock().remove(&n) {
             let _ = tx.send(());
         }
+    }
+
+    /// Ends the epoch of the rooms this node published to with offsets of its own while Redis
+    /// was out of reach: the shared history lacks those publishes, so a client's position in it
+    /// can no longer vouch for what the client has. Run before the node counts Redis as back.
+    /// Returns whether every room was dealt with.
+    pub async fn forget_diverged(&self, hub: &Hub) -> bool {
+        let rooms = hub.history.take_diverged();
+        for (i, key) in rooms.iter().enumerate() {
+            let (hash, stream) = self.keys(key);
+            if let Err(e) = self.scripts.run::<u64>(&self.forget, &[&hash, &stream], &[]).await {
+                refused(key, e);
+                hub.history.mark_diverged(&rooms[i..]);
+                return false;
+            }
+        }
+        if !rooms.is_empty() {
+            tracing::info!(rooms = rooms.len(), "broker: rooms published to while Redis was away start a new epoch");
+        }
+        true
     }
 
     async fn publish(

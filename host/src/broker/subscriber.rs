@@ -68,6 +68,9 @@ impl Subscriber {
         pubsub.subscribe(&self.ch.rooms).await.context("subscribing")?;
         // Publishes may have gone by unseen since the last subscription.
         self.hub.history.unsync();
+        if !self.history.forget_diverged(&self.hub).await {
+            bail!("ending the epoch of rooms published to while Redis was away");
+        }
         if self.shared_kv {
             pubsub.subscribe(&self.ch.kv).await.context("subscribing")?;
             // Redis may have restarted and numbers its atomic changes from 1 again; the

@@ -131,6 +131,9 @@ struct Log {
     dropped: bool,
     /// What the log itself is counted (its overhead and name).
     own_cost: usize,
+    /// This node published here with offsets of its own (with a broker: while Redis was out of
+    /// reach), which the shared history does not have.
+    diverged: bool,
 }
 
 impl Log {
@@ -239,6 +242,7 @@ impl History {
             last: Instant::now(),
             dropped: false,
             own_cost,
+            diverged: false,
         }));
         logs.insert(key.clone(), log.clone());
         self.metrics.history.rooms.set(i64::try_from(logs.len()).unwrap_or(i64::MAX));
@@ -336,6 +340,23 @@ impl History {
                 let (epoch, top) = (l.epoch.clone(), l.top);
                 self.reset(&mut l, Source::Unsynced, epoch, top);
             }
+        }
+    }
+
+    /// The rooms this node published to with offsets of its own since it was last asked (with
+    /// a broker: while Redis was out of reach), no longer marked.
+    pub fn take_diverged(&self) -> Vec<RoomKey> {
+        let logs: Vec<(RoomKey, Arc<Mutex<Log>>)> =
+            self.logs.lock().iter().map(|(k, l)| (k.clone(), l.clone())).collect();
+        logs.into_iter().filter(|(_, l)| std::mem::take(&mut l.lock().diverged)).map(|(k, _)| k).collect()
+    }
+
+    /// Marks `keys` as [`History::take_diverged`] found them again (what was taken could not be
+    /// dealt with).
+    pub fn mark_diverged(&self, keys: &[RoomKey]) {
+        let logs = self.logs.lock();
+        for log in keys.iter().filter_map(|k| logs.get(k)) {
+            log.lock().diverged = true;
         }
     }
 
@@ -449,6 +470,7 @@ impl Hub {
             let delivery = self.rooms.publish(key, &item, except, allowance).map_err(HistoryError::OverBudget)?;
             log.top = offset;
             log.last = now;
+            log.diverged = true;
             history.keep(log, offset, item.clone(), now);
             Ok((delivery, log.position(), item))
         })??;
