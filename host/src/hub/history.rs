@@ -523,70 +523,58 @@ impl Hub {
         });
     }
 
-    /// Joins `conn` to a room with a history and queues to it the entries after `after`, both
-    /// under the room's lock (see the module's notes), when the log's offsets come from
-    /// `source`. `recovered` is false when `after` is absent, of another epoch, in the future
-    /// or below what is kept, or when the entries do not fit `allowance` or the connection's
-    /// queue; the connection joins either way.
+    /// Joins under the room's lock: what the join answers before any replay.
+    fn join_locked(&self, j: &Joining, log: &mut Log, top: Position) -> Result<Recovery, HistoryError> {
+        self.join(j.conn, j.key.clone(), j.max_rooms).map_err(HistoryError::Join)?;
+        log.last = Instant::now();
+        Ok(Recovery { recovered: false, replayed: 0, replayed_bytes: 0, top })
+    }
+
+    /// Joins a room with a history and queues the entries after `after`, both under the
+    /// room's lock (see the module's notes), when the log's offsets come from `source`.
+    /// `recovered` is false when `after` is absent, of another epoch, in the future or below
+    /// what is kept, or when the entries do not fit the allowance or the connection's queue;
+    /// the connection joins either way.
     pub(super) fn join_recovering(
         &self,
-        conn: &Arc<ConnShared>,
-        key: &RoomKey,
-        max_rooms: usize,
+        j: &Joining,
         after: Option<&Position>,
-        allowance: Allowance,
         source: Source,
     ) -> Result<Recovery, HistoryError> {
-        self.history.with_log(key, |log| {
-            self.join(conn, key.clone(), max_rooms).map_err(HistoryError::Join)?;
-            log.last = Instant::now();
-            let recovery = Recovery { recovered: false, replayed: 0, replayed_bytes: 0, top: log.position() };
-            match after.and_then(|a| log.resume(a, source)) {
-                Some(from) => Ok(replay(conn, key, log.entries.range(from..).map(|e| &e.item), allowance, recovery)),
-                None => Ok(recovery),
-            }
+        self.history.with_log(j.key, |log| {
+            let recovery = self.join_locked(j, log, log.position())?;
+            Ok(match after.and_then(|a| log.resume(a, source)) {
+                Some(from) => replay(j, log.entries.range(from..).map(|e| &e.item), recovery),
+                None => recovery,
+            })
         })?
     }
 
     /// [`Hub::join_recovering`] from a mirror, but only if it has everything after `after`:
     /// `None` (and no join) otherwise.
-    pub(super) fn join_mirrored(
-        &self,
-        conn: &Arc<ConnShared>,
-        key: &RoomKey,
-        max_rooms: usize,
-        after: &Position,
-        allowance: Allowance,
-    ) -> Result<Option<Recovery>, HistoryError> {
-        self.history.with_log(key, |log| {
+    pub(super) fn join_mirrored(&self, j: &Joining, after: &Position) -> Result<Option<Recovery>, HistoryError> {
+        self.history.with_log(j.key, |log| {
             let Some(from) = log.resume(after, Source::Mirror) else { return Ok(None) };
-            self.join(conn, key.clone(), max_rooms).map_err(HistoryError::Join)?;
-            log.last = Instant::now();
-            let recovery = Recovery { recovered: false, replayed: 0, replayed_bytes: 0, top: log.position() };
-            Ok(Some(replay(conn, key, log.entries.range(from..).map(|e| &e.item), allowance, recovery)))
+            let recovery = self.join_locked(j, log, log.position())?;
+            Ok(Some(replay(j, log.entries.range(from..).map(|e| &e.item), recovery)))
         })?
     }
 
-    /// Joins `conn` with what Redis had after `after` when this node's subscription passed
+    /// Joins with what Redis had after `after` when this node's subscription passed
     /// `remote.top` (a probe): `remote`'s entries, then the mirror's after them, under the
     /// room's lock. Recovered only if `remote` has every entry from `after` to its top and the
     /// mirror every one since.
     pub(super) fn join_from_remote(
         &self,
-        conn: &Arc<ConnShared>,
-        key: &RoomKey,
-        max_rooms: usize,
+        j: &Joining,
         after: Option<&Position>,
         remote: Remote,
-        allowance: Allowance,
     ) -> Result<Recovery, HistoryError> {
-        self.history.with_log(key, |log| {
-            self.join(conn, key.clone(), max_rooms).map_err(HistoryError::Join)?;
-            log.last = Instant::now();
+        self.history.with_log(j.key, |log| {
             let mirrored = log.source == Source::Mirror && *log.epoch == *remote.epoch && log.floor <= remote.top;
             let top =
                 if mirrored { log.position() } else { Position { offset: remote.top, epoch: remote.epoch.clone() } };
-            let recovery = Recovery { recovered: false, replayed: 0, replayed_bytes: 0, top };
+            let recovery = self.join_locked(j, log, top)?;
             let Some(after) = after else { return Ok(recovery) };
             if !mirrored || !remote.continues(after) {
                 return Ok(recovery);
@@ -594,7 +582,7 @@ impl Hub {
             let missed: Vec<Outgoing> =
                 remote.entries.into_iter().map(|(o, t)| render(t, o, &remote.epoch).to_shared()).collect();
             let since = log.entries.iter().filter(|e| e.offset > remote.top).map(|e| &e.item);
-            Ok(replay(conn, key, missed.iter().chain(since), allowance, recovery))
+            Ok(replay(j, missed.iter().chain(since), recovery))
         })?
     }
 
@@ -637,22 +625,24 @@ impl Hub {
     }
 }
 
-/// Queues `missed` to `conn` (already a member): `recovered` if all of it fits the call's
-/// allowance, the connection's message size and its queue.
-fn replay<'a>(
-    conn: &ConnShared,
-    key: &RoomKey,
-    missed: impl Iterator<Item = &'a Outgoing> + Clone,
-    allowance: Allowance,
-    mut recovery: Recovery,
-) -> Recovery {
+/// A connection joining a room with a history, and what the call may spend replaying.
+pub(crate) struct Joining<'a> {
+    pub conn: &'a Arc<ConnShared>,
+    pub key: &'a RoomKey,
+    pub max_rooms: usize,
+    pub allowance: Allowance,
+}
+
+/// Queues `missed` to the connection (a member already): `recovered` if all of it fits the
+/// call's allowance, the connection's message size and its queue.
+fn replay<'a>(j: &Joining, missed: impl Iterator<Item = &'a Outgoing> + Clone, mut recovery: Recovery) -> Recovery {
     let (count, bytes) = missed.clone().fold((0usize, 0usize), |(n, b), item| (n + 1, b + item.payload_len()));
-    if count > allowance.copies as usize || bytes > allowance.bytes {
-        tracing::debug!(room = &*key.name, count, "history replay over the call's send budget");
+    if count > j.allowance.copies as usize || bytes > j.allowance.bytes {
+        tracing::debug!(room = &*j.key.name, count, "history replay over the call's send budget");
         return recovery;
     }
     for item in missed {
-        if item.payload_len() > conn.route.limits.max_message_size || conn.send(item.clone()).is_err() {
+        if item.payload_len() > j.conn.route.limits.max_message_size || j.conn.send(item.clone()).is_err() {
             return recovery;
         }
         recovery.replayed += 1;

@@ -14,8 +14,8 @@
 
 use std::sync::Arc;
 
-use super::history::{MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, Source, render};
-use super::{Allowance, Bounds, ConnShared, HISTORY_ENTRY_OVERHEAD, HistoryError, Hub, OverBudget, Remote};
+use super::history::{Joining, MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, Source, render};
+use super::{Allowance, Bounds, HISTORY_ENTRY_OVERHEAD, HistoryError, Hub, OverBudget, Remote};
 use super::{Outgoing, Page, Position, Recovery, RoomKey, SharedHistory};
 
 /// The shared history and a room's bounds there.
@@ -58,28 +58,25 @@ impl Hub {
         self.publish_kept(key, item, except, allowance).map(|(d, p)| (d.queued, p))
     }
 
-    /// Joins `conn` to a room with a history and queues to it what it missed after `after`
-    /// (see the module's notes for the seam).
+    /// Joins a room with a history and queues what the connection missed after `after` (see
+    /// the module's notes for the seam).
     pub(crate) async fn history_join(
         &self,
-        conn: &Arc<ConnShared>,
-        key: &RoomKey,
-        max_rooms: usize,
+        j: &Joining<'_>,
         after: Option<&Position>,
-        allowance: Allowance,
     ) -> Result<Recovery, HistoryError> {
-        let Some((shared, bounds)) = self.shared_history(key)? else {
-            return self.join_recovering(conn, key, max_rooms, after, allowance, Source::Own);
+        let Some((shared, bounds)) = self.shared_history(j.key)? else {
+            return self.join_recovering(j, after, Source::Own);
         };
         if let Some(after) = after
-            && let Some(recovery) = self.join_mirrored(conn, key, max_rooms, after, allowance)?
+            && let Some(recovery) = self.join_mirrored(j, after)?
         {
             return Ok(recovery);
         }
         let limit = if after.is_some() { MAX_PAGE_ENTRIES } else { 0 };
-        match shared.read(key.clone(), bounds, after.map(|a| a.offset), limit, after.is_some()).await {
-            Ok(remote) => self.join_from_remote(conn, key, max_rooms, after, remote, allowance),
-            Err(_) => self.join_recovering(conn, key, max_rooms, after, allowance, Source::Own),
+        match shared.read(j.key.clone(), bounds, after.map(|a| a.offset), limit, after.is_some()).await {
+            Ok(remote) => self.join_from_remote(j, after, remote),
+            Err(_) => self.join_recovering(j, after, Source::Own),
         }
     }
 

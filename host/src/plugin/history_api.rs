@@ -6,7 +6,7 @@
 use super::bindings::{ErrorCode, Message, v0_2};
 use super::host_api::{message_len, outgoing};
 use super::state::StoreState;
-use crate::hub::{HistoryError, JoinError, Outgoing, Page, Position, Recovery};
+use crate::hub::{HistoryError, JoinError, Joining, Outgoing, Page, Position, Recovery};
 
 use v0_2::wasmsock::plugin::history as wit;
 use v0_2::wasmsock::plugin::types::{ErrorCode as WitErrorCode, Message as WitMessage};
@@ -72,12 +72,14 @@ impl StoreState {
     ) -> Result<Recovery, ErrorCode> {
         let key = self.room(&room)?;
         let target = self.target(conn)?;
-        let (max_rooms, allowance) = (self.env.host_limits.max_rooms_per_connection, self.allowance());
         let hub = self.env.hub.clone();
-        let recovery = hub
-            .history_join(&target, &key, max_rooms, after.as_ref(), allowance)
-            .await
-            .map_err(|e| self.history_error(e))?;
+        let joining = Joining {
+            conn: &target,
+            key: &key,
+            max_rooms: self.env.host_limits.max_rooms_per_connection,
+            allowance: self.allowance(),
+        };
+        let recovery = hub.history_join(&joining, after.as_ref()).await.map_err(|e| self.history_error(e))?;
         self.call.sends = self.call.sends.saturating_add(recovery.replayed);
         self.call.send_bytes = self.call.send_bytes.saturating_add(recovery.replayed_bytes);
         if after.is_some() && !recovery.recovered {
