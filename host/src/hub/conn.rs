@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 
 use super::RoomKey;
 use super::outbox::{Outbox, Outgoing, PushError};
+use super::signal::Signal;
 use crate::clock::now_ms;
 use crate::config::{RouteSettings, SlowConsumer};
 use crate::ws::CloseCode;
@@ -101,7 +101,7 @@ pub struct ConnShared {
     pub remote: SocketAddr,
     identity: Mutex<Option<Arc<Identity>>>,
     out: Mutex<Outbox>,
-    wake: Notify,
+    wake: Signal,
     kill: AtomicU8,
     established: AtomicBool,
     /// Set while the connection's own task is processing input; it pumps the queue right
@@ -140,7 +140,7 @@ impl ConnShared {
             route,
             remote,
             identity: Mutex::new(None),
-            wake: Notify::new(),
+            wake: Signal::default(),
             kill: AtomicU8::new(0),
             established: AtomicBool::new(false),
             busy: AtomicBool::new(false),
@@ -187,7 +187,7 @@ impl ConnShared {
                 self.drops.inc();
                 if self.route.limits.slow_consumer == SlowConsumer::Close {
                     self.out.lock().close_now(CloseCode::POLICY, "slow consumer".into());
-                    self.wake.notify_one();
+                    self.wake.raise();
                 }
             }
             Err(PushError::Closed) => {}
@@ -208,7 +208,7 @@ impl ConnShared {
         // SeqCst pairs with `end_busy`: either the task sees the queued item when it checks, or
         // this load sees it idle and wakes it.
         if !self.busy.load(std::sync::atomic::Ordering::SeqCst) {
-            self.wake.notify_one();
+            self.wake.raise();
         }
     }
 
@@ -227,7 +227,7 @@ impl ConnShared {
     pub fn close(&self, code: CloseCode, reason: &str) -> bool {
         let queued = self.out.lock().push_close(code, reason.to_owned());
         if queued {
-            self.wake.notify_one();
+            self.wake.raise();
         }
         queued
     }
@@ -235,7 +235,7 @@ impl ConnShared {
     /// Closes at once, discarding the backlog (for protocol errors and policy closes).
     pub fn close_now(&self, code: CloseCode, reason: &str) {
         self.out.lock().close_now(code, reason.to_owned());
-        self.wake.notify_one();
+        self.wake.raise();
     }
 
     /// Closes at once with `code`, dropping the backlog, and tells the connection's task to drop
@@ -257,7 +257,7 @@ impl ConnShared {
     /// Ends the connection without a close handshake.
     pub fn kill(&self, why: Kill) {
         let _ = self.kill.compare_exchange(0, why as u8, Relaxed, Relaxed);
-        self.wake.notify_one();
+        self.wake.raise();
     }
 
     pub fn killed(&self) -> Kill {
@@ -292,7 +292,7 @@ impl ConnShared {
 
     /// Resolves when something was queued, a close was requested or the connection was killed.
     pub async fn woken(&self) {
-        self.wake.notified().await
+        self.wake.raised().await
     }
 
     /// This plugin's attachment.

@@ -11,6 +11,7 @@ mod kv;
 mod outbox;
 mod peers;
 mod rooms;
+mod signal;
 mod timers;
 mod users;
 
