@@ -55,11 +55,14 @@ macro_rules! tokio_socket {
             fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
                 <$t>::try_write_vectored(self, bufs)
             }
+            // Through the stream's own reader and writer wakers, not `readable()`'s future: that
+            // one enters the socket's waiter list under its lock on every wait and leaves it
+            // again when the session's `select!` drops it; a connection has only one task.
             async fn readable(&self) -> io::Result<()> {
-                <$t>::readable(self).await
+                std::future::poll_fn(|cx| <$t>::poll_read_ready(self, cx)).await
             }
             async fn writable(&self) -> io::Result<()> {
-                <$t>::writable(self).await
+                std::future::poll_fn(|cx| <$t>::poll_write_ready(self, cx)).await
             }
             fn shutdown_write(&self) {
                 let _ = socket2::SockRef::from(self).shutdown(std::net::Shutdown::Write);
