@@ -1,16 +1,18 @@
-//! What a read brings: the plaintext of one read pass decoded into a small batch of events.
+//! What a read brings: the plaintext of one read pass decoded into events, appended to the
+//! session's queue.
 //!
 //! Decoding runs inside the transport's read callback (while rustls lends its records); the
 //! events are handled after the read returns, outside any transport or TLS borrow. That is
 //! what lets a plugin call touch anything, and later wait, without the TLS layer calling it.
 
+use std::collections::VecDeque;
+
 use crate::ws::{Decoder, Event, WsError};
 
-/// The decoder and the events decoded but not yet handled.
+/// The decoder, and the violation that ended the peer's stream.
 #[derive(Debug)]
 pub(crate) struct Inbound {
     decoder: Decoder,
-    events: Vec<Event>,
     /// A close frame or a protocol violation ended the peer's stream: later bytes are ignored.
     stopped: bool,
     /// The violation, handled after the events before it.
@@ -24,12 +26,13 @@ impl Inbound {
         if let Some(keep) = inflate {
             decoder = decoder.with_inflater(keep);
         }
-        Inbound { decoder, events: Vec::new(), stopped: false, violation: None }
+        Inbound { decoder, stopped: false, violation: None }
     }
 
-    /// Decodes `chunk`, adding complete events to the batch. Never fails: a violation ends
-    /// decoding and is reported by [`Inbound::take`] after the events before it.
-    pub fn decode(&mut self, chunk: &[u8]) {
+    /// Decodes `chunk`, appending complete events to `events`. Never fails: a violation ends
+    /// decoding and is reported by [`Inbound::violation`], to be handled after the events
+    /// before it.
+    pub fn decode(&mut self, chunk: &[u8], events: &mut VecDeque<Event>) {
         let mut input = chunk;
         while !input.is_empty() && !self.stopped {
             match self.decoder.decode(&mut input) {
@@ -38,7 +41,7 @@ impl Inbound {
                         self.stopped = true;
                         self.decoder.discard(); // a message the close interrupted
                     }
-                    self.events.push(ev);
+                    events.push_back(ev);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -50,9 +53,9 @@ impl Inbound {
         }
     }
 
-    /// The events decoded so far, in order, and the violation that followed them, if any.
-    pub fn take(&mut self) -> (Vec<Event>, Option<WsError>) {
-        (std::mem::take(&mut self.events), self.violation.take())
+    /// The violation that followed the events decoded so far, if any (once).
+    pub fn violation(&mut self) -> Option<WsError> {
+        self.violation.take()
     }
 
     /// True while a message (or a frame) is partly received.
@@ -103,12 +106,13 @@ mod tests {
         bytes.extend(masked(8, &[0x03, 0xe8]));
         bytes.extend(masked(1, b"after the close"));
         let mut inbound = Inbound::new(1 << 10, 1 << 10, None);
+        let mut events = VecDeque::new();
         // Split anywhere: records and reads need not align with frames.
-        inbound.decode(&bytes[..5]);
-        inbound.decode(&bytes[5..]);
-        let (events, violation) = inbound.take();
+        inbound.decode(&bytes[..5], &mut events);
+        inbound.decode(&bytes[5..], &mut events);
+        let violation = inbound.violation();
         assert_eq!(
-            events,
+            Vec::from(events),
             vec![
                 Event::Text("one".into()),
                 Event::Ping(b"ping".to_vec()),
@@ -124,11 +128,12 @@ mod tests {
         bytes.extend([0x81, 0x01, b'x']); // unmasked
         bytes.extend(masked(1, b"never"));
         let mut inbound = Inbound::new(1 << 10, 1 << 10, None);
-        inbound.decode(&bytes);
-        let (events, violation) = inbound.take();
-        assert_eq!(events, vec![Event::Text("fine".into())]);
-        assert_eq!(violation.map(|v| v.close_code()), Some(CloseCode::PROTOCOL));
-        inbound.decode(&masked(1, b"ignored"));
-        assert_eq!(inbound.take().0, Vec::<Event>::new());
+        let mut events = VecDeque::new();
+        inbound.decode(&bytes, &mut events);
+        assert_eq!(Vec::from(events), vec![Event::Text("fine".into())]);
+        assert_eq!(inbound.violation().map(|v| v.close_code()), Some(CloseCode::PROTOCOL));
+        let mut events = VecDeque::new();
+        inbound.decode(&masked(1, b"ignored"), &mut events);
+        assert!(events.is_empty() && inbound.violation().is_none());
     }
 }

@@ -47,6 +47,20 @@ enum Wake {
     Failed(std::io::Error),
 }
 
+thread_local! {
+    /// An empty event queue with its capacity, lent to the next connection that reads on this
+    /// thread: a connection keeps a queue only while it has input to handle, yet a busy one
+    /// does not allocate one per read.
+    static SPARE_INPUT: std::cell::Cell<VecDeque<Event>> = const { std::cell::Cell::new(VecDeque::new()) };
+}
+
+/// Keeps an emptied queue's capacity for the thread's next read (a small one only).
+fn give_back_input(input: VecDeque<Event>) {
+    if input.capacity() > 0 && input.capacity() <= 16 && input.is_empty() {
+        SPARE_INPUT.set(input);
+    }
+}
+
 /// What the upgrade hands the session.
 pub(crate) struct Start<'a> {
     /// What arrived after the upgrade request.
@@ -90,6 +104,7 @@ async fn run_session<S: Socket>(
         close: CloseState::Open,
         writer: Writer::new(deflate.map(|a| Deflater::new(a, metrics.compressions.clone()))),
         input: VecDeque::new(),
+        violation: None,
         handling: None,
         violated: false,
         shed: false,
@@ -98,7 +113,7 @@ async fn run_session<S: Socket>(
     };
     if !leftover.is_empty() {
         s.conn.begin_busy();
-        s.inbound.decode(leftover);
+        s.inbound.decode(leftover, &mut s.input);
         s.take_input();
         s.handle_events().await;
     }
@@ -153,8 +168,9 @@ async fn run_session<S: Socket>(
         match wake {
             Wake::Readable => {
                 conn.begin_busy();
+                s.lend_input();
                 let status = t.read_with(READ_BUDGET, |chunk| {
-                    s.inbound.decode(chunk);
+                    s.inbound.decode(chunk, &mut s.input);
                     Ok::<(), std::convert::Infallible>(())
                 });
                 s.take_input();
@@ -200,7 +216,9 @@ struct Session<'a> {
     close: CloseState,
     writer: Writer,
     /// What reads brought and is not yet handled, in order.
-    input: VecDeque<Input>,
+    input: VecDeque<Event>,
+    /// The protocol violation that ended the peer's stream, handled after `input`.
+    violation: Option<WsError>,
     /// The message being handled, when its plugin calls did not finish at once.
     handling: Option<Handling>,
     budget: &'a Budget,
@@ -214,19 +232,21 @@ struct Session<'a> {
     assembling: Option<(Instant, u64)>,
 }
 
-/// One thing a read brought: an event, or the protocol violation that ended the peer's stream.
-enum Input {
-    Event(Event),
-    Violation(WsError),
-}
-
 impl Session<'_> {
-    /// Takes what the last read decoded (outside any transport borrow), in order.
+    /// Gives the queue the thread's spare capacity before a read, if it has none.
+    fn lend_input(&mut self) {
+        if self.input.capacity() == 0 {
+            self.input = SPARE_INPUT.take();
+        }
+    }
+
+    /// Notes what the last read decoded (outside any transport borrow): the violation that
+    /// ended it, the partial message's bytes and how long it has been in progress.
     fn take_input(&mut self) {
         self.conn.activity.last_rx.store(coarse_ms(), Relaxed);
-        let (events, violation) = self.inbound.take();
-        self.input.extend(events.into_iter().map(Input::Event));
-        self.input.extend(violation.map(Input::Violation));
+        if let Some(v) = self.inbound.violation() {
+            self.violation = Some(v);
+        }
         self.budget.set_partial(self.conn, self.inbound.held());
         let generation = self.inbound.generation();
         self.assembling = match self.assembling {
@@ -244,6 +264,7 @@ impl Session<'_> {
         self.close.peer_violated();
         self.inbound.stop();
         self.input.clear();
+        self.violation = None;
         self.assembling = None;
         self.budget.set_partial(self.conn, 0);
     }
@@ -254,24 +275,31 @@ impl Session<'_> {
     async fn handle_events(&mut self) {
         let (mut msgs, mut bytes) = (0u64, 0u64);
         while self.handling.is_none() {
-            let Some(input) = self.input.pop_front() else {
-                // All handled: an idle connection keeps no queue capacity.
-                self.input = VecDeque::new();
-                break;
+            let input = match self.input.pop_front() {
+                Some(event) => Ok(event),
+                None => match self.violation.take() {
+                    Some(e) => Err(e),
+                    None => {
+                        // All handled: an idle connection keeps no queue capacity (the
+                        // thread keeps it for the next read).
+                        give_back_input(std::mem::take(&mut self.input));
+                        break;
+                    }
+                },
             };
             let msg = match input {
-                Input::Event(Event::Text(text)) => Message::Text(text),
-                Input::Event(Event::Binary(data)) => Message::Binary(data),
-                Input::Event(Event::Ping(payload)) => {
+                Ok(Event::Text(text)) => Message::Text(text),
+                Ok(Event::Binary(data)) => Message::Binary(data),
+                Ok(Event::Ping(payload)) => {
                     dispatch::ping(self.conn, payload);
                     continue;
                 }
-                Input::Event(Event::Pong(_)) => continue,
-                Input::Event(Event::Close(frame)) => {
+                Ok(Event::Pong(_)) => continue,
+                Ok(Event::Close(frame)) => {
                     dispatch::peer_close(self.conn, &mut self.close, frame);
                     continue;
                 }
-                Input::Violation(e) => {
+                Err(e) => {
                     tracing::debug!(conn = self.conn.id, error = %e, "peer violated the protocol");
                     self.violated = true;
                     self.close.peer_violated();
