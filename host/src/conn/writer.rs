@@ -1,6 +1,7 @@
 //! Frames out: from the connection's outbox into the transport, many frames per TLS write,
 //! remembering how far a frame got when the socket stopped taking bytes.
 
+use std::cell::RefCell;
 use std::io::{self, IoSlice};
 
 use bytes::Bytes;
@@ -13,6 +14,14 @@ use crate::ws::{Opcode, close_payload, encode_header};
 
 /// Frames taken from the queue per write pass.
 const BATCH: usize = 64;
+
+thread_local! {
+    /// The frames of a pass and the queue's items they are made from, lent to the writer of
+    /// each pass on this thread and given back empty (with their capacity) when the pass
+    /// handed everything over: a writer keeps a batch only while the socket is full, yet a
+    /// busy connection does not allocate two vectors per reply.
+    static SPARE: RefCell<(Vec<Ready>, Vec<Outgoing>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
 
 /// A frame ready to go: opcode, payload as sent, RSV1 (compressed) and the message's length
 /// before compression.
@@ -67,6 +76,9 @@ impl Writer {
     /// Moves queued frames into the transport and writes what the socket takes now.
     pub fn pump<S: Socket>(&mut self, t: &mut Transport<S>, conn: &ConnShared) -> io::Result<Written> {
         let mut w = Written::default();
+        if self.batch.capacity() == 0 {
+            self.batch = SPARE.with(|s| std::mem::take(&mut s.borrow_mut().0));
+        }
         loop {
             if self.pos >= self.batch.len() && !self.refill(conn, &mut w) {
                 break;
@@ -79,9 +91,14 @@ impl Writer {
             }
         }
         if self.pos >= self.batch.len() {
-            // All handed over: an idle connection keeps no batch (nor its capacity).
-            self.batch = Vec::new();
+            // All handed over: an idle connection keeps no batch (nor its capacity); the
+            // thread keeps one for the next pass.
+            let mut batch = std::mem::take(&mut self.batch);
+            batch.clear();
             self.pos = 0;
+            if batch.capacity() <= BATCH {
+                SPARE.with(|s| s.borrow_mut().0 = batch);
+            }
         }
         conn.release_outgoing(std::mem::take(&mut self.handed));
         w.flushed = t.flush()?;
@@ -95,9 +112,9 @@ impl Writer {
         if self.closed {
             return false;
         }
-        let mut items = Vec::new();
+        let mut items = SPARE.with(|s| std::mem::take(&mut s.borrow_mut().1));
         conn.take_outgoing(&mut items, BATCH);
-        for item in items {
+        for item in items.drain(..) {
             let charged = item.payload_len();
             let (opcode, payload) = match item {
                 Outgoing::Text(b) => (Opcode::Text, b),
@@ -128,6 +145,7 @@ impl Writer {
             };
             self.batch.push(Ready { opcode, payload, compressed, msg_len, charged });
         }
+        SPARE.with(|s| s.borrow_mut().1 = items);
         !self.batch.is_empty()
     }
 
