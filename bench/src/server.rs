@@ -163,6 +163,15 @@ impl Server {
         Ok(values.iter().sum())
     }
 
+    /// The last lines of the server's log (wasmsock), for errors; slow plugin calls left out
+    /// (a burst of them hides the error).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log =
+            self.dir.as_ref().and_then(|d| std::fs::read_to_string(d.join("server.log")).ok()).unwrap_or_default();
+        let all: Vec<&str> = log.lines().filter(|l| !l.contains("slow plugin call")).collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     pub fn rss_kb(&self) -> u64 {
         proc_rss_kb(self.pid())
     }
