@@ -55,6 +55,9 @@ impl Hub {
             }
             tracing::debug!(room = &*key.name, "history: Redis out of reach; publishing with this node's history");
         }
+        if self.peers.get().is_some_and(|p| p.shared_history().is_some()) {
+            self.metrics.history.local_publishes.inc();
+        }
         self.publish_kept(key, item, except, allowance).map(|(d, p)| (d.queued, p))
     }
 
