@@ -20,6 +20,14 @@ impl Redis {
         Redis::spawn(port, &[])
     }
 
+    /// Redis that writes every change to an append-only file in `dir` before answering, so a
+    /// SIGKILL loses nothing and a restart on the same `dir` has all of it.
+    pub(crate) fn start_persistent(port: Option<u16>, dir: &std::path::Path) -> Option<Redis> {
+        let dir = dir.to_string_lossy().into_owned();
+        let args = ["--appendonly", "yes", "--appendfsync", "always", "--dir", &dir];
+        Redis::spawn(port, &args.map(String::from))
+    }
+
     /// Redis on TLS only (no plain port), with a password and client certificates required.
     fn start_tls(pki: &Pki, password: &str) -> Option<Redis> {
         let p = |name: &str| pki.path(name).to_string_lossy().into_owned();
@@ -625,9 +633,23 @@ async fn nodes_follow_a_sentinel_failover_and_cross_node_delivery_resumes() {
     let Some(mut setup) = SentinelSetup::start() else { return skip() };
     let (old_master, replica) = (setup.master_port(), setup.replica.port);
     assert_ne!(old_master, 0);
-    let a = start_node(&setup.broker("sent")).await;
-    let b = start_node(&setup.broker("sent")).await;
+    // `[[history]]` after the broker's settings: the history of "orders" is kept in Redis.
+    let settings = format!("{}\n[[history]]\nrooms = \"orders\"\n", setup.broker("sent"));
+    let a = start_node(&settings).await;
+    let b = start_node(&settings).await;
     assert!(connected(&a).await && connected(&b).await, "nodes reach the master through the sentinels");
+    // Before the failover: five publishes to a room with history; Cy on node B saw them all.
+    let mut orders = member(&a, "olga", "orders").await;
+    let mut cy = member(&b, "cy", "orders").await;
+    for i in 0..5 {
+        send(&mut orders, &json!({"event": "publish", "channel": "orders", "data": i}).to_string()).await;
+    }
+    let mut last = Value::Null;
+    for _ in 0..5 {
+        last = next_message(&mut cy).await;
+    }
+    assert_eq!(last["offset"], 5, "{last}");
+    drop(cy);
     let ada = member(&a, "ada", "news").await;
     let mut bob = member(&b, "bob", "news").await;
     let (mut ada_tx, mut ada_rx) = ada.split();
@@ -714,4 +736,39 @@ async fn nodes_follow_a_sentinel_failover_and_cross_node_delivery_resumes() {
     );
     // Node A waited for node B's subscription before sending what had queued up.
     assert_eq!(lost, 0, "publishes made during the failover were lost");
+
+    // History resumes on the promoted replica: the same epoch, the offsets continue, and Cy
+    // comes back to node B with what he missed.
+    for i in 5..8 {
+        send(&mut orders, &json!({"event": "publish", "channel": "orders", "data": i}).to_string()).await;
+    }
+    let mut cy = b.connect("/chat?name=cy").await;
+    let since = json!({"offset": last["offset"], "epoch": last["epoch"]});
+    send(&mut cy, &json!({"event": "subscribe", "channel": "orders", "since": since}).to_string()).await;
+    let mut missed = Vec::new();
+    let reply = loop {
+        let e: Value = serde_json::from_str(&recv_text(&mut cy).await).unwrap();
+        match e["event"].as_str() {
+            Some("message") => missed.push(e["data"].clone()),
+            Some("subscribed") => break e,
+            _ => {}
+        }
+    };
+    assert_eq!(reply["epoch"], last["epoch"], "the replica had the room's history: {reply}");
+    assert_eq!(reply["recovered"], true, "{reply}");
+    // Publishes made after the reply's read reach Cy live, after it.
+    while missed.len() < 3 {
+        missed.push(next_message(&mut cy).await["data"].clone());
+    }
+    assert_eq!(missed, [json!(5), json!(6), json!(7)]);
+}
+
+/// The next `message` event (presence events skipped).
+async fn next_message(ws: &mut Ws) -> Value {
+    loop {
+        let e: Value = serde_json::from_str(&recv_text(ws).await).unwrap();
+        if e["event"] == "message" {
+            return e;
+        }
+    }
 }

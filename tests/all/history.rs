@@ -36,16 +36,16 @@ async fn server(extra: &str) -> TestServer {
     Setup::new(&format!("{CONFIG}{extra}")).plugin("auth", "auth").plugin("rooms", "rooms").start().await
 }
 
-async fn request(ws: &mut Ws, v: Value) {
+pub(crate) async fn request(ws: &mut Ws, v: Value) {
     send(ws, &v.to_string()).await;
 }
 
-async fn event(ws: &mut Ws) -> Value {
+pub(crate) async fn event(ws: &mut Ws) -> Value {
     serde_json::from_str(&recv_text(ws).await).expect("JSON event")
 }
 
 /// Subscribes with an optional `since`; returns the events up to and including `subscribed`.
-async fn subscribe(ws: &mut Ws, channel: &str, since: Option<Value>) -> Vec<Value> {
+pub(crate) async fn subscribe(ws: &mut Ws, channel: &str, since: Option<Value>) -> Vec<Value> {
     let mut req = json!({"event": "subscribe", "channel": channel});
     if let Some(since) = since {
         req["since"] = since;
@@ -65,7 +65,7 @@ async fn subscribe(ws: &mut Ws, channel: &str, since: Option<Value>) -> Vec<Valu
 }
 
 /// The next `message` event (presence skipped).
-async fn message(ws: &mut Ws) -> Value {
+pub(crate) async fn message(ws: &mut Ws) -> Value {
     loop {
         let e = event(ws).await;
         if e["event"] == "message" {
@@ -74,13 +74,13 @@ async fn message(ws: &mut Ws) -> Value {
     }
 }
 
-async fn publish(ws: &mut Ws, channel: &str, data: Value) {
+pub(crate) async fn publish(ws: &mut Ws, channel: &str, data: Value) {
     request(ws, json!({"event": "publish", "channel": channel, "data": data, "echo": false})).await;
 }
 
 /// Publishes with an `id`, so the plugin confirms; returns the receipt (once it is back, every
 /// earlier publish of this connection has been made).
-async fn publish_confirmed(ws: &mut Ws, channel: &str, data: Value) -> Value {
+pub(crate) async fn publish_confirmed(ws: &mut Ws, channel: &str, data: Value) -> Value {
     request(ws, json!({"event": "publish", "channel": channel, "data": data, "echo": false, "id": 1})).await;
     loop {
         let e = event(ws).await;
@@ -90,7 +90,7 @@ async fn publish_confirmed(ws: &mut Ws, channel: &str, data: Value) -> Value {
     }
 }
 
-fn since(m: &Value) -> Value {
+pub(crate) fn since(m: &Value) -> Value {
     json!({"offset": m["offset"], "epoch": m["epoch"]})
 }
 

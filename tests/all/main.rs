@@ -10,6 +10,7 @@ mod api;
 mod architecture;
 mod auth;
 mod broker;
+mod broker_history;
 mod broker_presence;
 mod browser;
 mod compression;

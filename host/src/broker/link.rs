@@ -34,6 +34,12 @@ impl Link {
         Link { up: Mutex::new([false; 2]), gauge, redis_back: Notify::new() }
     }
 
+    /// Whether both connections are up.
+    pub fn up(&self) -> bool {
+        let flags = self.up.lock();
+        flags[PUBLISHING] && flags[SUBSCRIBED]
+    }
+
     pub fn set(&self, which: usize, up: bool) {
         let mut flags = self.up.lock();
         flags[which] = up;

@@ -26,16 +26,20 @@
 //! count and bytes), [`publisher`] (pipelines, resends), [`wire`] (the frame format and the
 //! names in Redis), [`subscriber`] (delivery to this node, dedup), [`kv_sync`] (the shared
 //! store's reloads), [`link`] (the two connections' gauge and backoff), [`presence`] (users'
-//! connections counted across nodes), [`room_presence`] (who is in each room on every node) and [`client`] (the Redis URL and `rediss://` files).
+//! connections counted across nodes), [`room_presence`] (who is in each room on every node),
+//! [`history`] (room history in Redis streams, offsets Redis gives), [`scripts`] (running Lua
+//! scripts) and [`client`] (the Redis URL and `rediss://` files).
 
 mod atomic;
 mod client;
+mod history;
 mod kv_sync;
 mod link;
 mod presence;
 mod publisher;
 mod queue;
 mod room_presence;
+mod scripts;
 mod subscriber;
 mod wire;
 
@@ -46,8 +50,9 @@ use bytes::Bytes;
 
 use crate::config::BrokerSettings;
 use crate::hub::Outgoing;
-use crate::hub::{CensusFuture, CountFuture, Hub, PageFuture, Peers, RoomKey, SharedKv, UserAction};
+use crate::hub::{CensusFuture, CountFuture, Hub, PageFuture, Peers, RoomKey, SharedHistory, SharedKv, UserAction};
 use atomic::{Applied, RedisKv};
+use history::RedisHistory;
 use kv_sync::PendingKv;
 use link::Link;
 use presence::Presence;
@@ -88,6 +93,14 @@ impl Broker {
         });
         let presence =
             Arc::new(Presence::new(Arc::downgrade(&hub), client.clone(), node, &settings.prefix, settings.node_ttl));
+        let history = Arc::new(RedisHistory::new(
+            client.clone(),
+            ch.clone(),
+            &settings.prefix,
+            node,
+            link.clone(),
+            Arc::downgrade(&hub),
+        ));
         let (rooms, rooms_writer) =
             RoomPresence::start(Arc::downgrade(&hub), client.clone(), node, &settings.prefix, settings.node_ttl);
         hub.set_peers(Arc::new(Fanout {
@@ -97,6 +110,7 @@ impl Broker {
             atomic,
             presence: presence.clone(),
             rooms,
+            history: Arc::new(history.clone()),
         }))?;
         let publisher = Publisher {
             client: client.clone(),
@@ -109,7 +123,7 @@ impl Broker {
             presence,
         };
         let subscriber =
-            Subscriber { client, ch, node, shared_kv, hub, link, pending_kv, applied, seen: Seen::default() };
+            Subscriber { client, ch, node, shared_kv, hub, link, pending_kv, applied, seen: Seen::default(), history };
         let tasks = vec![
             tokio::spawn(publisher.run()).abort_handle(),
             tokio::spawn(subscriber.run()).abort_handle(),
@@ -146,6 +160,8 @@ struct Fanout {
     presence: Arc<Presence>,
     /// Who is in each room on every node.
     rooms: Arc<RoomPresence>,
+    /// Room history in Redis.
+    history: Arc<dyn SharedHistory>,
 }
 
 impl Peers for Fanout {
@@ -223,6 +239,10 @@ impl Peers for Fanout {
 
     fn shared_kv(&self) -> Option<&dyn SharedKv> {
         self.atomic.as_ref().map(|a| a as &dyn SharedKv)
+    }
+
+    fn shared_history(&self) -> Option<Arc<dyn SharedHistory>> {
+        Some(self.history.clone())
     }
 }
 

@@ -1,8 +1,11 @@
 //! The subscribed connection: receives what the other nodes publish and delivers it to this
 //! node's members and key/value stores, and only there (what comes from Redis is never sent
 //! out again). A node skips its own frames, and frames it has had already (a pipeline sent
-//! again after a failure), by the sender's sequence number. On every (re)connection, with a
-//! shared store, it reloads the store from Redis first.
+//! again after a failure), by the sender's sequence number. Publishes to rooms whose history
+//! Redis keeps are the exception: Redis's script sends them with their offset, and every node,
+//! the publisher's included, delivers them (see `history`); so are this node's history probes.
+//! On every (re)connection it marks the history mirrors unsynced, ends the epoch of rooms this
+//! node published to alone meanwhile, and, with a shared store, reloads the store from Redis.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,11 +16,12 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::atomic::{ATOMIC_NODE, Applied};
+use super::history::{Published, RedisHistory, parse_probe};
 use super::kv_sync::{self, PendingKv};
 use super::link::{BACKOFF_MIN, Link, SUBSCRIBED, jitter, next_backoff};
 use super::wire::{
-    Channels, Frame, KIND_BINARY, KIND_KV_DELETE, KIND_KV_SET, KIND_TEXT, KIND_USER_BINARY, KIND_USER_CLOSE,
-    KIND_USER_TEXT,
+    Channels, Frame, KIND_BINARY, KIND_HISTORY_BINARY, KIND_HISTORY_PROBE, KIND_HISTORY_TEXT, KIND_KV_DELETE,
+    KIND_KV_SET, KIND_TEXT, KIND_USER_BINARY, KIND_USER_CLOSE, KIND_USER_TEXT,
 };
 use crate::hub::Outgoing;
 use crate::hub::{Allowance, Hub, RoomKey};
@@ -33,6 +37,8 @@ pub(super) struct Subscriber {
     /// The atomic changes applied so far, shared with the calls that make them.
     pub applied: Arc<Applied>,
     pub seen: Seen,
+    /// Where recovering joins wait for their probes.
+    pub history: Arc<RedisHistory>,
 }
 
 impl Subscriber {
@@ -63,6 +69,11 @@ impl Subscriber {
         let m = self.hub.metrics.clone();
         let mut pubsub = self.client.get_async_pubsub().await.context("connecting")?;
         pubsub.subscribe(&self.ch.rooms).await.context("subscribing")?;
+        // Publishes may have gone by unseen since the last subscription.
+        self.hub.history.unsync();
+        if !self.history.forget_diverged(&self.hub).await {
+            bail!("ending the epoch of rooms published to while Redis was away");
+        }
         if self.shared_kv {
             pubsub.subscribe(&self.ch.kv).await.context("subscribing")?;
             // Redis may have restarted and numbers its atomic changes from 1 again; the
@@ -95,6 +106,9 @@ impl Subscriber {
     /// Applies a message from another node, on this node only.
     fn deliver(&mut self, frame: &[u8]) -> Result<()> {
         let f = Frame::decode(frame)?;
+        if matches!(f.kind, KIND_HISTORY_TEXT | KIND_HISTORY_BINARY | KIND_HISTORY_PROBE) {
+            return self.history(&f);
+        }
         if f.node == self.node {
             return Ok(()); // our own publish: local members already have it
         }
@@ -138,6 +152,30 @@ impl Subscriber {
             }
             k => bail!("unknown message kind {k}"),
         }
+        Ok(())
+    }
+}
+
+impl Subscriber {
+    /// A frame Redis's history scripts sent: a publish every node delivers (the publisher's
+    /// too: Redis gave its offset), or a probe this node sent.
+    fn history(&self, f: &Frame) -> Result<()> {
+        let key = RoomKey::new(&Arc::from(f.plugin), f.name);
+        if f.kind == KIND_HISTORY_PROBE {
+            if f.node == self.node {
+                let (top, epoch) = parse_probe(f.payload).context("malformed history probe")?;
+                self.hub.history_seed(&key, epoch, top);
+                self.history.probe_passed(f.seq);
+            }
+            return Ok(());
+        }
+        let p = Published::parse(f.payload).context("malformed history publish")?;
+        self.hub.metrics.broker_received.inc();
+        let template = Bytes::copy_from_slice(p.template);
+        let item = if f.kind == KIND_HISTORY_TEXT { Outgoing::Text(template) } else { Outgoing::Binary(template) };
+        // The exception is a connection of the publishing node.
+        let except = p.except.filter(|_| f.node == self.node);
+        self.hub.history_deliver(&key, p.epoch, p.offset, item, except);
         Ok(())
     }
 }

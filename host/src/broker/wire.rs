@@ -15,6 +15,13 @@ pub(super) const KIND_KV_DELETE: u8 = 4;
 pub(super) const KIND_USER_TEXT: u8 = 5;
 pub(super) const KIND_USER_BINARY: u8 = 6;
 pub(super) const KIND_USER_CLOSE: u8 = 7;
+/// A publish to a room whose history Redis keeps, sent by Redis's script (see `history`): the
+/// payload is `<offset>\n<epoch>\n<except>\n<template>`; every node delivers it, the
+/// publisher's included.
+pub(super) const KIND_HISTORY_TEXT: u8 = 8;
+pub(super) const KIND_HISTORY_BINARY: u8 = 9;
+/// A history read's probe (`seq` numbers it on its node): payload `<top>\n<epoch>`.
+pub(super) const KIND_HISTORY_PROBE: u8 = 10;
 
 /// The names a cluster uses in Redis, all under its prefix.
 #[derive(Clone)]

@@ -7,6 +7,11 @@
 //! entries `floor+1 ..= top` and nothing else: an entry evicted or not kept raises the floor,
 //! and a client whose last offset is below it is told it cannot be recovered.
 //!
+//! With a broker that shares history (see `history_cluster`), Redis gives the offsets and keeps
+//! the history every node reads; a node's log then mirrors what its subscription delivered
+//! (so a client coming back to the same node recovers without asking Redis), and becomes its
+//! own again, with a fresh epoch, when Redis cannot be reached.
+//!
 //! One lock per room orders everything that touches its log: a publish assigns the offset,
 //! completes the message, keeps it and queues it to the members under it, so members see a
 //! room's publishes in offset order; a join with recovery joins and queues the entries after
@@ -22,7 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::{Allowance, ConnShared, Delivery, Hub, JoinError, Outgoing, OverBudget, RoomKey};
+use super::{Allowance, ConnShared, Delivery, Hub, JoinError, Outgoing, OverBudget, Remote, RoomKey};
 use crate::metrics::Metrics;
 
 /// Bytes counted for an entry beyond its payload (the entry, its slot, the shared message).
@@ -88,6 +93,19 @@ pub struct Position {
     pub epoch: Arc<str>,
 }
 
+/// Where a log's offsets come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// This node gives them (a node alone, or one cut off from Redis): the log is the history.
+    Own,
+    /// Redis gives them; the entries `floor+1 ..= top` are exactly those of the room's history
+    /// in Redis, as this node's subscription delivered them.
+    Mirror,
+    /// A mirror that may have missed deliveries (its subscription broke): it vouches for
+    /// nothing until the next delivery or probe.
+    Unsynced,
+}
+
 struct Entry {
     offset: u64,
     at: Instant,
@@ -99,6 +117,7 @@ struct Entry {
 /// One room's log.
 struct Log {
     rule: usize,
+    source: Source,
     epoch: Arc<str>,
     /// The last offset given.
     top: u64,
@@ -112,6 +131,9 @@ struct Log {
     dropped: bool,
     /// What the log itself is counted (its overhead and name).
     own_cost: usize,
+    /// This node published here with offsets of its own (with a broker: while Redis was out of
+    /// reach), which the shared history does not have.
+    diverged: bool,
 }
 
 impl Log {
@@ -119,10 +141,12 @@ impl Log {
         Position { offset: self.top, epoch: self.epoch.clone() }
     }
 
-    /// The index of the first entry after `after`, when nothing between it and the entries
-    /// was lost: same epoch, not in the future, not below the floor.
-    fn resume(&self, after: &Position) -> Option<usize> {
-        if *after.epoch != *self.epoch || after.offset > self.top || after.offset < self.floor {
+    /// The index of the first entry after `after`, when the log's offsets come from `source`
+    /// and nothing between `after` and the entries was lost: same epoch, not in the future,
+    /// not below the floor.
+    fn resume(&self, after: &Position, source: Source) -> Option<usize> {
+        if self.source != source || *after.epoch != *self.epoch || after.offset > self.top || after.offset < self.floor
+        {
             return None;
         }
         usize::try_from(after.offset - self.floor).ok()
@@ -185,6 +209,11 @@ impl History {
         }
     }
 
+    /// The rule that names the room.
+    pub fn rule(&self, key: &RoomKey) -> Option<&HistoryRule> {
+        self.rules.iter().find(|r| r.matches(key))
+    }
+
     /// Bytes kept now (entries and logs).
     pub fn used(&self) -> usize {
         self.used.load(Relaxed)
@@ -204,6 +233,7 @@ impl History {
         }
         let log = Arc::new(Mutex::new(Log {
             rule,
+            source: Source::Own,
             epoch: new_epoch(),
             top: 0,
             floor: 0,
@@ -212,6 +242,7 @@ impl History {
             last: Instant::now(),
             dropped: false,
             own_cost,
+            diverged: false,
         }));
         logs.insert(key.clone(), log.clone());
         self.metrics.history.rooms.set(i64::try_from(logs.len()).unwrap_or(i64::MAX));
@@ -293,6 +324,42 @@ impl History {
         self.metrics.history.entries.set(gauge(before + 1));
     }
 
+    /// Empties a log and starts it again at `top` of `epoch`, its offsets from `source`.
+    fn reset(&self, log: &mut Log, source: Source, epoch: Arc<str>, top: u64) {
+        while self.pop(log, "reset") {}
+        (log.source, log.epoch, log.top, log.floor) = (source, epoch, top, top);
+    }
+
+    /// The mirrors may have missed deliveries (the subscription broke or came back): they
+    /// vouch for nothing until Redis speaks again.
+    pub fn unsync(&self) {
+        let logs: Vec<Arc<Mutex<Log>>> = self.logs.lock().values().cloned().collect();
+        for log in logs {
+            let mut l = log.lock();
+            if l.source == Source::Mirror {
+                let (epoch, top) = (l.epoch.clone(), l.top);
+                self.reset(&mut l, Source::Unsynced, epoch, top);
+            }
+        }
+    }
+
+    /// The rooms this node published to with offsets of its own since it was last asked (with
+    /// a broker: while Redis was out of reach), no longer marked.
+    pub fn take_diverged(&self) -> Vec<RoomKey> {
+        let logs: Vec<(RoomKey, Arc<Mutex<Log>>)> =
+            self.logs.lock().iter().map(|(k, l)| (k.clone(), l.clone())).collect();
+        logs.into_iter().filter(|(_, l)| std::mem::take(&mut l.lock().diverged)).map(|(k, _)| k).collect()
+    }
+
+    /// Marks `keys` as [`History::take_diverged`] found them again (what was taken could not be
+    /// dealt with).
+    pub fn mark_diverged(&self, keys: &[RoomKey]) {
+        let logs = self.logs.lock();
+        for log in keys.iter().filter_map(|k| logs.get(k)) {
+            log.lock().diverged = true;
+        }
+    }
+
     /// Expires old entries in every room and drops the logs that kept nothing and saw nothing
     /// for their ttl (their epoch goes with them). Run periodically.
     pub fn sweep(&self) {
@@ -331,7 +398,7 @@ fn gauge(n: usize) -> i64 {
 
 /// A fresh epoch: 16 hex digits from the system's random source (unique per log; a restart
 /// draws new ones). Falls back on the clock and a counter should the source fail.
-fn new_epoch() -> Arc<str> {
+pub fn new_epoch() -> Arc<str> {
     use ring::rand::{SecureRandom, SystemRandom};
     static FALLBACK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut bytes = [0u8; 8];
@@ -374,12 +441,15 @@ pub fn render(item: Outgoing, offset: u64, epoch: &str) -> Outgoing {
     Outgoing::Text(Bytes::from(out))
 }
 
-/// History through the hub: publishes, reads and joins of rooms with a history.
+/// History through the hub, on this node: publishes, reads and joins of rooms with a history,
+/// and the deliveries that keep a mirror of Redis's history (see `history_cluster` for the
+/// calls plugins make, which choose between Redis and these).
 impl Hub {
     /// Publishes `item` (a template, see [`render`]) to a room with a history: the offset is
     /// given, the message completed, kept and queued to the members under the room's lock;
-    /// then it goes to the other nodes like any publish.
-    pub(crate) fn publish_kept(
+    /// then it goes to the other nodes like any publish. A mirror of Redis's history becomes
+    /// this node's own, with a fresh epoch: Redis is out of reach.
+    pub(super) fn publish_kept(
         &self,
         key: &RoomKey,
         item: Outgoing,
@@ -388,6 +458,9 @@ impl Hub {
     ) -> Result<(Delivery, Position), HistoryError> {
         let history = &self.history;
         let (delivery, position, item) = history.with_log(key, |log| {
+            if log.source != Source::Own {
+                history.reset(log, Source::Own, new_epoch(), 0);
+            }
             let now = Instant::now();
             let offset = log.top + 1;
             let item = render(item, offset, &log.epoch).to_shared();
@@ -397,6 +470,7 @@ impl Hub {
             let delivery = self.rooms.publish(key, &item, except, allowance).map_err(HistoryError::OverBudget)?;
             log.top = offset;
             log.last = now;
+            log.diverged = true;
             history.keep(log, offset, item.clone(), now);
             Ok((delivery, log.position(), item))
         })??;
@@ -407,43 +481,115 @@ impl Hub {
         Ok((delivery, position))
     }
 
-    /// Joins `conn` to a room with a history and queues to it the entries after `after`, both
-    /// under the room's lock (see the module's notes). `recovered` is false when `after` is
-    /// absent, of another epoch, in the future or below what is kept, or when the entries do
-    /// not fit `allowance` or the connection's queue; the connection joins either way.
-    pub(crate) fn join_recovering(
-        &self,
-        conn: &Arc<ConnShared>,
-        key: &RoomKey,
-        max_rooms: usize,
-        after: Option<&Position>,
-        allowance: Allowance,
-    ) -> Result<Recovery, HistoryError> {
-        self.history.with_log(key, |log| {
-            self.join(conn, key.clone(), max_rooms).map_err(HistoryError::Join)?;
+    /// A publish Redis gave `offset` in `epoch`, as this node's subscription delivers it (in
+    /// Redis's order): completed, queued to the members (but `except`) and kept in the room's
+    /// mirror under its lock. A mirror that does not continue with this offset starts again
+    /// from it; one that had it already (an offset at or below its top) ignores it.
+    pub(crate) fn history_deliver(&self, key: &RoomKey, epoch: &str, offset: u64, item: Outgoing, except: Option<u64>) {
+        let item = render(item, offset, epoch).to_shared();
+        let history = &self.history;
+        let kept = history.with_log(key, |log| {
+            let same = log.source == Source::Mirror && *log.epoch == *epoch;
+            if same && offset <= log.top {
+                return;
+            }
+            if !same || offset != log.top + 1 {
+                history.reset(log, Source::Mirror, Arc::from(epoch), offset.saturating_sub(1));
+            }
+            let now = Instant::now();
+            let _ = self.rooms.publish(key, &item, except, Allowance::UNLIMITED);
+            (log.top, log.last) = (offset, now);
+            if item.payload_len() + HISTORY_ENTRY_OVERHEAD <= history.rules[log.rule].max_bytes {
+                history.keep(log, offset, item.clone(), now);
+            } else {
+                log.floor = offset;
+            }
+        });
+        if kept.is_err() {
+            // No rule on this node, or no memory for a new log: delivered, not kept.
+            let _ = self.rooms.publish(key, &item, except, Allowance::UNLIMITED);
+        }
+    }
+
+    /// This node's subscription has delivered every publish of the room up to `top` of
+    /// `epoch` and none after: the mirror continues from there (emptied if it did not).
+    pub(crate) fn history_seed(&self, key: &RoomKey, epoch: &str, top: u64) {
+        let history = &self.history;
+        let _ = history.with_log(key, |log| {
+            if !(log.source == Source::Mirror && *log.epoch == *epoch && log.top >= top) {
+                history.reset(log, Source::Mirror, Arc::from(epoch), top);
+            }
             log.last = Instant::now();
-            let mut recovery = Recovery { recovered: false, replayed: 0, replayed_bytes: 0, top: log.position() };
-            let Some(from) = after.and_then(|a| log.resume(a)) else { return Ok(recovery) };
-            let missed = log.entries.range(from..);
-            let (count, bytes) = missed.clone().fold((0usize, 0usize), |(n, b), e| (n + 1, b + e.item.payload_len()));
-            if count > allowance.copies as usize || bytes > allowance.bytes {
-                tracing::debug!(room = &*key.name, count, "history replay over the call's send budget");
+        });
+    }
+
+    /// Joins under the room's lock: what the join answers before any replay.
+    fn join_locked(&self, j: &Joining, log: &mut Log, top: Position) -> Result<Recovery, HistoryError> {
+        self.join(j.conn, j.key.clone(), j.max_rooms).map_err(HistoryError::Join)?;
+        log.last = Instant::now();
+        Ok(Recovery { recovered: false, replayed: 0, replayed_bytes: 0, top })
+    }
+
+    /// Joins a room with a history and queues the entries after `after`, both under the
+    /// room's lock (see the module's notes), when the log's offsets come from `source`.
+    /// `recovered` is false when `after` is absent, of another epoch, in the future or below
+    /// what is kept, or when the entries do not fit the allowance or the connection's queue;
+    /// the connection joins either way.
+    pub(super) fn join_recovering(
+        &self,
+        j: &Joining,
+        after: Option<&Position>,
+        source: Source,
+    ) -> Result<Recovery, HistoryError> {
+        self.history.with_log(j.key, |log| {
+            let recovery = self.join_locked(j, log, log.position())?;
+            Ok(match after.and_then(|a| log.resume(a, source)) {
+                Some(from) => replay(j, log.entries.range(from..).map(|e| &e.item), recovery),
+                None => recovery,
+            })
+        })?
+    }
+
+    /// [`Hub::join_recovering`] from a mirror, but only if it has everything after `after`:
+    /// `None` (and no join) otherwise.
+    pub(super) fn join_mirrored(&self, j: &Joining, after: &Position) -> Result<Option<Recovery>, HistoryError> {
+        self.history.with_log(j.key, |log| {
+            let Some(from) = log.resume(after, Source::Mirror) else { return Ok(None) };
+            let recovery = self.join_locked(j, log, log.position())?;
+            Ok(Some(replay(j, log.entries.range(from..).map(|e| &e.item), recovery)))
+        })?
+    }
+
+    /// Joins with what Redis had after `after` when this node's subscription passed
+    /// `remote.top` (a probe): `remote`'s entries, then the mirror's after them, under the
+    /// room's lock. Recovered only if `remote` has every entry from `after` to its top and the
+    /// mirror every one since.
+    pub(super) fn join_from_remote(
+        &self,
+        j: &Joining,
+        after: Option<&Position>,
+        remote: Remote,
+    ) -> Result<Recovery, HistoryError> {
+        self.history.with_log(j.key, |log| {
+            let mirrored = log.source == Source::Mirror && *log.epoch == *remote.epoch && log.floor <= remote.top;
+            let top =
+                if mirrored { log.position() } else { Position { offset: remote.top, epoch: remote.epoch.clone() } };
+            let recovery = self.join_locked(j, log, top)?;
+            let Some(after) = after else { return Ok(recovery) };
+            if !mirrored || !remote.continues(after) {
                 return Ok(recovery);
             }
-            for e in missed {
-                if e.item.payload_len() > conn.route.limits.max_message_size || conn.send(e.item.clone()).is_err() {
-                    return Ok(recovery);
-                }
-                recovery.replayed += 1;
-                recovery.replayed_bytes += e.item.payload_len();
-            }
-            recovery.recovered = true;
-            Ok(recovery)
+            let missed: Vec<Outgoing> =
+                remote.entries.into_iter().map(|(o, t)| render(t, o, &remote.epoch).to_shared()).collect();
+            let since = log.entries.iter().filter(|e| e.offset > remote.top).map(|e| &e.item);
+            Ok(replay(j, missed.iter().chain(since), recovery))
         })?
     }
 
     /// Up to `limit` entries (capped at a page) after `after` (`None`: from the oldest kept).
-    pub(crate) fn history_read(
+    /// Only a log of this node's own vouches for completeness: a mirror read here is one whose
+    /// Redis is out of reach.
+    pub(super) fn history_read_local(
         &self,
         key: &RoomKey,
         after: Option<&Position>,
@@ -451,12 +597,13 @@ impl Hub {
     ) -> Result<Page, HistoryError> {
         self.history.with_log(key, |log| {
             let (from, complete) = match after {
-                Some(a) => match log.resume(a) {
+                Some(a) => match log.resume(a, log.source) {
                     Some(i) => (i, true),
                     None => (0, false),
                 },
                 None => (0, log.floor == 0),
             };
+            let complete = complete && log.source == Source::Own;
             let mut entries = Vec::new();
             let mut bytes = 0;
             let limit = limit.min(MAX_PAGE_ENTRIES);
@@ -472,10 +619,37 @@ impl Hub {
         })
     }
 
-    /// The room's current position.
-    pub(crate) fn history_current(&self, key: &RoomKey) -> Result<Position, HistoryError> {
+    /// The room's current position on this node.
+    pub(super) fn history_current_local(&self, key: &RoomKey) -> Result<Position, HistoryError> {
         self.history.with_log(key, |log| log.position())
     }
+}
+
+/// A connection joining a room with a history, and what the call may spend replaying.
+pub(crate) struct Joining<'a> {
+    pub conn: &'a Arc<ConnShared>,
+    pub key: &'a RoomKey,
+    pub max_rooms: usize,
+    pub allowance: Allowance,
+}
+
+/// Queues `missed` to the connection (a member already): `recovered` if all of it fits the
+/// call's allowance, the connection's message size and its queue.
+fn replay<'a>(j: &Joining, missed: impl Iterator<Item = &'a Outgoing> + Clone, mut recovery: Recovery) -> Recovery {
+    let (count, bytes) = missed.clone().fold((0usize, 0usize), |(n, b), item| (n + 1, b + item.payload_len()));
+    if count > j.allowance.copies as usize || bytes > j.allowance.bytes {
+        tracing::debug!(room = &*j.key.name, count, "history replay over the call's send budget");
+        return recovery;
+    }
+    for item in missed {
+        if item.payload_len() > j.conn.route.limits.max_message_size || j.conn.send(item.clone()).is_err() {
+            return recovery;
+        }
+        recovery.replayed += 1;
+        recovery.replayed_bytes += item.payload_len();
+    }
+    recovery.recovered = true;
+    recovery
 }
 
 #[cfg(test)]
@@ -542,22 +716,24 @@ mod tests {
             publish(&hub, "h1", "b\u{1}o");
         }
         // Size 3: offsets 3, 4, 5 are kept.
-        let page = hub.history_read(&key, Some(&Position { offset: 2, epoch: first.epoch.clone() }), 10).expect("read");
+        let page =
+            hub.history_read_local(&key, Some(&Position { offset: 2, epoch: first.epoch.clone() }), 10).expect("read");
         assert!(page.complete);
         assert_eq!(page.entries.iter().map(|(o, _)| *o).collect::<Vec<_>>(), [3, 4, 5]);
         assert_eq!(bytes_of(&page.entries[0].1), b"b3");
         assert_eq!(page.top.offset, 5);
-        let too_old = hub.history_read(&key, Some(&first), 10).expect("read");
+        let too_old = hub.history_read_local(&key, Some(&first), 10).expect("read");
         assert!(!too_old.complete, "offset 1 is below what is kept");
         let other_epoch = Position { offset: 4, epoch: Arc::from("0") };
-        assert!(!hub.history_read(&key, Some(&other_epoch), 10).expect("read").complete);
+        assert!(!hub.history_read_local(&key, Some(&other_epoch), 10).expect("read").complete);
         let future = Position { offset: 6, epoch: first.epoch.clone() };
-        assert!(!hub.history_read(&key, Some(&future), 10).expect("read").complete);
-        let paged = hub.history_read(&key, Some(&Position { offset: 2, epoch: first.epoch.clone() }), 2).expect("read");
+        assert!(!hub.history_read_local(&key, Some(&future), 10).expect("read").complete);
+        let paged =
+            hub.history_read_local(&key, Some(&Position { offset: 2, epoch: first.epoch.clone() }), 2).expect("read");
         assert!(paged.more && paged.entries.len() == 2);
         assert_eq!(hub.metrics.history.evictions.get_or_create(&reason("size")).get(), 2);
         let none = RoomKey::new(&Arc::from("p"), "lobby");
-        assert_eq!(hub.history_current(&none), Err(HistoryError::NoHistory));
+        assert_eq!(hub.history_current_local(&none), Err(HistoryError::NoHistory));
     }
 
     fn reason(r: &str) -> crate::metrics::ReasonLabel {
@@ -572,7 +748,7 @@ mod tests {
             publish(&hub, "h1", "0123456789");
         }
         let key = RoomKey::new(&Arc::from("p"), "h1");
-        let page = hub.history_read(&key, None, 100).expect("read");
+        let page = hub.history_read_local(&key, None, 100).expect("read");
         assert_eq!(page.entries.len(), 3, "max_bytes holds three");
         assert!(!page.complete, "offsets 1 and 2 are gone");
         assert_eq!(hub.metrics.history.evictions.get_or_create(&reason("bytes")).get(), 2);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{AtomicError, Census, RoomKey};
+use super::{AtomicError, Census, Position, RoomKey};
 use crate::hub::Outgoing;
 
 pub(crate) trait Peers: Send + Sync {
@@ -69,6 +69,12 @@ pub(crate) trait Peers: Send + Sync {
     fn shared_kv(&self) -> Option<&dyn SharedKv> {
         None
     }
+
+    /// Where every node keeps and reads room history, when the broker shares it; `None`: each
+    /// node keeps its own.
+    fn shared_history(&self) -> Option<Arc<dyn SharedHistory>> {
+        None
+    }
 }
 
 /// What is done to a user's connections on every node.
@@ -101,6 +107,58 @@ pub(crate) trait SharedKv: Send + Sync {
         expected: Option<Bytes>,
         new: Option<Bytes>,
     ) -> AtomicFuture<bool>;
+}
+
+/// Room history every node shares (kept in Redis by the broker). Offsets and epochs are the
+/// shared store's; every publish reaches every node's members (this node's included) through
+/// the node's subscription, in offset order (see [`crate::hub::Hub::history_deliver`]).
+pub(crate) trait SharedHistory: Send + Sync {
+    /// Whether the store can be reached now.
+    fn up(&self) -> bool;
+
+    /// Publishes `template` (see `history::render`) to the room with the next offset.
+    fn publish(&self, key: RoomKey, bounds: Bounds, template: Outgoing, except: Option<u64>) -> SharedFuture<Position>;
+
+    /// The room's position and up to `limit` entries after offset `after` (`None`: from the
+    /// oldest kept), as templates. With `probe`, answers only once this node's subscription has
+    /// delivered every publish made before the read, and none after (the room's mirror is
+    /// seeded there: see [`crate::hub::Hub::history_seed`]).
+    fn read(&self, key: RoomKey, bounds: Bounds, after: Option<u64>, limit: usize, probe: bool)
+    -> SharedFuture<Remote>;
+}
+
+/// A room's bounds in the shared store.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    pub size: usize,
+    pub ttl: std::time::Duration,
+}
+
+/// The shared store could not be asked (or did not answer in time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unreachable;
+
+/// What a call on the shared history waits for.
+pub(crate) type SharedFuture<T> = Pin<Box<dyn Future<Output = Result<T, Unreachable>> + Send>>;
+
+/// A read of the shared history: the room's epoch and top offset, and entries (offset and
+/// template, oldest first).
+#[derive(Debug, Clone)]
+pub(crate) struct Remote {
+    pub epoch: Arc<str>,
+    pub top: u64,
+    pub entries: Vec<(u64, Outgoing)>,
+}
+
+impl Remote {
+    /// Whether the entries are exactly those from right after `after` to the top, in the
+    /// room's epoch: nothing between `after` and now is missing.
+    pub fn continues(&self, after: &Position) -> bool {
+        *after.epoch == *self.epoch
+            && after.offset <= self.top
+            && self.entries.len() as u64 == self.top - after.offset
+            && self.entries.iter().zip(after.offset + 1..).all(|((o, _), want)| *o == want)
+    }
 }
 
 #[cfg(test)]

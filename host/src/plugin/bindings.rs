@@ -30,6 +30,10 @@ pub(crate) mod v0_2 {
             "wasmsock:plugin/presence.leave": async,
             "wasmsock:plugin/presence.count": async,
             "wasmsock:plugin/presence.users": async,
+            "wasmsock:plugin/history.publish": async,
+            "wasmsock:plugin/history.read": async,
+            "wasmsock:plugin/history.current": async,
+            "wasmsock:plugin/history.join": async,
         },
     });
 }

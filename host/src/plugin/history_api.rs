@@ -6,7 +6,7 @@
 use super::bindings::{ErrorCode, Message, v0_2};
 use super::host_api::{message_len, outgoing};
 use super::state::StoreState;
-use crate::hub::{HistoryError, JoinError, Outgoing, Page, Position, Recovery};
+use crate::hub::{HistoryError, JoinError, Joining, Outgoing, Page, Position, Recovery};
 
 use v0_2::wasmsock::plugin::history as wit;
 use v0_2::wasmsock::plugin::types::{ErrorCode as WitErrorCode, Message as WitMessage};
@@ -26,8 +26,9 @@ impl StoreState {
         }
     }
 
-    /// Charged like `host.publish`: one send per member it is queued to, at least one.
-    pub(super) fn history_publish(
+    /// Charged like `host.publish`: one send per member it is queued to on this node, at
+    /// least one.
+    pub(super) async fn history_publish(
         &mut self,
         room: String,
         msg: Message,
@@ -38,30 +39,32 @@ impl StoreState {
         if !self.allowance().covers(1, len) {
             return Err(ErrorCode::LimitReached);
         }
-        let allowance = self.allowance();
-        let (delivery, position) =
-            self.env.hub.publish_kept(&key, outgoing(msg), except, allowance).map_err(|e| self.history_error(e))?;
-        self.charge_copies(delivery.queued.max(1), len);
-        Ok((delivery.queued, position))
+        let (allowance, hub) = (self.allowance(), self.env.hub.clone());
+        let (queued, position) =
+            hub.history_publish(&key, outgoing(msg), except, allowance).await.map_err(|e| self.history_error(e))?;
+        self.charge_copies(queued.max(1), len);
+        Ok((queued, position))
     }
 
-    pub(super) fn history_read(
+    pub(super) async fn history_read(
         &mut self,
         room: String,
         after: Option<Position>,
         limit: u32,
     ) -> Result<Page, ErrorCode> {
         let key = self.room(&room)?;
-        self.env.hub.history_read(&key, after.as_ref(), limit as usize).map_err(|e| self.history_error(e))
+        let hub = self.env.hub.clone();
+        hub.history_read(&key, after.as_ref(), limit as usize).await.map_err(|e| self.history_error(e))
     }
 
-    pub(super) fn history_current(&mut self, room: String) -> Result<Position, ErrorCode> {
+    pub(super) async fn history_current(&mut self, room: String) -> Result<Position, ErrorCode> {
         let key = self.room(&room)?;
-        self.env.hub.history_current(&key).map_err(|e| self.history_error(e))
+        let hub = self.env.hub.clone();
+        hub.history_current(&key).await.map_err(|e| self.history_error(e))
     }
 
     /// The replayed entries are charged to the call's send budget, one send each.
-    pub(super) fn history_join(
+    pub(super) async fn history_join(
         &mut self,
         conn: u64,
         room: String,
@@ -69,12 +72,14 @@ impl StoreState {
     ) -> Result<Recovery, ErrorCode> {
         let key = self.room(&room)?;
         let target = self.target(conn)?;
-        let (max_rooms, allowance) = (self.env.host_limits.max_rooms_per_connection, self.allowance());
-        let recovery = self
-            .env
-            .hub
-            .join_recovering(&target, &key, max_rooms, after.as_ref(), allowance)
-            .map_err(|e| self.history_error(e))?;
+        let hub = self.env.hub.clone();
+        let joining = Joining {
+            conn: &target,
+            key: &key,
+            max_rooms: self.env.host_limits.max_rooms_per_connection,
+            allowance: self.allowance(),
+        };
+        let recovery = hub.history_join(&joining, after.as_ref()).await.map_err(|e| self.history_error(e))?;
         self.call.sends = self.call.sends.saturating_add(recovery.replayed);
         self.call.send_bytes = self.call.send_bytes.saturating_add(recovery.replayed_bytes);
         if after.is_some() && !recovery.recovered {
@@ -110,13 +115,25 @@ fn message(item: &Outgoing) -> WitMessage {
 }
 
 impl wit::Host for StoreState {
-    fn publish(&mut self, room: String, msg: WitMessage, except: Option<u64>) -> Result<wit::Published, WitErrorCode> {
-        let (queued, p) = StoreState::history_publish(self, room, msg.into(), except).map_err(WitErrorCode::from)?;
+    async fn publish(
+        &mut self,
+        room: String,
+        msg: WitMessage,
+        except: Option<u64>,
+    ) -> Result<wit::Published, WitErrorCode> {
+        let (queued, p) =
+            StoreState::history_publish(self, room, msg.into(), except).await.map_err(WitErrorCode::from)?;
         Ok(wit::Published { queued, position: position(p) })
     }
 
-    fn read(&mut self, room: String, after: Option<wit::Position>, limit: u32) -> Result<wit::Page, WitErrorCode> {
-        let page = StoreState::history_read(self, room, after.map(host_position), limit).map_err(WitErrorCode::from)?;
+    async fn read(
+        &mut self,
+        room: String,
+        after: Option<wit::Position>,
+        limit: u32,
+    ) -> Result<wit::Page, WitErrorCode> {
+        let page =
+            StoreState::history_read(self, room, after.map(host_position), limit).await.map_err(WitErrorCode::from)?;
         Ok(wit::Page {
             entries: page
                 .entries
@@ -129,12 +146,18 @@ impl wit::Host for StoreState {
         })
     }
 
-    fn current(&mut self, room: String) -> Result<wit::Position, WitErrorCode> {
-        StoreState::history_current(self, room).map(position).map_err(WitErrorCode::from)
+    async fn current(&mut self, room: String) -> Result<wit::Position, WitErrorCode> {
+        StoreState::history_current(self, room).await.map(position).map_err(WitErrorCode::from)
     }
 
-    fn join(&mut self, conn: u64, room: String, after: Option<wit::Position>) -> Result<wit::Recovery, WitErrorCode> {
-        let r = StoreState::history_join(self, conn, room, after.map(host_position)).map_err(WitErrorCode::from)?;
+    async fn join(
+        &mut self,
+        conn: u64,
+        room: String,
+        after: Option<wit::Position>,
+    ) -> Result<wit::Recovery, WitErrorCode> {
+        let r =
+            StoreState::history_join(self, conn, room, after.map(host_position)).await.map_err(WitErrorCode::from)?;
         Ok(wit::Recovery { recovered: r.recovered, replayed: r.replayed, top: position(r.top) })
     }
 }
