@@ -60,20 +60,28 @@ pub async fn scenarios(kit: &Kit, quick: bool, only: &[String]) -> Result<()> {
 
 const PARTS: &[&str] = &["publishing", "recovery", "memory", "presence"];
 
-/// Runs `run(false)` and `run(true)` twice (once in quick mode), A B B A.
-async fn alternating<T, F, Fut>(quick: bool, mut run: F) -> Result<Vec<[T; 2]>>
+/// Runs every variant twice (once in quick mode), forward then backward (A B B A, A B C C B A),
+/// so that a machine getting slower or faster during the run moves all alike. One result per
+/// variant per round, in the variants' order.
+async fn alternating<V, T, F, Fut>(quick: bool, variants: &[V], mut run: F) -> Result<Vec<Vec<T>>>
 where
-    F: FnMut(bool) -> Fut,
+    V: Copy,
+    F: FnMut(V) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let mut runs = Vec::new();
+    let mut rounds = Vec::new();
     for round in 0..if quick { 1 } else { 2 } {
-        let (first, second) = if round % 2 == 0 { (false, true) } else { (true, false) };
-        let a = run(first).await?;
-        let b = run(second).await?;
-        runs.push(if first { [b, a] } else { [a, b] });
+        let mut results: Vec<Option<T>> = variants.iter().map(|_| None).collect();
+        let order: Vec<usize> = match round % 2 {
+            0 => (0..variants.len()).collect(),
+            _ => (0..variants.len()).rev().collect(),
+        };
+        for i in order {
+            results[i] = Some(run(variants[i]).await?);
+        }
+        rounds.push(results.into_iter().flatten().collect());
     }
-    Ok(runs)
+    Ok(rounds)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -107,7 +115,7 @@ async fn publishing(kit: &Kit, quick: bool) -> Result<()> {
     let subs_n = 100;
     let mut all = Vec::new();
     for path in [Path::OneNode, Path::OneNodeRedis, Path::TwoNodes] {
-        let runs = alternating(quick, |on| publish_run(kit, path, on, count, subs_n)).await?;
+        let runs = alternating(quick, &[false, true], |on| publish_run(kit, path, on, count, subs_n)).await?;
         all.push((path, runs));
     }
     println!(
@@ -137,7 +145,8 @@ async fn publishing(kit: &Kit, quick: bool) -> Result<()> {
     println!("| path | run | publishes/s | p50 | p99 | server CPU per publish |");
     println!("|---|---|---|---|---|---|");
     for (path, runs) in &all {
-        for (i, [off, on]) in runs.iter().enumerate() {
+        for (i, run) in runs.iter().enumerate() {
+            let (off, on) = (&run[0], &run[1]);
             println!(
                 "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
                 path.label(),
@@ -189,25 +198,50 @@ fn closed_by_server(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.to_string().starts_with("closed by the server"))
 }
 
+/// Where the clients come back.
+#[derive(Clone, Copy, PartialEq)]
+enum Back {
+    /// One node, no broker: its history.
+    Alone,
+    /// The same node, with `[broker]`: with history in Redis, the node's mirror of it.
+    SameNode,
+    /// With `[broker]`, a node started after the publishes: with history in Redis, read from
+    /// Redis (the node has no mirror of it).
+    NewNode,
+}
+
+impl Back {
+    fn label(self) -> &'static str {
+        match self {
+            Back::Alone => "one node, no broker",
+            Back::SameNode => "`[broker]`, the same node",
+            Back::NewNode => "`[broker]`, a node started since",
+        }
+    }
+}
+
 /// 1000 subscribers see one message, all drop, 100 are published, and all come back at once
 /// with `since`: time until every one has its 100 missed messages, and the server's CPU for it.
 /// Then, as the baseline, all drop again and come back without `since` (nothing to recover).
 async fn recovery(kit: &Kit, quick: bool) -> Result<()> {
     let (n, missed) = if quick { (200, 100) } else { (1000, 100) };
-    let runs = alternating(quick, |broker| recovery_run(kit, broker, ENGINE, n, missed)).await?;
+    let backs = [Back::Alone, Back::SameNode, Back::NewNode];
+    let runs = alternating(quick, &backs, |back| recovery_run(kit, back, ENGINE, n, missed)).await?;
     // The same without `[engine] max_instances`: how many the default leaves unanswered.
-    let (defaults, _) = recovery_run(kit, false, "", n, missed).await?;
-    println!("## History: {n} clients reconnecting at once, each recovering {missed} missed messages (one node)\n");
+    let (defaults, _) = recovery_run(kit, Back::Alone, "", n, missed).await?;
+    println!("## History: {n} clients reconnecting at once, each recovering {missed} missed messages\n");
     println!(
-        "| run | broker | recovering: time until all caught up | server CPU | Redis CPU | resubscribing without `since`: time | server CPU | Redis CPU | closed by the server |"
+        "| run | clients come back to | recovering: time until all caught up | server CPU | Redis CPU | resubscribing without `since`: time | server CPU | Redis CPU | closed by the server |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for (i, run) in runs.iter().enumerate() {
-        for (label, (rec, plain)) in [("none", &run[0]), ("`[broker]`", &run[1])] {
-            let redis = |w: &Wave| if label == "none" { "–".to_owned() } else { format!("{:.2} s", w.redis_cpu) };
+        for (back, (rec, plain)) in backs.iter().zip(run) {
+            let redis =
+                |w: &Wave| if *back == Back::Alone { "–".to_owned() } else { format!("{:.2} s", w.redis_cpu) };
             println!(
-                "| {} | {label} | {:.2} s | {:.2} s | {} | {:.2} s | {:.2} s | {} | {} + {} |",
+                "| {} | {} | {:.2} s | {:.2} s | {} | {:.2} s | {:.2} s | {} | {} + {} |",
                 i + 1,
+                back.label(),
                 rec.secs,
                 rec.cpu,
                 redis(rec),
@@ -219,33 +253,39 @@ async fn recovery(kit: &Kit, quick: bool) -> Result<()> {
             );
         }
     }
-    println!("\nSame-run ratios, `[broker]` / none (recovering; resubscribing):\n");
-    println!("| run | time | server CPU | time (resubscribing) | server CPU (resubscribing) |");
-    println!("|---|---|---|---|---|");
-    for (i, [(r0, p0), (r1, p1)]) in runs.iter().enumerate() {
-        println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            i + 1,
-            r1.secs / r0.secs,
-            r1.cpu / r0.cpu,
-            p1.secs / p0.secs,
-            p1.cpu / p0.cpu
-        );
+    println!("\nSame-run ratios against one node without broker (recovering; resubscribing):\n");
+    println!("| run | clients come back to | time | server CPU | time (resubscribing) | server CPU (resubscribing) |");
+    println!("|---|---|---|---|---|---|");
+    for (i, run) in runs.iter().enumerate() {
+        let (r0, p0) = &run[0];
+        for (back, (r1, p1)) in backs.iter().zip(run).skip(1) {
+            println!(
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                i + 1,
+                back.label(),
+                r1.secs / r0.secs,
+                r1.cpu / r0.cpu,
+                p1.secs / p0.secs,
+                p1.cpu / p0.cpu
+            );
+        }
     }
     println!(
-        "\nWith `{}` (all rows above). With the default (256), no broker: {} of {n} recovering clients closed by the server ({}), in {:.2} s.",
+        "\nWith `{}` (all rows above). With the default (256), one node without broker: {} of {n} recovering clients closed by the server ({}), in {:.2} s.",
         ENGINE.trim().replace('\n', " "),
         defaults.closed,
         defaults.reason.as_deref().unwrap_or("none"),
         defaults.secs
     );
-    println!("\nTimes include the {n} TLS handshakes of each wave, made by one client thread.\n");
+    println!(
+        "\nTimes include the {n} TLS handshakes of each wave, made by one client thread; server CPU is the node the clients come back to.\n"
+    );
     Ok(())
 }
 
-async fn recovery_run(kit: &Kit, broker: bool, engine: &str, n: usize, missed: usize) -> Result<(Wave, Wave)> {
+async fn recovery_run(kit: &Kit, back: Back, engine: &str, n: usize, missed: usize) -> Result<(Wave, Wave)> {
     let tls = client::tls(&kit.cert);
-    let redis = if broker { Some(Redis::start()?) } else { None };
+    let redis = if back == Back::Alone { None } else { Some(Redis::start()?) };
     let config = redis.as_ref().map_or_else(|| BIG.to_owned(), Redis::broker) + HISTORY + engine;
     let server = Server::wasmsock(kit, &config, "warn")?;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -274,13 +314,22 @@ async fn recovery_run(kit: &Kit, broker: bool, engine: &str, n: usize, missed: u
     }
     // Confirmed: every publish was made before anyone comes back.
     confirm(&mut publisher).await?;
-    // The closes of the dropped subscribers are behind us.
+    let new_node = match back {
+        Back::NewNode => {
+            let node = Server::wasmsock(kit, &config, "warn")?;
+            // As warm as the first node, whose plugin instances the first subscribers made.
+            drop(subscribers(&node, &tls, "warm", n).await?);
+            Some(node)
+        }
+        _ => None,
+    };
+    // The closes of the dropped subscribers are behind us (and the new node is up).
     tokio::time::sleep(Duration::from_millis(500)).await;
-
-    let recovering = wave(&server, redis.as_ref(), &tls, n, Some((since, missed))).await?;
+    let node = new_node.as_ref().unwrap_or(&server);
+    let recovering = wave(node, redis.as_ref(), &tls, n, Some((since, missed))).await?;
     drop(recovering.1);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let plain = wave(&server, redis.as_ref(), &tls, n, None).await?;
+    let plain = wave(node, redis.as_ref(), &tls, n, None).await?;
     Ok((recovering.0, plain.0))
 }
 
@@ -409,7 +458,8 @@ async fn memory(kit: &Kit, quick: bool) -> Result<()> {
 fn slope(points: &[(f64, f64)]) -> f64 {
     let n = points.len() as f64;
     let (mx, my) = points.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
-    let (sxy, sxx) = points.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + (x - mx) * (y - my), b + (x - mx) * (x - mx)));
+    let (sxy, sxx) =
+        points.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + (x - mx) * (y - my), b + (x - mx) * (x - mx)));
     if sxx == 0.0 { 0.0 } else { sxy / sxx }
 }
 
@@ -421,7 +471,7 @@ async fn presence(kit: &Kit, quick: bool) -> Result<()> {
     let n = if quick { 200 } else { 1000 };
     let mut all = Vec::new();
     for events in [false, true] {
-        let runs = alternating(quick, |broker| presence_run(kit, broker, events, n)).await?;
+        let runs = alternating(quick, &[false, true], |broker| presence_run(kit, broker, events, n)).await?;
         all.push((events, runs));
     }
     println!("## Presence: {n} connected clients subscribing at once to one channel (one node)\n");
@@ -449,7 +499,8 @@ async fn presence(kit: &Kit, quick: bool) -> Result<()> {
     println!("| join events | run | time | server CPU |");
     println!("|---|---|---|---|");
     for (events, runs) in &all {
-        for (i, [off, on]) in runs.iter().enumerate() {
+        for (i, run) in runs.iter().enumerate() {
+            let (off, on) = (&run[0], &run[1]);
             println!(
                 "| {} | {} | {:.2} | {:.2} |",
                 if *events { "on" } else { "off" },
