@@ -51,3 +51,17 @@ pub async fn next_text(ws: &mut Ws) -> Option<String> {
         }
     }
 }
+
+/// The next text message (control frames skipped); an error saying how the connection ended
+/// (the server's close frame, if any) when it did.
+pub async fn expect_text(ws: &mut Ws) -> Result<String> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return Ok(t.to_string()),
+            Some(Ok(Message::Close(c))) => anyhow::bail!("closed by the server: {c:?}"),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => anyhow::bail!("connection error: {e}"),
+            None => anyhow::bail!("connection ended"),
+        }
+    }
+}

@@ -123,12 +123,25 @@ pub async fn fan_out(kit: &Kit, quick: bool) -> Result<()> {
 pub(crate) struct Redis(Child, u16);
 
 impl Redis {
-    fn start() -> Result<Redis> {
+    pub(crate) fn start() -> Result<Redis> {
         Redis::start_on(free_port())
+    }
+
+    /// `[broker]` for a node of this Redis (with the tables every many-client run needs).
+    pub(crate) fn broker(&self) -> String {
+        format!("{BIG}[broker]\nurl = \"redis://127.0.0.1:{}\"\n", self.1)
+    }
+
+    /// CPU time of the Redis server, in nanoseconds (`taskset` execs it: the same process).
+    pub(crate) fn cpu_ns(&self) -> u64 {
+        crate::server::proc_cpu_ns(self.0.id())
     }
 
     /// On a given port (the soak restarts it where the server expects it).
     pub(crate) fn start_on(port: u16) -> Result<Redis> {
+        // Nothing is saved (`--save ""`, no AOF); its directory is a scratch one all the same.
+        let dir = std::env::temp_dir().join(format!("wasmsock-bench-redis-{port}"));
+        std::fs::create_dir_all(&dir)?;
         let child = Command::new("taskset")
             .args([
                 "-c",
@@ -142,7 +155,9 @@ impl Redis {
                 "",
                 "--appendonly",
                 "no",
+                "--dir",
             ])
+            .arg(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -5,6 +5,7 @@
 //! cargo build --release -p wasmsock -p wasmsock-bench
 //! ./target/release/wasmsock-bench all            # every scenario (about 10 minutes)
 //! ./target/release/wasmsock-bench echo|memory|handshake|calls|reload|fanout|broker|compression|fairness|outbound|pusher|history
+//! ./target/release/wasmsock-bench history --only publishing,recovery,memory,presence
 //! ./target/release/wasmsock-bench soak [--minutes 5]   # not part of `all`
 //! ```
 //!
@@ -32,7 +33,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "usage: wasmsock-bench [all|calls|echo|memory|handshake|reload|fanout|broker|compression|fairness|outbound|pusher|history] [--quick]\n       wasmsock-bench soak [--minutes N]   (not part of all: 5 minutes by default)"
+            "usage: wasmsock-bench [all|calls|echo|memory|handshake|reload|fanout|broker|compression|fairness|outbound|pusher|history] [--quick]\n       wasmsock-bench history [--only publishing,recovery,memory,presence]\n       wasmsock-bench soak [--minutes N]   (not part of all: 5 minutes by default)"
         );
         println!("servers on CPU 0, load on CPU 1; Markdown tables and JSON lines on stdout");
         return Ok(());
@@ -43,6 +44,11 @@ fn main() -> Result<()> {
     let minutes = match args.iter().position(|a| a == "--minutes") {
         Some(i) => args.get(i + 1).and_then(|m| m.parse::<f64>().ok()).filter(|m| *m > 0.0).context("--minutes N")?,
         None => 5.0,
+    };
+    // `history --only publishing,recovery` (the parts of one scenario).
+    let only: Vec<String> = match args.iter().position(|a| a == "--only") {
+        Some(i) => args.get(i + 1).context("--only PART[,PART]")?.split(',').map(str::to_owned).collect(),
+        None => Vec::new(),
     };
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     if cpus < 2 {
@@ -88,7 +94,7 @@ fn main() -> Result<()> {
             "soak" => rt.block_on(soak::run(&kit, minutes))?,
             "outbound" => rt.block_on(outbound::calls_to_a_backend(&kit, quick))?,
             "pusher" => rt.block_on(pusher::triggers(&kit, quick))?,
-            "history" => rt.block_on(history::scenarios(&kit, quick))?,
+            "history" => rt.block_on(history::scenarios(&kit, quick, &only))?,
             _ => unreachable!(),
         }
     }

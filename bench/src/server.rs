@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::kit::Kit;
 
@@ -15,6 +15,8 @@ pub struct Server {
     pub name: &'static str,
     /// wasmsock only: its working directory (plugins/, server.log).
     pub dir: Option<std::path::PathBuf>,
+    /// The admin listener (`/metrics`), when asked for ([`Server::wasmsock_admin`]).
+    pub admin: Option<u16>,
 }
 
 pub fn free_port() -> u16 {
@@ -45,15 +47,28 @@ impl Server {
     }
 
     /// [`Server::wasmsock`] with more plugins in its plugin directory (`probe`, `hostile`) for
-    /// routes in `extra`.
+    /// routes in `extra`; `"name=file"` copies `file.wasm` as plugin `name` (a second
+    /// configuration of one plugin).
     pub fn wasmsock_with(kit: &Kit, extra: &str, log: &str, more: &[&str]) -> Result<Server> {
+        Server::wasmsock_opts(kit, extra, log, more, false)
+    }
+
+    /// [`Server::wasmsock_with`] with its admin listener on, for [`Server::metric`].
+    pub fn wasmsock_admin(kit: &Kit, extra: &str, log: &str, more: &[&str]) -> Result<Server> {
+        Server::wasmsock_opts(kit, extra, log, more, true)
+    }
+
+    fn wasmsock_opts(kit: &Kit, extra: &str, log: &str, more: &[&str], admin: bool) -> Result<Server> {
         let port = free_port();
         let dir = kit.work.join(format!("node-{port}"));
         let plugins = dir.join("plugins");
         std::fs::create_dir_all(&plugins)?;
         for p in ["echo", "rooms"].iter().chain(more) {
-            std::fs::copy(kit.plugin(p), plugins.join(format!("{p}.wasm")))?;
+            let (name, file) = p.split_once('=').unwrap_or((p, p));
+            std::fs::copy(kit.plugin(file), plugins.join(format!("{name}.wasm")))?;
         }
+        let admin = admin.then(free_port);
+        let admin_listen = admin.map_or_else(|| "off".to_owned(), |p| format!("127.0.0.1:{p}"));
         // Thousands of clients connect at once in some scenarios; `extra` may have its own
         // [server] table, which TOML allows only once.
         let server_table = "[server]\nmax_pending_handshakes = 20000\nmax_pending_handshakes_per_ip = 20000\n";
@@ -65,7 +80,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:{port}\"\nplugin_dir = {plugins:?}\nstate_dir = {:?}\n[admin]\nlisten = \"off\"\n[tls]\ncert = {:?}\nkey = {:?}\n{extra}\n{ROUTES}",
+                "listen = \"127.0.0.1:{port}\"\nplugin_dir = {plugins:?}\nstate_dir = {:?}\n[admin]\nlisten = \"{admin_listen}\"\n[tls]\ncert = {:?}\nkey = {:?}\n{extra}\n{ROUTES}",
                 dir.join("state"),
                 kit.cert,
                 kit.key
@@ -80,7 +95,7 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(dir.join("server.log"))?))
             .spawn()?;
-        Server { child, port, name: "wasmsock", dir: Some(dir) }.ready()
+        Server { child, port, name: "wasmsock", dir: Some(dir), admin }.ready()
     }
 
     /// The Go Gin + gorilla echo server (`/echo`).
@@ -102,7 +117,7 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        Server { child, port, name: "go", dir: None }.ready()
+        Server { child, port, name: "go", dir: None, admin: None }.ready()
     }
 
     fn ready(mut self) -> Result<Server> {
@@ -129,22 +144,41 @@ impl Server {
         format!("wss://localhost:{}{path}", self.port)
     }
 
+    /// A gauge or counter (summed over its labels) from the admin listener's `/metrics`.
+    pub fn metric(&self, name: &str) -> Result<f64> {
+        use std::io::{Read, Write};
+        let port = self.admin.context("no admin listener: Server::wasmsock_admin")?;
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut body = String::new();
+        tcp.read_to_string(&mut body)?;
+        let values: Vec<f64> = body
+            .lines()
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        if values.is_empty() {
+            bail!("no metric {name} in /metrics");
+        }
+        Ok(values.iter().sum())
+    }
+
+    /// The last lines of the server's log (wasmsock), for errors; slow plugin calls left out
+    /// (a burst of them hides the error).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log =
+            self.dir.as_ref().and_then(|d| std::fs::read_to_string(d.join("server.log")).ok()).unwrap_or_default();
+        let all: Vec<&str> = log.lines().filter(|l| !l.contains("slow plugin call")).collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     pub fn rss_kb(&self) -> u64 {
         proc_rss_kb(self.pid())
     }
 
     /// CPU time of all the server's threads, in nanoseconds.
     pub fn cpu_ns(&self) -> u64 {
-        let dir = format!("/proc/{}/task", self.pid());
-        std::fs::read_dir(dir)
-            .map(|tasks| {
-                tasks
-                    .filter_map(|t| t.ok())
-                    .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-                    .filter_map(|s| s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
-                    .sum()
-            })
-            .unwrap_or(0)
+        proc_cpu_ns(self.pid())
     }
 }
 
@@ -153,6 +187,19 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU time of all a process's threads, in nanoseconds (schedstat).
+pub fn proc_cpu_ns(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| t.ok())
+                .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+                .filter_map(|s| s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// (user, kernel) CPU time of a process, all threads, in clock ticks (`/proc/PID/stat`).

@@ -134,6 +134,8 @@ pub struct HistoryMetrics {
     pub bytes: Gauge,
     pub limit: Gauge,
     pub evictions: Family<ReasonLabel, Counter>,
+    /// With a broker: publishes numbered by this node because Redis was out of reach.
+    pub local_publishes: Counter,
 }
 
 impl HistoryMetrics {
@@ -143,6 +145,11 @@ impl HistoryMetrics {
         r.register("history_bytes", "Bytes kept in room histories (payloads and overhead)", self.bytes.clone());
         r.register("history_bytes_limit", "[host] max_history_memory", self.limit.clone());
         r.register("history_evictions", "History entries evicted, by reason", self.evictions.clone());
+        r.register(
+            "history_local_publishes",
+            "Publishes to rooms with history numbered by this node because Redis was out of reach",
+            self.local_publishes.clone(),
+        );
     }
 
     pub(crate) fn evicted(&self, reason: &str, n: u64) {

@@ -204,6 +204,7 @@ async fn restarts_keep_or_change_the_epoch_and_an_outage_leaves_each_node_its_ow
     let down = eventually(Duration::from_secs(10), async || a.metric("wasmsock_broker_connected").await == 0.0).await;
     assert!(down, "node A did not notice Redis was gone");
     let receipt = publish_confirmed(&mut publisher, "orders", json!("alone")).await;
+    assert_eq!(a.metric("wasmsock_history_local_publishes_total").await, 1.0);
     let local_epoch = receipt["epoch"].clone();
     assert_ne!(local_epoch, redis_epoch, "{receipt}");
     let live = message_full(&mut ada).await;

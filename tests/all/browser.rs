@@ -246,3 +246,58 @@ async fn a_page_that_loses_its_connection_shows_what_was_published_meanwhile_exa
     assert_eq!(browser.eval(&alice, "chat.state().positions.lobby.offset").await, json!(3));
     drop(s);
 }
+
+/// With `[broker]` the history is in Redis: the page's node goes down (shut down, its clients
+/// told 1001) and comes back empty on the same address while another node publishes; the page
+/// reconnects to it and shows the message exactly once (recovered from Redis by a node that
+/// never saw it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_whose_node_restarts_shows_what_another_node_published_meanwhile_exactly_once() {
+    let Some(exe) = chromium() else {
+        skip_without("chromium");
+        return;
+    };
+    let Some(redis) = crate::broker::Redis::start(None) else { return crate::broker::skip() };
+    let config = format!(
+        "{}\n[broker]\nurl = \"redis://127.0.0.1:{1}\"\nprefix = \"br{1}\"\n[[history]]\nrooms = \"lobby\"\n",
+        config(),
+        redis.port
+    );
+    let node = |listen: String| {
+        Setup::new(&config)
+            .listen(&listen)
+            .plugin("auth", "auth")
+            .plugin("rooms", "rooms")
+            .plugin("probe", "probe")
+            .start()
+    };
+    let a_listen = format!("127.0.0.1:{}", free_port());
+    let a = node(a_listen.clone()).await;
+    let b = node("127.0.0.1:0".to_owned()).await;
+    assert!(crate::broker::connected(&a).await && crate::broker::connected(&b).await);
+    let mut browser = Browser::launch(&exe).await;
+    let page = |port: u16, name: &str| format!("https://localhost:{port}/?name={name}&channel=lobby&autoconnect=1");
+    let alice = browser.open(&page(a.addr.port(), "alice")).await;
+    let bob = browser.open(&page(b.addr.port(), "bob")).await;
+    browser.wait_for(&alice, CONNECTED).await;
+    browser.wait_for(&bob, CONNECTED).await;
+    browser.eval(&bob, "chat.send('before')").await;
+    browser.wait_for(&alice, &has_message("guest-bob", "before")).await;
+    browser.wait_for(&alice, "chat.state().positions.lobby?.offset === 1").await;
+
+    // Alice's node goes down; Bob publishes on his while it is; her node comes back empty.
+    a.shutdown().await.unwrap();
+    browser.wait_for(&alice, "!chat.state().status.startsWith('connected')").await;
+    browser.eval(&bob, "chat.send('while your node was down')").await;
+    browser.wait_for(&bob, &has_message("guest-bob", "while your node was down")).await;
+    let a = node(a_listen).await;
+    assert!(crate::broker::connected(&a).await);
+    browser.wait_for(&alice, CONNECTED).await;
+    browser.wait_for(&alice, &has_message("guest-bob", "while your node was down")).await;
+    browser.eval(&bob, "chat.send('after')").await;
+    browser.wait_for(&alice, &has_message("guest-bob", "after")).await;
+    assert_eq!(browser.eval(&alice, &count_message("guest-bob", "while your node was down")).await, json!([1, 1]));
+    assert_eq!(browser.eval(&alice, &count_message("guest-bob", "before")).await, json!([1, 1]));
+    assert_eq!(browser.eval(&alice, "chat.state().positions.lobby.offset").await, json!(3));
+    drop((a, b));
+}

@@ -1,8 +1,11 @@
 //! The subscribed connection: receives what the other nodes publish and delivers it to this
 //! node's members and key/value stores, and only there (what comes from Redis is never sent
 //! out again). A node skips its own frames, and frames it has had already (a pipeline sent
-//! again after a failure), by the sender's sequence number. On every (re)connection, with a
-//! shared store, it reloads the store from Redis first.
+//! again after a failure), by the sender's sequence number. Publishes to rooms whose history
+//! Redis keeps are the exception: Redis's script sends them with their offset, and every node,
+//! the publisher's included, delivers them (see `history`); so are this node's history probes.
+//! On every (re)connection it marks the history mirrors unsynced, ends the epoch of rooms this
+//! node published to alone meanwhile, and, with a shared store, reloads the store from Redis.
 
 use std::collections::HashMap;
 use std::sync::Arc;

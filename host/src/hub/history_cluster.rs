@@ -55,6 +55,9 @@ impl Hub {
             }
             tracing::debug!(room = &*key.name, "history: Redis out of reach; publishing with this node's history");
         }
+        if self.peers.get().is_some_and(|p| p.shared_history().is_some()) {
+            self.metrics.history.local_publishes.inc();
+        }
         self.publish_kept(key, item, except, allowance).map(|(d, p)| (d.queued, p))
     }
 
@@ -73,7 +76,9 @@ impl Hub {
         {
             return Ok(recovery);
         }
-        let limit = if after.is_some() { MAX_PAGE_ENTRIES } else { 0 };
+        // As much as the replay could take (the call's budget, the room's size): more entries
+        // missed than that cannot be recovered anyway.
+        let limit = if after.is_some() { bounds.size.min(j.allowance.copies as usize).max(1) } else { 0 };
         match shared.read(j.key.clone(), bounds, after.map(|a| a.offset), limit, after.is_some()).await {
             Ok(remote) => self.join_from_remote(j, after, remote),
             Err(_) => self.join_recovering(j, after, Source::Own),
