@@ -57,8 +57,11 @@ impl ScriptConn {
 
     /// Runs `script` with `keys` and `args` (as many as the script takes, in its order). A kept
     /// connection that turns out broken (Redis restarted, or failed over) is replaced and the
-    /// script sent once more on the new one, within the same time bound: a script changes
-    /// nothing unless it runs to its end, and a broken connection got no answer.
+    /// script sent once more on the new one, within the same time bound. Mostly the broken
+    /// connection never carried the script; should it break after Redis ran it, the script
+    /// runs twice (for a history publish: two entries, as when the caller falls back to the
+    /// node's own history after a timeout). Atomic key/value operations, which must not run
+    /// twice, do not use this (see `atomic`).
     pub async fn run<T: redis::FromRedisValue>(
         &self,
         script: &Script,

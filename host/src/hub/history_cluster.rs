@@ -25,7 +25,7 @@ impl Hub {
     /// The shared history, when there is one and it can be reached now, and the room's bounds.
     fn shared_history(&self, key: &RoomKey) -> Result<Option<Shared>, HistoryError> {
         let rule = self.history.rule(key).ok_or(HistoryError::NoHistory)?;
-        let bounds = Bounds { size: rule.size, ttl: rule.ttl };
+        let bounds = Bounds { size: rule.size, ttl: rule.ttl, max_bytes: rule.max_bytes };
         Ok(self.peers.get().and_then(|p| p.shared_history()).filter(|s| s.up()).map(|s| (s, bounds)))
     }
 
@@ -41,8 +41,7 @@ impl Hub {
         allowance: Allowance,
     ) -> Result<(u32, Position), HistoryError> {
         if let Some((shared, bounds)) = self.shared_history(key)? {
-            let max_bytes = self.history.rule(key).map_or(0, |r| r.max_bytes);
-            if item.payload_len() + HISTORY_ENTRY_OVERHEAD > max_bytes {
+            if item.payload_len() + HISTORY_ENTRY_OVERHEAD > bounds.max_bytes {
                 return Err(HistoryError::TooLarge);
             }
             let members = self.rooms.count(key);

@@ -132,6 +132,8 @@ pub(crate) trait SharedHistory: Send + Sync {
 pub(crate) struct Bounds {
     pub size: usize,
     pub ttl: std::time::Duration,
+    /// The largest entry (checked before a publish reaches the store).
+    pub max_bytes: usize,
 }
 
 /// The shared store could not be asked (or did not answer in time).
