@@ -7,7 +7,8 @@
 #
 #   scripts/vs-go.sh OUT ROUNDS SIDE... -- [wsload args]
 #
-# SIDE: `go`; or a checkout (labelled by its directory's name) with a release build (`cargo build --release -p wasmsock`), whose
+# SIDE: `go`; or a checkout (labelled by its directory's name) with a release build (`cargo build
+# --release -p wasmsock`; its echo and rooms plugins are built with its `wasmsock build`), whose
 # echo plugin (/echo) or built-in echo (`DIR:native`, /native) is measured; `-mode fanout`
 # measures /rooms (the rooms plugin, presence events off) and the Go hub's /rooms instead.
 # NEIGHBOUR=1 runs a CPU-burning loop on the server's core for the length of each run.
@@ -50,12 +51,12 @@ start() {
         [ "$dir" != "$side" ] && route=/native
         $fanout && route=/rooms
         local base=$work/side-$RANDOM
-        mkdir -p "$base/plugins"
-        for p in echo rooms; do
-            local wasm=$dir/target/wasm32-wasip2/plugin/$p.wasm
-            [ -f "$wasm" ] || (cd "$dir" && cargo build --quiet --target wasm32-wasip2 --profile plugin -p "$p")
-            cp "$wasm" "$base/plugins/"
-        done
+        mkdir -p "$base"
+        # The side's own echo and rooms plugins, built as a user would (`wasmsock build`), once.
+        local plugins=$work/plugins-$(echo "$dir" | md5sum | cut -c1-8)
+        [ -d "$plugins" ] || "$dir/target/release/wasmsock" build "$dir/plugins/echo" "$dir/plugins/rooms" \
+            --install "$plugins" >&2
+        cp -r "$plugins" "$base/plugins"
         cat >"$base/wasmsock.toml" <<EOF
 listen = "127.0.0.1:$port"
 plugin_dir = "$base/plugins"
