@@ -22,10 +22,17 @@ def main():
     path = sys.argv[1]
     base = sys.argv[2] if len(sys.argv) > 2 else "go"
     runs = collections.defaultdict(list)
+    failed = collections.Counter()
     for line in open(path):
         side, _, js = line.strip().partition(" ")
         if js:
-            runs[side].append(json.loads(js))
+            run = json.loads(js)
+            if run.get("errors"):
+                failed[side] += 1  # a run with a lost or wrong message measures nothing
+            else:
+                runs[side].append(run)
+    for side, n in failed.items():
+        print(f"{side}: {n} run(s) with errors left out", file=sys.stderr)
     if not runs:
         sys.exit(f"{path}: no results")
     first = next(iter(runs.values()))[0]

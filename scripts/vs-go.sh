@@ -57,6 +57,7 @@ start() {
         [ -d "$plugins" ] || "$dir/target/release/wasmsock" build "$dir/plugins/echo" "$dir/plugins/rooms" \
             --install "$plugins" >&2
         cp -r "$plugins" "$base/plugins"
+        # The routes of wasmsock-bench's servers (bench/src/server.rs, ROUTES).
         cat >"$base/wasmsock.toml" <<EOF
 listen = "127.0.0.1:$port"
 plugin_dir = "$base/plugins"
@@ -107,7 +108,8 @@ for round in $(seq "$rounds"); do
         kill "$pid"
         wait "$pid" 2>/dev/null || true
         label=$side
-        [ "$side" != go ] && label=$(basename "$(realpath "${side%:native}")")${side#"${side%:native}"}
+        # The directory's name as given (a symlink keeps its own), with ":native" if asked.
+        [ "$side" != go ] && label=$(basename "$(cd "${side%:native}" && pwd -L)")${side#"${side%:native}"}
         [ -n "$line" ] && echo "$label $line" >>"$out"
         echo "round $round: $label ${line:0:160}" >&2
     done
