@@ -73,6 +73,29 @@ macro_rules! tokio_socket {
 tokio_socket!(TcpStream);
 tokio_socket!(UnixStream);
 
+/// A socket shared by a transport and the task that waits for its readiness (see
+/// `conn::link`).
+impl<S: Socket> Socket for std::sync::Arc<S> {
+    fn try_read_drained(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (**self).try_read_drained(buf)
+    }
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        (**self).try_write(buf)
+    }
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (**self).try_write_vectored(bufs)
+    }
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        (**self).readable()
+    }
+    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        (**self).writable()
+    }
+    fn shutdown_write(&self) {
+        (**self).shutdown_write()
+    }
+}
+
 /// What a read pass ended on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReadStatus {
@@ -109,6 +132,9 @@ pub(crate) struct Transport<S: Socket = TcpStream> {
     early: Vec<u8>,
     /// The peer closed: TCP EOF, or TLS close_notify.
     peer_closed: bool,
+    /// A write failed where nobody could be told (see [`Transport::send_plain`]): the next
+    /// flush reports it.
+    failed: Option<io::Error>,
 }
 
 /// One socket read's outcome.
@@ -147,7 +173,17 @@ impl<S: Socket> Transport<S> {
             out_pos: 0,
             early: Vec::new(),
             peer_closed: false,
+            failed: None,
         }
+    }
+
+    /// The same transport with its socket shared, and the socket (for waiting on readiness
+    /// while others may hold the transport).
+    pub fn share_socket(self) -> (Transport<std::sync::Arc<S>>, std::sync::Arc<S>) {
+        let Transport { socket, tls, inbuf, outbuf, out_pos, early, peer_closed, failed } = self;
+        let socket = std::sync::Arc::new(socket);
+        let t = Transport { socket: socket.clone(), tls, inbuf, outbuf, out_pos, early, peer_closed, failed };
+        (t, socket)
     }
 
     pub fn tls(socket: S, conn: UnbufferedServerConnection) -> Transport<S> {
@@ -365,6 +401,21 @@ impl<S: Socket> Transport<S> {
         }
     }
 
+    /// Nothing waits to be written: what is sent now goes straight to the socket.
+    pub fn is_idle(&self) -> bool {
+        self.out_pos == self.outbuf.len() && self.failed.is_none()
+    }
+
+    /// Sends `plain` whole (encrypted, for TLS) after anything pending, keeping what the socket
+    /// does not take. A failure is kept for the next [`flush`](Self::flush) when the caller
+    /// cannot act on it.
+    pub fn send_plain(&mut self, plain: &[u8]) {
+        let sent = if self.tls.is_some() { self.encrypt(plain) } else { self.send_bytes(plain) };
+        if let Err(e) = sent {
+            self.failed = Some(e);
+        }
+    }
+
     /// Encrypts `plain` into records and sends them (or keeps what the socket does not take).
     fn encrypt(&mut self, plain: &[u8]) -> io::Result<()> {
         CIPHER_SCRATCH.with(|cipher| {
@@ -412,6 +463,9 @@ impl<S: Socket> Transport<S> {
 
     /// Writes as much as the socket takes now; true when nothing is left.
     pub fn flush(&mut self) -> io::Result<bool> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         while self.out_pos < self.outbuf.len() {
             match self.socket.try_write(&self.outbuf[self.out_pos..]) {
                 Ok(n) => self.out_pos += n,
@@ -441,10 +495,6 @@ impl<S: Socket> Transport<S> {
 
     pub async fn readable(&self) -> io::Result<()> {
         self.socket.readable().await
-    }
-
-    pub async fn writable(&self) -> io::Result<()> {
-        self.socket.writable().await
     }
 
     /// Sends FIN: no more bytes from us (after what is already written).

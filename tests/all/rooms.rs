@@ -434,3 +434,82 @@ async fn members_that_do_not_read_hold_no_more_than_their_outbox_bound() {
     assert!(growth <= bound, "the server grew by {} MiB for {MEMBERS} members that do not read", growth >> 20);
     drop(members);
 }
+
+/// Publishes from several members at once reach every member whole and, per publisher, in
+/// order, while each member's own requests are answered in between: the frames a publish
+/// writes for idle members (from the publisher's side, see `conn::link`) and those a member's
+/// own task writes never overtake each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_publishes_reach_every_member_in_order_between_its_own_replies() {
+    const PUBLISHERS: usize = 3;
+    const LISTENERS: usize = 20;
+    const EACH: usize = 150;
+    const PINGS: usize = 40;
+    let config = CHAT.replace(
+        "plugins = [\"auth\", \"rooms\"]",
+        "plugins = [\"auth\", \"rooms\"]\nlimits = { outbox_messages = 8192 }",
+    );
+    let s = Setup::new(&config).plugin("auth", "auth").plugin("rooms", "rooms").start().await;
+    let mut publishers = Vec::new();
+    for p in 0..PUBLISHERS {
+        publishers.push(member(&s, &format!("pub{p}"), "race").await);
+    }
+    let mut listeners = Vec::new();
+    for l in 0..LISTENERS {
+        listeners.push(member(&s, &format!("l{l}"), "race").await);
+    }
+    // Everyone reads until it has every publish (and, for listeners, every pong), checking
+    // each publisher's sequence.
+    let check = |mut ws: Ws, pings: usize| {
+        tokio::spawn(async move {
+            let (mut next, mut pongs) = ([0u64; PUBLISHERS], 0);
+            let mut sent_pings = 0;
+            while next.iter().sum::<u64>() < (PUBLISHERS * EACH) as u64 || pongs < pings {
+                if sent_pings < pings {
+                    request(&mut ws, json!({"event": "ping"})).await;
+                    sent_pings += 1;
+                }
+                let e = next_message(&mut ws).await;
+                if e["event"] == "pong" {
+                    pongs += 1;
+                    continue;
+                }
+                assert_eq!(e["event"], "message", "{e}");
+                let (p, n) = (e["data"]["p"].as_u64().expect("p") as usize, e["data"]["n"].as_u64().expect("n"));
+                assert_eq!(n, next[p], "publisher {p}'s messages out of order or missing");
+                next[p] += 1;
+            }
+            ws
+        })
+    };
+    let readers: Vec<_> = listeners.into_iter().map(|ws| check(ws, PINGS)).collect();
+    let mut senders = Vec::new();
+    for (p, mut ws) in publishers.into_iter().enumerate() {
+        senders.push(tokio::spawn(async move {
+            for n in 0..EACH {
+                request(&mut ws, json!({"event": "publish", "channel": "race", "data": {"p": p, "n": n}})).await;
+            }
+            ws
+        }));
+    }
+    let mut own = Vec::new();
+    for sender in senders {
+        own.push(check(sender.await.expect("publisher"), 0));
+    }
+    let mut all = Vec::new();
+    for reader in readers.into_iter().chain(own) {
+        all.push(
+            tokio::time::timeout(Duration::from_secs(60), reader)
+                .await
+                .expect("all delivered in time")
+                .expect("in order"),
+        );
+    }
+    // Then one publish to the whole idle room reaches everyone, with nothing behind it to
+    // carry it out.
+    request(&mut all[0], json!({"event": "publish", "channel": "race", "data": "last"})).await;
+    for ws in &mut all {
+        assert_eq!(next_message(ws).await["data"], "last");
+    }
+    assert_eq!(s.metric("wasmsock_outbox_drops_total").await, 0.0);
+}

@@ -17,6 +17,7 @@ mod close;
 mod dispatch;
 mod http_route;
 mod inbound;
+mod link;
 mod registration;
 mod request;
 mod respond;
@@ -47,7 +48,7 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr,
     // handshake's and the teardown's, with their plugin calls, would double its size).
     let next = Box::pin(until_shutdown(&ctx, handshake(&ctx, tcp, peer).instrument(span.clone()))).await;
     drop(pending);
-    let (mut t, peer, upgraded, leftover) = match next {
+    let (t, peer, upgraded, leftover) = match next {
         None => return,
         Some(Next::Upgraded(u)) => u,
         Some(Next::Http { mut t, peer, route, req, leftover }) => {
@@ -67,8 +68,9 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr,
         );
         let limits = &ctx.settings.server;
         let hub = &ctx.hub;
+        let link = link::Link::new(t, &hub.metrics);
         let ended = session::run(
-            &mut t,
+            &link,
             &conn,
             &route,
             &hub.metrics,
@@ -77,8 +79,10 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr,
             limits.close_timeout,
         )
         .await;
+        // From here on nobody else writes to the connection.
+        let t = link.take();
         // A killed connection (dead peer, shutdown) gets no polite goodbye that could wait.
-        if conn.killed() == crate::hub::Kill::None {
+        if let Some(mut t) = t.filter(|_| conn.killed() == crate::hub::Kill::None) {
             respond::finish(&mut t).await;
         }
         Box::pin(registration.finish(ended)).await;

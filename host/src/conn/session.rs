@@ -23,6 +23,7 @@ use tokio::time::{Instant, Sleep};
 use super::close::{CloseState, Ended, Initiator};
 use super::dispatch::{self, Handling};
 use super::inbound::Inbound;
+use super::link::Link;
 use super::writer::{Writer, Written};
 use crate::clock::coarse_ms;
 use crate::hub::{Budget, ConnShared, Kill};
@@ -70,9 +71,10 @@ pub(crate) struct Start<'a> {
 }
 
 /// Runs the connection until it ends. What the connection holds of a partial message counts
-/// against `budget` meanwhile.
+/// against `budget` meanwhile. Others write its queue through `link` while it is idle, unless
+/// it compresses.
 pub(crate) async fn run<S: Socket>(
-    t: &mut Transport<S>,
+    link: &Arc<Link<S>>,
     conn: &Arc<ConnShared>,
     route: &Arc<Route>,
     metrics: &Metrics,
@@ -80,13 +82,17 @@ pub(crate) async fn run<S: Socket>(
     start: Start<'_>,
     close_timeout: Duration,
 ) -> Ended {
-    let ended = run_session(t, conn, route, metrics, budget, start, close_timeout).await;
+    if start.deflate.is_none() {
+        let link: Arc<dyn crate::hub::Flush> = link.clone();
+        conn.write_directly(Arc::downgrade(&link));
+    }
+    let ended = run_session(link, conn, route, metrics, budget, start, close_timeout).await;
     budget.set_partial(conn, 0);
     ended
 }
 
 async fn run_session<S: Socket>(
-    t: &mut Transport<S>,
+    link: &Link<S>,
     conn: &Arc<ConnShared>,
     route: &Arc<Route>,
     metrics: &Metrics,
@@ -130,7 +136,7 @@ async fn run_session<S: Socket>(
         if conn.is_shed() && !s.shed {
             s.shed_now();
         }
-        let flushed = match s.write(t) {
+        let flushed = match s.write(&mut link.lock()) {
             Ok(flushed) => flushed,
             Err(e) => return Ended::abnormal(format!("write failed: {e}"), Initiator::Nobody),
         };
@@ -157,9 +163,9 @@ async fn run_session<S: Socket>(
         timer_for = deadline;
         let handling = &mut s.handling;
         let wake = tokio::select! {
-            r = t.readable(), if reading => r.map_or_else(Wake::Failed, |_| Wake::Readable),
+            r = link.socket().readable(), if reading => r.map_or_else(Wake::Failed, |_| Wake::Readable),
             _ = async { handling.as_mut().expect("guarded").await }, if handling.is_some() => Wake::Handled,
-            r = t.writable(), if !flushed => r.map_or_else(Wake::Failed, |_| Wake::Writable),
+            r = link.socket().writable(), if !flushed => r.map_or_else(Wake::Failed, |_| Wake::Writable),
             _ = conn.woken() => Wake::Queue,
             _ = async { close_timer.as_mut().expect("guarded").await }, if close_timer.is_some() => Wake::CloseTimeout,
             // Only while reading: a message held up by our own plugin call is not the peer's fault.
@@ -169,7 +175,7 @@ async fn run_session<S: Socket>(
             Wake::Readable => {
                 conn.begin_busy();
                 s.lend_input();
-                let status = t.read_with(READ_BUDGET, |chunk| {
+                let status = link.lock().read_with(READ_BUDGET, |chunk| {
                     s.inbound.decode(chunk, &mut s.input);
                     Ok::<(), std::convert::Infallible>(())
                 });
@@ -387,9 +393,9 @@ mod tests {
         let conn = Arc::new(ConnShared::new(1, route_settings, addr, metrics.outbox_drops.clone()));
         let (server_end, client_end) = UnixStream::pair().expect("pair");
         let task = tokio::spawn(async move {
-            let mut t = Transport::plain(server_end);
+            let link = Link::new(Transport::plain(server_end), &metrics);
             let start = Start { leftover: &[], deflate: None };
-            run(&mut t, &conn, &route, &metrics, &Budget::default(), start, Duration::from_secs(2)).await
+            run(&link, &conn, &route, &metrics, &Budget::default(), start, Duration::from_secs(2)).await
         });
         (client_end, task)
     }

@@ -50,7 +50,9 @@ pub(crate) struct Writer {
     offset: usize,
     /// Our close frame was taken from the queue: nothing after it is sent.
     closed: bool,
-    /// Charged bytes of frames handed over in this pass, not yet released to the outbox.
+    /// Frames handed over in this pass, and what the outbox charged for them, not yet
+    /// released to the outbox.
+    handed_frames: usize,
     handed: usize,
 }
 
@@ -100,8 +102,9 @@ impl Writer {
                 SPARE.with(|s| s.borrow_mut().0 = batch);
             }
         }
-        conn.release_outgoing(std::mem::take(&mut self.handed));
-        w.flushed = t.flush()?;
+        conn.release_outgoing(std::mem::take(&mut self.handed_frames), std::mem::take(&mut self.handed));
+        // A frame still in the batch is not out even if the socket took all it was given.
+        w.flushed = t.flush()? && self.pos >= self.batch.len();
         Ok(w)
     }
 
@@ -188,6 +191,7 @@ impl Writer {
             self.offset = 0;
             self.pos += 1;
             self.handed += frame.charged;
+            self.handed_frames += 1;
             match frame.opcode {
                 Opcode::Text | Opcode::Binary => {
                     w.msgs += 1;

@@ -3,8 +3,8 @@
 //! through the outbox here.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
 
@@ -94,6 +94,58 @@ pub struct Activity {
     pub write_blocked_since: AtomicU64,
 }
 
+/// Writes a connection's queued frames from whichever task queued them, while the
+/// connection's own task is idle: a publish to many members then costs no wake-up, turn and
+/// re-arm of each member's task.
+pub trait Flush: Send + Sync {
+    /// Hands everything queued on `conn` to its socket now; false when that cannot be done
+    /// here (its task is at the socket, its own writer holds frames, the socket is full, a
+    /// close is queued...) and the connection's task must be woken to do it.
+    fn flush(&self, conn: &ConnShared) -> bool;
+}
+
+/// Connections whose queues a caller writes itself; beyond that, a fan-out's writes are split
+/// into tasks of [`FLUSH_CHUNK`] connections, so a big room's writes spread over the I/O
+/// threads and other connections get turns in between.
+const INLINE_FLUSHES: usize = 4;
+const FLUSH_CHUNK: usize = 64;
+
+thread_local! {
+    /// Set on threads that must not write other connections' queues: the slow lane's, whose
+    /// low priority would hold the frames up.
+    static WAKE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// This thread only wakes connections' tasks to write what it queues (see [`flush_all`]).
+pub fn wake_only_here() {
+    WAKE_ONLY.set(true);
+}
+
+/// Has what was just queued to `conns` written (see [`ConnShared::queue`]): by the caller, by
+/// tasks spawned for it, or by each connection's task.
+pub fn flush_all(conns: Vec<Arc<ConnShared>>) {
+    if WAKE_ONLY.get() {
+        conns.iter().for_each(|c| c.wake.raise());
+        return;
+    }
+    if conns.len() <= INLINE_FLUSHES {
+        conns.iter().for_each(|c| c.flush_or_wake());
+        return;
+    }
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        conns.iter().for_each(|c| c.wake.raise());
+        return;
+    };
+    let mut rest = conns.into_iter();
+    loop {
+        let chunk: Vec<Arc<ConnShared>> = rest.by_ref().take(FLUSH_CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        drop(rt.spawn(async move { chunk.iter().for_each(|c| c.flush_or_wake()) }));
+    }
+}
+
 pub struct ConnShared {
     pub id: u64,
     /// The route's settings (its limits, and which plugins may address the connection).
@@ -102,6 +154,9 @@ pub struct ConnShared {
     identity: Mutex<Option<Arc<Identity>>>,
     out: Mutex<Outbox>,
     wake: Signal,
+    /// Set by the connection's task when others may write its queue (see [`Flush`]); weak, so
+    /// that the socket closes when the task is done with it.
+    direct: OnceLock<Weak<dyn Flush>>,
     kill: AtomicU8,
     established: AtomicBool,
     /// Set while the connection's own task is processing input; it pumps the queue right
@@ -141,6 +196,7 @@ impl ConnShared {
             remote,
             identity: Mutex::new(None),
             wake: Signal::default(),
+            direct: OnceLock::new(),
             kill: AtomicU8::new(0),
             established: AtomicBool::new(false),
             busy: AtomicBool::new(false),
@@ -177,11 +233,29 @@ impl ConnShared {
         self.established.load(Relaxed)
     }
 
-    /// Queues a data message, applying the route's slow-consumer policy when the queue is full.
+    /// Lets others write this connection's queue while its task is idle.
+    pub fn write_directly(&self, flush: Weak<dyn Flush>) {
+        let _ = self.direct.set(flush);
+    }
+
+    /// Queues a data message and has it written, applying the route's slow-consumer policy
+    /// when the queue is full.
     pub fn send(&self, item: Outgoing) -> Result<(), PushError> {
+        if self.queue(item)? {
+            if WAKE_ONLY.get() { self.wake.raise() } else { self.flush_or_wake() }
+        }
+        Ok(())
+    }
+
+    /// Queues a data message like [`send`](Self::send) but leaves it there: true when the
+    /// caller must then [`flush_or_wake`](Self::flush_or_wake) (the connection's task is not
+    /// busy with input, after which it writes its queue itself).
+    pub fn queue(&self, item: Outgoing) -> Result<bool, PushError> {
         let result = self.out.lock().push(item);
         match result {
-            Ok(()) => self.wake_unless_busy(),
+            // SeqCst pairs with `end_busy`: either the task sees the queued item when it
+            // checks, or this load sees it idle.
+            Ok(()) => return Ok(!self.busy.load(std::sync::atomic::Ordering::SeqCst)),
             Err(PushError::Full) => {
                 self.stats.dropped.fetch_add(1, Relaxed);
                 self.drops.inc();
@@ -192,7 +266,14 @@ impl ConnShared {
             }
             Err(PushError::Closed) => {}
         }
-        result
+        result.map(|()| false)
+    }
+
+    /// Writes the queue from here when the connection allows it, else wakes its task to.
+    pub fn flush_or_wake(&self) {
+        if !self.direct.get().and_then(Weak::upgrade).is_some_and(|d| d.flush(self)) {
+            self.wake.raise();
+        }
     }
 
     /// Queues a ping or pong.
@@ -273,11 +354,17 @@ impl ConnShared {
         self.out.lock().drain_into(into, max);
     }
 
-    /// The writer handed `bytes` of frames it took (their payload lengths) to the transport: the
-    /// outbox's byte limit stops counting them.
-    pub fn release_outgoing(&self, bytes: usize) {
-        if bytes > 0 {
-            self.out.lock().release(bytes);
+    /// Moves all queued frames into `into` to be written at once, within bounds (see
+    /// `Outbox::take_all`); false if they must wait for the connection's task.
+    pub fn take_all(&self, into: &mut Vec<Outgoing>, max_frames: usize, max_bytes: usize) -> bool {
+        self.out.lock().take_all(into, max_frames, max_bytes)
+    }
+
+    /// The writer handed `frames` frames it took, `bytes` of them (their payload lengths), to
+    /// the transport: the outbox's byte limit stops counting them.
+    pub fn release_outgoing(&self, frames: usize, bytes: usize) {
+        if frames > 0 {
+            self.out.lock().release(frames, bytes);
         }
     }
 

@@ -63,6 +63,9 @@ pub struct Outbox {
     queue: VecDeque<Outgoing>,
     bytes: usize,
     in_flight: usize,
+    /// Frames the connection's own writer took and has not handed to the transport yet:
+    /// nothing may be written ahead of them.
+    taken: usize,
     max_messages: usize,
     max_bytes: usize,
     closing: bool,
@@ -70,7 +73,7 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(max_messages: usize, max_bytes: usize) -> Self {
-        Outbox { queue: VecDeque::new(), bytes: 0, in_flight: 0, max_messages, max_bytes, closing: false }
+        Outbox { queue: VecDeque::new(), bytes: 0, in_flight: 0, taken: 0, max_messages, max_bytes, closing: false }
     }
 
     /// Queues a data frame, within the limits. A single message larger than the byte limit is
@@ -132,6 +135,7 @@ impl Outbox {
         self.queue = VecDeque::new();
         self.bytes = 0;
         self.in_flight = 0;
+        self.taken = 0;
         dropped
     }
 
@@ -152,6 +156,7 @@ impl Outbox {
     /// Their bytes stay counted, in flight, until the writer [`released`](Self::release) them.
     pub fn drain_into(&mut self, into: &mut Vec<Outgoing>, max: usize) {
         let n = self.queue.len().min(max);
+        self.taken += n;
         for item in self.queue.drain(..n) {
             self.bytes -= item.payload_len();
             self.in_flight += item.payload_len();
@@ -162,9 +167,25 @@ impl Outbox {
         }
     }
 
-    /// The writer handed `bytes` of taken frames (their `payload_len`) to the transport.
-    pub fn release(&mut self, bytes: usize) {
+    /// The writer handed `frames` taken frames, `bytes` of them (their `payload_len`), to the
+    /// transport.
+    pub fn release(&mut self, frames: usize, bytes: usize) {
+        self.taken = self.taken.saturating_sub(frames);
         self.in_flight = self.in_flight.saturating_sub(bytes);
+    }
+
+    /// Moves every queued frame into `into` for a writer that hands them to the transport at
+    /// once (see `ConnShared::flush_or_wake`), so they are never in flight: only when the
+    /// connection's own writer holds none (they go first), no close is queued (the
+    /// connection's task sees its close out), and they are at most `max_frames` frames of
+    /// `max_bytes` in all. False otherwise, leaving them queued.
+    pub fn take_all(&mut self, into: &mut Vec<Outgoing>, max_frames: usize, max_bytes: usize) -> bool {
+        if self.closing || self.taken > 0 || self.queue.len() > max_frames || self.bytes > max_bytes {
+            return false;
+        }
+        into.extend(self.queue.drain(..));
+        self.bytes = 0;
+        true
     }
 }
 
@@ -185,7 +206,7 @@ mod tests {
         let mut v = Vec::new();
         o.drain_into(&mut v, 10);
         assert_eq!(v.len(), 2);
-        o.release(20);
+        o.release(2, 20);
         o.push(text(90)).unwrap();
         assert_eq!(o.push(text(20)), Err(PushError::Full));
     }
@@ -198,11 +219,31 @@ mod tests {
         o.drain_into(&mut v, 10);
         assert_eq!(o.push(text(60)), Err(PushError::Full), "the taken 60 bytes are still held");
         o.push(text(40)).unwrap();
-        o.release(60);
+        o.release(1, 60);
         v.clear();
         o.drain_into(&mut v, 10);
-        o.release(40);
+        o.release(1, 40);
         o.push(text(100)).unwrap();
+    }
+
+    #[test]
+    fn all_is_taken_at_once_only_behind_nothing_and_within_bounds() {
+        let mut o = Outbox::new(100, 10_000);
+        o.push(text(10)).unwrap();
+        let mut held = Vec::new();
+        o.drain_into(&mut held, 1);
+        o.push(text(20)).unwrap();
+        let mut v = Vec::new();
+        assert!(!o.take_all(&mut v, 8, 1000), "the writer holds a frame that goes first");
+        o.release(1, 10);
+        assert!(!o.take_all(&mut v, 8, 19), "over the byte bound");
+        assert!(o.take_all(&mut v, 8, 1000));
+        assert_eq!((v.len(), o.bytes(), o.is_empty()), (1, 0, true));
+        o.push(text(1)).unwrap();
+        o.push(text(1)).unwrap();
+        assert!(!o.take_all(&mut v, 1, 1000), "over the frame bound");
+        assert!(o.push_close(CloseCode::NORMAL, String::new()));
+        assert!(!o.take_all(&mut v, 8, 1000), "a close is queued");
     }
 
     #[test]

@@ -72,20 +72,29 @@ pub struct Delivery {
 
 impl Delivery {
     /// Queues `item` to each of `conns` whose route admits its size (a room's members, a
-    /// user's connections), outside any lock.
+    /// user's connections), outside any lock, and has it written.
     pub fn to(conns: impl IntoIterator<Item = Arc<ConnShared>>, item: &Outgoing) -> Delivery {
         let len = item.payload_len();
         let mut d = Delivery::default();
+        let mut idle = Vec::new();
         for conn in conns {
             if len > conn.route.limits.max_message_size {
                 d.too_large += 1;
                 continue;
             }
-            match conn.send(item.clone()) {
-                Ok(()) => d.queued += 1,
+            match conn.queue(item.clone()) {
+                Ok(write) => {
+                    d.queued += 1;
+                    if write {
+                        idle.push(conn);
+                    }
+                }
                 Err(_) => d.refused += 1,
             }
         }
+        // Written once everyone has it queued: the first members' writes do not hold up the
+        // rest's queueing.
+        super::conn::flush_all(idle);
         d
     }
 }

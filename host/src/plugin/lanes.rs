@@ -69,6 +69,8 @@ impl Drop for Lanes {
 
 #[allow(unsafe_code)]
 fn lower_priority() {
+    // Frames queued from here are written by the connections' own tasks, at full priority.
+    crate::hub::wake_only_here();
     // SAFETY: gettid, getpriority and setpriority take no pointers; `who` is this thread's id,
     // so only this thread's nice value changes (Linux keeps one per thread). A new thread starts
     // with the nice value of the thread that made it: the server's.
