@@ -172,6 +172,9 @@ plugins = ["hostile-py"]
 [[routes]]
 path = "/echo"
 plugins = ["echo"]
+# The witness reads only between steps, which on a loaded machine can be more than a minute
+# apart: no heartbeat may take its silence for a dead peer.
+limits = { ping_interval = "0s" }
 # The default max_memory (64 MiB): the memory bomb must hit it, and ordinary calls fit under it.
 [plugins.hostile-js]
 deadline = "200ms"

@@ -7,7 +7,9 @@
 //!    From before `on-connect` the connection is held by a [`registration`], whose drop runs
 //!    the teardown (`on-close` chain, unregistering, metrics, the close log line) exactly once.
 //! 5. [`session`]: bytes in → [`inbound`] events → [`dispatch`] to plugins → the outbox →
-//!    [`writer`] → bytes out, until the [`close`] handshake is over.
+//!    [`writer`] → bytes out, until the [`close`] handshake is over. The transport is shared
+//!    through a [`link`]: while the session is idle, whoever queues frames for it (a publish to
+//!    its room) writes them itself rather than waking it.
 //!
 //! Until the upgrade, shutdown ends the connection at once; after it, shutdown asks for a
 //! close handshake (1001) like any other close.

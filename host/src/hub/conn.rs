@@ -111,28 +111,31 @@ const INLINE_FLUSHES: usize = 4;
 const FLUSH_CHUNK: usize = 64;
 
 thread_local! {
-    /// Set on threads that must not write other connections' queues: the slow lane's, whose
-    /// low priority would hold the frames up.
-    static WAKE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// On the slow lane's threads: true, and the I/O runtime whose tasks write what these
+    /// threads queue (at the lane's low priority the frames would wait).
+    static ON_LANE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static LANE_IO: std::cell::RefCell<Option<tokio::runtime::Handle>> = const { std::cell::RefCell::new(None) };
 }
 
-/// This thread only wakes connections' tasks to write what it queues (see [`flush_all`]).
-pub fn wake_only_here() {
-    WAKE_ONLY.set(true);
+/// Marks this thread as a slow lane's: what it queues is written by tasks on `io` (or, without
+/// one, by the connections' own tasks).
+pub fn flush_from_lane(io: Option<tokio::runtime::Handle>) {
+    ON_LANE.set(true);
+    LANE_IO.set(io);
 }
 
 /// Has what was just queued to `conns` written (see [`ConnShared::queue`]): by the caller, by
 /// tasks spawned for it, or by each connection's task.
 pub fn flush_all(conns: Vec<Arc<ConnShared>>) {
-    if WAKE_ONLY.get() {
-        conns.iter().for_each(|c| c.wake.raise());
-        return;
-    }
-    if conns.len() <= INLINE_FLUSHES {
+    let io = if ON_LANE.get() {
+        LANE_IO.with_borrow(|io| io.clone())
+    } else if conns.len() <= INLINE_FLUSHES {
         conns.iter().for_each(|c| c.flush_or_wake());
         return;
-    }
-    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+    } else {
+        tokio::runtime::Handle::try_current().ok()
+    };
+    let Some(io) = io else {
         conns.iter().for_each(|c| c.wake.raise());
         return;
     };
@@ -142,7 +145,7 @@ pub fn flush_all(conns: Vec<Arc<ConnShared>>) {
         if chunk.is_empty() {
             break;
         }
-        drop(rt.spawn(async move { chunk.iter().for_each(|c| c.flush_or_wake()) }));
+        drop(io.spawn(async move { chunk.iter().for_each(|c| c.flush_or_wake()) }));
     }
 }
 
@@ -242,7 +245,7 @@ impl ConnShared {
     /// when the queue is full.
     pub fn send(&self, item: Outgoing) -> Result<(), PushError> {
         if self.queue(item)? {
-            if WAKE_ONLY.get() { self.wake.raise() } else { self.flush_or_wake() }
+            if ON_LANE.get() { self.wake.raise() } else { self.flush_or_wake() }
         }
         Ok(())
     }

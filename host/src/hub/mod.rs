@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 
 pub use admission::{Admission, AdmitError, AdmitGuard};
 pub use budget::Budget;
-pub use conn::{ConnShared, Flush, Identity, Kill, wake_only_here};
+pub use conn::{ConnShared, Flush, Identity, Kill, flush_from_lane};
 pub(crate) use history::Joining;
 pub use history::{HISTORY_ENTRY_OVERHEAD, History, HistoryError, HistoryRule, Page, Position, Recovery, new_epoch};
 pub use host_memory::{ENTRY_OVERHEAD, HostMemory};

@@ -1,8 +1,7 @@
 //! The wasmtime engine: pooling allocator, epoch-based CPU deadlines and the base linker.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -14,12 +13,13 @@ use super::bindings::{v0_1, v0_2};
 use super::capacity::Capacity;
 use super::lanes::Lanes;
 use super::state::StoreState;
+use super::ticker::Ticker;
 use super::wasi;
 use crate::config::EngineSettings;
 use crate::config::defaults::engine::MAX_TABLE_ELEMENTS;
 
 /// The engine, the linker every plugin is checked against, and the thread that advances the
-/// epoch (joined on drop).
+/// epoch.
 pub struct Runtime {
     pub engine: Engine,
     /// Where long calls finish (see `lanes`).
@@ -30,8 +30,8 @@ pub struct Runtime {
     pub(crate) stopping: Arc<AtomicBool>,
     linker: Linker<StoreState>,
     pub tick: Duration,
-    stop: Arc<AtomicBool>,
-    ticker: Option<JoinHandle<()>>,
+    /// Advances the epoch while plugin code runs (stopped on drop).
+    pub(crate) ticker: Ticker,
 }
 
 impl Runtime {
@@ -79,25 +79,10 @@ impl Runtime {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let lanes = Arc::new(Lanes::new(threads)?);
 
-        let stop = Arc::new(AtomicBool::new(false));
-        let ticker = {
-            let engine = engine.clone();
-            let stop = stop.clone();
-            let tick = settings.epoch_tick;
-            std::thread::Builder::new()
-                .name("wasmsock-epoch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(tick);
-                        engine.increment_epoch();
-                        crate::clock::refresh();
-                    }
-                })
-                .context("starting the epoch thread")?
-        };
+        let ticker = Ticker::start(engine.clone(), settings.epoch_tick)?;
         let capacity = Capacity::new(n);
         let stopping = Arc::new(AtomicBool::new(false));
-        Ok(Runtime { engine, lanes, capacity, stopping, linker, tick: settings.epoch_tick, stop, ticker: Some(ticker) })
+        Ok(Runtime { engine, lanes, capacity, stopping, linker, tick: settings.epoch_tick, ticker })
     }
 
     /// Compiles a component (CPU-heavy: call it off the async runtime).
@@ -160,14 +145,5 @@ impl Runtime {
     /// Epoch ticks for a deadline (at least one).
     pub fn ticks(&self, deadline: Duration) -> u64 {
         (deadline.as_nanos() / self.tick.as_nanos().max(1)).max(1) as u64
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.ticker.take() {
-            let _ = t.join();
-        }
     }
 }

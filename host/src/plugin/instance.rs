@@ -365,6 +365,7 @@ impl Loaded {
         // Start functions run under the plugin's deadline too.
         store.data_mut().call = CallCtx { budget: self.ticks.base, slice: u64::MAX, ..CallCtx::default() };
         store.set_epoch_deadline(1);
+        self.env.ticking.touch();
         let api = match &self.pre {
             Pre::V0_1(p) => p.instantiate_async(&mut store).await.map(|p| (Api::V0_1(p), None, None)),
             Pre::V0_2 { pre, indices, http, timer } => match pre.instance_pre().instantiate_async(&mut store).await {
@@ -415,6 +416,12 @@ impl Loaded {
             tracing::debug_span!("plugin_call", plugin = %self.env.name, export = export.as_str(), conn = conn_id);
         let started = Instant::now();
         let mut call = make(inst, lent);
+        // Every poll may run plugin code, so each first makes sure the epoch ticks.
+        let ticking = self.env.ticking.clone();
+        let mut call = std::future::poll_fn(move |cx| {
+            ticking.touch();
+            call.as_mut().poll(cx)
+        });
         let runs_long = &self.runs_long[export as usize];
         // Inline until the call asks to leave the I/O threads (a call that waits on something
         // else stays with its connection), unless this export's calls run long lately.
@@ -424,7 +431,7 @@ impl Loaded {
                 None
             }
             false => {
-                std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
+                std::future::poll_fn(|cx| match Pin::new(&mut call).poll(cx) {
                     Poll::Ready(out) => Poll::Ready(Some(out)),
                     Poll::Pending if lane.load(Relaxed) => Poll::Ready(None),
                     Poll::Pending => Poll::Pending,
@@ -545,6 +552,7 @@ const STOP_ALLOWANCE: u64 = 2;
 /// shutdown stopped calls, its allowance) the call is stopped.
 fn on_tick(mut cx: wasmtime::StoreContextMut<'_, StoreState>) -> wasmtime::Result<UpdateDeadline> {
     let state = cx.data_mut();
+    state.env.ticking.touch();
     let call = &mut state.call;
     call.ticks += 1;
     if state.env.stopping.load(Relaxed) {

@@ -24,10 +24,15 @@ pub(crate) struct Lanes {
 
 impl Lanes {
     pub fn new(threads: usize) -> Result<Lanes> {
+        // Frames that calls here queue are written by the I/O threads, at full priority.
+        let io = tokio::runtime::Handle::try_current().ok();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("wasmsock-slow-lane")
-            .on_thread_start(lower_priority)
+            .on_thread_start(move || {
+                lower_priority();
+                crate::hub::flush_from_lane(io.clone());
+            })
             .enable_all()
             .build()
             .context("starting the slow lane for long plugin calls")?;
@@ -69,8 +74,6 @@ impl Drop for Lanes {
 
 #[allow(unsafe_code)]
 fn lower_priority() {
-    // Frames queued from here are written by the connections' own tasks, at full priority.
-    crate::hub::wake_only_here();
     // SAFETY: gettid, getpriority and setpriority take no pointers; `who` is this thread's id,
     // so only this thread's nice value changes (Linux keeps one per thread). A new thread starts
     // with the nice value of the thread that made it: the server's.

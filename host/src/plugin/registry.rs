@@ -398,6 +398,7 @@ impl Registry {
                             histogram(Export::OnTimer),
                         ],
                         stopping: self.runtime.stopping.clone(),
+                        ticking: self.runtime.ticker.ticking.clone(),
                         outbound,
                         webhooks,
                     }),

@@ -32,6 +32,8 @@ pub struct PluginEnv {
     pub call_seconds: [Histogram; super::instance::EXPORTS],
     /// Set when shutdown's grace period is over: every call stops at its next tick.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// The epoch ticker, touched before plugin code runs (see `ticker`).
+    pub ticking: Arc<super::ticker::Ticking>,
     /// Outbound HTTP: policy, requests in flight, metrics.
     pub outbound: Arc<Outbound>,
     /// Webhooks: the plugin's queues and delivery tasks (kept across reloads).
