@@ -81,13 +81,17 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr,
             limits.close_timeout,
         )
         .await;
-        // From here on nobody else writes to the connection.
+        // From here on nobody else writes to the connection. Boxed: the goodbye's and the
+        // teardown's state is not carried by every open connection's future.
         let t = link.take();
-        // A killed connection (dead peer, shutdown) gets no polite goodbye that could wait.
-        if let Some(mut t) = t.filter(|_| conn.killed() == crate::hub::Kill::None) {
-            respond::finish(&mut t).await;
-        }
-        Box::pin(registration.finish(ended)).await;
+        Box::pin(async move {
+            // A killed connection (dead peer, shutdown) gets no polite goodbye that could wait.
+            if let Some(mut t) = t.filter(|_| conn.killed() == crate::hub::Kill::None) {
+                respond::finish(&mut t).await;
+            }
+            registration.finish(ended).await;
+        })
+        .await;
     }
     .instrument(span)
     .await
