@@ -631,34 +631,6 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A socket in memory that takes at most `room` bytes until given more.
-    #[derive(Default)]
-    struct Trickle {
-        room: std::sync::Mutex<usize>,
-    }
-
-    impl Socket for Trickle {
-        fn try_read_drained(&self, _: &mut [u8]) -> io::Result<usize> {
-            Err(io::ErrorKind::WouldBlock.into())
-        }
-        fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-            let mut room = self.room.lock().expect("lock");
-            let n = buf.len().min(*room);
-            *room -= n;
-            if n == 0 { Err(io::ErrorKind::WouldBlock.into()) } else { Ok(n) }
-        }
-        fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-            self.try_write(bufs.first().map_or(&[][..], |b| &b[..]))
-        }
-        async fn readable(&self) -> io::Result<()> {
-            Ok(())
-        }
-        async fn writable(&self) -> io::Result<()> {
-            Ok(())
-        }
-        fn shutdown_write(&self) {}
-    }
-
     #[test]
     fn the_send_buffer_does_not_grow_with_what_a_slow_reader_took() {
         let mut t = Transport::plain(Trickle::default());
@@ -668,7 +640,7 @@ mod tests {
         // given back whole; what was sent must still not pile up in front of what was not.
         let mut most = 0;
         for _ in 0..500 {
-            *t.socket.room.lock().expect("lock") += chunk.len();
+            t.socket.give(chunk.len());
             assert!(!t.flush().expect("flush"));
             t.queue(&[IoSlice::new(&chunk)]).expect("queue");
             most = most.max(t.outbuf.len());
@@ -681,4 +653,53 @@ mod tests {
         // Part of every connection's idle cost (see BENCHMARKS.md, memory per connection).
         assert!(std::mem::size_of::<Transport>() <= 160, "{}", std::mem::size_of::<Transport>());
     }
+}
+
+/// A socket in memory for tests: keeps what it takes, at most `room` bytes until given more.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Trickle {
+    room: std::sync::Mutex<usize>,
+    got: std::sync::Mutex<Vec<u8>>,
+}
+
+#[cfg(test)]
+impl Trickle {
+    pub fn with_room(room: usize) -> Trickle {
+        Trickle { room: std::sync::Mutex::new(room), got: Default::default() }
+    }
+
+    /// Lets it take `more` bytes.
+    pub fn give(&self, more: usize) {
+        *self.room.lock().expect("lock") += more;
+    }
+
+    /// What it took so far.
+    pub fn taken(&self) -> Vec<u8> {
+        self.got.lock().expect("lock").clone()
+    }
+}
+
+#[cfg(test)]
+impl Socket for Trickle {
+    fn try_read_drained(&self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        let mut room = self.room.lock().expect("lock");
+        let n = buf.len().min(*room);
+        *room -= n;
+        self.got.lock().expect("lock").extend_from_slice(&buf[..n]);
+        if n == 0 { Err(io::ErrorKind::WouldBlock.into()) } else { Ok(n) }
+    }
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.try_write(bufs.first().map_or(&[][..], |b| &b[..]))
+    }
+    async fn readable(&self) -> io::Result<()> {
+        Ok(())
+    }
+    async fn writable(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn shutdown_write(&self) {}
 }

@@ -124,11 +124,10 @@ impl<S: Socket> Flush for Link<S> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{self, IoSlice};
-
     use bytes::Bytes;
 
     use super::*;
+    use crate::transport::Trickle;
     use crate::ws::CloseCode;
 
     fn conn() -> ConnShared {
@@ -139,40 +138,12 @@ mod tests {
         ConnShared::new(1, Arc::new(settings.routes[0].clone()), addr, Counter::default())
     }
 
-    /// A socket in memory that keeps what it takes, at most `room` bytes in all.
-    struct Sink {
-        room: usize,
-        got: std::sync::Mutex<Vec<u8>>,
+    fn sink_link(room: usize) -> Arc<Link<Trickle>> {
+        Link::new(Transport::plain(Trickle::with_room(room)), &Metrics::new())
     }
 
-    impl Socket for Sink {
-        fn try_read_drained(&self, _: &mut [u8]) -> io::Result<usize> {
-            Err(io::ErrorKind::WouldBlock.into())
-        }
-        fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-            let mut got = self.got.lock().expect("lock");
-            let n = buf.len().min(self.room - got.len());
-            got.extend_from_slice(&buf[..n]);
-            if n == 0 { Err(io::ErrorKind::WouldBlock.into()) } else { Ok(n) }
-        }
-        fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-            self.try_write(bufs.first().map_or(&[][..], |b| &b[..]))
-        }
-        async fn readable(&self) -> io::Result<()> {
-            Ok(())
-        }
-        async fn writable(&self) -> io::Result<()> {
-            Ok(())
-        }
-        fn shutdown_write(&self) {}
-    }
-
-    fn sink_link(room: usize) -> Arc<Link<Sink>> {
-        Link::new(Transport::plain(Sink { room, got: Default::default() }), &Metrics::new())
-    }
-
-    fn written(link: &Link<Sink>) -> Vec<u8> {
-        link.socket().got.lock().expect("lock").clone()
+    fn written(link: &Link<Trickle>) -> Vec<u8> {
+        link.socket().taken()
     }
 
     fn text(s: &'static str) -> Outgoing {
