@@ -11,6 +11,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::io::{self, IoSlice, Read};
+use std::task::{Context, Poll};
 
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
@@ -25,8 +26,16 @@ pub(crate) trait Socket: Send + Sync + 'static {
     fn try_read_drained(&self, buf: &mut [u8]) -> io::Result<usize>;
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
-    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Readiness through the socket's own reader and writer wakers (a connection has one task
+    /// waiting), polled so that the socket can be reached under a lock (see `conn::link`).
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        std::future::poll_fn(|cx| self.poll_read_ready(cx))
+    }
+    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        std::future::poll_fn(|cx| self.poll_write_ready(cx))
+    }
     /// Sends FIN (no more data from us), keeping the read side open.
     fn shutdown_write(&self);
 }
@@ -55,14 +64,13 @@ macro_rules! tokio_socket {
             fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
                 <$t>::try_write_vectored(self, bufs)
             }
-            // Through the stream's own reader and writer wakers, not `readable()`'s future: that
-            // one enters the socket's waiter list under its lock on every wait and leaves it
-            // again when the session's `select!` drops it; a connection has only one task.
-            async fn readable(&self) -> io::Result<()> {
-                std::future::poll_fn(|cx| <$t>::poll_read_ready(self, cx)).await
+            // Not tokio's `readable()` future: that one enters the socket's waiter list under
+            // its lock on every wait and leaves it again when the session's `select!` drops it.
+            fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$t>::poll_read_ready(self, cx)
             }
-            async fn writable(&self) -> io::Result<()> {
-                std::future::poll_fn(|cx| <$t>::poll_write_ready(self, cx)).await
+            fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$t>::poll_write_ready(self, cx)
             }
             fn shutdown_write(&self) {
                 let _ = socket2::SockRef::from(self).shutdown(std::net::Shutdown::Write);
@@ -72,29 +80,6 @@ macro_rules! tokio_socket {
 }
 tokio_socket!(TcpStream);
 tokio_socket!(UnixStream);
-
-/// A socket shared by a transport and the task that waits for its readiness (see
-/// `conn::link`).
-impl<S: Socket> Socket for std::sync::Arc<S> {
-    fn try_read_drained(&self, buf: &mut [u8]) -> io::Result<usize> {
-        (**self).try_read_drained(buf)
-    }
-    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        (**self).try_write(buf)
-    }
-    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (**self).try_write_vectored(bufs)
-    }
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        (**self).readable()
-    }
-    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        (**self).writable()
-    }
-    fn shutdown_write(&self) {
-        (**self).shutdown_write()
-    }
-}
 
 /// What a read pass ended on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,13 +162,8 @@ impl<S: Socket> Transport<S> {
         }
     }
 
-    /// The same transport with its socket shared, and the socket (for waiting on readiness
-    /// while others may hold the transport).
-    pub fn share_socket(self) -> (Transport<std::sync::Arc<S>>, std::sync::Arc<S>) {
-        let Transport { socket, tls, inbuf, outbuf, out_pos, early, peer_closed, failed } = self;
-        let socket = std::sync::Arc::new(socket);
-        let t = Transport { socket: socket.clone(), tls, inbuf, outbuf, out_pos, early, peer_closed, failed };
-        (t, socket)
+    pub fn socket(&self) -> &S {
+        &self.socket
     }
 
     pub fn tls(socket: S, conn: UnbufferedServerConnection) -> Transport<S> {
@@ -695,11 +675,11 @@ impl Socket for Trickle {
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.try_write(bufs.first().map_or(&[][..], |b| &b[..]))
     }
-    async fn readable(&self) -> io::Result<()> {
-        Ok(())
+    fn poll_read_ready(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
-    async fn writable(&self) -> io::Result<()> {
-        Ok(())
+    fn poll_write_ready(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
     fn shutdown_write(&self) {}
 }

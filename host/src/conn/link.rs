@@ -9,8 +9,10 @@
 //! each pass of its writer, others only try to take it.
 
 use std::cell::RefCell;
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
 
 use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use prometheus_client::metrics::counter::Counter;
@@ -33,36 +35,39 @@ thread_local! {
 }
 
 pub(crate) struct Link<S: Socket> {
-    /// The socket, for waiting on its readiness without the transport's lock.
-    socket: Arc<S>,
     /// `None` once the session is over: the rest of the connection's life is its task's alone.
-    transport: Mutex<Option<Transport<Arc<S>>>>,
+    transport: Mutex<Option<Transport<S>>>,
     messages_out: Counter,
     bytes_out: Counter,
 }
 
 impl<S: Socket> Link<S> {
     pub fn new(t: Transport<S>, metrics: &Metrics) -> Arc<Link<S>> {
-        let (t, socket) = t.share_socket();
         Arc::new(Link {
-            socket,
             transport: Mutex::new(Some(t)),
             messages_out: metrics.messages_out.clone(),
             bytes_out: metrics.bytes_out.clone(),
         })
     }
 
-    pub fn socket(&self) -> &S {
-        &self.socket
+    /// The socket's readiness to read, or with `write` to write. Polled under the lock (a
+    /// direct write holds it for a few frames at most) so that the socket needs no handle of
+    /// its own: an `Arc` per connection.
+    pub fn poll_ready(&self, cx: &mut Context<'_>, write: bool) -> Poll<io::Result<()>> {
+        match &*self.transport.lock() {
+            Some(t) if write => t.socket().poll_write_ready(cx),
+            Some(t) => t.socket().poll_read_ready(cx),
+            None => Poll::Ready(Err(io::Error::other("the session is over"))),
+        }
     }
 
     /// The transport, for the connection's task (never across an await).
-    pub fn lock(&self) -> MappedMutexGuard<'_, Transport<Arc<S>>> {
+    pub fn lock(&self) -> MappedMutexGuard<'_, Transport<S>> {
         MutexGuard::map(self.transport.lock(), |t| t.as_mut().expect("the transport is taken after the session only"))
     }
 
     /// Ends the sharing: the transport, back to the connection's task alone.
-    pub fn take(&self) -> Option<Transport<Arc<S>>> {
+    pub fn take(&self) -> Option<Transport<S>> {
         self.transport.lock().take()
     }
 }
@@ -143,7 +148,7 @@ mod tests {
     }
 
     fn written(link: &Link<Trickle>) -> Vec<u8> {
-        link.socket().taken()
+        link.lock().socket().taken()
     }
 
     fn text(s: &'static str) -> Outgoing {

@@ -48,53 +48,83 @@ pub(crate) async fn serve(ctx: Arc<ServerCtx>, tcp: TcpStream, peer: SocketAddr,
         tracing::debug_span!("conn", remote = %peer, id = field::Empty, route = field::Empty, user = field::Empty);
     // Boxed: only the session's state stays with the connection while it is open (the
     // handshake's and the teardown's, with their plugin calls, would double its size).
-    let next = Box::pin(until_shutdown(&ctx, handshake(&ctx, tcp, peer).instrument(span.clone()))).await;
+    let Some(opened) = Box::pin(open(&ctx, tcp, peer, pending, &span)).await else { return };
+    live(&ctx, opened).instrument(span).await
+}
+
+/// An upgraded connection's parts, as the session starts. Only these cross into the session:
+/// whatever else the handshake made (its result, the request, the transport outside the link)
+/// would keep its space in every open connection's task if it were still in scope there.
+struct Opened {
+    link: Arc<link::Link<TcpStream>>,
+    registration: registration::Registration,
+    deflate: Option<crate::ws::deflate::Agreed>,
+    leftover: Vec<u8>,
+}
+
+/// The handshake (unless shutdown comes first), then either the open WebSocket connection's
+/// parts or, for a plain HTTP route, its whole service.
+async fn open(
+    ctx: &Arc<ServerCtx>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    pending: crate::hub::AdmitGuard,
+    span: &tracing::Span,
+) -> Option<Opened> {
+    let next = until_shutdown(ctx, handshake(ctx, tcp, peer).instrument(span.clone())).await;
     drop(pending);
-    let (t, peer, upgraded, leftover) = match next {
-        None => return,
-        Some(Next::Upgraded(u)) => u,
-        Some(Next::Http { mut t, peer, route, req, leftover }) => {
-            span.record("route", route.path());
-            // Boxed too: a WebSocket connection's future does not carry an HTTP one's state.
-            Box::pin(http_route::serve(&ctx, &mut t, peer, &route, req, leftover).instrument(span)).await;
-            return;
+    match next? {
+        Next::Upgraded((t, peer, upgraded, leftover)) => {
+            let upgrade::Upgraded { registration, protocol, deflate } = upgraded;
+            let conn = registration.conn();
+            tracing::info!(
+                parent: span, id = conn.id, remote = %peer, route = %registration.route().path(),
+                user = conn.identity().as_ref().map(|i| i.id.as_str()), tls = t.tls_version(),
+                protocol = protocol.as_deref(), deflate = deflate.is_some(), "connection opened"
+            );
+            Some(Opened { link: link::Link::new(t, &ctx.hub.metrics), registration, deflate, leftover })
         }
-    };
-    async move {
-        let upgrade::Upgraded { registration, protocol, deflate } = upgraded;
-        let (conn, route) = (registration.conn().clone(), registration.route().clone());
-        let user = conn.identity();
-        tracing::info!(
-            id = conn.id, remote = %peer, route = %route.path(), user = user.as_ref().map(|i| i.id.as_str()),
-            tls = t.tls_version(), protocol = protocol.as_deref(), deflate = deflate.is_some(), "connection opened"
-        );
-        let limits = &ctx.settings.server;
-        let hub = &ctx.hub;
-        let link = link::Link::new(t, &hub.metrics);
-        let ended = session::run(
-            &link,
-            &conn,
-            &route,
-            &hub.metrics,
-            &hub.budget,
-            Start { leftover: &leftover, deflate },
-            limits.close_timeout,
-        )
-        .await;
-        // From here on nobody else writes to the connection. Boxed: the goodbye's and the
-        // teardown's state is not carried by every open connection's future.
-        let t = link.take();
-        Box::pin(async move {
-            // A killed connection (dead peer, shutdown) gets no polite goodbye that could wait.
-            if let Some(mut t) = t.filter(|_| conn.killed() == crate::hub::Kill::None) {
-                respond::finish(&mut t).await;
-            }
-            registration.finish(ended).await;
-        })
-        .await;
+        Next::Http { mut t, peer, route, req, leftover } => {
+            span.record("route", route.path());
+            http_route::serve(ctx, &mut t, peer, &route, req, leftover).instrument(span.clone()).await;
+            None
+        }
     }
-    .instrument(span)
-    .await
+}
+
+/// An upgraded connection, from its session to its teardown.
+async fn live(ctx: &ServerCtx, Opened { link, registration, deflate, leftover }: Opened) {
+    let hub = &ctx.hub;
+    let conn = registration.conn();
+    let ended = session::run(
+        &link,
+        conn,
+        registration.route(),
+        &hub.metrics,
+        &hub.budget,
+        Start { leftover: &leftover, deflate },
+        ctx.settings.server.close_timeout,
+    )
+    .await;
+    // From here on nobody else writes to the connection.
+    teardown(link.take(), conn.clone(), registration, ended).await;
+}
+
+/// The goodbye and the teardown after a session. Boxed: their state is not carried by every
+/// open connection's future.
+fn teardown(
+    t: Option<crate::transport::Transport>,
+    conn: Arc<crate::hub::ConnShared>,
+    registration: registration::Registration,
+    ended: close::Ended,
+) -> std::pin::Pin<Box<impl Future<Output = ()>>> {
+    Box::pin(async move {
+        // A killed connection (dead peer, shutdown) gets no polite goodbye that could wait.
+        if let Some(mut t) = t.filter(|_| conn.killed() == crate::hub::Kill::None) {
+            respond::finish(&mut t).await;
+        }
+        registration.finish(ended).await;
+    })
 }
 
 /// The handshake, unless shutdown comes first.

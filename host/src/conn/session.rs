@@ -163,9 +163,9 @@ async fn run_session<S: Socket>(
         timer_for = deadline;
         let handling = &mut s.handling;
         let wake = tokio::select! {
-            r = link.socket().readable(), if reading => r.map_or_else(Wake::Failed, |_| Wake::Readable),
+            r = std::future::poll_fn(|cx| link.poll_ready(cx, false)), if reading => r.map_or_else(Wake::Failed, |_| Wake::Readable),
             _ = async { handling.as_mut().expect("guarded").await }, if handling.is_some() => Wake::Handled,
-            r = link.socket().writable(), if !flushed => r.map_or_else(Wake::Failed, |_| Wake::Writable),
+            r = std::future::poll_fn(|cx| link.poll_ready(cx, true)), if !flushed => r.map_or_else(Wake::Failed, |_| Wake::Writable),
             _ = conn.woken() => Wake::Queue,
             _ = async { close_timer.as_mut().expect("guarded").await }, if close_timer.is_some() => Wake::CloseTimeout,
             // Only while reading: a message held up by our own plugin call is not the peer's fault.

@@ -124,28 +124,50 @@ pub fn flush_from_lane(io: Option<tokio::runtime::Handle>) {
     LANE_IO.set(io);
 }
 
+/// Where frames just queued for some connections are written from.
+enum WriteFrom {
+    /// The caller writes them (a few connections).
+    Here,
+    /// Tasks on this I/O runtime, [`FLUSH_CHUNK`] connections each.
+    Tasks(tokio::runtime::Handle),
+    /// Each connection's own task, woken.
+    Owners,
+}
+
+impl WriteFrom {
+    fn for_members(n: usize) -> WriteFrom {
+        let few = n <= INLINE_FLUSHES;
+        if ON_LANE.get() {
+            // At the lane's low priority the frames would wait: the I/O threads write them,
+            // and a few are cheaper woken than handed to a task.
+            match LANE_IO.with_borrow(|io| io.clone()) {
+                Some(io) if !few => WriteFrom::Tasks(io),
+                _ => WriteFrom::Owners,
+            }
+        } else if few {
+            WriteFrom::Here
+        } else {
+            tokio::runtime::Handle::try_current().map_or(WriteFrom::Owners, WriteFrom::Tasks)
+        }
+    }
+}
+
 /// Has what was just queued to `conns` written (see [`ConnShared::queue`]): by the caller, by
 /// tasks spawned for it, or by each connection's task.
 pub fn flush_all(conns: Vec<Arc<ConnShared>>) {
-    let io = if ON_LANE.get() {
-        LANE_IO.with_borrow(|io| io.clone())
-    } else if conns.len() <= INLINE_FLUSHES {
-        conns.iter().for_each(|c| c.flush_or_wake());
-        return;
-    } else {
-        tokio::runtime::Handle::try_current().ok()
-    };
-    let Some(io) = io else {
-        conns.iter().for_each(|c| c.wake.raise());
-        return;
-    };
-    let mut rest = conns.into_iter();
-    loop {
-        let chunk: Vec<Arc<ConnShared>> = rest.by_ref().take(FLUSH_CHUNK).collect();
-        if chunk.is_empty() {
-            break;
+    match WriteFrom::for_members(conns.len()) {
+        WriteFrom::Here => conns.iter().for_each(|c| c.flush_or_wake()),
+        WriteFrom::Owners => conns.iter().for_each(|c| c.wake.raise()),
+        WriteFrom::Tasks(io) => {
+            let mut rest = conns.into_iter();
+            loop {
+                let chunk: Vec<Arc<ConnShared>> = rest.by_ref().take(FLUSH_CHUNK).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                drop(io.spawn(async move { chunk.iter().for_each(|c| c.flush_or_wake()) }));
+            }
         }
-        drop(io.spawn(async move { chunk.iter().for_each(|c| c.flush_or_wake()) }));
     }
 }
 
@@ -245,7 +267,10 @@ impl ConnShared {
     /// when the queue is full.
     pub fn send(&self, item: Outgoing) -> Result<(), PushError> {
         if self.queue(item)? {
-            if ON_LANE.get() { self.wake.raise() } else { self.flush_or_wake() }
+            match WriteFrom::for_members(1) {
+                WriteFrom::Here => self.flush_or_wake(),
+                WriteFrom::Tasks(_) | WriteFrom::Owners => self.wake.raise(),
+            }
         }
         Ok(())
     }

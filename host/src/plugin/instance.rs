@@ -417,7 +417,7 @@ impl Loaded {
         let started = Instant::now();
         let mut call = make(inst, lent);
         // Every poll may run plugin code, so each first makes sure the epoch ticks.
-        let ticking = self.env.ticking.clone();
+        let ticking = self.env.ticking;
         let mut call = std::future::poll_fn(move |cx| {
             ticking.touch();
             call.as_mut().poll(cx)

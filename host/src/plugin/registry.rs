@@ -398,7 +398,7 @@ impl Registry {
                             histogram(Export::OnTimer),
                         ],
                         stopping: self.runtime.stopping.clone(),
-                        ticking: self.runtime.ticker.ticking.clone(),
+                        ticking: self.runtime.ticker.ticking,
                         outbound,
                         webhooks,
                     }),

@@ -33,7 +33,7 @@ pub struct PluginEnv {
     /// Set when shutdown's grace period is over: every call stops at its next tick.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
     /// The epoch ticker, touched before plugin code runs (see `ticker`).
-    pub ticking: Arc<super::ticker::Ticking>,
+    pub ticking: &'static super::ticker::Ticking,
     /// Outbound HTTP: policy, requests in flight, metrics.
     pub outbound: Arc<Outbound>,
     /// Webhooks: the plugin's queues and delivery tasks (kept across reloads).
