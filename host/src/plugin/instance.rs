@@ -221,6 +221,7 @@ impl Loaded {
         let call = move |mut inst: Box<Instance>, (): ()| -> CallFuture<(), Connect> {
             Box::pin(async move {
                 let Instance { store, api, .. } = &mut *inst;
+                store.set_epoch_deadline(1); // ticks count from the call's start (see `call`)
                 let r = each_version!(api, p => {
                     p.wasmsock_plugin_handler().call_on_connect(&mut *store, id, &req.into()).await.map(Connect::from)
                 });
@@ -236,6 +237,7 @@ impl Loaded {
         let call = move |mut inst: Box<Instance>, msg: Message| -> CallFuture<Message, Flow> {
             Box::pin(async move {
                 let Instance { store, api, .. } = &mut *inst;
+                store.set_epoch_deadline(1); // ticks count from the call's start (see `call`)
                 let (msg, r) = each_version!(api, p => {
                     let wit = msg.into();
                     let r = p.wasmsock_plugin_handler().call_on_message(&mut *store, id, &wit).await;
@@ -252,6 +254,7 @@ impl Loaded {
         let call = move |mut inst: Box<Instance>, (): ()| -> CallFuture<(), ()> {
             Box::pin(async move {
                 let Instance { store, api, .. } = &mut *inst;
+                store.set_epoch_deadline(1); // ticks count from the call's start (see `call`)
                 let r = each_version!(api, p => {
                     p.wasmsock_plugin_handler().call_on_close(&mut *store, id, code.get(), &reason).await
                 });
@@ -274,6 +277,7 @@ impl Loaded {
         let call = move |mut inst: Box<Instance>, (): ()| -> CallFuture<(), HttpResponse> {
             Box::pin(async move {
                 let Instance { store, http, .. } = &mut *inst;
+                store.set_epoch_deadline(1); // ticks count from the call's start (see `call`)
                 let r = match http {
                     Some(h) => h.call_on_request(&mut *store, &req.into()).await.map(HttpResponse::from),
                     None => Err(wasmtime::format_err!("the instance has no on-request export")),
@@ -296,6 +300,7 @@ impl Loaded {
         let call = move |mut inst: Box<Instance>, (): ()| -> CallFuture<(), ()> {
             Box::pin(async move {
                 let Instance { store, timer, .. } = &mut *inst;
+                store.set_epoch_deadline(1); // ticks count from the call's start (see `call`)
                 let r = match timer {
                     Some(t) => t.call_on_timer(&mut *store, &key, conn_id).await,
                     None => Err(wasmtime::format_err!("the instance has no on-timer export")),
@@ -410,7 +415,10 @@ impl Loaded {
             slice: self.ticks.slice,
             ..CallCtx::default()
         };
-        inst.store.set_epoch_deadline(1);
+        // The epoch deadline is set when the call starts running (in each export's future), not
+        // here: a call that waited for the slow lane would otherwise take a tick at its first
+        // instruction, and, made under shutdown's stop allowance, could be stopped before it
+        // did anything.
         let conn_id = conn.map(|c| c.id);
         let span =
             tracing::debug_span!("plugin_call", plugin = %self.env.name, export = export.as_str(), conn = conn_id);
