@@ -140,10 +140,10 @@ impl WriteFrom {
         if ON_LANE.get() {
             // At the lane's low priority the frames would wait: the I/O threads write them,
             // and a few are cheaper woken than handed to a task.
-            match LANE_IO.with_borrow(|io| io.clone()) {
-                Some(io) if !few => WriteFrom::Tasks(io),
-                _ => WriteFrom::Owners,
+            if few {
+                return WriteFrom::Owners;
             }
+            LANE_IO.with_borrow(|io| io.clone()).map_or(WriteFrom::Owners, WriteFrom::Tasks)
         } else if few {
             WriteFrom::Here
         } else {
