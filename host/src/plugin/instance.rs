@@ -221,7 +221,6 @@ impl Loaded {
         let call = move |mut inst: Box<Instance>, (): ()| -> CallFuture<(), Connect> {
             Box::pin(async move {
                 let Instance { store, api, .. } = &mut *inst;
-                store.set_epoch_deadline(1); // ticks count from the call's start (see `call`)
                 let r = each_version!(api, p => {
                     p.wasmsock_plugin_handler().call_on_connect(&mut *store, id, &req.into()).await.map(Connect::from)
                 });
@@ -237,7 +236,6 @@ impl Loaded {
         let call = move |mut inst: Box<Instance>, msg: Message| -> CallFuture<Message, Flow> {
             Box::pin(async move {
                 let Instance { store, api, .. } = &mut *inst;
-                store.set_epoch_deadline(1); // ticks count from the call's start (see `call`)
                 let (msg, r) = each_version!(api, p => {
                     let wit = msg.into();
                     let r = p.wasmsock_plugin_handler().call_on_message(&mut *store, id, &wit).await;
@@ -254,7 +252,6 @@ impl Loaded {
         let call = move |mut inst: Box<Instance>, (): ()| -> CallFuture<(), ()> {
             Box::pin(async move {
                 let Instance { store, api, .. } = &mut *inst;
-                store.set_epoch_deadline(1); // ticks count from the call's start (see `call`)
                 let r = each_version!(api, p => {
                     p.wasmsock_plugin_handler().call_on_close(&mut *store, id, code.get(), &reason).await
                 });
@@ -277,7 +274,6 @@ impl Loaded {
         let call = move |mut inst: Box<Instance>, (): ()| -> CallFuture<(), HttpResponse> {
             Box::pin(async move {
                 let Instance { store, http, .. } = &mut *inst;
-                store.set_epoch_deadline(1); // ticks count from the call's start (see `call`)
                 let r = match http {
                     Some(h) => h.call_on_request(&mut *store, &req.into()).await.map(HttpResponse::from),
                     None => Err(wasmtime::format_err!("the instance has no on-request export")),
@@ -300,7 +296,6 @@ impl Loaded {
         let call = move |mut inst: Box<Instance>, (): ()| -> CallFuture<(), ()> {
             Box::pin(async move {
                 let Instance { store, timer, .. } = &mut *inst;
-                store.set_epoch_deadline(1); // ticks count from the call's start (see `call`)
                 let r = match timer {
                     Some(t) => t.call_on_timer(&mut *store, &key, conn_id).await,
                     None => Err(wasmtime::format_err!("the instance has no on-timer export")),
@@ -395,13 +390,13 @@ impl Loaded {
     /// Runs one call: an instance from the pool, the call's budget, the call itself (moved to
     /// the slow lane if it runs long), then accounting, the plugin's output, and the instance
     /// back to the pool (or dropped after a trap).
-    async fn call<K: Default + Send + 'static, R: Send + 'static>(
+    async fn call<K: Default + Send + Unpin + 'static, R: Send + 'static>(
         &self,
         conn: Option<&Arc<ConnShared>>,
         export: Export,
         bytes: usize,
         lent: K,
-        make: impl FnOnce(Box<Instance>, K) -> CallFuture<K, R>,
+        make: impl FnOnce(Box<Instance>, K) -> CallFuture<K, R> + Send + Unpin + 'static,
     ) -> (K, Result<R, CallError>) {
         let mut inst = match self.instance().await {
             Ok(i) => i,
@@ -415,19 +410,24 @@ impl Loaded {
             slice: self.ticks.slice,
             ..CallCtx::default()
         };
-        // The epoch deadline is set when the call starts running (in each export's future), not
-        // here: a call that waited for the slow lane would otherwise take a tick at its first
-        // instruction, and, made under shutdown's stop allowance, could be stopped before it
-        // did anything.
         let conn_id = conn.map(|c| c.id);
         let span =
             tracing::debug_span!("plugin_call", plugin = %self.env.name, export = export.as_str(), conn = conn_id);
         let started = Instant::now();
-        let mut call = make(inst, lent);
-        // Every poll may run plugin code, so each first makes sure the epoch ticks.
+        // Every poll may run plugin code, so each first makes sure the epoch ticks. The call
+        // is made, and its epoch deadline set, at the first poll, not here: a call that waited
+        // for the slow lane would otherwise take a tick at its first instruction and, made
+        // under shutdown's stop allowance, could be stopped before it did anything.
         let ticking = self.env.ticking;
+        let mut start = Some((inst, lent, make));
+        let mut running: Option<CallFuture<K, R>> = None;
         let mut call = std::future::poll_fn(move |cx| {
             ticking.touch();
+            let call = running.get_or_insert_with(|| {
+                let (mut inst, lent, make) = start.take().expect("made at the first poll only");
+                inst.store.set_epoch_deadline(1);
+                make(inst, lent)
+            });
             call.as_mut().poll(cx)
         });
         let runs_long = &self.runs_long[export as usize];
