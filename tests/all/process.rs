@@ -478,7 +478,7 @@ async fn shutdown_keeps_to_its_grace_period_and_still_runs_every_on_close_once()
             .count();
         let about: Vec<_> =
             logs.iter().filter(|v| [&v["conn"], &v["id"]].iter().any(|f| f.to_string() == *id)).collect();
-        assert_eq!(ran, 1, "on-close for connection {id} ran {ran} times: {about:#?}");
+        assert_eq!(ran, 1, "on-close for connection {id} ran {ran} times: {about:#?}\nshutdown: {timeline:#?}");
     }
     drop((readers, silent));
 }

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 use thiserror::Error;
@@ -26,6 +26,7 @@ use super::bindings::{Connect, Flow, HttpRequest, HttpResponse, Message, Request
 use super::capacity::{Capacity, Slot};
 use super::lanes::Lanes;
 use super::state::{CallCtx, Limiter, PluginEnv, StoreState};
+use super::stop_clock::StopClock;
 use super::wasi::{self, Capture};
 use crate::hub::ConnShared;
 use crate::ws::CloseCode;
@@ -363,7 +364,8 @@ impl Loaded {
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(on_tick);
         // Start functions run under the plugin's deadline too.
-        store.data_mut().call = CallCtx { budget: self.ticks.base, slice: u64::MAX, ..CallCtx::default() };
+        let since_stop = self.env.stopping.load(Relaxed).then(StopClock::start);
+        store.data_mut().call = CallCtx { budget: self.ticks.base, slice: u64::MAX, since_stop, ..CallCtx::default() };
         store.set_epoch_deadline(1);
         self.env.ticking.touch();
         let api = match &self.pre {
@@ -426,6 +428,9 @@ impl Loaded {
             let call = running.get_or_insert_with(|| {
                 let (mut inst, lent, make) = start.take().expect("made at the first poll only");
                 inst.store.set_epoch_deadline(1);
+                if inst.store.data().env.stopping.load(Relaxed) {
+                    inst.store.data_mut().call.since_stop = Some(StopClock::start());
+                }
                 make(inst, lent)
             });
             call.as_mut().poll(cx)
@@ -507,10 +512,12 @@ impl Loaded {
 }
 
 impl Loaded {
-    /// Runs a call on the slow lane. When shutdown stops plugin calls, one that already ran
-    /// there is stopped (dropped where it stands); one still waiting for its first turn is
-    /// taken back and made here, on the I/O threads, under the stop allowance: a call owed
-    /// (on-close) is made, and not at the slow lane's low priority.
+    /// Runs a call on the slow lane. When shutdown stops plugin calls, one still waiting for its
+    /// first turn is taken back and made here, on the I/O threads, under the stop allowance: a
+    /// call owed (on-close) is made, and not at the slow lane's low priority. One already
+    /// running there is waited for: it stops at its allowance too, which counts its own CPU
+    /// time, so it gets it although its thread runs behind busy I/O threads (an outbound request
+    /// it waits on fails at the stop).
     async fn on_lane<O: Send + 'static>(&self, call: impl Future<Output = O> + Send + 'static) -> Result<O, CallError> {
         let waiting = Arc::new(Mutex::new(Some(call)));
         let on_lane = {
@@ -527,34 +534,48 @@ impl Loaded {
             }
         };
         let Some(mut task) = self.lanes.spawn(on_lane) else {
-            return Err(CallError::Stopped);
+            // No lane (it went with the runtime): the call is made here.
+            let call = waiting.lock().take();
+            return match call {
+                Some(call) => Ok(call.await),
+                None => Err(CallError::Stopped),
+            };
         };
-        let finished = tokio::select! {
+        let joined = tokio::select! {
             biased;
-            out = &mut task => match out {
-                Ok(Some(out)) => return Ok(out),
-                Ok(None) => true,
-                // The host panicked: the instance and what the call held are gone with it.
-                Err(e) => return Err(CallError::Trap(format!("the call's task failed: {e}"))),
-            },
-            _ = self.lanes.stopped() => false,
+            out = &mut task => out,
+            _ = self.lanes.stopped() => {
+                let unstarted = waiting.lock().take();
+                if let Some(call) = unstarted {
+                    task.abort();
+                    return Ok(call.await);
+                }
+                task.await
+            }
         };
-        let unstarted = waiting.lock().take();
-        if !finished {
-            task.abort();
-        }
-        match unstarted {
-            Some(call) => Ok(call.await),
-            None => Err(CallError::Stopped),
+        match joined {
+            Ok(Some(out)) => Ok(out),
+            // The lane saw the stop before the call's turn came.
+            Ok(None) => {
+                let unstarted = waiting.lock().take();
+                match unstarted {
+                    Some(call) => Ok(call.await),
+                    None => Err(CallError::Stopped),
+                }
+            }
+            // The host panicked: the instance and what the call held are gone with it.
+            Err(e) => Err(CallError::Trap(format!("the call's task failed: {e}"))),
         }
     }
 }
 
-/// Ticks a call may still run once shutdown stopped plugin calls (1 to 2 ms of its own
-/// execution at the default tick: its first tick comes anywhere within a tick's time): enough
-/// for an on-close that does its bookkeeping and returns, not for one that runs long, and
-/// small enough that hundreds of on-close calls still owed fit in the shutdown margin.
-const STOP_ALLOWANCE: u64 = 2;
+/// Own CPU time a call still gets once shutdown stopped plugin calls, counted from its start if
+/// it was made after the stop (an on-close still owed), else from its first tick after it. It
+/// stops at the first tick past this (at the default tick, about 1 ms of CPU on average): enough
+/// for an on-close that does its bookkeeping and returns, not for one that runs long, and small
+/// enough that hundreds of on-close calls still owed fit in the shutdown margin. CPU time, not
+/// ticks: see [`super::stop_clock`].
+const STOP_ALLOWANCE: Duration = Duration::from_micros(500);
 
 /// The epoch callback: one more tick of this call's own execution. Past its budget (or, once
 /// shutdown stopped calls, its allowance) the call is stopped.
@@ -563,16 +584,17 @@ fn on_tick(mut cx: wasmtime::StoreContextMut<'_, StoreState>) -> wasmtime::Resul
     state.env.ticking.touch();
     let call = &mut state.call;
     call.ticks += 1;
-    if state.env.stopping.load(Relaxed) {
-        call.ticks_since_stop += 1;
-    }
-    if call.ticks >= call.budget || call.ticks_since_stop >= STOP_ALLOWANCE {
+    if call.ticks >= call.budget {
         return Ok(UpdateDeadline::Interrupt);
+    }
+    if state.env.stopping.load(Relaxed) {
+        // No move to the slow lane once stopping: its low priority would only slow the end down.
+        let spent = call.since_stop.get_or_insert_with(StopClock::start).spent();
+        return Ok(if spent >= STOP_ALLOWANCE { UpdateDeadline::Interrupt } else { UpdateDeadline::Continue(1) });
     }
     // Past the slice, yield once: the code awaiting the call then moves it to the slow lane,
     // where it runs on to its end (calls there take their turns, first come first served).
-    // Once stopping, the slow lane's low priority would only slow the end down.
-    if call.ticks >= call.slice && call.ticks_since_stop == 0 && !state.move_to_lane.swap(true, Relaxed) {
+    if call.ticks >= call.slice && !state.move_to_lane.swap(true, Relaxed) {
         return Ok(UpdateDeadline::Yield(1));
     }
     Ok(UpdateDeadline::Continue(1))

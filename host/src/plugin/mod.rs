@@ -15,6 +15,7 @@ pub mod overhead;
 mod presence_api;
 mod registry;
 mod state;
+mod stop_clock;
 mod ticker;
 mod timer_driver;
 mod timers_api;

@@ -339,9 +339,9 @@ impl Registry {
         &self.dir
     }
 
-    /// From now on every plugin call stops at its next epoch tick (shutdown's grace period is
-    /// over): calls still running end within a tick, and calls still owed (`on-close`) are made
-    /// and stopped at once, so they are neither abandoned nor waited for.
+    /// From now on every plugin call, running or still owed (`on-close`), runs at most a stop
+    /// allowance of its own CPU time more (shutdown's grace period is over): calls owed are made,
+    /// each gets to do its bookkeeping, and none is waited for long.
     pub fn stop_calls(&self) {
         self.runtime.stopping.store(true, Relaxed);
         self.runtime.lanes.stop();

@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::outbound::{Hooks, Outbound};
+use super::stop_clock::StopClock;
 use super::wasi::Capture;
 use super::webhooks::Webhooks;
 use crate::config::{HostLimits, PluginSettings};
@@ -30,7 +31,7 @@ pub struct PluginEnv {
     /// Call latency histograms by export (on-connect, on-message, on-close, on-request,
     /// on-timer), resolved once.
     pub call_seconds: [Histogram; super::instance::EXPORTS],
-    /// Set when shutdown's grace period is over: every call stops at its next tick.
+    /// Set when shutdown's grace period is over: every call stops at its stop allowance.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
     /// The epoch ticker, touched before plugin code runs (see `ticker`).
     pub ticking: &'static super::ticker::Ticking,
@@ -52,8 +53,9 @@ pub struct CallCtx {
     pub ticks: u64,
     pub budget: u64,
     pub slice: u64,
-    /// Ticks since shutdown stopped plugin calls (see `Registry::stop_calls`).
-    pub ticks_since_stop: u64,
+    /// Its own CPU time since shutdown stopped plugin calls: since its start, or its first tick
+    /// after the stop if it was running then (see `Registry::stop_calls`).
+    pub since_stop: Option<StopClock>,
     /// A timer refused for the plugin's bound was logged in this call (once per call is enough).
     pub timer_refusal_logged: bool,
 }
