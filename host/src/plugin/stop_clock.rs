@@ -5,7 +5,7 @@
 //! but not for an allowance of a millisecond at shutdown, when every on-close still owed is made
 //! at once and a call's thread may wait through most of that millisecond (for a core, or in the
 //! kernel). Counted in ticks, an on-close was now and then stopped before its first line on a
-//! loaded machine (twice in CI; here 4 times in 210 runs of the shutdown test beside a build and
+//! loaded machine (twice in CI; here 4 times in 140 runs of the shutdown test beside a build and
 //! other copies of it). Counted in the thread's CPU time, each call gets the allowance to
 //! itself, however busy the machine.
 
