@@ -534,12 +534,7 @@ impl Loaded {
             }
         };
         let Some(mut task) = self.lanes.spawn(on_lane) else {
-            // No lane (it went with the runtime): the call is made here.
-            let call = waiting.lock().take();
-            return match call {
-                Some(call) => Ok(call.await),
-                None => Err(CallError::Stopped),
-            };
+            return Err(CallError::Stopped);
         };
         let joined = tokio::select! {
             biased;
